@@ -77,12 +77,16 @@ class Kind:
 class Kinds:
     """All kinds served now, looked up by (group, plural), by (group, kind), or by a short name."""
     _by_resource: dict[tuple[str, str], Kind] = field(default_factory=dict)
+    generation: int = 0    # bumped on every change, so cached documents know when to rebuild
 
     def add(self, k: Kind) -> None:
-        self._by_resource[(k.group, k.plural)] = k
+        if self._by_resource.get((k.group, k.plural)) != k:
+            self._by_resource[(k.group, k.plural)] = k
+            self.generation += 1
 
     def remove(self, group: str, plural: str) -> None:
-        self._by_resource.pop((group, plural), None)
+        if self._by_resource.pop((group, plural), None) is not None:
+            self.generation += 1
 
     def __iter__(self) -> Iterator[Kind]:
         return iter(sorted(self._by_resource.values(), key=lambda k: (k.group != "", k.group, k.plural)))

@@ -1,0 +1,142 @@
+"""The `skiff` command: `skiff up` runs the platform; the rest are API clients.
+
+Errors print in one line with the fix when known; long-running work shows
+progress with rich. Neighbours: platform.py (what `up` starts), cli/api.py,
+cli/apply.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="skiff: OpenShift Serverless with Service Mesh, on one machine.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _home(home: Path | None) -> Path:
+    from skiff.platform import default_home
+    return (home or default_home()).expanduser()
+
+
+def fail(message: str, fix: str = "", code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}" + (f" [dim]({fix})[/dim]" if fix else ""))
+    raise typer.Exit(code)
+
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="SKIFF_HOME",
+                                              help="state directory (default ~/.skiff)")]
+
+
+@app.command()
+def up(
+    home: HomeOpt = None,
+    api_port: Annotated[int, typer.Option(envvar="SKIFF_API_PORT", help="Kubernetes API port")] = 6443,
+    http_port: Annotated[int, typer.Option(envvar="SKIFF_HTTP_PORT", help="plain HTTP ingress port")] = 8080,
+    https_port: Annotated[int, typer.Option(envvar="SKIFF_HTTPS_PORT", help="TLS ingress port")] = 8443,
+    local_gateway_port: Annotated[int, typer.Option(envvar="SKIFF_LOCAL_GATEWAY_PORT",
+                                                    help="knative-local-gateway port")] = 8081,
+    domain: Annotated[str, typer.Option(envvar="SKIFF_DOMAIN", help="cluster apps domain")]
+    = "apps.127.0.0.1.sslip.io",
+    example: Annotated[bool, typer.Option("--example/--no-example",
+                                          help="apply the getting-started example once ready")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Run the platform in the foreground until Ctrl-C."""
+    from skiff.platform import Platform, Settings
+    for name, port in (("--api-port", api_port), ("--http-port", http_port),
+                       ("--https-port", https_port), ("--local-gateway-port", local_gateway_port)):
+        if not 0 < port < 65536:
+            fail(f"{name} {port} is not a port number", "use 1..65535")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings(home=_home(home), api_port=api_port, http_port=http_port, https_port=https_port,
+                        local_gateway_port=local_gateway_port, domain=domain)
+    t0 = time.monotonic()
+    status = err.status("starting skiff", spinner="dots") if sys.stderr.isatty() else contextlib.nullcontext()
+
+    def step(msg: str) -> None:
+        err.print(f"[green]✓[/green] {msg} [dim]({(time.monotonic() - t0) * 1000:.0f} ms)[/dim]")
+
+    async def main() -> None:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        platform = Platform(settings, on_step=step)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            with status:
+                await platform.start()
+        except OSError as e:
+            await platform.stop()
+            fail(f"cannot start: {e}", "another skiff or program may hold the port; pick others with "
+                                       "--api-port/--http-port/--https-port")
+        err.print(f"[bold green]skiff is ready[/bold green] in {(time.monotonic() - t0):.2f} s — "
+                  f"export KUBECONFIG={platform.kubeconfig}")
+        if example:
+            from skiff.cli.example import run_example
+            await run_example(platform, out)
+        await stop.wait()
+        err.print("stopping: pods get SIGTERM, then SIGKILL after their grace period")
+        await platform.stop()
+        err.print("skiff stopped")
+
+    try:
+        import uvloop
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+@app.command()
+def apply(
+    filename: Annotated[list[str], typer.Option("-f", "--filename", help="file, directory or - (stdin)")],
+    namespace: Annotated[str | None, typer.Option("-n", "--namespace")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Apply YAML all-or-nothing: every document is checked before any is applied."""
+    from skiff.cli.api import Api, ApiFailure, NoServer, kubeconfig_path
+    from skiff.cli.apply import apply_files
+    try:
+        api = Api(kubeconfig_path(_home(home)))
+        applied, problems = apply_files(api, filename, namespace, echo=out.print)
+    except NoServer as e:
+        fail(str(e))
+        return
+    except FileNotFoundError as e:
+        fail(str(e))
+        return
+    except ApiFailure as e:
+        fail(str(e))
+        return
+    if problems:
+        for p in problems:
+            err.print(f"[red]error:[/red] {p}", soft_wrap=True)
+        if not applied:
+            err.print("nothing was applied", style="dim")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,564 @@
+"""The HTTP(S) API server kubectl and the Python client talk to (aiohttp).
+
+Thin shell: authenticate (bearer token), parse the path into kind +
+namespace + name + subresource, decode the body (JSON, YAML apply patches,
+protobuf from imperative `kubectl create`), call the registry, and encode the
+answer (JSON, Table for `kubectl get`, chunked watch streams, WebSocket exec,
+streamed logs). Every decision lives in the registry, discovery and printers
+modules. aiohttp is right here (the control plane, watch and WebSocket); the
+data plane never uses it. Neighbours: registry.py, discovery.py, protobuf.py,
+core/printers.py, core/runtime (exec and logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import yaml
+from aiohttp import WSMsgType, web
+
+from skiff.core import printers
+from skiff.core.apiserver import discovery
+from skiff.core.apiserver.registry import Registry, bad_request, json_body, parse_bool
+from skiff.core.client import ApiError, Obj
+from skiff.core.clock import utcnow
+from skiff.core.kinds import Kind
+
+log = logging.getLogger("skiff.apiserver")
+
+PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+cbor": "apply",
+}
+
+
+class ExecSession(Protocol):
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    def write(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+class PodProcesses(Protocol):
+    """What the node runtime offers the API server for `kubectl exec` and `kubectl logs`."""
+
+    async def exec(self, namespace: str, name: str, container: str, command: list[str],
+                   stdin: bool, tty: bool) -> Any: ...
+
+    def log_path(self, namespace: str, name: str, container: str, previous: bool = False) -> Any: ...
+
+
+@dataclass
+class Target:
+    kind: Kind
+    version: str
+    namespace: str
+    name: str
+    subresource: str
+
+
+def _status_response(e: ApiError) -> web.Response:
+    return web.json_response(e.status(), status=e.code)
+
+
+def _wants_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
+
+
+class ApiServer:
+    def __init__(self, registry: Registry, token: str, server_address: str,
+                 ready: Callable[[], bool], pods: PodProcesses | None = None) -> None:
+        self.registry = registry
+        self.token = token
+        self.server_address = server_address
+        self.ready = ready
+        self.pods = pods
+        self._openapi_cache: tuple[int, Obj, dict[str, Obj]] | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=3 * 1024 * 1024 + 1024,
+                              middlewares=[self._errors, self._auth])
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    # --- middleware ---------------------------------------------------------
+    @web.middleware
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return _status_response(e)
+        except web.HTTPRequestEntityTooLarge:
+            return _status_response(ApiError(413, "RequestEntityTooLarge",
+                                             "the request is too large; the limit is 3 MiB"))
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _status_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))
+
+    @web.middleware
+    async def _auth(self, request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path in ("/version", "/readyz", "/livez", "/healthz"):
+            return await handler(request)
+        if request.headers.get("Authorization", "") != f"Bearer {self.token}":
+            return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
+        return await handler(request)
+
+    # --- routing ------------------------------------------------------------
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        if path in ("/readyz", "/livez", "/healthz"):
+            if path == "/readyz" and not self.ready():
+                return web.Response(status=500, text="[-]controllers not ready\nreadyz check failed")
+            return web.Response(text="ok")
+        if path == "/version":
+            return web.json_response(discovery.VERSION)
+        if path in ("/api", "/apis"):
+            return self._discovery_root(request, path == "/api")
+        if parts[:2] == ["openapi", "v3"]:
+            return self._openapi(parts[2:])
+        if parts[:1] == ["openapi"]:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        elif parts[:1] == ["apis"] and len(parts) == 2:
+            vs = dict(self.registry.kinds.group_versions()).get(parts[1])
+            if not vs:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return web.json_response({"kind": "APIGroup", "apiVersion": "v1",
+                                      **discovery.api_group(parts[1], vs)})
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            doc = discovery.api_resource_list(self.registry.kinds, group, version)
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return web.json_response(doc)
+        t = self._target(group, version, rest)
+        return await self._resource(request, t)
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        kinds = self.registry.kinds
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            candidate = kinds.for_path(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        k = kinds.for_path(group, version, rest[0])
+        if k is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return Target(k, version, namespace, name, sub)
+
+    def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if "as=APIGroupDiscoveryList" in accept:
+            body = discovery.aggregated(self.registry.kinds, core)
+            return web.Response(text=json.dumps(body), content_type="application/json",
+                                headers={"Content-Type": discovery.AGGREGATED_CT})
+        if core:
+            return web.json_response(discovery.api_versions(self.server_address))
+        return web.json_response(discovery.api_group_list(self.registry.kinds))
+
+    def _openapi(self, rest: list[str]) -> web.Response:
+        kinds = self.registry.kinds
+        if self._openapi_cache is None or self._openapi_cache[0] != kinds.generation:
+            self._openapi_cache = (kinds.generation, discovery.openapi_root(kinds), {})
+        _, root, docs = self._openapi_cache
+        if not rest:
+            return web.json_response(root)
+        key = "/".join(rest)
+        if key not in root["paths"]:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if key not in docs:
+            if rest[0] == "api":
+                docs[key] = discovery.openapi_gv(kinds, "", rest[1])
+            else:
+                docs[key] = discovery.openapi_gv(kinds, rest[1], rest[2])
+        return web.json_response(docs[key])
+
+    # --- resources ----------------------------------------------------------
+    async def _resource(self, request: web.Request, t: Target) -> web.StreamResponse:
+        m = request.method
+        q = request.query
+        reg = self.registry
+        dry = q.get("dryRun") == "All"
+        if t.subresource in ("exec", "attach") and t.kind.kind == "Pod" and t.kind.builtin:
+            return await self._exec(request, t)
+        if t.subresource == "log" and t.kind.kind == "Pod" and t.kind.builtin:
+            return await self._log(request, t)
+        if t.subresource == "scale" and "scale" in t.kind.extra_subresources:
+            return await self._scale(request, t)
+        if t.subresource == "finalize" and t.kind.kind == "Namespace" and m == "PUT":
+            body = await self._body(request)
+            return web.json_response(reg.update(t.kind, "", t.name, body, dry_run=dry))
+        if t.subresource and not (t.subresource == "status" and t.kind.status_subresource):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if m == "GET" and not t.name:
+            if parse_bool(q.get("watch")):
+                return await self._watch(request, t)
+            items, rv, cont = reg.list(t.kind, t.namespace, q.get("labelSelector", ""),
+                                       q.get("fieldSelector", ""), int(q.get("limit", 0) or 0),
+                                       q.get("continue", ""), t.version)
+            meta: Obj = {"resourceVersion": str(rv)}
+            if cont:
+                meta["continue"] = cont
+            if _wants_table(request):
+                table = printers.table(t.kind, items, utcnow(), q.get("includeObject", "Metadata"))
+                table["metadata"] = meta
+                return web.json_response(table)
+            return web.json_response({"kind": t.kind.list_kind,
+                                      "apiVersion": t.kind.group_versions()[t.kind.versions.index(t.version)],
+                                      "metadata": meta, "items": items})
+        if m == "GET":
+            obj = reg.get(t.kind, t.namespace, t.name, t.version)
+            if _wants_table(request):
+                table = printers.table(t.kind, [obj], utcnow(), q.get("includeObject", "Metadata"))
+                table["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return web.json_response(table)
+            return web.json_response(obj)
+        if m == "POST" and not t.name:
+            body = await self._body(request)
+            obj = reg.create(t.kind, t.namespace, body, dry_run=dry)
+            return web.json_response(self._versioned(obj, t), status=201)
+        if m == "PUT" and t.name:
+            body = await self._body(request)
+            obj = reg.update(t.kind, t.namespace, t.name, body, t.subresource, dry_run=dry)
+            return web.json_response(self._versioned(obj, t))
+        if m == "PATCH" and t.name:
+            ct = request.content_type
+            pt = PATCH_TYPES.get(ct)
+            if pt is None:
+                raise ApiError(415, "UnsupportedMediaType",
+                               f"the body of the request was in an unknown format - accepted media "
+                               f"types include: {', '.join(PATCH_TYPES)}")
+            raw = await request.read()
+            if pt == "apply":
+                try:
+                    body = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                except yaml.YAMLError as e:
+                    raise bad_request(f"error decoding YAML: {e}") from None
+            else:
+                body = json_body(raw)
+            existed = True
+            if pt == "apply":
+                try:
+                    reg.get(t.kind, t.namespace, t.name)
+                except ApiError:
+                    existed = False
+            obj = reg.patch(t.kind, t.namespace, t.name, pt, body, t.subresource, dry_run=dry)
+            return web.json_response(self._versioned(obj, t), status=200 if existed else 201)
+        if m == "DELETE" and t.name:
+            opts = json_body(await request.read()) if request.can_read_body else {}
+            grace = q.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
+            obj = reg.delete(t.kind, t.namespace, t.name,
+                             int(grace) if grace is not None else None,
+                             q.get("propagationPolicy", opts.get("propagationPolicy", "Background")),
+                             opts.get("preconditions"), dry_run=dry)
+            return web.json_response(self._versioned(obj, t))
+        if m == "DELETE":
+            items, rv, _ = reg.list(t.kind, t.namespace, q.get("labelSelector", ""),
+                                    q.get("fieldSelector", ""))
+            for o in items:
+                try:
+                    reg.delete(t.kind, o["metadata"].get("namespace", ""), o["metadata"]["name"], dry_run=dry)
+                except ApiError as e:
+                    if e.code != 404:
+                        raise
+            return web.json_response({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version,
+                                      "metadata": {"resourceVersion": str(rv)}, "items": items})
+        raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the "
+                                                f"requested resource ({m})")
+
+    def _versioned(self, obj: Obj, t: Target) -> Obj:
+        if t.kind.group:
+            obj["apiVersion"] = f"{t.kind.group}/{t.version}"
+        return obj
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        ct = request.content_type
+        if ct == "application/vnd.kubernetes.protobuf":
+            from skiff.core.apiserver import protobuf
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as e:
+                raise bad_request(f"the body of the request could not be decoded: {e}") from None
+        if ct in ("application/yaml", "application/x-yaml"):
+            try:
+                return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except yaml.YAMLError as e:
+                raise bad_request(f"error decoding YAML: {e}") from None
+        return json_body(raw)
+
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        events = await self.registry.watch(t.kind, t.namespace, q.get("resourceVersion", ""),
+                                           q.get("labelSelector", ""), q.get("fieldSelector", ""),
+                                           t.version)
+        table = _wants_table(request)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                       "Transfer-Encoding": "chunked"})
+        await resp.prepare(request)
+        timeout = float(q.get("timeoutSeconds", 0) or 0) or 1800.0
+        bookmarks = parse_bool(q.get("allowWatchBookmarks"))
+        first = True
+        it = events.__aiter__()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending: asyncio.Task[Any] | None = None
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                if pending is None:
+                    pending = asyncio.ensure_future(it.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=min(left, 30.0))
+                if not done:
+                    if bookmarks:
+                        bm = {"type": "BOOKMARK", "object": {
+                            "kind": t.kind.kind, "apiVersion": t.kind.api_version,
+                            "metadata": {"resourceVersion": str(self.registry.store.rv)}}}
+                        await resp.write(json.dumps(bm).encode() + b"\n")
+                    continue
+                try:
+                    ev = pending.result()
+                except StopAsyncIteration:
+                    break
+                pending = None
+                obj: Obj = ev.object
+                if table:
+                    tb = printers.table(t.kind, [obj], utcnow(), q.get("includeObject", "Metadata"))
+                    if not first:
+                        tb["columnDefinitions"] = []
+                    tb["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                    obj = tb
+                    first = False
+                await resp.write(json.dumps({"type": ev.type, "object": obj}).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if pending is not None:
+                pending.cancel()
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    pass
+        try:
+            await resp.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+    async def _scale(self, request: web.Request, t: Target) -> web.Response:
+        reg = self.registry
+
+        def scale_of(o: Obj) -> Obj:
+            sel = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                    "metadata": {k: o["metadata"][k] for k in ("name", "namespace", "uid",
+                                                                "resourceVersion", "creationTimestamp")
+                                 if k in o["metadata"]},
+                    "spec": {"replicas": (o.get("spec") or {}).get("replicas", 1)},
+                    "status": {"replicas": (o.get("status") or {}).get("replicas", 0),
+                               "selector": ",".join(f"{k}={v}" for k, v in sel.items())}}
+        if request.method == "GET":
+            return web.json_response(scale_of(reg.get(t.kind, t.namespace, t.name)))
+        body = json_body(await request.read())
+        if request.method == "PATCH":
+            pt = PATCH_TYPES.get(request.content_type, "merge")
+            cur = scale_of(reg.get(t.kind, t.namespace, t.name))
+            from skiff.core.patch import json_patch, merge_patch
+            new = json_patch(cur, body) if pt == "json" else merge_patch(cur, body)
+        elif request.method == "PUT":
+            new = body
+        else:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+        replicas = ((new or {}).get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{t.name}" is invalid: spec.replicas: '
+                                           f"Invalid value: {replicas}: must be greater than or equal to 0")
+        obj = reg.patch(t.kind, t.namespace, t.name, "merge", {"spec": {"replicas": replicas}})
+        return web.json_response(scale_of(obj))
+
+    # --- logs and exec --------------------------------------------------------
+    def _pod_container(self, t: Target, container: str) -> tuple[Obj, str]:
+        pod = self.registry.get(t.kind, t.namespace, t.name)
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        if not container:
+            if len(names) != 1 and names:
+                # kubectl picks the default-container annotation or the first one.
+                container = (pod["metadata"].get("annotations") or {}).get(
+                    "kubectl.kubernetes.io/default-container", names[0])
+            else:
+                container = names[0] if names else ""
+        if container not in names:
+            raise bad_request(f"container {container} is not valid for pod {t.name}")
+        return pod, container
+
+    async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
+        if self.pods is None:
+            raise ApiError(503, "ServiceUnavailable", "no node runtime")
+        q = request.query
+        pod, container = self._pod_container(t, q.get("container", ""))
+        previous = parse_bool(q.get("previous"))
+        path = self.pods.log_path(t.namespace, t.name, container, previous)
+        if path is None or not path.exists():
+            if previous:
+                raise bad_request(f'previous terminated container "{container}" in pod "{t.name}" '
+                                  "not found")
+            waiting = _waiting_reason(pod, container)
+            raise bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
+                              f"{waiting or 'ContainerCreating'}")
+        tail = q.get("tailLines")
+        limit = int(q.get("limitBytes", 0) or 0)
+        data = path.read_bytes()
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
+        if limit:
+            data = data[:limit]
+        if not parse_bool(q.get("follow")):
+            return web.Response(body=data, content_type="text/plain")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain", "Transfer-Encoding": "chunked"})
+        await resp.prepare(request)
+        await resp.write(data)
+        pos = path.stat().st_size
+        try:
+            while True:
+                await asyncio.sleep(0.1)
+                try:
+                    cur = self.registry.get(t.kind, t.namespace, t.name)
+                except ApiError:
+                    break
+                if not path.exists():
+                    break
+                size = path.stat().st_size
+                if size > pos:
+                    with path.open("rb") as f:
+                        f.seek(pos)
+                        chunk = f.read(size - pos)
+                    pos = size
+                    await resp.write(chunk)
+                elif _container_terminated(cur, container):
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+    async def _exec(self, request: web.Request, t: Target) -> web.StreamResponse:
+        if self.pods is None:
+            raise ApiError(503, "ServiceUnavailable", "no node runtime")
+        q = request.query
+        _, container = self._pod_container(t, q.get("container", ""))
+        command = q.getall("command", [])
+        if not command:
+            raise bad_request("you must specify at least 1 command")
+        want_stdin, tty = parse_bool(q.get("stdin")), parse_bool(q.get("tty"))
+        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io",
+                                              "channel.k8s.io"), heartbeat=None, autoping=True)
+        if not ws.can_prepare(request).ok:
+            raise bad_request("exec needs a WebSocket upgrade (v5.channel.k8s.io)")
+        await ws.prepare(request)
+        v5 = ws.ws_protocol == "v5.channel.k8s.io"
+        try:
+            session = await self.pods.exec(t.namespace, t.name, container, command, want_stdin, tty)
+        except ApiError as e:
+            await ws.send_bytes(b"\x03" + json.dumps({"metadata": {}, "status": "Failure",
+                                                      "message": e.message, "reason": e.reason}).encode())
+            await ws.close()
+            return ws
+        except (FileNotFoundError, PermissionError) as e:
+            msg = (f'failed to exec in container: failed to start exec: OCI runtime exec failed: '
+                   f'exec failed: unable to start container process: exec: "{command[0]}": '
+                   f"executable file not found in $PATH: {e.strerror}")
+            await ws.send_bytes(b"\x03" + json.dumps({"metadata": {}, "status": "Failure",
+                                                      "message": msg, "reason": "InternalError",
+                                                      "details": {"causes": [{"reason": "ExitCode",
+                                                                              "message": "126"}]}}).encode())
+            await ws.close()
+            return ws
+
+        async def pump(reader: asyncio.StreamReader | None, channel: int) -> None:
+            if reader is None:
+                return
+            while True:
+                chunk = await reader.read(32768)
+                if not chunk:
+                    return
+                await ws.send_bytes(bytes([channel]) + chunk)
+
+        async def feed() -> None:
+            async for msg in ws:
+                if msg.type != WSMsgType.BINARY or not msg.data:
+                    continue
+                ch, data = msg.data[0], msg.data[1:]
+                if ch == 0 and data:
+                    session.write(data)
+                elif ch == 255 and v5 and data[:1] == b"\x00":
+                    session.close_stdin()
+            session.kill()   # the client went away
+
+        feeder = asyncio.create_task(feed()) if want_stdin or v5 else None
+        try:
+            await asyncio.gather(pump(session.stdout, 1), pump(session.stderr, 2))
+            code = await session.wait()
+            if code == 0:
+                status: Obj = {"metadata": {}, "status": "Success"}
+            else:
+                status = {"metadata": {}, "status": "Failure",
+                          "message": f"command terminated with non-zero exit code: exit status {code}",
+                          "reason": "NonZeroExitCode",
+                          "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+            await ws.close()
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+            session.kill()
+        return ws
+
+
+def _waiting_reason(pod: Obj, container: str) -> str:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container:
+            w = (cs.get("state") or {}).get("waiting") or {}
+            return str(w.get("reason", ""))
+    return ""
+
+
+def _container_terminated(pod: Obj, container: str) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return True
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container:
+            return "terminated" in (cs.get("state") or {})
+    return False

@@ -1,0 +1,697 @@
+"""Server-side Table printing: objects in, a meta.k8s.io/v1 Table out.
+
+kubectl has no client-side printers for built-in kinds; it asks the API
+server for `application/json;as=Table;v=v1;g=meta.k8s.io` and prints the
+cells verbatim. This module builds those Tables, following kube-apiserver
+v1.32: the built-in printers of pkg/printers/internalversion/printers.go
+(pods, services, deployments...), the CRD table convertor of
+apiextensions-apiserver (Name + additionalPrinterColumns, or Name + Age when
+a CRD declares none), and the default convertor (Name, Created At) for any
+other built-in. Like upstream's server-side printing, every column is
+generated (the "wide" ones carry priority 1 and kubectl hides them unless
+`-o wide`). Ages are pre-formatted with human_age(), a port of
+apimachinery's duration.HumanDuration.
+
+Pure: `now` is always passed in, never read from the clock. Neighbours:
+kinds.py (Kind, PrinterColumn), core/jsonpath.py (column_value for CRD
+columns, imported lazily), the API server's get/list/watch handlers (which
+call table() and fill in metadata.resourceVersion).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from skiff.core.kinds import Kind, PrinterColumn
+
+__all__ = [
+    "column_definitions", "format_label_selector", "format_labels", "human_age",
+    "pod_status_reason", "row_cells", "table", "translate_timestamp",
+]
+
+Row = list[Any]
+Obj = dict[str, Any]
+
+# --- durations (k8s.io/apimachinery/pkg/util/duration) --------------------------
+
+
+def _go_seconds(d: timedelta) -> int:
+    """int(d.Seconds()) in Go: truncation toward zero."""
+    us = (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+    return us // 1_000_000 if us >= 0 else -((-us) // 1_000_000)
+
+
+def human_duration(d: timedelta) -> str:
+    """duration.HumanDuration: ~2-3 significant figures ("5m3s", "3h", "2y45d")."""
+    seconds = _go_seconds(d)
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    if seconds < 60 * 2:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        s = seconds % 60
+        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
+    if minutes < 60 * 3:
+        return f"{minutes}m"
+    hours = seconds // 3600
+    if hours < 8:
+        m = minutes % 60
+        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        h = hours % 24
+        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        dy = (hours // 24) % 365
+        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
+    return f"{hours // 24 // 365}y"
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def human_age(then: datetime, now: datetime) -> str:
+    """How long ago `then` was, as kubectl's AGE column prints it."""
+    return human_duration(_aware(now) - _aware(then))
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (metav1.Time or MicroTime) or None if absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def translate_timestamp(value: Any, now: datetime) -> str:
+    """translateTimestampSince: "<unknown>" for a missing timestamp, else its age."""
+    t = parse_time(value)
+    return "<unknown>" if t is None else human_age(t, now)
+
+
+# --- selectors and labels (apimachinery labels / metav1 helpers) ----------------
+
+
+def format_labels(labels: Any) -> str:
+    """labels.FormatLabels: "a=b,c=d" sorted by key, "<none>" when empty."""
+    if not isinstance(labels, dict) or not labels:
+        return "<none>"
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+
+
+def _selector_string(selector: Any) -> str:
+    """metav1.LabelSelectorAsSelector(sel).String(): requirements sorted by key."""
+    if not isinstance(selector, dict):
+        return ""
+    reqs: list[tuple[str, str]] = []
+    for k, v in (selector.get("matchLabels") or {}).items():
+        reqs.append((str(k), f"{k}={v}"))
+    for e in selector.get("matchExpressions") or []:
+        key, op = str(e.get("key", "")), e.get("operator")
+        values = sorted(str(v) for v in e.get("values") or [])
+        if op == "In":
+            reqs.append((key, f"{key} in ({','.join(values)})"))
+        elif op == "NotIn":
+            reqs.append((key, f"{key} notin ({','.join(values)})"))
+        elif op == "Exists":
+            reqs.append((key, key))
+        elif op == "DoesNotExist":
+            reqs.append((key, f"!{key}"))
+    return ",".join(s for _, s in sorted(reqs, key=lambda r: r[0]))
+
+
+def format_label_selector(selector: Any) -> str:
+    """metav1.FormatLabelSelector: "<none>" for an empty selector."""
+    return _selector_string(selector) or "<none>"
+
+
+# --- column definitions -----------------------------------------------------------
+
+_NAME_DOC = ("Name must be unique within a namespace. Is required when creating resources, "
+             "although some resources may allow a client to request the generation of an "
+             "appropriate name automatically. Name is primarily intended for creation "
+             "idempotence and configuration definition. Cannot be updated. More info: "
+             "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names")
+_AGE_DOC = ("CreationTimestamp is a timestamp representing the server time when this object "
+            "was created. It is not guaranteed to be set in happens-before order across "
+            "separate operations. Clients may not set this value. It is represented in "
+            "RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for "
+            "lists. More info: https://git.k8s.io/community/contributors/devel/"
+            "sig-architecture/api-conventions.md#metadata")
+
+
+def _col(name: str, type_: str = "string", description: str = "", *, priority: int = 0,
+         format_: str = "") -> Obj:
+    return {"name": name, "type": type_, "format": format_, "description": description,
+            "priority": priority}
+
+
+_NAME = _col("Name", "string", _NAME_DOC, format_="name")
+_AGE = _col("Age", "string", _AGE_DOC)
+_CONTAINERS = _col("Containers", description="Names of each container in the template.",
+                   priority=1)
+_IMAGES = _col("Images", description="Images referenced by each container in the template.",
+               priority=1)
+
+_BUILTIN_COLUMNS: dict[tuple[str, str], list[Obj]] = {
+    ("", "pods"): [
+        _NAME,
+        _col("Ready", description="The aggregate readiness state of this pod for accepting "
+                                  "traffic."),
+        _col("Status", description="The aggregate status of the containers in this pod."),
+        _col("Restarts", description="The number of times the containers in this pod have been "
+                                     "restarted and when the last container in this pod has "
+                                     "restarted."),
+        _AGE,
+        _col("IP", description="podIP address allocated to the pod.", priority=1),
+        _col("Node", description="NodeName is the name of the node the pod is scheduled on.",
+             priority=1),
+        _col("Nominated Node", description="nominatedNodeName is set only when this pod "
+                                           "preempts other pods on the node.", priority=1),
+        _col("Readiness Gates", description="If specified, all readiness gates will be "
+                                            "evaluated for pod readiness.", priority=1),
+    ],
+    ("", "namespaces"): [_NAME, _col("Status", description="The status of the namespace"), _AGE],
+    ("", "configmaps"): [
+        _NAME, _col("Data", description="Data contains the configuration data."), _AGE],
+    ("", "secrets"): [
+        _NAME,
+        _col("Type", description="Used to facilitate programmatic handling of secret data."),
+        _col("Data", description="Data contains the secret data."),
+        _AGE,
+    ],
+    ("", "serviceaccounts"): [
+        _NAME,
+        _col("Secrets", description="Secrets is a list of the secrets in the same namespace "
+                                    "that pods running using this ServiceAccount are allowed "
+                                    "to use."),
+        _AGE,
+    ],
+    ("", "services"): [
+        _NAME,
+        _col("Type", description="type determines how the Service is exposed."),
+        _col("Cluster-IP", description="clusterIP is the IP address of the service."),
+        _col("External-IP", description="externalIPs is a list of IP addresses for which nodes "
+                                        "in the cluster will also accept traffic for this "
+                                        "service."),
+        _col("Port(s)", description="The list of ports that are exposed by this service."),
+        _AGE,
+        _col("Selector", description="Route service traffic to pods with label keys and values "
+                                     "matching this selector.", priority=1),
+    ],
+    ("", "events"): [
+        _col("Last Seen", description="The time at which the most recent occurrence of this "
+                                      "event was recorded."),
+        _col("Type", description="Type of this event (Normal, Warning)."),
+        _col("Reason", description="This should be a short, machine understandable string that "
+                                   "gives the reason for the transition into the object's "
+                                   "current status."),
+        _col("Object", description="The object that this event is about."),
+        _col("Subobject", description="If referring to a piece of an object instead of an entire "
+                                      "object, this string should contain a valid JSON/Go-field "
+                                      "access statement.", priority=1),
+        _col("Source", description="The component reporting this event.", priority=1),
+        _col("Message", description="A human-readable description of the status of this "
+                                    "operation."),
+        _col("First Seen", description="The time at which the event was first recorded.",
+             priority=1),
+        _col("Count", description="The number of times this event has occurred.", priority=1),
+        _col("Name", "string", _NAME_DOC, priority=1, format_="name"),
+    ],
+    ("apps", "deployments"): [
+        _NAME,
+        _col("Ready", description="Number of the pod with ready state"),
+        _col("Up-to-date", description="Total number of non-terminated pods targeted by this "
+                                       "deployment that have the desired template spec."),
+        _col("Available", description="Total number of available pods (ready for at least "
+                                      "minReadySeconds) targeted by this deployment."),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _col("Selector", description="Label selector for pods.", priority=1),
+    ],
+    ("networking.k8s.io", "networkpolicies"): [
+        _NAME,
+        _col("Pod-Selector", description="Selects the pods to which this NetworkPolicy object "
+                                         "applies."),
+        _AGE,
+    ],
+}
+
+# rest.NewDefaultTableConvertor: any other built-in (CustomResourceDefinitions among them).
+_DEFAULT_COLUMNS = [_NAME, _col("Created At", "date", _AGE_DOC)]
+
+# apiextensions: a CRD version with no additionalPrinterColumns is served with this one.
+_CRD_DEFAULT_AGE = PrinterColumn(name="Age", json_path=".metadata.creationTimestamp",
+                                 type="date", description=_AGE_DOC)
+
+
+def _crd_columns(kind: Kind) -> tuple[PrinterColumn, ...]:
+    return kind.printer_columns or (_CRD_DEFAULT_AGE,)
+
+
+def column_definitions(kind: Kind) -> list[Obj]:
+    """The Table's columnDefinitions for `kind` (priority 1: shown only with -o wide)."""
+    if (kind.group, kind.plural) in _BUILTIN_COLUMNS:
+        return [dict(c) for c in _BUILTIN_COLUMNS[(kind.group, kind.plural)]]
+    if kind.builtin and not kind.printer_columns:
+        return [dict(c) for c in _DEFAULT_COLUMNS]
+    cols = [dict(_NAME)]
+    for c in _crd_columns(kind):
+        desc = c.description or f"Custom resource definition column (in JSONPath format): {c.json_path}"
+        cols.append(_col(c.name, c.type, desc, priority=c.priority, format_=c.format))
+    return cols
+
+
+# --- helpers over plain dicts -----------------------------------------------------
+
+
+def _d(v: Any) -> Obj:
+    return v if isinstance(v, dict) else {}
+
+
+def _l(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _meta(o: Obj) -> Obj:
+    return _d(o.get("metadata"))
+
+
+def _age(o: Obj, now: datetime) -> str:
+    return translate_timestamp(_meta(o).get("creationTimestamp"), now)
+
+
+# --- Pods -------------------------------------------------------------------------
+
+
+def _restartable_init(c: Obj | None) -> bool:
+    return c is not None and c.get("restartPolicy") == "Always"
+
+
+def _condition_true(conditions: list[Any], type_: str) -> bool:
+    return any(_d(c).get("type") == type_ and _d(c).get("status") == "True" for c in conditions)
+
+
+def _pod_initialized(conditions: list[Any]) -> bool:
+    for c in conditions:
+        if _d(c).get("type") == "Initialized":
+            return bool(_d(c).get("status") == "True")
+    return False
+
+
+def _terminated_reason(term: Obj, prefix: str = "") -> str:
+    if term.get("reason"):
+        return prefix + str(term["reason"])
+    if _int(term.get("signal")):
+        return f"{prefix}Signal:{term['signal']}"
+    return f"{prefix}ExitCode:{_int(term.get('exitCode'))}"
+
+
+def _pod_summary(pod: Obj) -> tuple[str, int, int, int, datetime | None]:
+    """printPod's core: (status, ready, total, restarts, last restart time)."""
+    spec, status = _d(pod.get("spec")), _d(pod.get("status"))
+    conditions = _l(status.get("conditions"))
+    containers = _l(spec.get("containers"))
+    init_specs = {_d(c).get("name"): _d(c) for c in _l(spec.get("initContainers"))}
+    total = len(containers) + sum(1 for c in init_specs.values() if _restartable_init(c))
+    ready = 0
+    restarts = 0
+    restartable_restarts = 0
+    last_restart: datetime | None = None
+    last_restartable_restart: datetime | None = None
+
+    def later(a: datetime | None, cs: Obj) -> datetime | None:
+        term = _d(_d(cs.get("lastState")).get("terminated"))
+        t = parse_time(term.get("finishedAt")) if term else None
+        if t is not None and (a is None or a < t):
+            return t
+        return a
+
+    phase = str(status.get("phase") or "")
+    reason = str(status.get("reason") or "") or phase
+    for c in conditions:
+        if _d(c).get("type") == "PodScheduled" and _d(c).get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
+
+    init_statuses = _l(status.get("initContainerStatuses"))
+    n_init = len(_l(spec.get("initContainers")))
+    initializing = False
+    for i, raw in enumerate(init_statuses):
+        cs = _d(raw)
+        restarts += _int(cs.get("restartCount"))
+        last_restart = later(last_restart, cs)
+        restartable = _restartable_init(init_specs.get(cs.get("name")))
+        if restartable:
+            restartable_restarts += _int(cs.get("restartCount"))
+            last_restartable_restart = later(last_restartable_restart, cs)
+        state = _d(cs.get("state"))
+        term, waiting = state.get("terminated"), state.get("waiting")
+        if isinstance(term, dict) and _int(term.get("exitCode")) == 0:
+            continue
+        if restartable and cs.get("started") is True:
+            if cs.get("ready"):
+                ready += 1
+            continue
+        if isinstance(term, dict):
+            reason = _terminated_reason(term, "Init:")
+        elif (isinstance(waiting, dict) and waiting.get("reason")
+              and waiting.get("reason") != "PodInitializing"):
+            reason = f"Init:{waiting['reason']}"
+        else:
+            reason = f"Init:{i}/{n_init}"
+        initializing = True
+        break
+
+    if not initializing or _pod_initialized(conditions):
+        restarts = restartable_restarts
+        last_restart = last_restartable_restart
+        has_running = False
+        for raw in reversed(_l(status.get("containerStatuses"))):
+            cs = _d(raw)
+            restarts += _int(cs.get("restartCount"))
+            last_restart = later(last_restart, cs)
+            state = _d(cs.get("state"))
+            term, waiting = state.get("terminated"), state.get("waiting")
+            if isinstance(waiting, dict) and waiting.get("reason"):
+                reason = str(waiting["reason"])
+            elif isinstance(term, dict):
+                reason = _terminated_reason(term)
+            elif cs.get("ready") and isinstance(state.get("running"), dict):
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            reason = "Running" if _condition_true(conditions, "Ready") else "NotReady"
+
+    if _meta(pod).get("deletionTimestamp"):
+        if status.get("reason") == "NodeLost":
+            reason = "Unknown"
+        elif phase not in ("Succeeded", "Failed"):
+            reason = "Terminating"
+    return reason, ready, total, restarts, last_restart
+
+
+def pod_status_reason(pod: Obj) -> str:
+    """The STATUS column of `kubectl get pods`: CrashLoopBackOff, Init:0/1, Terminating..."""
+    return _pod_summary(pod)[0]
+
+
+def _pod_row(pod: Obj, now: datetime) -> Row:
+    reason, ready, total, restarts, last_restart = _pod_summary(pod)
+    restarts_cell = str(restarts)
+    if restarts and last_restart is not None:
+        restarts_cell = f"{restarts} ({human_age(last_restart, now)} ago)"
+    spec, status = _d(pod.get("spec")), _d(pod.get("status"))
+    ips = _l(status.get("podIPs"))
+    pod_ip = str(_d(ips[0]).get("ip") or "") if ips else ""
+    gates = _l(spec.get("readinessGates"))
+    gates_cell = "<none>"
+    if gates:
+        conditions = _l(status.get("conditions"))
+        true_count = 0
+        for g in gates:
+            for c in conditions:
+                if _d(c).get("type") == _d(g).get("conditionType"):
+                    true_count += _d(c).get("status") == "True"
+                    break
+        gates_cell = f"{true_count}/{len(gates)}"
+    return [_meta(pod).get("name", ""), f"{ready}/{total}", reason, restarts_cell,
+            _age(pod, now), pod_ip or "<none>", spec.get("nodeName") or "<none>",
+            status.get("nominatedNodeName") or "<none>", gates_cell]
+
+
+def _pod_conditions(pod: Obj) -> list[Obj] | None:
+    phase = _d(pod.get("status")).get("phase")
+    if phase == "Succeeded":
+        return [{"type": "Completed", "status": "True", "reason": "Succeeded",
+                 "message": "The pod has completed successfully."}]
+    if phase == "Failed":
+        return [{"type": "Completed", "status": "True", "reason": "Failed",
+                 "message": "The pod failed."}]
+    return None
+
+
+# --- the other built-ins ----------------------------------------------------------
+
+
+def _namespace_row(o: Obj, now: datetime) -> Row:
+    phase = _d(o.get("status")).get("phase")
+    if not phase:  # upstream's registry always defaults it; be robust to undefaulted input
+        phase = "Terminating" if _meta(o).get("deletionTimestamp") else "Active"
+    return [_meta(o).get("name", ""), phase, _age(o, now)]
+
+
+def _configmap_row(o: Obj, now: datetime) -> Row:
+    n = len(_d(o.get("data"))) + len(_d(o.get("binaryData")))
+    return [_meta(o).get("name", ""), n, _age(o, now)]
+
+
+def _secret_row(o: Obj, now: datetime) -> Row:
+    return [_meta(o).get("name", ""), str(o.get("type") or "Opaque"), len(_d(o.get("data"))),
+            _age(o, now)]
+
+
+def _serviceaccount_row(o: Obj, now: datetime) -> Row:
+    return [_meta(o).get("name", ""), len(_l(o.get("secrets"))), _age(o, now)]
+
+
+def _lb_ingress(svc: Obj) -> list[str]:
+    out: set[str] = set()
+    lb = _d(_d(svc.get("status")).get("loadBalancer"))
+    for ing in _l(lb.get("ingress")):
+        ing = _d(ing)
+        if ing.get("ip"):
+            out.add(str(ing["ip"]))
+        elif ing.get("hostname"):
+            out.add(str(ing["hostname"]))
+    return sorted(out)
+
+
+def _service_external_ip(svc: Obj, svc_type: str) -> str:
+    spec = _d(svc.get("spec"))
+    external = [str(x) for x in _l(spec.get("externalIPs"))]
+    if svc_type in ("ClusterIP", "NodePort"):
+        return ",".join(external) if external else "<none>"
+    if svc_type == "LoadBalancer":
+        lb = _lb_ingress(svc)  # server-side printing is always "wide": never clipped
+        if external:
+            return ",".join(lb + external)
+        return ",".join(lb) if lb else "<pending>"
+    if svc_type == "ExternalName":
+        return str(spec.get("externalName") or "")
+    return "<unknown>"
+
+
+def _service_row(o: Obj, now: datetime) -> Row:
+    spec = _d(o.get("spec"))
+    svc_type = str(spec.get("type") or "ClusterIP")
+    ips = _l(spec.get("clusterIPs"))
+    cluster_ip = str(ips[0]) if ips else str(spec.get("clusterIP") or "") or "<none>"
+    pieces = []
+    for p in _l(spec.get("ports")):
+        p = _d(p)
+        proto = p.get("protocol") or "TCP"
+        if _int(p.get("nodePort")) > 0:
+            pieces.append(f"{p.get('port')}:{p['nodePort']}/{proto}")
+        else:
+            pieces.append(f"{p.get('port')}/{proto}")
+    return [_meta(o).get("name", ""), svc_type, cluster_ip, _service_external_ip(o, svc_type),
+            ",".join(pieces) or "<none>", _age(o, now), format_labels(spec.get("selector"))]
+
+
+def _deployment_row(o: Obj, now: datetime) -> Row:
+    spec, status = _d(o.get("spec")), _d(o.get("status"))
+    replicas = spec.get("replicas")
+    desired = replicas if isinstance(replicas, int) else 1
+    containers = [_d(c) for c in _l(_d(_d(spec.get("template")).get("spec")).get("containers"))]
+    return [
+        _meta(o).get("name", ""),
+        f"{_int(status.get('readyReplicas'))}/{desired}",
+        _int(status.get("updatedReplicas")),
+        _int(status.get("availableReplicas")),
+        _age(o, now),
+        ",".join(str(c.get("name") or "") for c in containers),
+        ",".join(str(c.get("image") or "") for c in containers),
+        _selector_string(spec.get("selector")),
+    ]
+
+
+def _networkpolicy_row(o: Obj, now: datetime) -> Row:
+    return [_meta(o).get("name", ""),
+            format_label_selector(_d(o.get("spec")).get("podSelector")), _age(o, now)]
+
+
+def _event_row(o: Obj, now: datetime) -> Row:
+    first = translate_timestamp(o.get("firstTimestamp"), now)
+    if parse_time(o.get("firstTimestamp")) is None:
+        first = translate_timestamp(o.get("eventTime"), now)
+    last = translate_timestamp(o.get("lastTimestamp"), now)
+    if parse_time(o.get("lastTimestamp")) is None:
+        last = first
+    count = _int(o.get("count"))
+    series = o.get("series")
+    if isinstance(series, dict):
+        last = translate_timestamp(series.get("lastObservedTime"), now)
+        count = _int(series.get("count"))
+    elif count == 0:
+        count = 1  # singleton events of the new API carry no count
+    inv = _d(o.get("involvedObject"))
+    target = str(inv.get("kind") or "").lower()
+    if inv.get("name"):
+        target = f"{target}/{inv['name']}"
+    src = _d(o.get("source"))
+    component = src.get("component") or o.get("reportingComponent") or ""
+    instance = src.get("host") or o.get("reportingInstance") or ""
+    source = f"{component}, {instance}" if instance else str(component)
+    return [last, o.get("type", ""), o.get("reason", ""), target, inv.get("fieldPath", ""),
+            source, str(o.get("message") or "").strip(), first, count,
+            _meta(o).get("name", "")]
+
+
+_BUILTIN_ROWS: dict[tuple[str, str], Callable[[Obj, datetime], Row]] = {
+    ("", "pods"): _pod_row,
+    ("", "namespaces"): _namespace_row,
+    ("", "configmaps"): _configmap_row,
+    ("", "secrets"): _secret_row,
+    ("", "serviceaccounts"): _serviceaccount_row,
+    ("", "services"): _service_row,
+    ("", "events"): _event_row,
+    ("apps", "deployments"): _deployment_row,
+    ("networking.k8s.io", "networkpolicies"): _networkpolicy_row,
+}
+
+
+def _default_row(o: Obj, now: datetime) -> Row:
+    t = parse_time(_meta(o).get("creationTimestamp"))
+    created = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "0001-01-01T00:00:00Z"
+    return [_meta(o).get("name", ""), created]
+
+
+# --- CRD columns (apiextensions tableconvertor) ---------------------------------
+
+
+def _go_float(f: float) -> str:
+    """fmt.Sprint(float64): shortest form, no trailing ".0", exponent from 1e21."""
+    if f.is_integer() and abs(f) < 1e21:
+        return str(int(f))
+    return repr(f)
+
+
+def _jsonpath_text(value: Any) -> str:
+    """jsonpath PrintResults for one value: maps and lists as compact JSON, scalars as text."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _go_float(value)
+    return str(value)
+
+
+def _crd_cell(col_type: str, value: Any, now: datetime) -> Any:
+    """cellForJSONValue, plus the string path of ConvertToTable."""
+    if value is None:
+        return None
+    if col_type == "string":
+        return _jsonpath_text(value)
+    if col_type == "integer":
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return int(value)
+        return None
+    if col_type == "number":
+        if isinstance(value, bool):
+            return None
+        return float(value) if isinstance(value, (int, float)) else None
+    if col_type == "boolean":
+        return value if isinstance(value, bool) else None
+    if col_type == "date":
+        if not isinstance(value, str):
+            return None
+        t = parse_time(value)
+        return "<invalid>" if t is None else human_age(t, now)
+    return None
+
+
+def _crd_row(kind: Kind, o: Obj, now: datetime) -> Row:
+    from skiff.core.jsonpath import column_value  # lazily: a sibling module, optional at import
+
+    cells: Row = [_meta(o).get("name", "")]
+    for c in _crd_columns(kind):
+        try:
+            value = column_value(c.json_path, o)
+        except Exception:  # a broken path gives an empty cell upstream, never a failed list
+            value = None
+        cells.append(_crd_cell(c.type, value, now))
+    return cells
+
+
+# --- the Table ------------------------------------------------------------------------
+
+
+def row_cells(kind: Kind, obj: Obj, now: datetime) -> Row:
+    """One row's cells, in column_definitions(kind) order."""
+    key = (kind.group, kind.plural)
+    if key in _BUILTIN_ROWS:
+        return _BUILTIN_ROWS[key](obj, now)
+    if kind.builtin and not kind.printer_columns:
+        return _default_row(obj, now)
+    return _crd_row(kind, obj, now)
+
+
+def _row_object(kind: Kind, obj: Obj, include_object: str) -> Obj | None:
+    if include_object == "None":
+        return None
+    if include_object == "Object":
+        return obj
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": _meta(obj)}
+
+
+def table(kind: Kind, objects: list[Obj], now: datetime, include_object: str = "Metadata", *,
+          resource_version: str | None = None, no_headers: bool = False) -> Obj:
+    """A meta.k8s.io/v1 Table of `objects` (all of `kind`), as kube-apiserver would answer.
+
+    include_object is the request's includeObject: "Metadata" (the default: each
+    row carries a PartialObjectMetadata), "Object" (the whole object) or "None".
+    no_headers leaves columnDefinitions empty (watch events after the first).
+    """
+    rows: list[Obj] = []
+    for o in objects:
+        row: Obj = {"cells": row_cells(kind, o, now)}
+        conditions = _pod_conditions(o) if (kind.group, kind.plural) == ("", "pods") else None
+        if conditions:
+            row["conditions"] = conditions
+        ro = _row_object(kind, o, include_object)
+        if ro is not None:
+            row["object"] = ro
+        rows.append(row)
+    metadata: Obj = {}
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": [] if no_headers else column_definitions(kind),
+        "rows": rows,
+    }

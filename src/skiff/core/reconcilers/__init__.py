@@ -1,0 +1,1 @@
+"""Reconcilers for the built-in kinds (Deployment, garbage collection, namespaces)."""

@@ -1,0 +1,14 @@
+"""The node runtime: pods as local process groups (skiff's kubelet).
+
+Pure decisions: images/ (image name -> what to run), env.py (container
+environment), ports.py (which loopback ports a pod gets), probes.py (probe
+specs and thresholds), backoff.py (CrashLoopBackOff), status.py (observations
+-> pod status). Shells around them: process.py (spawn/stop process groups, log
+files), prober.py (tcp/http/exec checks), execsession.py (exec into a
+container), logs.py (log paths, follow), pod.py (one pod's supervisor) and
+node.py (NodeRuntime: watches pods through the Client and runs them).
+
+This package file stays empty on purpose: a pod running the built-in
+hello-openshift image imports skiff.core.runtime.images, and that import
+must stay cheap.
+"""

@@ -1,0 +1,84 @@
+"""Which loopback ports a pod gets, and how in-pod ports map to them. Pure.
+
+All pods share the host's loopback, so a pod cannot bind the containerPort
+its spec names. The runtime gives every declared containerPort a free host
+port (and a pod with none one port still), tells each container its first
+one as $PORT, and records the mapping on the pod: annotation skiff.dev/port
+(the primary port: the first container's first containerPort) and
+skiff.dev/ports (JSON {"<containerPort>": hostPort}). Probes, Endpoints and
+the data plane translate a pod port through port_for(). pod.py allocates the
+host ports (process.py's PortAllocator) from the keys planned here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Obj = dict[str, Any]
+
+PORT_ANNOTATION = "skiff.dev/port"
+PORTS_ANNOTATION = "skiff.dev/ports"
+DEFAULT_KEY = "default"     # the pod's port when no container declares one
+
+
+def planned_keys(pod: Obj) -> list[str]:
+    """One key per declared containerPort (its number), in spec order; at least one."""
+    keys: list[str] = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            key = str(p.get("containerPort", ""))
+            if key and key not in keys and (p.get("protocol") or "TCP") == "TCP":
+                keys.append(key)
+    return keys or [DEFAULT_KEY]
+
+
+def recorded(pod: Obj) -> dict[str, int]:
+    """The mapping a previous run wrote on the pod, if any."""
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        raw = json.loads(ann.get(PORTS_ANNOTATION) or "{}")
+        return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    except (ValueError, TypeError):
+        return {}
+
+
+def annotations(mapping: dict[str, int], keys: list[str]) -> dict[str, str]:
+    return {PORT_ANNOTATION: str(mapping[keys[0]]),
+            PORTS_ANNOTATION: json.dumps({k: mapping[k] for k in keys}, separators=(",", ":"))}
+
+
+def container_port(container: Obj, mapping: dict[str, int], keys: list[str]) -> int:
+    """$PORT for a container: its first declared port's host port, else the pod's primary."""
+    for p in container.get("ports") or []:
+        key = str(p.get("containerPort", ""))
+        if key in mapping:
+            return mapping[key]
+    return mapping[keys[0]]
+
+
+def port_for(pod: Obj, container: Obj, port: object, mapping: dict[str, int],
+             keys: list[str]) -> int | None:
+    """A probe's (or Service targetPort's) port -> the host port to dial.
+
+    Accepts a number, a numeric string or a port name; 0/absent means the
+    container's $PORT. A number the pod did not declare is dialled as is,
+    except the value of the container's own PORT env var, which maps to $PORT.
+    None when a name cannot be resolved.
+    """
+    own = container_port(container, mapping, keys)
+    if port in (None, "", 0, "0"):
+        return own
+    if isinstance(port, str) and not port.isdigit():
+        for c in [container, *((pod.get("spec") or {}).get("containers") or [])]:
+            for p in c.get("ports") or []:
+                if p.get("name") == port:
+                    return port_for(pod, container, p.get("containerPort"), mapping, keys)
+        return None
+    num = str(int(str(port)))
+    if num in mapping:
+        return mapping[num]
+    for e in container.get("env") or []:
+        if e.get("name") == "PORT" and str(e.get("value", "")) == num:
+            return own
+    return int(num)

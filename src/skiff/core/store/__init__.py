@@ -1,0 +1,80 @@
+"""The store: where desired state lives, behind one small interface.
+
+Keys are `/<group>/<plural>/<namespace>/<name>` (`/<group>/<plural>/<name>`
+for cluster-scoped kinds, group `core` for the core group). Every write is
+one transaction that assigns the next resourceVersion; watchers see only
+committed writes, in order. sqlite.py is the default backend; an etcd
+backend can replace it behind the same interface (the API registry in
+core/apiserver/registry.py is the only caller, reconcilers never are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Obj = dict[str, Any]
+
+
+class StoreError(Exception):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The object changed since the resourceVersion the caller read."""
+
+
+class TooOld(StoreError):
+    """A watch asked for history the store no longer keeps (HTTP 410 Gone)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str      # ADDED | MODIFIED | DELETED
+    key: str
+    object: Obj
+    rv: int
+
+
+class Watch(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    @property
+    def rv(self) -> int: ...
+
+    def get(self, key: str) -> Obj | None: ...
+
+    def list(self, prefix: str) -> tuple[list[Obj], int]: ...
+
+    def create(self, key: str, obj: Obj) -> Obj: ...
+
+    def update(self, key: str, obj: Obj, expected_rv: int | None = None) -> Obj: ...
+
+    def delete(self, key: str, expected_rv: int | None = None) -> Obj: ...
+
+    def watch(self, prefix: str, since_rv: int = 0) -> Watch: ...
+
+    def close(self) -> None: ...
+
+
+def key_for(group: str, plural: str, namespace: str, name: str) -> str:
+    g = group or "core"
+    return f"/{g}/{plural}/{namespace}/{name}" if namespace else f"/{g}/{plural}/{name}"
+
+
+def prefix_for(group: str, plural: str, namespace: str = "") -> str:
+    g = group or "core"
+    return f"/{g}/{plural}/{namespace}/" if namespace else f"/{g}/{plural}/"

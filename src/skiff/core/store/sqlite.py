@@ -1,0 +1,168 @@
+"""SQLite (WAL) store: one table of objects, one transaction per write.
+
+The resourceVersion is a single monotonic counter kept in the database, so it
+survives restarts. Watch history is a bounded in-memory ring of committed
+events (kine keeps it in a table; a ring is enough for one process): a watch
+from a resourceVersion older than the ring gets TooOld (410 Gone), as with
+etcd compaction. Fan-out happens after commit, so a watcher never sees a write
+that was rolled back. Synchronous calls: each is well under a millisecond on
+local disk, cheaper than a thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooOld
+
+HISTORY = 20000          # events kept for watch resumption
+WATCH_BUFFER = 100000    # a watcher this far behind is closed (it must re-list)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, rv INTEGER NOT NULL, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('rv', 0);
+"""
+
+
+class _Watcher:
+    def __init__(self, store: SQLiteStore, prefix: str) -> None:
+        self._store = store
+        self.prefix = prefix
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.closed = False
+
+    def push(self, ev: Event | None) -> None:
+        if self.closed:
+            return
+        if ev is not None and self.queue.qsize() >= WATCH_BUFFER:
+            # A consumer this slow would hold unbounded memory: end its watch.
+            self.close()
+            return
+        self.queue.put_nowait(ev)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+            self._store._watchers.discard(self)
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        while True:
+            ev = await self.queue.get()
+            if ev is None:
+                return
+            yield ev
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._rv: int = self._db.execute("SELECT value FROM meta WHERE name='rv'").fetchone()[0]
+        self._history: deque[Event] = deque(maxlen=HISTORY)
+        self._oldest_rv = self._rv  # watches may resume from here on
+        self._watchers: set[_Watcher] = set()
+
+    @property
+    def rv(self) -> int:
+        return self._rv
+
+    def close(self) -> None:
+        for w in list(self._watchers):
+            w.close()
+        self._db.close()
+
+    # --- reads --------------------------------------------------------------
+    def get(self, key: str) -> Obj | None:
+        row = self._db.execute("SELECT value FROM objects WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list(self, prefix: str) -> tuple[list[Obj], int]:
+        # Keys sort by namespace then name, which is the order kubectl shows.
+        rows = self._db.execute(
+            "SELECT value FROM objects WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\uffff")).fetchall()
+        return [json.loads(r[0]) for r in rows], self._rv
+
+    # --- writes -------------------------------------------------------------
+    def _write(self, key: str, obj: Obj | None, expect: str, expected_rv: int | None) -> Obj:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT rv, value FROM objects WHERE key=?", (key,)).fetchone()
+            if expect == "absent" and row:
+                raise AlreadyExists(key)
+            if expect == "present":
+                if not row:
+                    raise NotFound(key)
+                if expected_rv is not None and row[0] != expected_rv:
+                    raise Conflict(key)
+            rv = self._rv + 1
+            if obj is None:
+                db.execute("DELETE FROM objects WHERE key=?", (key,))
+                old: Obj = json.loads(row[1])
+                old["metadata"]["resourceVersion"] = str(rv)
+                result = old
+            else:
+                obj["metadata"]["resourceVersion"] = str(rv)
+                text = json.dumps(obj, separators=(",", ":"))
+                db.execute("INSERT OR REPLACE INTO objects (key, rv, value) VALUES (?, ?, ?)",
+                           (key, rv, text))
+                result = json.loads(text)  # callers and watchers never share a dict
+            db.execute("UPDATE meta SET value=? WHERE name='rv'", (rv,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._rv = rv
+        ev_type = "DELETED" if obj is None else ("ADDED" if row is None else "MODIFIED")
+        self._publish(Event(ev_type, key, result, rv))
+        return result
+
+    def create(self, key: str, obj: Obj) -> Obj:
+        return self._write(key, obj, "absent", None)
+
+    def update(self, key: str, obj: Obj, expected_rv: int | None = None) -> Obj:
+        return self._write(key, obj, "present", expected_rv)
+
+    def delete(self, key: str, expected_rv: int | None = None) -> Obj:
+        return self._write(key, None, "present", expected_rv)
+
+    # --- watch --------------------------------------------------------------
+    def _publish(self, ev: Event) -> None:
+        if len(self._history) == self._history.maxlen:
+            self._oldest_rv = self._history[0].rv
+        self._history.append(ev)
+        for w in list(self._watchers):
+            if ev.key.startswith(w.prefix):
+                w.push(ev)
+
+    def watch(self, prefix: str, since_rv: int = 0) -> _Watcher:
+        """Events after `since_rv` (0: from now on) under `prefix`."""
+        if since_rv and since_rv < self._oldest_rv:
+            raise TooOld(f"too old resource version: {since_rv} ({self._oldest_rv})")
+        w = _Watcher(self, prefix)
+        if since_rv:
+            for ev in self._history:
+                if ev.rv > since_rv and ev.key.startswith(prefix):
+                    w.push(ev)
+        self._watchers.add(w)
+        return w
+
+
+def open_store(home: Path) -> SQLiteStore:
+    home.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(home / "skiff.db")
+
+

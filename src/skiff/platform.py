@@ -1,0 +1,187 @@
+"""The platform supervisor behind `skiff up`: one process, every part started in order.
+
+Order matters and is fast (about a second): home + certificates + token ->
+store -> kinds (built-ins, stored CRDs, the domains' CRDs bootstrapped) ->
+registry + in-process client -> API server listening (TLS) -> kubeconfig
+written -> controllers and the node runtime started -> ready. Stopping runs
+the same steps backwards; pods get SIGTERM, then SIGKILL after their grace
+period. This module only assembles: the parts live in core/ and the domains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from skiff.core import builtin_kinds
+from skiff.core.admission import Admission
+from skiff.core.apiserver.local_client import LocalClient
+from skiff.core.apiserver.registry import Registry
+from skiff.core.apiserver.server import ApiServer
+from skiff.core.client import ApiError
+from skiff.core.clock import utcnow
+from skiff.core.controller import Manager
+from skiff.core.kinds import Kind, Kinds, crd_for, kinds_from_crd
+from skiff.core.pki import ensure_api_pki
+from skiff.core.reconcilers.crd import CRDReconciler, validate_crd
+from skiff.core.reconcilers.deployment import DeploymentReconciler
+from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
+from skiff.core.runtime.node import NodeRuntime
+from skiff.core.store import key_for, prefix_for
+from skiff.core.store.sqlite import open_store
+
+log = logging.getLogger("skiff")
+
+BOOT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease",
+                   "istio-system", "knative-serving", "knative-eventing")
+
+
+@dataclass
+class Settings:
+    home: Path
+    api_port: int = 6443
+    http_port: int = 8080
+    https_port: int = 8443
+    local_gateway_port: int = 8081
+    domain: str = "apps.127.0.0.1.sslip.io"
+    host: str = "127.0.0.1"
+
+
+def domain_kinds() -> list[Kind]:
+    """Every kind the domains declare as a CRD (the seeds' kinds)."""
+    from skiff.eventing import crds as eventing
+    from skiff.mesh import crds as mesh
+    from skiff.operator import crds as operator
+    from skiff.pipelines import crds as pipelines
+    from skiff.serving import crds as serving
+    return [*serving.KINDS, *mesh.KINDS, *operator.KINDS, *eventing.KINDS, *pipelines.KINDS]
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "skiff-admin", "user": {"token": token}}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin",
+                                                    "namespace": "default"}}],
+        "current-context": "skiff",
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    on_step: Callable[[str], None] = lambda _msg: None
+    ready: bool = False
+    kinds: Kinds = field(default_factory=Kinds)
+    _cleanup: list[Callable[[], Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        s = self.settings
+        home = s.home
+        home.mkdir(parents=True, exist_ok=True)
+        ca, crt, key = ensure_api_pki(home, utcnow())
+        token_file = home / "token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(32))
+            token_file.chmod(0o600)
+        token = token_file.read_text().strip()
+        self.on_step("certificates and token")
+
+        self.store = open_store(home)
+        for k in builtin_kinds.KINDS:
+            self.kinds.add(k)
+        admission = Admission()
+        admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
+        self.registry = Registry(self.store, self.kinds, admission)
+        self._bootstrap()
+        self.client = LocalClient(self.registry)
+        self.on_step(f"store {home / 'skiff.db'} ({len(list(self.kinds))} kinds)")
+
+        self.node = NodeRuntime(self.client, home, node_name="skiff", api_host=s.host, api_port=s.api_port)
+        api = ApiServer(self.registry, token, f"{s.host}:{s.api_port}", lambda: self.ready, self.node)
+        app = api.app()
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(str(crt), str(key))
+        site = web.TCPSite(runner, s.host, s.api_port, ssl_context=tls, reuse_address=True)
+        await site.start()
+        self._cleanup.append(runner.cleanup)
+        server = f"https://{s.host}:{s.api_port}"
+        self.kubeconfig = home / "kubeconfig"
+        write_kubeconfig(self.kubeconfig, server, ca, token)
+        self.on_step(f"API server {server}")
+
+        self.manager = Manager(self.client)
+        self.manager.add(CRDReconciler(self.client, self.kinds), workers=1)
+        self.manager.add(NamespaceReconciler(self.client, self.kinds), workers=1)
+        self.manager.add(DeploymentReconciler(self.client), workers=2)
+        self.gc = GarbageCollector(self.client, self.kinds)
+        await self.manager.start()
+        await self.gc.start()
+        self._node_task = asyncio.create_task(self.node.run())
+        self.ready = True
+        self.on_step("controllers and node runtime")
+
+    def _bootstrap(self) -> None:
+        """Register stored CRDs, then create or refresh the domains' CRDs and the system namespaces."""
+        crd_kind = self.kinds.for_api_version("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        assert crd_kind is not None
+        stored, _ = self.store.list(prefix_for(crd_kind.group, crd_kind.plural))
+        for crd in stored:
+            try:
+                self.kinds.add(kinds_from_crd(crd))
+            except (KeyError, IndexError, TypeError) as e:
+                log.warning("CRD %s cannot be served: %s", crd["metadata"]["name"], e)
+        for k in domain_kinds():
+            want = crd_for(k)
+            have = self.store.get(key_for(crd_kind.group, crd_kind.plural, "", want["metadata"]["name"]))
+            if have is None:
+                self.registry.create(crd_kind, "", want)
+            elif have.get("spec") != want["spec"]:
+                have["spec"] = want["spec"]
+                self.registry.update(crd_kind, "", have["metadata"]["name"], have)
+            self.kinds.add(k)
+        ns_kind = self.kinds.for_api_version("v1", "Namespace")
+        assert ns_kind is not None
+        for ns in BOOT_NAMESPACES:
+            try:
+                self.registry.create(ns_kind, "", {"metadata": {"name": ns}})
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+
+    async def stop(self) -> None:
+        self.ready = False
+        if hasattr(self, "node"):
+            await self.node.shutdown()
+            self._node_task.cancel()
+            await asyncio.gather(self._node_task, return_exceptions=True)
+        if hasattr(self, "manager"):
+            await self.manager.stop()
+            await self.gc.stop()
+        for fn in reversed(self._cleanup):
+            r = fn()
+            if asyncio.iscoroutine(r):
+                await r
+        if hasattr(self, "store"):
+            self.store.close()
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("SKIFF_HOME", str(Path.home() / ".skiff")))

@@ -1,0 +1,150 @@
+"""Knative Serving's resource kinds (serving.knative.dev), declared as data.
+
+Service, Configuration, Revision and Route (v1) and DomainMapping (v1beta1,
+v1alpha1 still served as in Knative 1.10, which OpenShift Serverless 1.31
+ships). Names, short names, categories and printer columns are those of the
+upstream CRDs (knative/serving config/core/300-resources/*.yaml); the schemas
+are typed where users write (the revision template, traffic) so that a typo
+in a manifest is rejected with its field path, and open in status, which
+skiff's own reconcilers write.
+
+Neighbours: core/schema_pod.py (REVISION_SPEC, the PodSpec subset a
+revision template carries), core/kinds.py (Kind; crd_for turns these into
+the CRD objects registered at bootstrap), the serving reconcilers that
+read and write these objects. Pure data.
+"""
+
+from __future__ import annotations
+
+from skiff.core.kinds import Kind, PrinterColumn
+from skiff.core.schema import (
+    BOOL,
+    CONDITION,
+    INT,
+    STR,
+    STR_MAP,
+    Schema,
+    arr,
+    obj,
+    open_obj,
+    resource,
+)
+from skiff.core.schema_pod import REVISION_SPEC, TEMPLATE_METADATA, int_range
+
+__all__ = ["ADDRESS", "KINDS", "REVISION_TEMPLATE", "TRAFFIC_TARGET"]
+
+GROUP = "serving.knative.dev"
+CATEGORIES = ("all", "knative", "serving")
+
+TRAFFIC_TARGET = obj({
+    "tag": STR,
+    "revisionName": STR,
+    "configurationName": STR,
+    "latestRevision": BOOL,
+    "percent": int_range(0, 100),
+    "url": STR,  # status only upstream; accepted in spec so that `get -o yaml | apply` works
+})
+
+REVISION_TEMPLATE = obj({"metadata": TEMPLATE_METADATA, "spec": REVISION_SPEC})
+
+ADDRESS = open_obj({"url": STR, "name": STR, "CACerts": STR, "audience": STR})
+
+
+def _status(extra: dict[str, Schema]) -> Schema:
+    """Knative's duck Status plus the kind's own fields; open for fields skiff grows."""
+    return open_obj({
+        "observedGeneration": INT,
+        "conditions": arr(CONDITION),
+        "annotations": STR_MAP,
+        **extra,
+    })
+
+
+def _ready(quote: str = "'") -> tuple[PrinterColumn, PrinterColumn]:
+    cond = f".status.conditions[?(@.type=={quote}Ready{quote})]"
+    return (PrinterColumn("Ready", cond + ".status"), PrinterColumn("Reason", cond + ".reason"))
+
+
+SERVICE = resource(
+    obj({"template": REVISION_TEMPLATE, "traffic": arr(TRAFFIC_TARGET)}),
+    status=_status({
+        "url": STR, "address": ADDRESS,
+        "latestCreatedRevisionName": STR, "latestReadyRevisionName": STR,
+        "traffic": arr(TRAFFIC_TARGET),
+    }),
+)
+
+CONFIGURATION = resource(
+    obj({"template": REVISION_TEMPLATE}),
+    status=_status({"latestCreatedRevisionName": STR, "latestReadyRevisionName": STR}),
+)
+
+REVISION = resource(
+    REVISION_SPEC,
+    status=_status({
+        "serviceName": STR, "logUrl": STR,
+        "actualReplicas": INT, "desiredReplicas": INT,
+        "containerStatuses": arr(open_obj({"name": STR, "imageDigest": STR})),
+        "initContainerStatuses": arr(open_obj({"name": STR, "imageDigest": STR})),
+    }),
+)
+
+ROUTE = resource(
+    obj({"traffic": arr(TRAFFIC_TARGET)}),
+    status=_status({"url": STR, "address": ADDRESS, "traffic": arr(TRAFFIC_TARGET)}),
+)
+
+DOMAIN_MAPPING = resource(
+    obj({
+        "ref": obj({
+            "apiVersion": STR, "kind": STR, "name": STR, "namespace": STR,
+            "group": STR, "address": STR,
+        }, required=("kind", "name")),
+        "tls": obj({"secretName": STR}, required=("secretName",)),
+    }, required=("ref",)),
+    status=_status({"url": STR, "address": ADDRESS}),
+)
+
+KINDS: list[Kind] = [
+    Kind(group=GROUP, version="v1", kind="Service", plural="services", singular="service",
+         namespaced=True, schema=SERVICE, short_names=("kservice", "ksvc"),
+         categories=CATEGORIES, name_rule="dns1035-label", crd_name=f"services.{GROUP}",
+         printer_columns=(
+             PrinterColumn("URL", ".status.url"),
+             PrinterColumn("LatestCreated", ".status.latestCreatedRevisionName"),
+             PrinterColumn("LatestReady", ".status.latestReadyRevisionName"),
+             *_ready(),
+         )),
+    Kind(group=GROUP, version="v1", kind="Configuration", plural="configurations",
+         singular="configuration", namespaced=True, schema=CONFIGURATION,
+         short_names=("config", "cfg"), categories=CATEGORIES, name_rule="dns1035-label",
+         crd_name=f"configurations.{GROUP}",
+         printer_columns=(
+             PrinterColumn("LatestCreated", ".status.latestCreatedRevisionName"),
+             PrinterColumn("LatestReady", ".status.latestReadyRevisionName"),
+             *_ready(),
+         )),
+    Kind(group=GROUP, version="v1", kind="Revision", plural="revisions", singular="revision",
+         namespaced=True, schema=REVISION, short_names=("rev",), categories=CATEGORIES,
+         name_rule="dns1035-label", crd_name=f"revisions.{GROUP}",
+         printer_columns=(
+             PrinterColumn("Config Name",
+                           ".metadata.labels['serving\\.knative\\.dev/configuration']"),
+             PrinterColumn("Generation",
+                           ".metadata.labels['serving\\.knative\\.dev/configurationGeneration']"),
+             *_ready(),
+             PrinterColumn("Actual Replicas", ".status.actualReplicas", type="integer"),
+             PrinterColumn("Desired Replicas", ".status.desiredReplicas", type="integer"),
+         )),
+    Kind(group=GROUP, version="v1", kind="Route", plural="routes", singular="route",
+         namespaced=True, schema=ROUTE, short_names=("rt",), categories=CATEGORIES,
+         name_rule="dns1035-label", crd_name=f"routes.{GROUP}",
+         printer_columns=(PrinterColumn("URL", ".status.url"), *_ready())),
+    # Knative 1.10 stored v1alpha1 and served both; the schemas are identical, and
+    # skiff stores the version upstream moved to in 1.11 (knative/serving#14058).
+    Kind(group=GROUP, version="v1beta1", versions=("v1beta1", "v1alpha1"),
+         kind="DomainMapping", plural="domainmappings", singular="domainmapping",
+         namespaced=True, schema=DOMAIN_MAPPING, short_names=("dm",), categories=CATEGORIES,
+         crd_name=f"domainmappings.{GROUP}",
+         printer_columns=(PrinterColumn("URL", ".status.url"), *_ready())),
+]

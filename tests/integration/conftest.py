@@ -1,0 +1,135 @@
+"""Integration fixtures: a real `skiff up` on free loopback ports, driven by the real kubectl.
+
+One platform per test module (starting one takes about a second); every wait
+has a deadline. Each Skiff has its own home and a fresh kubectl cache dir, so
+discovery is never stale between modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Skiff:
+    home: Path
+    api_port: int
+    proc: subprocess.Popen[bytes] | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    log_path: Path | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.home / "kubeconfig"
+
+    def env(self) -> dict[str, str]:
+        e = dict(os.environ)
+        e["KUBECONFIG"] = str(self.kubeconfig)
+        e["SKIFF_HOME"] = str(self.home)
+        return e
+
+    def start(self, timeout: float = 30) -> None:
+        self.log_path = self.home.parent / f"{self.home.name}-skiff.log"
+        log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "skiff.cli.main", "up", "--home", str(self.home),
+               "--api-port", str(self.api_port)]
+        for flag, port in self.ports.items():
+            cmd += [flag, str(port)]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"skiff up exited {self.proc.returncode}:\n{self.log()}")
+            if self.kubeconfig.exists() and self.readyz() == "ok":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"skiff up not ready in {timeout}s:\n{self.log()}")
+
+    def readyz(self) -> str:
+        ctx = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt"))
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{self.api_port}/readyz", context=ctx,
+                                        timeout=2) as r:
+                return str(r.read().decode())
+        except Exception:
+            return ""
+
+    def stop(self, timeout: float = 40) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+        finally:
+            self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path else ""
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = ["kubectl", "--kubeconfig", str(self.kubeconfig),
+               "--cache-dir", str(self.home / "kubectl-cache"), *args]
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def skiff(self, *args: str, input: str | None = None,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "skiff.cli.main", *args], input=input,
+                              capture_output=True, text=True, timeout=timeout, env=self.env())
+
+    def wait_for(self, fn: Any, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = fn()
+            if last:
+                return last
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what or fn}: last={last!r}")
+
+
+def new_skiff(tmp: Path) -> Skiff:
+    return Skiff(home=tmp / "home", api_port=free_port(),
+                 ports={"--http-port": free_port(), "--https-port": free_port(),
+                        "--local-gateway-port": free_port()})
+
+
+@pytest.fixture(scope="module")
+def skiff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
+    s = new_skiff(tmp_path_factory.mktemp("skiff"))
+    s.start()
+    try:
+        yield s
+    finally:
+        if s.proc is not None:
+            s.stop()
