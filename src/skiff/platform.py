@@ -170,10 +170,13 @@ class Platform:
         self.ready = False
         if hasattr(self, "node"):
             await self.node.shutdown()
-            self._node_task.cancel()
-            await asyncio.gather(self._node_task, return_exceptions=True)
+        task = getattr(self, "_node_task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if hasattr(self, "manager"):
             await self.manager.stop()
+        if hasattr(self, "gc"):
             await self.gc.stop()
         for fn in reversed(self._cleanup):
             r = fn()

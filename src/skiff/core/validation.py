@@ -113,6 +113,20 @@ def _check(s: Schema, v: Any, path: str, out: list[Cause]) -> None:
         if items:
             for i, sub in enumerate(v):
                 _check(items, sub, f"{path}[{i}]", out)
+        keys = s.get("x-kubernetes-list-map-keys")
+        if s.get("x-kubernetes-list-type") == "map" and keys:
+            seen: dict[tuple[Any, ...], int] = {}
+            for i, sub in enumerate(v):
+                if not isinstance(sub, dict):
+                    continue
+                key = tuple(sub.get(k) for k in keys)
+                if key in seen:
+                    shown = ", ".join(f'"{k}":{_fmt(sub.get(k))}' for k in keys)
+                    out.append(Cause(f"{path}[{i}]", "FieldValueDuplicate",
+                                     f"{path}[{i}]: Duplicate value: map[{shown}] (also at "
+                                     f"{path}[{seen[key]}])"))
+                else:
+                    seen[key] = i
     elif t == "string":
         enum = s.get("enum")
         if enum and v not in enum:

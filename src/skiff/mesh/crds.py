@@ -15,9 +15,10 @@ closed) so that the Serverless guide's typing errors are reported with a
 field path. Deep, rarely written corners (fault injection, CORS, outlier
 detection, SMCP runtime/pod overrides, techPreview) stay open (ANY) and say so.
 
-Neighbours: mesh/gateway.py, mesh/authz/, mesh/peerauth.py and
-mesh/membership.py read these objects; core/kinds.py (Kind, crd_for);
-core/schema_pod.py (RESOURCES for SMCP container overrides). Pure data.
+Neighbours: the mesh modules of DESIGN's layout (gateway.py, authz/,
+peerauth.py, membership.py) read these objects; core/kinds.py (Kind,
+crd_for); core/schema_pod.py (RESOURCES and TOLERATION for the SMCP's
+component overrides). Pure data.
 """
 
 from __future__ import annotations

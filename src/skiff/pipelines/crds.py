@@ -12,9 +12,9 @@ catalogs (step `resources`, run `serviceAccountName`/`timeout`/`podTemplate`)
 are accepted too.
 
 Left open (ANY), on purpose: param and result values (string, array or
-object), matrix fan-out, step/sidecar templates' less common container
-fields via sidecars, podTemplate (a PodSpec overlay), workspace volume
-sources other than PVC/emptyDir/configMap/secret, and the run status trees
+object), matrix fan-out, step `when` expressions, podTemplate (a PodSpec
+overlay), taskRunSpecs, a workspace's volumeClaimTemplate and its
+configMap/secret/projected/csi sources, and the run status trees
 (childReferences, provenance), which the pipeline runner writes.
 
 Neighbours: pipelines/ (builder detection and the runner) read these

@@ -117,7 +117,7 @@ KINDS: list[Kind] = [
          )),
     Kind(group=GROUP, version="v1", kind="Configuration", plural="configurations",
          singular="configuration", namespaced=True, schema=CONFIGURATION,
-         short_names=("config", "cfg"), categories=CATEGORIES, name_rule="dns1035-label",
+         short_names=("config", "cfg", "kcfg"), categories=CATEGORIES, name_rule="dns1035-label",
          crd_name=f"configurations.{GROUP}",
          printer_columns=(
              PrinterColumn("LatestCreated", ".status.latestCreatedRevisionName"),

@@ -44,7 +44,9 @@ class ExecSession(Protocol):
     stdout: asyncio.StreamReader | None
     stderr: asyncio.StreamReader | None
 
-    def write(self, data: bytes) -> None: ...
+    async def write(self, data: bytes) -> None: ...
+
+    def resize(self, width: int, height: int) -> None: ...
 
     def close_stdin(self) -> None: ...
 
@@ -179,7 +181,7 @@ class ApiServer:
         accept = request.headers.get("Accept", "")
         if "as=APIGroupDiscoveryList" in accept:
             body = discovery.aggregated(self.registry.kinds, core)
-            return web.Response(text=json.dumps(body), content_type="application/json",
+            return web.Response(body=json.dumps(body).encode(),
                                 headers={"Content-Type": discovery.AGGREGATED_CT})
         if core:
             return web.json_response(discovery.api_versions(self.server_address))
@@ -522,7 +524,13 @@ class ApiServer:
                     continue
                 ch, data = msg.data[0], msg.data[1:]
                 if ch == 0 and data:
-                    session.write(data)
+                    await session.write(data)
+                elif ch == 4 and data:
+                    try:
+                        size = json.loads(data)
+                        session.resize(int(size.get("Width", 80)), int(size.get("Height", 24)))
+                    except (ValueError, AttributeError):
+                        pass
                 elif ch == 255 and v5 and data[:1] == b"\x00":
                     session.close_stdin()
             session.kill()   # the client went away

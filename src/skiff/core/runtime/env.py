@@ -17,7 +17,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,7 +241,7 @@ def build_env(pod: Obj, container: Obj, ctx: EnvContext) -> dict[str, str] | Env
 
 
 def _key_ref(ref: Obj, objs: Mapping[str, Obj], ns: str, noun: str, kind: str,
-             data: Any) -> str | EnvError | None:
+             data: Callable[[Obj], dict[str, str]]) -> str | EnvError | None:
     name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
     obj = objs.get(name)
     if obj is None:

@@ -43,7 +43,7 @@ def recorded(pod: Obj) -> dict[str, int]:
         return {}
 
 
-def annotations(mapping: dict[str, int], keys: list[str]) -> dict[str, str]:
+def port_annotations(mapping: dict[str, int], keys: list[str]) -> dict[str, str]:
     return {PORT_ANNOTATION: str(mapping[keys[0]]),
             PORTS_ANNOTATION: json.dumps({k: mapping[k] for k in keys}, separators=(",", ":"))}
 

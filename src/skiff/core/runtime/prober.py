@@ -112,9 +112,9 @@ async def check(spec: probes.ProbeSpec, env: Mapping[str, str], cwd: Path,
 
 async def probe_loop(spec: probes.ProbeSpec, run_check: Callable[[], Awaitable[bool]],
                      on_change: Callable[[bool], None],
-                     initial: probes.ProbeState = probes.ProbeState()) -> None:
+                     initial: probes.ProbeState | None = None) -> None:
     """Check forever; call on_change(result) whenever the thresholded result changes."""
-    state = initial
+    state = initial or probes.ProbeState()
     if spec.initial_delay:
         await asyncio.sleep(spec.initial_delay)
     loop = asyncio.get_running_loop()

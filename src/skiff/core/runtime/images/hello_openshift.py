@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from email.utils import formatdate
+from typing import cast
 
 import httptools
 
@@ -46,8 +47,7 @@ class HelloProtocol(asyncio.Protocol):
         self.method = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -98,11 +98,11 @@ def main() -> None:
     body = (os.environ.get("RESPONSE") or "Hello OpenShift!").encode() + b"\n"
     try:
         import uvloop
-        runner = uvloop.run
+        uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        runner = asyncio.run
+        pass
     try:
-        runner(serve(port, body))
+        asyncio.run(serve(port, body))
     except OSError as e:
         print(f"hello-openshift: cannot listen on 127.0.0.1:{port}: {e}", file=sys.stderr)
         sys.exit(1)

@@ -1,0 +1,273 @@
+"""NodeRuntime: skiff's kubelet. Runs the pods of one node as local processes.
+
+It lists and watches every Pod through the Client (core/client.py), keeps one
+PodWorker (pod.py) per pod uid that belongs here (spec.nodeName empty or this
+node, no schedulingGates), and starts each pod that is not terminal; after a
+restart of skiff every stored pod is started again. A pod whose
+metadata.deletionTimestamp is set is stopped within its grace period and then
+finalized with a delete at grace 0; a DELETED pod's processes are stopped.
+shutdown() stops everything. The API server calls exec(), log_path() and
+follow_log() for pods/exec and pods/log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from skiff.core.client import ApiError, Client, Obj
+from skiff.core.runtime import logs, process
+from skiff.core.runtime.backoff import BackoffPolicy
+from skiff.core.runtime.execsession import ExecSession
+from skiff.core.runtime.images.local import LocalImages
+from skiff.core.runtime.pod import POD, ContainerRun, NodeContext, PodWorker
+from skiff.core.runtime.status import Waiting, terminal
+
+log = logging.getLogger("skiff.runtime")
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+class NodeRuntime:
+    def __init__(self, client: Client, home: Path, node_name: str = "skiff",
+                 api_host: str = "127.0.0.1", api_port: int = 6443, *,
+                 backoff: BackoffPolicy | None = None,
+                 image_backoff: BackoffPolicy | None = None,
+                 config_retry_seconds: float = 1.0,
+                 shutdown_grace_cap: float | None = None) -> None:
+        self.client = client
+        self.home = Path(home)
+        self.node_name = node_name
+        self.shutdown_grace_cap = shutdown_grace_cap
+        self.ctx = NodeContext(
+            client=client, home=self.home, node_name=node_name, api_host=api_host,
+            api_port=api_port, crash_backoff=backoff or BackoffPolicy(),
+            image_backoff=image_backoff or backoff or BackoffPolicy(),
+            config_retry=config_retry_seconds, ports=process.PortAllocator(),
+            local_images=LocalImages(self.home),
+            node_allocatable={"cpu": float(os.cpu_count() or 1),
+                              "memory": float(psutil.virtual_memory().total)})
+        self.workers: dict[str, PodWorker] = {}           # by uid
+        self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # ---- the control loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """List and watch pods until shutdown(); restarts the watch when it ends or fails."""
+        pods_dir = self.home / "pods"
+        pods_dir.mkdir(parents=True, exist_ok=True)
+        process.sweep_orphans(pods_dir)
+        self._watch = asyncio.ensure_future(self._watch_loop())
+        try:
+            await self._watch
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping and not (task is not None and task.cancelling()):
+                return
+            self._watch.cancel()
+            raise
+
+    async def _watch_loop(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                pods = await self.client.list(POD)
+                present = {(p.get("metadata") or {}).get("uid") for p in pods}
+                for uid in [u for u in self.workers if u not in present]:
+                    self._forget(uid)
+                for p in pods:
+                    self._handle("ADDED", p)
+                stream = self.client.watch(POD)
+                try:
+                    async for ev in stream:
+                        delay = 0.2
+                        self._handle(ev.type, ev.object)
+                finally:
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        with contextlib.suppress(Exception):
+                            await aclose()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node runtime: pod watch failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                await asyncio.sleep(0.05)
+
+    def _handle(self, kind: str, pod: Obj) -> None:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        uid = meta.get("uid", "")
+        if kind == "DELETED":
+            self._forget(uid)
+            return
+        if kind not in ("ADDED", "MODIFIED") or self._stopping:
+            return
+        if spec.get("nodeName") not in (None, "", self.node_name) or spec.get("schedulingGates"):
+            return
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+            if meta.get("deletionTimestamp") and not worker.terminating:
+                self._background(worker.delete_gracefully())
+            return
+        if meta.get("deletionTimestamp"):
+            if spec.get("nodeName") == self.node_name:
+                self._background(self._finalize(meta.get("name", ""), meta.get("namespace", "")))
+            return
+        if terminal((pod.get("status") or {}).get("phase", "")):
+            return
+        worker = PodWorker(self.ctx, pod)
+        self.workers[uid] = worker
+        worker.start()
+
+    def _forget(self, uid: str) -> None:
+        worker = self.workers.pop(uid, None)
+        if worker is not None:
+            self._background(worker.dispose())
+
+    async def _finalize(self, name: str, namespace: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.client.delete(POD, name, namespace, grace_period_seconds=0)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def shutdown(self) -> None:
+        """SIGTERM every pod, SIGKILL after its grace period; nothing is left running."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch
+
+        def grace(w: PodWorker) -> float:
+            g = w.deletion_grace() if w.terminating else w.spec_grace()
+            return min(g, self.shutdown_grace_cap) if self.shutdown_grace_cap is not None else g
+
+        workers = list(self.workers.values())
+        await asyncio.gather(*(w.terminate(grace(w), write_status=False) for w in workers),
+                             return_exceptions=True)
+        for task in list(self._bg):
+            if not task.done():
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=1.0)
+        self.workers.clear()
+
+    # ---- lookups for exec and logs -----------------------------------------------------
+
+    def worker(self, namespace: str, name: str) -> PodWorker | None:
+        """The live worker for a pod (the newest one, should a name have been reused)."""
+        found = [w for w in self.workers.values()
+                 if w.namespace == namespace and w.name == name]
+        return found[-1] if found else None
+
+    def _container(self, w: PodWorker, container: str) -> ContainerRun:
+        if not container:
+            ann = (w.pod.get("metadata") or {}).get("annotations") or {}
+            default = ann.get(DEFAULT_CONTAINER_ANNOTATION, "")
+            if default and w.container(default) is not None:
+                container = default
+            elif len(w.containers) == 1:
+                container = w.containers[0].name
+            else:
+                names = " ".join(r.name for r in w.containers)
+                raise ApiError(400, "BadRequest", f"a container name must be specified for pod "
+                                                  f"{w.name}, choose one of: [{names}]")
+        run = w.container(container)
+        if run is None:
+            raise ApiError(400, "BadRequest",
+                           f"container {container} is not valid for pod {w.name}")
+        return run
+
+    async def exec(self, namespace: str, name: str, container: str, command: list[str],
+                   stdin: bool = False, tty: bool = False) -> ExecSession:
+        """Start `command` in a running container (host command, the container's env and cwd)."""
+        w = self.worker(namespace, name)
+        if w is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found',
+                           {"name": name, "kind": "pods"})
+        run = self._container(w, container)
+        if not run.running or w.terminating:
+            raise ApiError(400, "BadRequest",
+                           f'unable to upgrade connection: container not found ("{run.name}")')
+        session = await ExecSession.start(command, run.env, run.cwd, stdin=stdin, tty=tty,
+                                          own_python=bool(run.image and run.image.own_python))
+        run.execs.add(session)
+        return session
+
+    def log_path(self, namespace: str, name: str, container: str = "",
+                 previous: bool = False) -> Path:
+        """The log file `kubectl logs` reads: the current run's, or the one before."""
+        w = self.worker(namespace, name)
+        if w is None:
+            return self._log_path_on_disk(namespace, name, container, previous)
+        run = self._container(w, container)
+        cdir = w.dir / run.name
+        if previous:
+            path = logs.log_file(cdir, run.restart_count - 1)
+            if run.restart_count == 0 or not path.exists():
+                raise ApiError(400, "BadRequest", f'previous terminated container "{run.name}" '
+                                                  f'in pod "{name}" not found')
+            return path
+        path = logs.log_file(cdir, run.restart_count)
+        if not path.exists():
+            raise ApiError(400, "BadRequest", f'container "{run.name}" in pod "{name}" is '
+                                              f"waiting to start: {_waiting_why(run)}")
+        return path
+
+    def _log_path_on_disk(self, namespace: str, name: str, container: str,
+                          previous: bool) -> Path:
+        dirs = sorted((self.home / "pods").glob(f"{namespace}_{name}_*"),
+                      key=lambda p: p.stat().st_mtime)
+        if not dirs:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found',
+                           {"name": name, "kind": "pods"})
+        pdir = dirs[-1]
+        if not container:
+            names = sorted(p.name for p in pdir.iterdir() if p.is_dir())
+            if len(names) != 1:
+                raise ApiError(400, "BadRequest", f"a container name must be specified for pod "
+                                                  f"{name}, choose one of: [{' '.join(names)}]")
+            container = names[0]
+        found = logs.runs(pdir / container)
+        if len(found) < (2 if previous else 1):
+            what = "previous terminated container" if previous else "container"
+            raise ApiError(400, "BadRequest", f'{what} "{container}" in pod "{name}" not found')
+        return logs.log_file(pdir / container, found[-2] if previous else found[-1])
+
+    def follow_log(self, namespace: str, name: str, container: str = "",
+                   previous: bool = False, follow: bool = True, tail_lines: int | None = None,
+                   limit_bytes: int | None = None) -> AsyncIterator[bytes]:
+        """The log's bytes; with follow, until the run ends. Errors raise here, not later."""
+        path = self.log_path(namespace, name, container, previous)
+        w = self.worker(namespace, name)
+        run = self._container(w, container) if w is not None else None
+        number = int(path.stem)
+
+        def live() -> bool:
+            return (run is not None and not previous and run.running
+                    and run.restart_count == number and not (w is not None and w.gone))
+
+        return logs.stream(path, follow=follow and not previous, live=live,
+                           tail_lines=tail_lines, limit_bytes=limit_bytes)
+
+
+def _waiting_why(run: ContainerRun) -> str:
+    if isinstance(run.state, Waiting):
+        if run.state.reason in ("ErrImagePull", "ImagePullBackOff"):
+            return "trying and failing to pull image"
+        return run.state.reason
+    return "ContainerCreating"

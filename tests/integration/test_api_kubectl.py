@@ -1,0 +1,142 @@
+"""The API through the real kubectl: discovery, apply, get, selectors, watch, conflicts, validation,
+protobuf creates, delete cascades. One `skiff up` for the module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from conftest import Skiff
+
+KSVC = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: default
+spec:
+  template:
+    spec:
+      containers:
+        - image: docker.io/openshift/hello-openshift
+"""
+
+
+def test_version_and_discovery(skiff: Skiff) -> None:
+    v = json.loads(skiff.kubectl("version", "-o", "json").stdout)
+    assert v["serverVersion"]["minor"] == "32"
+    res = skiff.kubectl("api-resources").stdout
+    for short in ("ksvc", "smcp", "smmr", "rev", "kcfg", "rt", "gw", "dr", "vs", "se", "pa", "netpol"):
+        assert f" {short} " in res or f" {short}," in res or f",{short} " in res, short
+    # short names resolve
+    assert skiff.kubectl("get", "ksvc").returncode == 0
+    assert "No resources found" in skiff.kubectl("get", "smmr", "-A").stderr
+
+
+def test_unauthenticated_is_401(skiff: Skiff) -> None:
+    r = subprocess.run(["curl", "-s", "--cacert", str(skiff.home / "pki" / "ca.crt"),
+                        f"https://127.0.0.1:{skiff.api_port}/api/v1/namespaces"],
+                       capture_output=True, text=True, timeout=10)
+    body = json.loads(r.stdout)
+    assert body["code"] == 401 and body["reason"] == "Unauthorized"
+
+
+def test_apply_get_and_printer_columns(skiff: Skiff) -> None:
+    r = skiff.kubectl("apply", "-f", "-", input=KSVC)
+    assert "service.serving.knative.dev/hello created" in r.stdout
+    r = skiff.kubectl("apply", "-f", "-", input=KSVC)
+    assert "unchanged" in r.stdout
+    header = skiff.kubectl("get", "ksvc").stdout.splitlines()[0].split()
+    assert header == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON", "AGE"] or \
+        header[:6] == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+    assert skiff.kubectl("get", "ksvc", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"
+                         ).stdout == "docker.io/openshift/hello-openshift"
+    cc = skiff.kubectl("get", "ksvc", "-o", "custom-columns=N:.metadata.name,G:.metadata.generation").stdout
+    assert cc.split() == ["N", "G", "hello", "1"]
+
+
+def test_strict_validation_names_field(skiff: Skiff) -> None:
+    bad = KSVC.replace("image:", "imagee:")
+    r = skiff.kubectl("apply", "-f", "-", input=bad.replace("name: hello", "name: bad1"), check=False)
+    assert r.returncode != 0
+    assert "spec.template.spec.containers[0].imagee" in r.stderr
+    r = skiff.kubectl("get", "ksvc", "bad1", check=False)
+    assert "NotFound" in r.stderr or "not found" in r.stderr
+
+
+def test_label_selectors_and_imperative_protobuf_creates(skiff: Skiff) -> None:
+    skiff.kubectl("create", "namespace", "sel")
+    skiff.kubectl("create", "configmap", "one", "-n", "sel", "--from-literal=a=b")
+    skiff.kubectl("create", "configmap", "two", "-n", "sel", "--from-literal=a=c")
+    skiff.kubectl("label", "configmap", "one", "-n", "sel", "tier=front")
+    skiff.kubectl("label", "configmap", "two", "-n", "sel", "tier=back")
+    out = skiff.kubectl("get", "cm", "-n", "sel", "-l", "tier in (front)", "-o", "name").stdout
+    assert out.split() == ["configmap/one"]
+    out = skiff.kubectl("get", "cm", "-n", "sel", "-l", "tier!=front", "-o", "name").stdout
+    assert out.split() == ["configmap/two"]
+    skiff.kubectl("create", "serviceaccount", "robot", "-n", "sel")
+    assert skiff.kubectl_json("get", "sa", "robot", "-n", "sel")["metadata"]["name"] == "robot"
+
+
+def test_stale_update_conflicts(skiff: Skiff) -> None:
+    skiff.kubectl("create", "configmap", "cfl", "--from-literal=a=1")
+    obj = skiff.kubectl_json("get", "cm", "cfl")
+    skiff.kubectl("patch", "cm", "cfl", "-p", '{"data":{"a":"2"}}')
+    obj["data"]["a"] = "3"
+    r = skiff.kubectl("replace", "-f", "-", input=json.dumps(obj), check=False)
+    assert r.returncode != 0 and "the object has been modified" in r.stderr
+
+
+def test_watch_sees_changes(skiff: Skiff) -> None:
+    skiff.kubectl("create", "configmap", "w1")
+    p = subprocess.Popen(["kubectl", "--kubeconfig", str(skiff.kubeconfig), "--cache-dir",
+                          str(skiff.home / "kubectl-cache"), "get", "cm", "-w", "-o", "name",
+                          "--request-timeout=20s"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        skiff.kubectl("create", "configmap", "w2")
+        seen = []
+        deadline = time.monotonic() + 15
+        assert p.stdout is not None
+        while time.monotonic() < deadline:
+            line = p.stdout.readline().strip()
+            seen.append(line)
+            if line == "configmap/w2":
+                break
+        assert "configmap/w2" in seen
+    finally:
+        p.kill()
+        p.wait(5)
+
+
+def test_namespace_delete_cascades(skiff: Skiff) -> None:
+    skiff.kubectl("create", "namespace", "gone")
+    skiff.kubectl("create", "configmap", "x", "-n", "gone")
+    skiff.kubectl("create", "deployment", "d", "-n", "gone", "--image=docker.io/openshift/hello-openshift")
+    skiff.wait_for(lambda: skiff.kubectl("get", "pods", "-n", "gone", "-o", "name").stdout.strip(),
+                   what="deployment pod")
+    skiff.kubectl("delete", "namespace", "gone", "--timeout=60s")
+    r = skiff.kubectl("get", "namespace", "gone", check=False)
+    assert r.returncode != 0 and "not found" in r.stderr
+    assert skiff.kubectl("get", "cm", "-A", "--field-selector", "metadata.namespace=gone",
+                         "-o", "name").stdout.strip() == ""
+
+
+def test_crd_kinds_can_be_added_by_users(skiff: Skiff) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                   "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}}
+    skiff.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    skiff.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s")
+    w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}}
+    skiff.kubectl("apply", "-f", "-", input=json.dumps(w))
+    assert skiff.kubectl_json("get", "wd", "w")["spec"]["size"] == 3
+    w["spec"]["size"] = "three"
+    r = skiff.kubectl("apply", "-f", "-", input=json.dumps(w), check=False)
+    assert r.returncode != 0 and "spec.size" in r.stderr
