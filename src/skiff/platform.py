@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
@@ -67,6 +67,22 @@ def domain_kinds() -> list[Kind]:
     return [*serving.KINDS, *mesh.KINDS, *operator.KINDS, *eventing.KINDS, *pipelines.KINDS]
 
 
+class Component(Protocol):
+    """A long-running part a domain adds (a gateway, a router): started after the controllers."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def domain_installers() -> list[Callable[[Platform], None]]:
+    """Each domain's install(platform): admission hooks, reconcilers (platform.manager.add),
+    components (platform.components.append). Called once the store and client exist."""
+    from skiff.mesh import setup as mesh
+    from skiff.serving import setup as serving
+    return [serving.install, mesh.install]
+
+
 def write_kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:
     cfg = {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
@@ -88,6 +104,7 @@ class Platform:
     on_step: Callable[[str], None] = lambda _msg: None
     ready: bool = False
     kinds: Kinds = field(default_factory=Kinds)
+    components: list[Component] = field(default_factory=list)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -105,11 +122,14 @@ class Platform:
         self.store = open_store(home)
         for k in builtin_kinds.KINDS:
             self.kinds.add(k)
-        admission = Admission()
-        admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
-        self.registry = Registry(self.store, self.kinds, admission)
+        self.admission = Admission()
+        self.admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
+        self.registry = Registry(self.store, self.kinds, self.admission)
         self._bootstrap()
         self.client = LocalClient(self.registry)
+        self.manager = Manager(self.client)
+        for install in domain_installers():
+            install(self)
         self.on_step(f"store {home / 'skiff.db'} ({len(list(self.kinds))} kinds)")
 
         self.node = NodeRuntime(self.client, home, node_name="skiff", api_host=s.host, api_port=s.api_port)
@@ -127,7 +147,6 @@ class Platform:
         write_kubeconfig(self.kubeconfig, server, ca, token)
         self.on_step(f"API server {server}")
 
-        self.manager = Manager(self.client)
         self.manager.add(CRDReconciler(self.client, self.kinds), workers=1)
         self.manager.add(NamespaceReconciler(self.client, self.kinds), workers=1)
         self.manager.add(DeploymentReconciler(self.client), workers=2)
@@ -135,6 +154,9 @@ class Platform:
         await self.manager.start()
         await self.gc.start()
         self._node_task = asyncio.create_task(self.node.run())
+        for c in self.components:
+            await c.start()
+            self._cleanup.append(c.stop)
         self.ready = True
         self.on_step("controllers and node runtime")
 

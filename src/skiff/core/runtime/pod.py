@@ -290,6 +290,7 @@ class PodWorker:
     def _release_ports(self) -> None:
         for port in self.mapping.values():
             self.ctx.ports.release(port)
+        self.mapping = {}
 
     # ---- one container -----------------------------------------------------------------
 

@@ -175,6 +175,8 @@ class PortAllocator:
 
     def _free(self, port: int) -> int | None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # like the servers that will bind it: a port in TIME_WAIT is free to them
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((self.host, port))
             except OSError:
