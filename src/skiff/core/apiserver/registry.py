@@ -250,6 +250,8 @@ class Registry:
                               f'version ({k.api_version})')
 
     def _default_builtin(self, k: Kind, obj: Obj) -> None:
+        if k.builtin and k.kind in ("Deployment", "Pod"):
+            default_workload(k.kind, obj)
         if k.builtin and k.kind == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj.setdefault("status", {})["phase"] = "Active"
@@ -337,6 +339,8 @@ class Registry:
             raise not_found(k, new["metadata"]["name"]) from None
 
     def _default_builtin_update(self, k: Kind, obj: Obj) -> None:
+        if k.builtin and k.kind in ("Deployment", "Pod"):
+            default_workload(k.kind, obj)
         if k.builtin and k.kind == "Secret" and obj.get("stringData"):
             self._default_builtin(k, obj)
 
@@ -460,6 +464,51 @@ class Registry:
         if k is None:
             return ""
         return self._key(k, o["metadata"].get("namespace", ""), o["metadata"]["name"])
+
+
+def _default_pod_spec(spec: Obj) -> None:
+    """The pod spec defaults kube-apiserver fills in (kubectl shows them in -o yaml)."""
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(c, dict):
+            continue
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        image = str(c.get("image", ""))
+        tag = image.rsplit("/", 1)[-1]
+        latest = "@" not in image and (":" not in tag or tag.endswith(":latest"))
+        c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        c.setdefault("resources", {})
+        for p in c.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+
+
+def default_workload(kind: str, obj: Obj) -> None:
+    """Defaults for Pods and Deployments, re-applied on every write (as apiserver defaulting is:
+    kubectl's apply patches `$retainKeys` away strategy.rollingUpdate, defaulting restores it)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if kind == "Pod":
+        _default_pod_spec(spec)
+        return
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    strategy = spec.setdefault("strategy", {})
+    if isinstance(strategy, dict):
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            strategy.setdefault("rollingUpdate", {"maxSurge": "25%", "maxUnavailable": "25%"})
+    tmpl = spec.get("template")
+    if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
+        tmpl.setdefault("metadata", {})
+        _default_pod_spec(tmpl["spec"])
 
 
 def parse_bool(v: str | None) -> bool:

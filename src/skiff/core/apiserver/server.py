@@ -320,13 +320,24 @@ class ApiServer:
 
     async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
-        events = await self.registry.watch(t.kind, t.namespace, q.get("resourceVersion", ""),
-                                           q.get("labelSelector", ""), q.get("fieldSelector", ""),
-                                           t.version)
+        expired: ApiError | None = None
+        try:
+            events = await self.registry.watch(t.kind, t.namespace, q.get("resourceVersion", ""),
+                                               q.get("labelSelector", ""), q.get("fieldSelector", ""),
+                                               t.version)
+        except ApiError as e:
+            if e.code != 410:
+                raise
+            expired = e
         table = _wants_table(request)
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                        "Transfer-Encoding": "chunked"})
         await resp.prepare(request)
+        if expired is not None:
+            # As kube-apiserver: the stream opens, then one ERROR event carries the 410 Status.
+            await resp.write(json.dumps({"type": "ERROR", "object": expired.status()}).encode() + b"\n")
+            await resp.write_eof()
+            return resp
         timeout = float(q.get("timeoutSeconds", 0) or 0) or 1800.0
         bookmarks = parse_bool(q.get("allowWatchBookmarks"))
         first = True

@@ -26,6 +26,8 @@ from skiff.core.client import ApiError, Client, Obj
 from skiff.core.runtime import logs, process
 from skiff.core.runtime.backoff import BackoffPolicy
 from skiff.core.runtime.execsession import ExecSession
+from skiff.core.runtime.forkserver import ForkServer
+from skiff.core.runtime.images import HELLO_OPENSHIFT_MODULE
 from skiff.core.runtime.images.local import LocalImages
 from skiff.core.runtime.pod import POD, ContainerRun, NodeContext, PodWorker
 from skiff.core.runtime.status import Waiting, terminal
@@ -41,7 +43,8 @@ class NodeRuntime:
                  backoff: BackoffPolicy | None = None,
                  image_backoff: BackoffPolicy | None = None,
                  config_retry_seconds: float = 1.0,
-                 shutdown_grace_cap: float | None = None) -> None:
+                 shutdown_grace_cap: float | None = None,
+                 fork_server: bool = True) -> None:
         self.client = client
         self.home = Path(home)
         self.node_name = node_name
@@ -54,6 +57,7 @@ class NodeRuntime:
             local_images=LocalImages(self.home),
             node_allocatable={"cpu": float(os.cpu_count() or 1),
                               "memory": float(psutil.virtual_memory().total)})
+        self.forks = ForkServer([HELLO_OPENSHIFT_MODULE]) if fork_server else None
         self.workers: dict[str, PodWorker] = {}           # by uid
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
@@ -66,6 +70,8 @@ class NodeRuntime:
         pods_dir = self.home / "pods"
         pods_dir.mkdir(parents=True, exist_ok=True)
         process.sweep_orphans(pods_dir)
+        if self.forks is not None:
+            self._background(self._start_forks(self.forks))
         self._watch = asyncio.ensure_future(self._watch_loop())
         try:
             await self._watch
@@ -136,6 +142,17 @@ class NodeRuntime:
         if worker is not None:
             self._background(worker.dispose())
 
+    async def _start_forks(self, forks: ForkServer) -> None:
+        try:
+            await forks.start()
+        except (OSError, RuntimeError, TimeoutError) as e:
+            log.warning("node runtime: no fork server (%s); pods start with fork/exec", e)
+            return
+        if self._stopping:
+            await forks.close()
+        else:
+            self.ctx.forker = forks
+
     async def _finalize(self, name: str, namespace: str) -> None:
         with contextlib.suppress(ApiError):
             await self.client.delete(POD, name, namespace, grace_period_seconds=0)
@@ -165,6 +182,9 @@ class NodeRuntime:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=1.0)
         self.workers.clear()
+        self.ctx.forker = None
+        if self.forks is not None:
+            await self.forks.close()
 
     # ---- lookups for exec and logs -----------------------------------------------------
 

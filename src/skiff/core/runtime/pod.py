@@ -78,6 +78,7 @@ class NodeContext:
     ports: process.PortAllocator
     local_images: LocalImages
     node_allocatable: dict[str, float] = field(default_factory=dict)
+    forker: process.Forker | None = None
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
 
@@ -401,7 +402,7 @@ class PodWorker:
         try:
             proc = await process.spawn(argv, container_env, run.cwd,
                                        logs.log_file(cdir, run.restart_count), cdir / "pid",
-                                       own_python=img.own_python)
+                                       own_python=img.own_python, forker=self.ctx.forker)
         except process.SpawnError as e:
             logs.log_file(cdir, run.restart_count).touch()
             return Terminated(128, "StartError", started_at, self.ctx.clock(),

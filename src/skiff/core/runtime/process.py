@@ -10,8 +10,8 @@ container's PID namespace would be. resolve_executable() gives host command
 semantics to argv[0]. PortAllocator hands out free 127.0.0.1 ports for
 ports.py's plan. Used by pod.py (containers) and execsession.py (argv).
 
-Plain fork/exec for now: DESIGN.md's warm fork server for the built-in
-Python images would slot in behind spawn().
+spawn() starts the built-in Python images by forking a warm template when
+a Forker (forkserver.py) is given and ready, else with a fresh fork/exec.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -81,12 +82,16 @@ def python_path_env(env: dict[str, str]) -> None:
 
 
 class ContainerProcess:
-    """One run of a container: the group leader and its group."""
+    """One run of a container: the group leader (pgid == pid) and its group.
 
-    def __init__(self, proc: asyncio.subprocess.Process, pid_file: Path | None) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+    `exit` resolves to the leader's raw return code (negative: killed by that
+    signal), from asyncio's child watcher or from the fork server's reaper.
+    """
+
+    def __init__(self, pid: int, exit: asyncio.Future[int], pid_file: Path | None) -> None:
+        self.pid = pid
         self.pid_file = pid_file
+        self._exit = exit
         self._term_sent = False
         self._waiter: asyncio.Task[int] | None = None
 
@@ -97,7 +102,7 @@ class ContainerProcess:
         return await asyncio.shield(self._waiter)
 
     async def _wait(self) -> int:
-        rc = await self.proc.wait()
+        rc = await asyncio.shield(self._exit)
         signal_group(self.pid, signal.SIGKILL)
         if self.pid_file is not None:
             self.pid_file.unlink(missing_ok=True)
@@ -105,7 +110,7 @@ class ContainerProcess:
 
     @property
     def exited(self) -> bool:
-        return self.proc.returncode is not None
+        return self._exit.done()
 
     async def stop(self, grace: float) -> int:
         """SIGTERM the group, SIGKILL it after `grace` seconds; the exit code."""
@@ -119,18 +124,49 @@ class ContainerProcess:
             return await self.wait()
 
 
+class Forker(Protocol):
+    """A warm template that can start some argv by forking (forkserver.ForkServer)."""
+
+    def module_for(self, argv: Sequence[str]) -> str | None: ...
+
+    async def spawn(self, module: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
+                    log_file: Path) -> tuple[int, asyncio.Future[int]]: ...
+
+
 async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file: Path,
-                pid_file: Path | None = None, own_python: bool = False) -> ContainerProcess:
+                pid_file: Path | None = None, own_python: bool = False,
+                forker: Forker | None = None) -> ContainerProcess:
     if not argv:
         raise SpawnError("no command specified")
     exe = resolve_executable(argv[0], env.get("PATH", os.defpath), own_python)
     if exe is None:
         raise SpawnError(not_found_message(argv[0]))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(parents=True, exist_ok=True)
+    module = forker.module_for(argv) if forker is not None and own_python else None
+    pid_exit: tuple[int, asyncio.Future[int]] | None = None
+    if forker is not None and module is not None:
+        try:
+            pid_exit = await forker.spawn(module, argv, env, cwd, log_file)
+        except (OSError, RuntimeError, TimeoutError) as e:
+            log.warning("fork server could not start %s (%s); starting it afresh", module, e)
+    if pid_exit is None:
+        pid_exit = await _exec(exe, argv, env, cwd, log_file, own_python)
+    pid, exited = pid_exit
+    if pid_file is not None:
+        try:
+            created = psutil.Process(pid).create_time()
+            pid_file.write_text(f"{pid} {created}\n")
+        except (psutil.Error, OSError):
+            pass
+    return ContainerProcess(pid, exited, pid_file)
+
+
+async def _exec(exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
+                log_file: Path, own_python: bool) -> tuple[int, asyncio.Future[int]]:
     full_env = dict(env)
     if own_python:
         python_path_env(full_env)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    cwd.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -140,13 +176,7 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file
         raise SpawnError(f'exec: "{argv[0]}": {e.strerror or e}') from e
     finally:
         os.close(fd)
-    if pid_file is not None:
-        try:
-            created = psutil.Process(proc.pid).create_time()
-            pid_file.write_text(f"{proc.pid} {created}\n")
-        except (psutil.Error, OSError):
-            pass
-    return ContainerProcess(proc, pid_file)
+    return proc.pid, asyncio.ensure_future(proc.wait())
 
 
 def sweep_orphans(pods_dir: Path) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from email.utils import formatdate
@@ -83,8 +84,14 @@ class HelloProtocol(asyncio.Protocol):
 async def serve(port: int, body: bytes, host: str = "127.0.0.1") -> None:
     loop = asyncio.get_running_loop()
     date = _Date()
-    server = await loop.create_server(lambda: HelloProtocol(body, date), host, port,
-                                      reuse_address=True, backlog=1024)
+    # bind here rather than by host name: uvloop would resolve it on its thread pool,
+    # which costs milliseconds in a child forked from the warm template
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    server = await loop.create_server(lambda: HelloProtocol(body, date), sock=sock)
     print(f"serving on {port}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
