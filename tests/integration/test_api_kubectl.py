@@ -140,3 +140,54 @@ def test_crd_kinds_can_be_added_by_users(skiff: Skiff) -> None:
     w["spec"]["size"] = "three"
     r = skiff.kubectl("apply", "-f", "-", input=json.dumps(w), check=False)
     assert r.returncode != 0 and "spec.size" in r.stderr
+
+
+def test_official_python_client(skiff: Skiff) -> None:
+    from kubernetes import client, config, dynamic, watch
+    api_client = config.new_client_from_config(str(skiff.kubeconfig))
+    core = client.CoreV1Api(api_client)
+    names = [n.metadata.name for n in core.list_namespace().items]
+    assert "default" in names and "knative-serving" in names
+    core.create_namespaced_config_map("default", client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="py", labels={"from": "python"}), data={"k": "v"}))
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(core.list_namespaced_config_map, "default", label_selector="from=python",
+                       timeout_seconds=5):
+        seen.append((ev["type"], ev["object"].metadata.name))
+        w.stop()
+    assert seen == [("ADDED", "py")]
+    dyn = dynamic.DynamicClient(api_client)
+    ksvc = dyn.resources.get(api_version="serving.knative.dev/v1", kind="Service")
+    assert ksvc.get(namespace="default").kind == "ServiceList"
+
+
+def test_bad_requests_get_status_errors(skiff: Skiff) -> None:
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    token = (skiff.home / "token").read_text().strip()
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(skiff.home / "pki" / "ca.crt"))
+
+    def post(path: str, body: bytes, ct: str = "application/json") -> tuple[int, dict]:
+        req = urllib.request.Request(f"https://127.0.0.1:{skiff.api_port}{path}", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": ct})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                return r.status, _json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, _json.loads(e.read())
+
+    code, st = post("/api/v1/namespaces/default/configmaps", b"{not json")
+    assert code == 400 and st["reason"] == "BadRequest" and "not valid JSON" in st["message"]
+    code, st = post("/api/v1/namespaces/default/configmaps", b'{"metadata":{"name":"UPPER"}}')
+    assert code == 422 and st["details"]["causes"][0]["field"] == "metadata.name"
+    code, st = post("/api/v1/namespaces/default/configmaps",
+                    b'{"metadata":{"name":"big"},"data":{"x":"' + b"a" * (4 * 1024 * 1024) + b'"}}')
+    assert code == 413
+    code, st = post("/apis/example.invalid/v1/namespaces/default/things", b"{}")
+    assert code == 404
+    before = skiff.kubectl("get", "cm", "-o", "name").stdout
+    assert "UPPER" not in before and "big" not in before

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
@@ -529,3 +531,78 @@ def test_probes_http_tcp_exec_and_liveness_restart(tmp_path: Path) -> None:
             assert cstatus(h.client, "dead")["lastState"]["terminated"]["exitCode"] == 143
     run(body())
 
+
+
+def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Harness(tmp_path) as h:
+            forks = h.rt.forks
+            assert forks is not None
+            await eventually(lambda: h.rt.ctx.forker is not None, 30, "fork server ready")
+            assert forks.proc is not None
+            await h.client.create(hello(env=[{"name": "RESPONSE", "value": "forked"}]))
+            pod = await h.ready("hello")
+            pid = h.pid("hello")
+            assert psutil.Process(pid).ppid() == forks.proc.pid
+            assert os.getpgid(pid) == pid
+            port = pod["metadata"]["annotations"]["skiff.dev/port"]
+            assert await body_of(f"http://127.0.0.1:{port}/") == "forked\n"
+            os.kill(pid, signal.SIGKILL)
+            await eventually(lambda: cstatus(h.client, "hello").get("restartCount") == 1, 5,
+                             "restart after SIGKILL")
+            assert cstatus(h.client, "hello")["lastState"]["terminated"]["exitCode"] == 137
+            await h.ready("hello")
+            # the template dies: live children are still noticed, new pods start afresh
+            pid = h.pid("hello")
+            forks.proc.kill()
+            await eventually(lambda: h.rt.ctx.forker is None or not forks.ready, 5, "forks gone")
+            os.kill(pid, signal.SIGTERM)
+            await eventually(lambda: cstatus(h.client, "hello").get("restartCount") == 2, 5,
+                             "restart after template death")
+            await h.ready("hello")
+            pid = h.pid("hello")
+            assert psutil.Process(pid).ppid() == os.getpid()
+            port = (h.client.pod("hello") or {})["metadata"]["annotations"]["skiff.dev/port"]
+            assert await body_of(f"http://127.0.0.1:{port}/") == "forked\n"
+    run(body())
+
+
+def test_hello_without_fork_server(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Harness(tmp_path, fork_server=False) as h:
+            await h.client.create(hello())
+            pod = await h.ready("hello")
+            assert psutil.Process(h.pid("hello")).ppid() == os.getpid()
+            port = pod["metadata"]["annotations"]["skiff.dev/port"]
+            assert await body_of(f"http://127.0.0.1:{port}/") == "Hello OpenShift!\n"
+    run(body())
+
+
+def test_init_containers_and_sidecars(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Harness(tmp_path) as h:
+            job = pod_obj("job", [{"name": "main", "image": "busybox",
+                                   "command": ["sh", "-c", "echo main"]}], restart="Never",
+                          initContainers=[
+                              {"name": "setup", "image": "busybox", "command": ["true"]},
+                              {"name": "proxy", "image": "busybox", "restartPolicy": "Always",
+                               "command": ["sleep", "1000"]}])
+            await h.client.create(job)
+            await eventually(lambda: phase(h.client, "job") == "Succeeded", 10, "Succeeded")
+            status = (h.client.pod("job") or {})["status"]
+            inits = {s["name"]: s for s in status["initContainerStatuses"]}
+            assert inits["setup"]["state"]["terminated"]["reason"] == "Completed"
+            assert "terminated" in inits["proxy"]["state"], "the sidecar stops with the pod"
+            assert h.rt.log_path(NS, "job").read_text() == "main\n"
+
+            bad = pod_obj("bad", [{"name": "main", "image": "busybox", "command": ["true"]}],
+                          restart="Never", initContainers=[
+                              {"name": "setup", "image": "busybox",
+                               "command": ["sh", "-c", "exit 2"]}])
+            await h.client.create(bad)
+            await eventually(lambda: phase(h.client, "bad") == "Failed", 10, "Failed")
+            status = (h.client.pod("bad") or {})["status"]
+            assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
+            assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == \
+                "PodInitializing"
+    run(body())

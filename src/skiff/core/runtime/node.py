@@ -6,7 +6,8 @@ node, no schedulingGates), and starts each pod that is not terminal; after a
 restart of skiff every stored pod is started again. A pod whose
 metadata.deletionTimestamp is set is stopped within its grace period and then
 finalized with a delete at grace 0; a DELETED pod's processes are stopped.
-shutdown() stops everything. The API server calls exec(), log_path() and
+shutdown() stops everything. It also owns the fork server (forkserver.py)
+that starts built-in Python images warm. The API server calls exec(), log_path() and
 follow_log() for pods/exec and pods/log.
 """
 

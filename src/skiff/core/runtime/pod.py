@@ -145,6 +145,7 @@ class PodWorker:
         status: Obj = pod.get("status") or {}
         self.start_time = parse_time(status.get("startTime"))
         self.terminating = False
+        self._done = False           # every regular container finished for good
         self.gone = False
         self.grace = self.spec_grace()
         self._stop = asyncio.Event()
@@ -237,25 +238,31 @@ class PodWorker:
             self.start_time = self.ctx.clock()
         self.changed()
         try:
-            for run in self.inits:
-                if run.sidecar:
-                    self._background(self._container_loop(run))
-                    while not run.started and await self._pause(0.02):
-                        pass
-                    continue
-                result = await self._container_loop(run)
-                if result is None or result.exit_code != 0:
-                    return
-            for run in self.containers:
-                if isinstance(run.state, Waiting) and run.state.reason == "PodInitializing":
-                    run.state = Waiting("ContainerCreating")
-            await asyncio.gather(*(self._container_loop(r) for r in self.containers))
-            if not self.terminating:         # every container finished for good
-                await asyncio.gather(*(r.proc.stop(self.grace) for r in self.inits
-                                       if r.sidecar and r.proc is not None))
-                self._release_ports()
+            if await self._run_inits():
+                for run in self.containers:
+                    if isinstance(run.state, Waiting) and run.state.reason == "PodInitializing":
+                        run.state = Waiting("ContainerCreating")
+                await asyncio.gather(*(self._container_loop(r) for r in self.containers))
         except Exception:
             log.exception("pod %s/%s: runtime error", self.namespace, self.name)
+        if not self.terminating:     # the pod is done for good: sidecars stop, ports go back
+            self._done = True
+            await asyncio.gather(*(r.proc.stop(self.grace) for r in self.inits
+                                   if r.sidecar and r.proc is not None))
+            self._release_ports()
+
+    async def _run_inits(self) -> bool:
+        """Init containers in order; restartable ones (sidecars) only need to have started."""
+        for run in self.inits:
+            if run.sidecar:
+                self._background(self._container_loop(run))
+                while not run.started and await self._pause(0.02):
+                    pass
+                continue
+            result = await self._container_loop(run)
+            if result is None or result.exit_code != 0:
+                return False
+        return not self.terminating
 
     async def _admit(self) -> None:
         recorded = ports.recorded(self.pod)
@@ -305,7 +312,7 @@ class PodWorker:
 
     async def _container_loop(self, run: ContainerRun) -> Terminated | None:
         """Run one container until it is done for good (its last state) or the pod stops."""
-        while not self.terminating:
+        while not self.terminating and not (run.sidecar and self._done):
             img = await self._image(run)
             if img is None:
                 continue
@@ -314,7 +321,7 @@ class PodWorker:
                 continue
             term = await self._start_and_wait(run, img, container_env)
             finished = self.ctx.monotonic()
-            if self.terminating:
+            if self.terminating or (run.sidecar and self._done):
                 run.state = term
                 self.changed()
                 return None

@@ -62,9 +62,8 @@ def port_for(pod: Obj, container: Obj, port: object, mapping: dict[str, int],
     """A probe's (or Service targetPort's) port -> the host port to dial.
 
     Accepts a number, a numeric string or a port name; 0/absent means the
-    container's $PORT. A number the pod did not declare is dialled as is,
-    except the value of the container's own PORT env var, which maps to $PORT.
-    None when a name cannot be resolved.
+    container's $PORT, and so does a number the pod did not declare. None
+    when a name cannot be resolved.
     """
     own = container_port(container, mapping, keys)
     if port in (None, "", 0, "0"):
@@ -78,7 +77,7 @@ def port_for(pod: Obj, container: Obj, port: object, mapping: dict[str, int],
     num = str(int(str(port)))
     if num in mapping:
         return mapping[num]
-    for e in container.get("env") or []:
-        if e.get("name") == "PORT" and str(e.get("value", "")) == num:
-            return own
-    return int(num)
+    # In a real pod a port the spec does not declare is still the container's own (each pod has
+    # its own network namespace); here every pod shares loopback and its app can only listen on
+    # $PORT, so an undeclared port means $PORT, never whatever else on the host owns that number.
+    return own

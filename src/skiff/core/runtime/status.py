@@ -86,21 +86,35 @@ def _is_sidecar(spec: Obj) -> bool:
     return spec.get("restartPolicy") == "Always"
 
 
-def init_done(pod: Obj, init: Sequence[ContainerObs]) -> bool:
-    specs = {c.get("name"): c for c in (pod.get("spec") or {}).get("initContainers") or []}
+def _sidecars(pod: Obj) -> set[str]:
+    return {c.get("name", "") for c in (pod.get("spec") or {}).get("initContainers") or []
+            if _is_sidecar(c)}
+
+
+def init_incomplete(pod: Obj, init: Sequence[ContainerObs]) -> list[str]:
+    """Init containers not done: regular ones until they exit 0, sidecars until started."""
+    sidecars = _sidecars(pod)
+    out = []
     for c in init:
-        if _is_sidecar(specs.get(c.name) or {}):
-            if not (isinstance(c.state, Running) and c.started):
-                return False
-        elif not (isinstance(c.state, Terminated) and c.state.exit_code == 0):
-            return False
-    return True
+        if c.name in sidecars:
+            done = (isinstance(c.state, Running) and c.started) or isinstance(c.state, Terminated)
+        else:
+            done = isinstance(c.state, Terminated) and c.state.exit_code == 0
+        if not done:
+            out.append(c.name)
+    return out
+
+
+def init_done(pod: Obj, init: Sequence[ContainerObs]) -> bool:
+    return not init_incomplete(pod, init)
 
 
 def init_failed(pod: Obj, init: Sequence[ContainerObs]) -> bool:
-    """An init container failed for good (restartPolicy Never)."""
+    """A regular init container failed for good (restartPolicy Never)."""
+    sidecars = _sidecars(pod)
     return _restart_policy(pod) == "Never" and any(
-        isinstance(c.state, Terminated) and c.state.exit_code != 0 for c in init)
+        isinstance(c.state, Terminated) and c.state.exit_code != 0 and c.name not in sidecars
+        for c in init)
 
 
 def phase(pod: Obj, obs: PodObs) -> str:
@@ -219,10 +233,9 @@ def build_status(pod: Obj, obs: PodObs, now: datetime) -> Obj:
     spec = pod.get("spec") or {}
     ph = phase(pod, obs)
     done = terminal(ph)
-    inits_ok = init_done(pod, obs.init_containers)
+    incomplete = init_incomplete(pod, obs.init_containers)
+    inits_ok = not incomplete
     unready = [c.name for c in obs.containers if not (c.ready and isinstance(c.state, Running))]
-    incomplete = [c.name for c in obs.init_containers
-                  if not (isinstance(c.state, Terminated) and c.state.exit_code == 0)]
 
     if done:
         init_cond = _condition("Initialized", True, previous, now, "PodCompleted")

@@ -57,7 +57,7 @@ KEYS = ["8080", "8012", "9090"]
     (QP, "metrics", 40003),
     (QP, 8012, 40002),
     (QP, 0, 40002),
-    (USER, 5432, 5432),           # undeclared: dialled as is
+    (USER, 5432, 40001),          # undeclared: the container's own $PORT (shared loopback)
     (USER, "nosuch", None),
 ])
 def test_port_for(container: Obj, port: object, expect: int | None) -> None:

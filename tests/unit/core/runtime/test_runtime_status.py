@@ -163,3 +163,16 @@ def res(limits: Obj | None = None, requests: Obj | None = None) -> Obj:
 ])
 def test_qos_class(containers: list[Obj], qos: str) -> None:
     assert qos_class({"spec": {"containers": containers}}) == qos
+
+
+@pytest.mark.parametrize("sidecar, main, expect", [
+    (c(RUN, name="proxy"), c(RUN), "Running"),
+    (c(Waiting(), name="proxy"), c(Waiting("PodInitializing")), "Pending"),
+    (c(Terminated(143, "Error", T0, T1), name="proxy"), c(OK), "Succeeded"),
+    (c(Terminated(143, "Error", T0, T1), name="proxy"), c(ERR), "Failed"),
+])
+def test_phase_with_a_sidecar_init_container(sidecar: ContainerObs, main: ContainerObs,
+                                             expect: str) -> None:
+    p = pod("Never")
+    p["spec"]["initContainers"] = [{"name": "proxy", "image": "x", "restartPolicy": "Always"}]
+    assert phase(p, PodObs([main], [sidecar])) == expect

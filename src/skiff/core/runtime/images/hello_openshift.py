@@ -23,6 +23,11 @@ from typing import cast
 
 import httptools
 
+try:        # imported here, not in main(), so that the fork server's template has it loaded
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency
+    uvloop = None  # type: ignore[assignment]
+
 
 class _Date:
     """The Date header, formatted once a second."""
@@ -103,11 +108,8 @@ async def serve(port: int, body: bytes, host: str = "127.0.0.1") -> None:
 def main() -> None:
     port = int(os.environ.get("PORT") or "8080")
     body = (os.environ.get("RESPONSE") or "Hello OpenShift!").encode() + b"\n"
-    try:
-        import uvloop
+    if uvloop is not None:
         uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        pass
     try:
         asyncio.run(serve(port, body))
     except OSError as e:
