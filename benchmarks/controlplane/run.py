@@ -36,6 +36,7 @@ import json
 import os
 import platform as pyplatform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -89,6 +90,24 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def child_env() -> dict[str, str]:
+    """The environment of every Python process this benchmark times.
+
+    Bytecode is cached under the run's temporary folder (and warmed by one
+    unmeasured start) so that start-up is measured as an installed skiff runs,
+    even where the shell sets PYTHONDONTWRITEBYTECODE (this one does: then every
+    module without a .pyc beside it is compiled again on every start).
+    """
+    env = dict(os.environ, COLUMNS="250", PYTHONUNBUFFERED="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if PYCACHE:
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    return env
+
+
+PYCACHE = ""   # set by main() to a folder in the run's temporary directory
+
+
 def skiff_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("skiff")
     if exe.exists():
@@ -104,6 +123,7 @@ class Skiff:
     root: Path
     wrapper: list[str] = field(default_factory=list)   # e.g. a profiler in front of `skiff`
     proc: subprocess.Popen[bytes] | None = None
+    ready_cpu: float = 0.0      # CPU seconds skiff (+ children) had used when /readyz said ok
 
     def __post_init__(self) -> None:
         self.home = self.root / "home"
@@ -133,7 +153,7 @@ class Skiff:
                "--api-port", str(self.api_port)]
         for flag, port in self.ports.items():
             cmd += [flag, str(port)]
-        env = dict(os.environ, COLUMNS="250", PYTHONUNBUFFERED="1")
+        env = child_env()
         logf = self.log_path.open("ab")
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
@@ -161,7 +181,9 @@ class Skiff:
                     r = conn.getresponse()
                     body = r.read()
                     if r.status == 200 and body == b"ok":
-                        return time.perf_counter() - t0
+                        wall = time.perf_counter() - t0
+                        self.ready_cpu = self.cpu_seconds()
+                        return wall
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     conn = None
@@ -203,20 +225,24 @@ class Skiff:
             p.kill()
             p.wait(5)
 
-    def rss(self) -> tuple[int, int]:
-        """(RSS, USS) in bytes of the skiff process and all its children."""
+    def rss(self) -> dict[str, Any]:
+        """Memory of the skiff process and all its children: summed RSS, USS and PSS (bytes),
+        and each process's own figures."""
         assert self.proc is not None
         top = psutil.Process(self.proc.pid)
-        procs = [top, *top.children(recursive=True)]
-        rss = uss = 0
-        for p in procs:
+        out: dict[str, Any] = {"rss": 0, "uss": 0, "pss": 0, "procs": []}
+        for p in [top, *top.children(recursive=True)]:
             try:
                 info = p.memory_full_info()
-                rss += info.rss
-                uss += info.uss
+                cmd = " ".join(a for a in p.cmdline()[1:4] if not a.startswith("/"))
             except psutil.Error:
-                pass
-        return rss, uss
+                continue
+            out["rss"] += info.rss
+            out["uss"] += info.uss
+            out["pss"] += info.pss
+            out["procs"].append({"pid": p.pid, "cmd": cmd, "rss": info.rss, "uss": info.uss,
+                                 "pss": info.pss})
+        return out
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
@@ -303,13 +329,17 @@ def median_minmax(xs: list[float], fmt: Any = secs) -> str:
 
 # --- 1. startup ----------------------------------------------------------------------------
 
-def _spawn_wall(cmd: list[str], reps: int) -> list[float]:
-    out = []
+def _spawn_wall(cmd: list[str], reps: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds (user + system) of running `cmd` to completion, `reps` times."""
+    walls, cpus = [], []
     for _ in range(reps):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, timeout=60, stdout=subprocess.DEVNULL)
-        out.append(time.perf_counter() - t0)
-    return out
+        subprocess.run(cmd, check=True, timeout=60, stdout=subprocess.DEVNULL, env=child_env())
+        walls.append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+    return walls, cpus
 
 
 IMPORTS_OF_UP = ("import skiff.cli.main, skiff.platform, uvloop; "
@@ -318,50 +348,63 @@ IMPORTS_OF_UP = ("import skiff.cli.main, skiff.platform, uvloop; "
 
 
 def bench_startup(res: Results, tmp: Path, reps: int) -> None:
-    log(f"1. startup: {reps} fresh `skiff up` runs")
+    log(f"1. startup: 1 warm-up + {reps} fresh `skiff up` runs")
     sec = "1. startup (spawn -> /readyz ok)"
-    walls, selfs, warm = [], [], []
+    walls, cpus, selfs, warm, warm_cpus = [], [], [], [], []
     steps: list[list[tuple[str, float]]] = []
-    for i in range(reps):
-        s = Skiff(tmp / f"start{i}")
+    for i in range(-1, reps):                # run -1 only fills the bytecode cache
+        s = Skiff(tmp / f"start{i + 1}")
         s.root.mkdir()
         try:
-            walls.append(s.start())
-            sr = s.self_reported_ready()
-            if sr is not None:
-                selfs.append(sr)
-            steps.append(s.steps())
+            wall = s.start()
+            if i >= 0:
+                walls.append(wall)
+                cpus.append(s.ready_cpu)
+                sr = s.self_reported_ready()
+                if sr is not None:
+                    selfs.append(sr)
+                steps.append(s.steps())
         finally:
             s.stop()
-        # the same home again: certificates and the database already exist
-        s2 = Skiff(s.root)
-        s2.home, s2.log_path = s.home, s.root / "skiff-restart.log"
-        try:
-            warm.append(s2.start())
-        finally:
-            s2.stop()
+        if i >= 0:
+            # the same home again: certificates and the database already exist
+            s2 = Skiff(s.root)
+            s2.log_path = s.root / "skiff-restart.log"
+            try:
+                warm.append(s2.start())
+                warm_cpus.append(s2.ready_cpu)
+            finally:
+                s2.stop()
         shutil.rmtree(s.root, ignore_errors=True)
-    bare = _spawn_wall([sys.executable, "-c", "pass"], 5)
-    imports = _spawn_wall([sys.executable, "-c", IMPORTS_OF_UP], 5)
+    bare, bare_cpu = _spawn_wall([sys.executable, "-c", "pass"], 5)
+    imports, imports_cpu = _spawn_wall([sys.executable, "-c", IMPORTS_OF_UP], 5)
     med = statistics.median(walls)
-    res.add(sec, f"spawn -> ready, fresh home, median (min..max) of {reps}", median_minmax(walls),
+    res.add(sec, f"spawn -> ready, fresh home: wall, median (min..max) of {reps}", median_minmax(walls),
             "<= 1 s", med <= 1.0)
+    res.add(sec, "  CPU used by skiff until ready (user+sys), median (min..max)", median_minmax(cpus))
     if selfs:
         res.add(sec, "  as printed by skiff (\"skiff is ready in X s\")", median_minmax(selfs))
-    res.add(sec, f"spawn -> ready, restart on an existing home (median of {reps})", median_minmax(warm))
-    res.add(sec, "  peer: `python -c pass` (median of 5)", secs(statistics.median(bare)))
-    res.add(sec, "  peer: python importing what `skiff up` imports (median of 5)",
-            secs(statistics.median(imports)))
-    res.add(sec, "  ready / import-only peer", f"{med / statistics.median(imports):.2f}x")
+    res.add(sec, f"spawn -> ready, restart on the same home: wall; CPU (medians of {reps})",
+            f"{secs(statistics.median(warm))}; {secs(statistics.median(warm_cpus))}")
+    res.add(sec, "  peer: `python -c pass`: wall; CPU (medians of 5)",
+            f"{secs(statistics.median(bare))}; {secs(statistics.median(bare_cpu))}")
+    res.add(sec, "  peer: python importing what `skiff up` imports: wall; CPU",
+            f"{secs(statistics.median(imports))}; {secs(statistics.median(imports_cpu))}")
+    res.add(sec, "  ready / import-only peer: wall; CPU",
+            f"{med / statistics.median(imports):.2f}x; "
+            f"{statistics.median(cpus) / statistics.median(imports_cpu):.2f}x")
     if steps and steps[0]:
         # median per step, as printed (ms since the CLI's t0, cumulative)
         names = [n for n, _ in steps[0]]
         for j, name in enumerate(names):
             vals = [st[j][1] for st in steps if len(st) > j]
             short = re.sub(r"/\S+", "...", name)
-            res.add(sec, f"  step printed by skiff: {short[:40]}", f"{statistics.median(vals):.0f} ms")
-    res.raw["startup"] = {"fresh_s": walls, "self_reported_s": selfs, "restart_s": warm,
-                          "python_pass_s": bare, "imports_s": imports, "steps_ms": steps}
+            res.add(sec, f"  step printed by skiff (cumulative): {short[:34]}",
+                    f"{statistics.median(vals):.0f} ms")
+    res.raw["startup"] = {"fresh_s": walls, "fresh_cpu_s": cpus, "self_reported_s": selfs,
+                          "restart_s": warm, "restart_cpu_s": warm_cpus, "python_pass_s": bare,
+                          "python_pass_cpu_s": bare_cpu, "imports_s": imports,
+                          "imports_cpu_s": imports_cpu, "steps_ms": steps}
 
 
 # --- 2. kubectl apply ----------------------------------------------------------------------
@@ -779,7 +822,8 @@ def bench_watch(res: Results, s: Skiff, watchers: int, writes: int, write_rate: 
 
 def _peer_rss(code: str) -> int:
     p = subprocess.Popen([sys.executable, "-c", code + "; import sys, time; print('ok', flush=True); "
-                          "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                          "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=child_env())
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == b"ok"
         return int(psutil.Process(p.pid).memory_info().rss)
@@ -789,21 +833,28 @@ def _peer_rss(code: str) -> int:
         p.wait(10)
 
 
-def bench_memory(res: Results, idle: tuple[int, int], after: tuple[int, int] | None,
-                 after_lists: tuple[int, int] | None, total: int) -> None:
+def bench_memory(res: Results, idle: dict[str, Any], after: dict[str, Any] | None,
+                 after_lists: dict[str, Any] | None, total: int) -> None:
     sec = "6. memory (skiff process + children)"
-    res.add(sec, "idle RSS after ready, nothing deployed (USS)",
-            f"{mib(idle[0])} ({mib(idle[1])})", "<= 80 MB", idle[0] <= 80e6)
+
+    def fmt(m: dict[str, Any]) -> str:
+        return f"{mib(m['rss'])} ({mib(m['pss'])}; {mib(m['uss'])})"
+
+    res.add(sec, "idle RSS after ready, nothing deployed (PSS; USS)", fmt(idle), "<= 80 MB",
+            idle["rss"] <= 80e6)
+    for p in idle["procs"]:
+        res.add(sec, f"  of which pid {p['pid']} {p['cmd'][:40]}",
+                f"{mib(p['rss'])} ({mib(p['pss'])}; {mib(p['uss'])})")
     if after is not None:
-        res.add(sec, f"RSS after creating {total:,} ConfigMaps (USS)", f"{mib(after[0])} ({mib(after[1])})")
+        res.add(sec, f"RSS after creating {total:,} ConfigMaps (PSS; USS)", fmt(after))
     if after_lists is not None:
-        res.add(sec, "RSS after the LIST/watch runs as well (USS)",
-                f"{mib(after_lists[0])} ({mib(after_lists[1])})")
+        res.add(sec, "RSS after the LIST and watch runs too (PSS; USS)", fmt(after_lists))
     bare = _peer_rss("pass")
     imports = _peer_rss(IMPORTS_OF_UP)
     res.add(sec, "  peer: bare python interpreter RSS", mib(bare))
     res.add(sec, "  peer: python with what `skiff up` imports, RSS", mib(imports))
-    res.add(sec, "  idle RSS / import-only peer", f"{idle[0] / imports:.2f}x")
+    res.add(sec, "  idle RSS of the skiff process alone / import-only peer",
+            f"{idle['procs'][0]['rss'] / imports:.2f}x")
     res.raw["memory"] = {"idle": idle, "after_create": after, "after_lists": after_lists,
                          "python_bare": bare, "python_imports": imports}
 
@@ -858,6 +909,8 @@ def main() -> int:
     res.raw["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     log(f"machine: {res.raw['machine']}")
     tmp = Path(tempfile.mkdtemp(prefix="skiff-bench-cp-"))
+    global PYCACHE
+    PYCACHE = str(tmp / "pycache")
     s: Skiff | None = None
     t_all = time.perf_counter()
     try:

@@ -589,10 +589,15 @@ def test_init_containers_and_sidecars(tmp_path: Path) -> None:
                                "command": ["sleep", "1000"]}])
             await h.client.create(job)
             await eventually(lambda: phase(h.client, "job") == "Succeeded", 10, "Succeeded")
-            status = (h.client.pod("job") or {})["status"]
-            inits = {s["name"]: s for s in status["initContainerStatuses"]}
-            assert inits["setup"]["state"]["terminated"]["reason"] == "Completed"
-            assert "terminated" in inits["proxy"]["state"], "the sidecar stops with the pod"
+
+            def inits() -> dict[str, Obj]:
+                status = (h.client.pod("job") or {})["status"]
+                return {s["name"]: s for s in status["initContainerStatuses"]}
+
+            assert inits()["setup"]["state"]["terminated"]["reason"] == "Completed"
+            await eventually(lambda: "terminated" in inits()["proxy"]["state"], 5,
+                             "the sidecar stops once the pod is done")
+            assert phase(h.client, "job") == "Succeeded"
             assert h.rt.log_path(NS, "job").read_text() == "main\n"
 
             bad = pod_obj("bad", [{"name": "main", "image": "busybox", "command": ["true"]}],
@@ -605,4 +610,17 @@ def test_init_containers_and_sidecars(tmp_path: Path) -> None:
             assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
             assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == \
                 "PodInitializing"
+    run(body())
+
+
+def test_missing_command_is_a_start_error(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Harness(tmp_path) as h:
+            await h.client.create(tool("typo", ["no-such-binary", "x"]))
+            await eventually(lambda: cstatus(h.client, "typo").get("state", {}).get(
+                "waiting", {}).get("reason") == "CrashLoopBackOff", 10, "CrashLoopBackOff")
+            last = cstatus(h.client, "typo")["lastState"]["terminated"]
+            assert (last["exitCode"], last["reason"]) == (128, "StartError")
+            assert 'exec: "no-such-binary": executable file not found in $PATH' in last["message"]
+            assert "no-such-binary" in h.rt.log_path(NS, "typo").read_text()
     run(body())

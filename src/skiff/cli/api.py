@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,40 @@ class Api:
         if resp.status >= 400:
             raise ApiFailure(resp.status, doc if isinstance(doc, dict) else {"message": str(doc)})
         return doc
+
+    def stream(self, path: str, query: dict[str, str] | None = None,
+               timeout: float = 30) -> Iterator[Obj]:
+        """GET a streaming endpoint (a watch) and yield each JSON line as it arrives.
+
+        `timeout` bounds each socket read: a read that waits longer raises
+        TimeoutError, so the caller's deadline is never left to the server.
+        The stream ends when the server closes it (e.g. at timeoutSeconds).
+        """
+        if query:
+            path += "?" + urlencode(query)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.tls, timeout=timeout)
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        try:
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+            except TimeoutError:
+                raise
+            except OSError as e:
+                raise NoServer(f"cannot reach the skiff API at {self.host}:{self.port} ({e}): is `skiff up` "
+                               "running?") from None
+            if resp.status >= 400:
+                raw = resp.read()
+                doc = json.loads(raw) if raw else {}
+                raise ApiFailure(resp.status, doc if isinstance(doc, dict) else {"message": str(doc)})
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
 
     def resources(self) -> dict[tuple[str, str], Resource]:
         """(apiVersion, kind) -> Resource, from legacy discovery."""

@@ -20,8 +20,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from skiff.cli.service import service_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="skiff: OpenShift Serverless with Service Mesh, on one machine.")
+app.add_typer(service_app, name="service")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 

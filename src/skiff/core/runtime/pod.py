@@ -411,10 +411,11 @@ class PodWorker:
                                        logs.log_file(cdir, run.restart_count), cdir / "pid",
                                        own_python=img.own_python, forker=self.ctx.forker)
         except process.SpawnError as e:
-            logs.log_file(cdir, run.restart_count).touch()
-            return Terminated(128, "StartError", started_at, self.ctx.clock(),
-                              message="failed to start container process: "
-                                      f"{e}: unknown")
+            message = f"failed to start container process: {e}: unknown"
+            cdir.mkdir(parents=True, exist_ok=True)
+            with logs.log_file(cdir, run.restart_count).open("a") as f:
+                f.write(message + "\n")
+            return Terminated(128, "StartError", started_at, self.ctx.clock(), message=message)
         run.proc = proc
         run.container_id = f"skiff://{self.uid}/{run.name}/{run.restart_count}"
         run.state = Running(started_at)

@@ -1,0 +1,140 @@
+"""Where `skiff up`'s start-up time and idle memory go: the platform run in-process.
+
+    python benchmarks/controlplane/profile_up.py startup   # cProfile of imports + Platform.start()
+    python benchmarks/controlplane/profile_up.py memory    # tracemalloc of an idle platform
+
+Companion to run.py (which measures from the outside). Starts skiff's Platform
+in this process, in a temporary home on free loopback ports, exactly as
+`skiff up` assembles it, and stops it again; nothing else is touched.
+`memory` re-executes itself under `python -X tracemalloc=25` so that memory
+allocated while importing is attributed too. A benchmark tool, never part of
+the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import os
+import pstats
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _up_and_down(home: Path, idle: float, on_ready=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from skiff.platform import Platform, Settings
+    marks: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def step(msg: str) -> None:
+        marks[msg.split(" ")[0]] = time.perf_counter() - t0
+
+    p = Platform(Settings(home=home, api_port=free_port(), http_port=free_port(),
+                          https_port=free_port(), local_gateway_port=free_port()), on_step=step)
+    try:
+        await p.start()
+        marks["ready"] = time.perf_counter() - t0
+        await asyncio.sleep(idle)
+        if on_ready is not None:
+            on_ready(p)
+    finally:
+        await p.stop()
+    return marks
+
+
+def startup(top: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="skiff-prof-") as tmp:
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.enable()
+        import skiff.cli.main  # noqa: F401  (what `skiff up` imports before its t0)
+        import uvloop
+        t_imp = time.perf_counter() - t0
+        marks = uvloop.run(_up_and_down(Path(tmp) / "home", 0.0))
+        prof.disable()
+        print(f"imports {t_imp * 1000:.0f} ms; Platform.start steps (cumulative, under cProfile): "
+              + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in marks.items()))
+        for sort in ("cumulative", "tottime"):
+            out = io.StringIO()
+            st = pstats.Stats(prof, stream=out)
+            st.sort_stats(sort).print_stats(top)
+            print(f"\n--- by {sort} ---")
+            print("\n".join(ln for ln in out.getvalue().splitlines() if ln.strip())[:20000])
+
+
+def memory(top: int) -> None:
+    if not tracemalloc.is_tracing():
+        env = dict(os.environ)
+        raise SystemExit(subprocess.call([sys.executable, "-X", "tracemalloc=25", *sys.argv], env=env))
+    import skiff.cli.main  # noqa: F401
+    import skiff.platform  # noqa: F401
+    import uvloop
+    gc.collect()
+    after_imports = tracemalloc.take_snapshot()
+    snaps = {}
+
+    def grab(p):  # type: ignore[no-untyped-def]
+        gc.collect()
+        snaps["ready"] = tracemalloc.take_snapshot()
+        counts = Counter(type(o).__name__ for o in gc.get_objects())
+        snaps["types"] = counts.most_common(12)
+        try:
+            import psutil
+            snaps["rss"] = psutil.Process().memory_info().rss
+        except ImportError:
+            pass
+
+    with tempfile.TemporaryDirectory(prefix="skiff-prof-") as tmp:
+        uvloop.run(_up_and_down(Path(tmp) / "home", 2.0, grab))
+    imp_total = sum(s.size for s in after_imports.statistics("filename"))
+    ready = snaps["ready"]
+    ready_total = sum(s.size for s in ready.statistics("filename"))
+    print(f"traced Python heap: after imports {imp_total / 2**20:.1f} MiB, idle platform "
+          f"{ready_total / 2**20:.1f} MiB (process RSS {snaps.get('rss', 0) / 2**20:.1f} MiB, "
+          "which also holds the interpreter, C extensions' own memory and free pages)")
+    print("\n--- grown between imports and idle, by line (25-frame tracebacks, top frame) ---")
+    for st in ready.compare_to(after_imports, "lineno")[:top]:
+        print(f"{st.size_diff / 2**10:9.0f} KiB {st.count_diff:8d} blocks  {st.traceback[0]}")
+    print("\n--- grown between imports and idle, by the innermost skiff frame ---")
+    by_skiff: Counter[str] = Counter()
+    diff = ready.compare_to(after_imports, "traceback")
+    for st in diff:
+        if st.size_diff <= 0:
+            continue
+        where = next((f"{f.filename.split('/src/')[-1]}:{f.lineno}" for f in st.traceback
+                      if "/skiff/" in f.filename), "(no skiff frame)")
+        by_skiff[where] += st.size_diff
+    for where, size in by_skiff.most_common(top):
+        print(f"{size / 2**10:9.0f} KiB  {where}")
+    print("\n--- idle heap by file (imports included) ---")
+    for st in ready.statistics("filename")[:top]:
+        print(f"{st.size / 2**10:9.0f} KiB  {st.traceback[0].filename}")
+    print("\n--- live objects by type ---")
+    print(", ".join(f"{n} {c}" for n, c in snaps["types"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("startup", "memory"))
+    ap.add_argument("--top", type=int, default=30)
+    a = ap.parse_args()
+    (startup if a.what == "startup" else memory)(a.top)
+
+
+if __name__ == "__main__":
+    main()
