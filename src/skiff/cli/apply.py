@@ -44,7 +44,8 @@ class Doc:
     def label(self) -> str:
         if not isinstance(self.obj, dict):
             return "(not an object)"
-        meta = self.obj.get("metadata") if isinstance(self.obj.get("metadata"), dict) else {}
+        raw = self.obj.get("metadata")
+        meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
         name = meta.get("name", "?")
         ns = meta.get("namespace")
         return f"{self.obj.get('kind', '?')} {ns + '/' if ns else ''}{name}"
@@ -181,11 +182,11 @@ def apply_files(api: Api, paths: list[str], namespace: str | None,
     docs: list[Doc] = []
     problems: list[Problem] = []
     for name, text in read_sources(paths):
-        d, p = load_documents(text, name)
-        docs += d
-        problems += p
-    for d in docs:
-        problems += lint(d)
+        loaded, found = load_documents(text, name)
+        docs += loaded
+        problems += found
+    for doc in docs:
+        problems += lint(doc)
     if problems:
         return 0, problems
     new_namespaces = {d.obj.get("metadata", {}).get("name") for d in docs

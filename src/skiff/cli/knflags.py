@@ -449,8 +449,8 @@ def _update_env_from(container: Obj, values: Sequence[str]) -> None:
             raise KnError('"-" is not a valid value for "--env-from"')
         (remove if v.endswith("-") else add).append(v[:-1] if v.endswith("-") else v)
     sources: list[Obj] = list(container.get("envFrom") or [])
-    existing = {(ref, (s.get(ref) or {}).get("name")) for s in sources
-                for ref in ("configMapRef", "secretRef") if ref in s}
+    existing: set[tuple[str, str]] = {(ref, str((s.get(ref) or {}).get("name", ""))) for s in sources
+                                      for ref in ("configMapRef", "secretRef") if ref in s}
     for spec in add:
         ref, name = _env_from_source(spec)
         if (ref, name) not in existing:
@@ -898,10 +898,10 @@ def _verify_traffic(tf: TrafficFlags, service: Obj, revisions: Sequence[ActiveRe
     """kn's verifyInput; returns the --traffic list, with the automatic remainder added."""
     latest_tag = False
     for each in tf.tag:
-        rev, _ = _split_ref(each)
-        if latest_tag and rev == LATEST:
+        ref, _ = _split_ref(each)
+        if latest_tag and ref == LATEST:
             raise _repeat_error("--tag", LATEST)
-        if rev == LATEST:
+        if ref == LATEST:
             latest_tag = True
     refs: dict[str, int] = {}
     total = 0

@@ -258,13 +258,13 @@ ScaleTargetOpt = Annotated[int | None, typer.Option(
 ScaleMetricOpt = Annotated[str | None, typer.Option(
     "--scale-metric", help="Metric to scale on: concurrency (default) or rps.")]
 ScaleUtilizationOpt = Annotated[int | None, typer.Option(
-    "--scale-utilization", help="Percentage of the target before scaling up. [Knative default: 70]")]
+    "--scale-utilization", help="Percentage of the target before scaling up. (Knative default: 70)")]
 ScaleWindowOpt = Annotated[str | None, typer.Option(
     "--scale-window", help="Duration to look back for autoscaling decisions, e.g. 10s.")]
 ConcurrencyLimitOpt = Annotated[int | None, typer.Option(
     "--concurrency-limit", help="Hard limit of concurrent requests per replica.")]
 TimeoutOpt = Annotated[int | None, typer.Option(
-    "--timeout", help="Seconds the routing layer waits for a reply to begin. [Knative default: 300]")]
+    "--timeout", help="Seconds the routing layer waits for a reply to begin. (Knative default: 300)")]
 RevisionNameOpt = Annotated[str | None, typer.Option(
     "--revision-name", help="Revision name; must start with '<service>-' (added if missing). "
     "Templates: {{.Service}}, {{.Generation}}, {{.Random n}}. Empty: the server names it.")]
@@ -272,7 +272,7 @@ ClusterLocalOpt = Annotated[bool | None, typer.Option(
     "--cluster-local/--no-cluster-local", help="Make the service private (cluster-local) or public.")]
 LockOpt = Annotated[bool | None, typer.Option(
     "--lock-to-digest/--no-lock-to-digest",
-    help="Keep the running image's digest when --image is not given. [default: lock]")]
+    help="Keep the running image's digest when --image is not given. (default: lock)")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the service is ready.")]
 WaitTimeoutOpt = Annotated[int, typer.Option(
     "--wait-timeout", help="Seconds to wait before giving up on waiting.")]
@@ -447,7 +447,7 @@ def update(
     namespace: NamespaceOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Update a service (kn service update NAME [flags]); a changed template makes a new revision."""
+    """Update a service (kn service update NAME --flags...); a changed template makes a new revision."""
     flags = edit_flags(locals())
     tf = TrafficFlags(knflags.split_commas(traffic or []), knflags.split_commas(tag or []),
                       knflags.split_commas(untag or []))
@@ -462,10 +462,11 @@ def update(
             svc = api.request("GET", services_path(ns, name))
             before = str((svc.get("status") or {}).get("latestReadyRevisionName", ""))
             base = None
+            warning = ""
             if knflags.needs_base_revision(svc, flags):
                 base = _base_revision(api, ns, svc)
                 if base is None:
-                    say("Warning: No revision found to update image digest")
+                    warning = "Warning: No revision found to update image digest"
             new = knflags.apply_edits(svc, flags, now=utcnow(), base_revision=base,
                                       random=knflags.random_consonants(_rng), command="update")
             if tf.changed():
@@ -482,6 +483,8 @@ def update(
                     continue
                 raise
             changed = result.get("metadata", {}).get("generation") != svc.get("metadata", {}).get("generation")
+            if warning:
+                say(warning)
             break
         if not changed:
             say(f"Service '{name}' updated in namespace '{ns}'.")

@@ -119,14 +119,14 @@ def _check(s: Schema, v: Any, path: str, out: list[Cause]) -> None:
             for i, sub in enumerate(v):
                 if not isinstance(sub, dict):
                     continue
-                key = tuple(sub.get(k) for k in keys)
-                if key in seen:
+                ident = tuple(sub.get(k) for k in keys)
+                if ident in seen:
                     shown = ", ".join(f'"{k}":{_fmt(sub.get(k))}' for k in keys)
                     out.append(Cause(f"{path}[{i}]", "FieldValueDuplicate",
                                      f"{path}[{i}]: Duplicate value: map[{shown}] (also at "
-                                     f"{path}[{seen[key]}])"))
+                                     f"{path}[{seen[ident]}])"))
                 else:
-                    seen[key] = i
+                    seen[ident] = i
     elif t == "string":
         enum = s.get("enum")
         if enum and v not in enum:

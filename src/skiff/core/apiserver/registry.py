@@ -16,7 +16,7 @@ import base64
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -187,7 +187,7 @@ class Registry:
             raise ApiError(410, "Expired", str(e)) from None
         return self._watch_events(k, w, initial, match, version)
 
-    async def _watch_events(self, k: Kind, w: Any, initial: list[Obj], match: Callable[[Obj], bool],
+    async def _watch_events(self, k: Kind, w: Any, initial: Sequence[Obj], match: Callable[[Obj], bool],
                             version: str) -> AsyncIterator[WatchEvent]:
         try:
             for o in initial:

@@ -120,10 +120,13 @@ def make_pod(deploy: Obj, h: str, suffix: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": tmpl.get("spec") or {}}
 
 
+def _without_times(status: Obj) -> Obj:
+    return {**status, "conditions": [{k: v for k, v in c.items() if "Time" not in k}
+                                     for c in status.get("conditions") or []]}
+
+
 def _conditions_equal(a: Obj, b: Obj) -> bool:
-    strip = lambda s: {**s, "conditions": [{k: v for k, v in c.items() if "Time" not in k}  # noqa: E731
-                                             for c in s.get("conditions") or []]}
-    return bool(strip(a) == strip(b))
+    return _without_times(a) == _without_times(b)
 
 
 def _stamp(new: Obj, old: Obj, now: str) -> Obj:

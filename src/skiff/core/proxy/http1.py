@@ -1,0 +1,800 @@
+"""HTTP/1.1 reverse-proxy primitives on asyncio Protocols + httptools (uvloop when present).
+
+The data plane's hot path (DESIGN.md, Conventions): a server protocol that
+parses requests with httptools, asks a `dispatch` function where each one
+goes, and streams it to an upstream over a keep-alive connection pool, then
+streams the response back. Everything policy-like (routing, X-Forwarded-*,
+request ids) is the dispatcher's: mesh/gateway/proxy.py for the ingress
+gateway, later the sidecar and the activator. h2.py serves HTTP/2 clients
+with the same Exchange/upstream machinery; listener.py accepts connections.
+
+Shapes, chosen for speed (one Python object per request, header lines
+formatted once, one write per direction when a message fits in one read):
+- RequestHead: method, target, host, end-to-end header lines (lower-cased,
+  already "name: value\\r\\n"), and the `captured` headers held back from
+  pass-through (framing, hop-by-hop, and those the dispatcher rewrites).
+- dispatch(head) -> Forward(endpoint, extra header lines) | Reply(local answer).
+- Exchange: one request/response crossing the proxy; owns the upstream half
+  (pool, retry of a reused connection that died before answering, body
+  framing, flow control). H1Exchange and h2.H2Exchange write the downstream half.
+
+Like Envoy, header names are lower-cased on both sides, hop-by-hop headers
+are dropped, `Expect: 100-continue` is answered by the proxy itself, and
+response framing is rebuilt (chunked toward HTTP/1.1 clients when the
+upstream closes to delimit). Not done yet: protocol upgrades (WebSocket)
+are proxied as plain requests and the client connection is closed after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import cast
+
+import httptools
+
+log = logging.getLogger("skiff.proxy")
+
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                        b"te", b"trailer", b"upgrade"})
+# Request headers the core interprets itself; they are never passed through as they came.
+CORE_CAPTURE = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+# Response headers rebuilt by the proxy (framing, hop-by-hop; Envoy overwrites Server).
+_RESP_DROP = HOP_BY_HOP | {b"server"}
+
+Endpoint = tuple[str, int]
+_perf = time.perf_counter
+
+
+class _Date:
+    """The Date header value, formatted at most once a second."""
+    second = -1
+    value = b""
+
+    @classmethod
+    def get(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second = now
+            cls.value = formatdate(now, usegmt=True).encode()
+        return cls.value
+
+
+def http_date() -> bytes:
+    return _Date.get()
+
+
+_status_lines: dict[tuple[int, bytes], bytes] = {}
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    key = (status, reason)
+    line = _status_lines.get(key)
+    if line is None:
+        if not reason:
+            try:
+                reason = HTTPStatus(status).phrase.encode()
+            except ValueError:
+                reason = b"Unknown"
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_status_lines) < 1024:
+            _status_lines[key] = line
+    return line
+
+
+class RequestHead:
+    """A parsed request head, as a dispatcher sees it."""
+    __slots__ = ("method", "target", "host", "lines", "captured", "client", "scheme", "version",
+                 "keep_alive", "chunked", "content_length")
+
+    def __init__(self, method: bytes, target: bytes, host: bytes, lines: list[bytes],
+                 captured: dict[bytes, bytes], client: bytes, scheme: bytes, version: str,
+                 keep_alive: bool, chunked: bool, content_length: int) -> None:
+        self.method = method
+        self.target = target
+        self.host = host                  # Host / :authority as sent (may carry a port)
+        self.lines = lines                # pass-through header lines, b"name: value\r\n"
+        self.captured = captured          # lower-case name -> value, held back from pass-through
+        self.client = client              # peer address, as bytes
+        self.scheme = scheme              # b"http" | b"https"
+        self.version = version            # "1.0" | "1.1" | "2"
+        self.keep_alive = keep_alive
+        self.chunked = chunked            # request body framed by chunked encoding
+        self.content_length = content_length   # -1: none given
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    def header(self, name: bytes) -> bytes | None:
+        """A header's value by lower-case name (the slow path: header-based route matches)."""
+        v = self.captured.get(name)
+        if v is not None:
+            return v
+        prefix = name + b": "
+        for line in self.lines:
+            if line.startswith(prefix):
+                return line[len(prefix):-2]
+        return None
+
+
+class Forward:
+    """Send the request to `endpoint`, adding `extra` header lines (and maybe another Host)."""
+    __slots__ = ("endpoint", "extra", "host")
+
+    def __init__(self, endpoint: Endpoint, extra: bytes = b"", host: bytes | None = None) -> None:
+        self.endpoint = endpoint
+        self.extra = extra
+        self.host = host
+
+
+class Reply:
+    """Answer locally (404 for an unknown host, 503 with no healthy upstream...)."""
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes = b"",
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+Dispatch = Callable[[RequestHead], "Forward | Reply"]
+
+CONNECT_FAILURE = Reply(503, b"upstream connect error or disconnect/reset before headers. "
+                             b"reset reason: connection failure",
+                        ((b"content-type", b"text/plain"),))
+RESET_BEFORE_HEADERS = Reply(503, b"upstream connect error or disconnect/reset before headers. "
+                                  b"reset reason: connection termination",
+                             ((b"content-type", b"text/plain"),))
+INTERNAL_ERROR = Reply(500, b"internal error", ((b"content-type", b"text/plain"),))
+
+
+class ProxyConfig:
+    """What every connection of one listener shares: the dispatcher, the pool, response policy.
+
+    `server` and `service_time` may be changed at any time (a snapshot swap); they are read
+    per response.
+    """
+
+    def __init__(self, dispatch: Dispatch, pool: UpstreamPool, *, server: bytes = b"",
+                 service_time: bool = False, capture: frozenset[bytes] = frozenset(),
+                 strip_prefix: bytes = b"") -> None:
+        self.dispatch = dispatch
+        self.pool = pool
+        self.capture = CORE_CAPTURE | capture
+        self.strip_prefix = strip_prefix   # request headers dropped by prefix (Envoy: x-envoy-)
+        self.service_time = service_time
+        self.server_line = b""
+        self.server = server
+
+    @property
+    def server(self) -> bytes:
+        return self._server
+
+    @server.setter
+    def server(self, value: bytes) -> None:
+        self._server = value
+        self.server_line = b"server: " + value + b"\r\n" if value else b""
+
+
+# --- the upstream half --------------------------------------------------------------
+
+
+class Exchange:
+    """One request/response through the proxy. Subclasses write the downstream side:
+    send_head / send_body / send_end / send_reply / abort_downstream / pause/resume_downstream."""
+
+    __slots__ = ("cfg", "head", "up", "pending", "pending_size", "req_done", "started", "finished",
+                 "endpoint", "head_bytes", "retried", "reused", "t0", "connecting")
+
+    PENDING_LIMIT = 256 * 1024   # request body buffered before the upstream is ready
+
+    def __init__(self, cfg: ProxyConfig, head: RequestHead) -> None:
+        self.cfg = cfg
+        self.head = head
+        self.up: UpstreamConnection | None = None
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.req_done = False
+        self.started = False      # response head sent downstream
+        self.finished = False
+        self.endpoint: Endpoint = ("", 0)
+        self.head_bytes = b""
+        self.retried = False
+        self.reused = False
+        self.t0 = 0.0
+        self.connecting: asyncio.Task[None] | None = None
+
+    # downstream hooks
+    def send_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                  clen: bytes | None, no_body: bool) -> None:
+        raise NotImplementedError
+
+    def send_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def send_end(self) -> None:
+        raise NotImplementedError
+
+    def send_reply(self, r: Reply) -> None:
+        raise NotImplementedError
+
+    def abort_downstream(self) -> None:
+        raise NotImplementedError
+
+    def pause_downstream(self) -> None:
+        """Stop reading the request body (the upstream cannot take more now)."""
+
+    def resume_downstream(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        """Write what send_head/send_body buffered (called after each upstream read)."""
+
+    # request side
+    def begin(self) -> None:
+        """Dispatch and start the upstream request (the request body may still be arriving)."""
+        try:
+            d = self.cfg.dispatch(self.head)
+        except Exception:
+            log.exception("dispatch failed for %r", self.head.host)
+            d = INTERNAL_ERROR
+        if d.__class__ is Reply:
+            self.reply(cast(Reply, d))
+            return
+        fwd = cast(Forward, d)
+        head = self.head
+        if head.chunked:
+            framing = b"transfer-encoding: chunked\r\n"
+        elif head.content_length >= 0:
+            framing = b"content-length: %d\r\n" % head.content_length
+        else:
+            framing = b""
+        self.endpoint = fwd.endpoint
+        self.head_bytes = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
+                                    fwd.host or head.host, b"\r\n", b"".join(head.lines),
+                                    fwd.extra, framing, b"\r\n"))
+        self._acquire(fresh=False)
+
+    def _acquire(self, fresh: bool) -> None:
+        conn = None if fresh else self.cfg.pool.take(self.endpoint)
+        if conn is not None:
+            self._attach(conn, True)
+        else:
+            self.connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            conn = await self.cfg.pool.connect(self.endpoint)
+        except (OSError, asyncio.TimeoutError):
+            self.connecting = None
+            if not self.finished:
+                self.reply(CONNECT_FAILURE)
+            return
+        self.connecting = None
+        if self.finished:
+            self.cfg.pool.put(conn)
+            return
+        self._attach(conn, False)
+
+    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
+        self.up = conn
+        self.reused = reused
+        conn.attach(self, self.head.method == b"HEAD")
+        data = self.head_bytes
+        if self.pending:
+            data += b"".join(self.pending)
+            # keep a bodiless request's bytes for a retry; a body is sent once only
+            self.pending = []
+            if self.pending_size > self.PENDING_LIMIT:
+                self.resume_downstream()
+            self.pending_size = 0
+        self.t0 = _perf()
+        assert conn.transport is not None
+        conn.transport.write(data)
+
+    def body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if self.head.chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > self.PENDING_LIMIT:
+                self.pause_downstream()
+
+    def end(self) -> None:
+        self.req_done = True
+        if self.head.chunked and not self.finished:
+            self.body_raw(b"0\r\n\r\n")
+
+    def body_raw(self, data: bytes) -> None:
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    # upstream events (called by UpstreamConnection)
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                      clen: bytes | None, no_body: bool) -> None:
+        self.started = True
+        self.send_head(status, reason, headers, clen, no_body)
+
+    def response_end(self) -> None:
+        self.up = None
+        self.finished = True
+        self.send_end()
+
+    def upstream_lost(self) -> None:
+        self.up = None
+        if self.finished:
+            return
+        if not self.started:
+            if self.reused and not self.retried and not self.head.has_body:
+                # a pooled keep-alive connection the upstream had closed: try once on a new one
+                self.retried = True
+                self._acquire(fresh=True)
+                return
+            self.reply(RESET_BEFORE_HEADERS)
+            return
+        self.finished = True
+        self.abort_downstream()
+
+    def reply(self, r: Reply) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.send_reply(r)
+
+    def abort(self) -> None:
+        """The downstream went away: drop the upstream connection (it is mid-message)."""
+        self.finished = True
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.detach_and_close()
+
+    def pause_response(self) -> None:
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_response(self) -> None:
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+
+    def service_time_line(self) -> bytes:
+        return b"x-envoy-upstream-service-time: %d\r\n" % int((_perf() - self.t0) * 1000)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to an endpoint; serves one Exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, key: Endpoint) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.clen: bytes | None = None
+        self.chunked = False
+        self.is_head = False
+        self.interim = False
+        self.head_done = False       # a HEAD response's headers ended the message
+        self.head_keep = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.pool.opened(self)
+
+    def attach(self, ex: Exchange, is_head: bool) -> None:
+        self.exchange = ex
+        self.is_head = is_head
+
+    def detach_and_close(self) -> None:
+        self.exchange = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.head_done:
+            # llhttp cannot be told that a HEAD response has no body: start a fresh parser
+            self.head_done = False
+            self.parser = httptools.HttpResponseParser(self)
+            self._finish(self.head_keep)
+        elif ex is not None and ex is self.exchange:
+            ex.flush()
+
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.reason = b""
+        self.clen = None
+        self.chunked = False
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in _RESP_DROP:
+            if lname == b"transfer-encoding":
+                self.chunked = True
+            return
+        if lname == b"content-length":
+            self.clen = value
+        self.headers.append((lname, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self.interim = True       # 100 Continue and friends: the proxy answered those itself
+            return
+        ex = self.exchange
+        if ex is None:
+            return
+        ex.response_head(status, self.reason, self.headers, self.clen,
+                         self.is_head or status in (204, 304))
+        if self.is_head:
+            self.head_done = True
+            self.head_keep = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is not None and not self.head_done:
+            ex.send_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.head_done:
+            return
+        self._finish(self.parser.should_keep_alive())
+
+    def _finish(self, keep_alive: bool) -> None:
+        ex = self.exchange
+        self.exchange = None
+        if ex is None:
+            return
+        reusable = keep_alive and ex.req_done
+        ex.response_end()
+        if reusable:
+            self.pool.put(self)
+        elif self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.lost(self)
+        ex = self.exchange
+        self.exchange = None
+        if ex is None:
+            return
+        if ex.started and self.clen is None and not self.chunked and not self.head_done:
+            ex.response_end()           # a body delimited by the connection's end
+        else:
+            ex.upstream_lost()
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause_downstream()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume_downstream()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per endpoint (LIFO, so a warm connection is reused first)."""
+
+    def __init__(self, max_idle_per_endpoint: int = 512, connect_timeout: float = 5.0) -> None:
+        self.max_idle = max_idle_per_endpoint
+        self.connect_timeout = connect_timeout
+        self.idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self.live: set[UpstreamConnection] = set()
+
+    def take(self, key: Endpoint) -> UpstreamConnection | None:
+        idle = self.idle.get(key)
+        while idle:
+            c = idle.pop()
+            if not c.closed and c.transport is not None and not c.transport.is_closing():
+                return c
+        return None
+
+    def put(self, c: UpstreamConnection) -> None:
+        if c.closed:
+            return
+        idle = self.idle.get(c.key)
+        if idle is None:
+            idle = self.idle[c.key] = []
+        if len(idle) < self.max_idle:
+            idle.append(c)
+        elif c.transport is not None:
+            c.transport.close()
+
+    async def connect(self, key: Endpoint) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self, key), key[0], key[1]),
+            self.connect_timeout)
+        return proto
+
+    def opened(self, c: UpstreamConnection) -> None:
+        self.live.add(c)
+
+    def lost(self, c: UpstreamConnection) -> None:
+        self.live.discard(c)
+        idle = self.idle.get(c.key)
+        if idle and c in idle:
+            idle.remove(c)
+
+    def close(self) -> None:
+        for c in list(self.live):
+            if c.transport is not None:
+                c.transport.close()
+        self.idle.clear()
+
+
+# --- the HTTP/1.1 downstream half -----------------------------------------------------
+
+
+def format_reply(r: Reply, server_line: bytes, close: bool, head_only: bool = False) -> bytes:
+    parts = [_status_line(r.status, b""), b"content-length: %d\r\n" % len(r.body),
+             b"date: ", http_date(), b"\r\n", server_line]
+    for name, value in r.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only:
+        parts.append(r.body)
+    return b"".join(parts)
+
+
+class H1Exchange(Exchange):
+    __slots__ = ("proto", "out", "resp_chunked", "close_after")
+
+    def __init__(self, cfg: ProxyConfig, head: RequestHead, proto: H1ServerProtocol) -> None:
+        super().__init__(cfg, head)
+        self.proto = proto
+        self.out = b""
+        self.resp_chunked = False
+        self.close_after = False
+
+    def send_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                  clen: bytes | None, no_body: bool) -> None:
+        cfg = self.cfg
+        head = self.head
+        parts = [_status_line(status, reason)]
+        parts += [n + b": " + v + b"\r\n" for n, v in headers]
+        parts.append(cfg.server_line)
+        if cfg.service_time:
+            parts.append(self.service_time_line())
+        if not no_body and clen is None:
+            if head.version == "1.1":
+                self.resp_chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.close_after = True        # an HTTP/1.0 client: the close delimits the body
+        if not head.keep_alive or self.close_after or self.proto.closing:
+            self.close_after = True
+            parts.append(b"connection: close\r\n")
+        elif head.version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.out = b"".join(parts)
+
+    def send_body(self, data: bytes) -> None:
+        if self.resp_chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self.out:
+            data = self.out + data
+            self.out = b""
+        t = self.proto.transport
+        if t is not None:
+            t.write(data)
+
+    def flush(self) -> None:
+        if self.out:
+            t = self.proto.transport
+            if t is not None:
+                t.write(self.out)
+            self.out = b""
+
+    def send_end(self) -> None:
+        tail = self.out + b"0\r\n\r\n" if self.resp_chunked else self.out
+        self.out = b""
+        t = self.proto.transport
+        if tail and t is not None:
+            t.write(tail)
+        self.proto.exchange_done(self)
+
+    def send_reply(self, r: Reply) -> None:
+        if self.head.has_body and not self.req_done:
+            self.close_after = True    # the unread body would be taken for the next request
+        close = self.close_after or not self.head.keep_alive or self.proto.closing
+        self.close_after = close
+        t = self.proto.transport
+        if t is not None:
+            t.write(format_reply(r, self.cfg.server_line, close, self.head.method == b"HEAD"))
+        self.proto.exchange_done(self)
+
+    def abort_downstream(self) -> None:
+        t = self.proto.transport
+        if t is not None:
+            t.close()
+
+    def pause_downstream(self) -> None:
+        self.proto.pause_reading()
+
+    def resume_downstream(self) -> None:
+        self.proto.resume_reading()
+
+
+class H1ServerProtocol(asyncio.Protocol):
+    """The downstream side of HTTP/1.1: parse, dispatch, keep requests in order (pipelining)."""
+
+    MAX_QUEUED = 16
+
+    def __init__(self, cfg: ProxyConfig, scheme: bytes = b"http") -> None:
+        self.cfg = cfg
+        self.scheme = scheme
+        self.capture = cfg.capture
+        self.strip = cfg.strip_prefix
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client = b""
+        self.queue: deque[H1Exchange] = deque()
+        self.current: H1Exchange | None = None
+        self.paused = False
+        self.closing = False
+        self.url = b""
+        self.lines: list[bytes] = []
+        self.captured: dict[bytes, bytes] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]).encode() if peer else b""
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # proxied as a plain request (Upgrade is hop-by-hop); the stream cannot go on after
+            self.closing = True
+        except httptools.HttpParserError:
+            if self.queue:
+                self.closing = True
+                if self.transport is not None:
+                    self.transport.close()
+            elif self.transport is not None:
+                self.transport.write(format_reply(Reply(400, b"Bad Request"), self.cfg.server_line,
+                                                  True))
+                self.transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.lines = []
+        self.captured = {}
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in self.capture:
+            c = self.captured
+            prev = c.get(lname)
+            c[lname] = value if prev is None else prev + b", " + value
+        elif self.strip and lname.startswith(self.strip):
+            return
+        else:
+            self.lines.append(lname + b": " + value + b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        cap = self.captured
+        te = cap.get(b"transfer-encoding")
+        chunked = te is not None and b"chunked" in te.lower()
+        clen = -1
+        cl = cap.get(b"content-length")
+        if cl is not None and not chunked:
+            clen = int(cl)     # llhttp has already rejected a malformed Content-Length
+        head = RequestHead(p.get_method(), self.url, cap.get(b"host", b""), self.lines, cap,
+                           self.client, self.scheme, p.get_http_version(), p.should_keep_alive(),
+                           chunked, clen)
+        ex = H1Exchange(self.cfg, head, self)
+        self.current = ex
+        q = self.queue
+        q.append(ex)
+        if len(q) == 1:
+            self._begin(ex)
+        elif len(q) > self.MAX_QUEUED:
+            self.pause_reading()
+
+    def _begin(self, ex: H1Exchange) -> None:
+        exp = ex.head.captured.get(b"expect")
+        if exp is not None and exp.lower() == b"100-continue" and not ex.req_done \
+                and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        ex.begin()
+
+    def on_body(self, body: bytes) -> None:
+        if self.current is not None:
+            self.current.body(body)
+
+    def on_message_complete(self) -> None:
+        if self.current is not None:
+            self.current.end()
+            self.current = None
+
+    # exchange bookkeeping
+    def exchange_done(self, ex: H1Exchange) -> None:
+        q = self.queue
+        if q and q[0] is ex:
+            q.popleft()
+        if ex.close_after or self.closing and not q:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if q:
+            self._begin(q[0])
+        if self.paused and len(q) <= self.MAX_QUEUED // 2:
+            self.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused and self.transport is not None and not self.transport.is_closing():
+            self.paused = False
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        for ex in self.queue:
+            ex.abort()
+        self.queue.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        if self.queue:
+            self.queue[0].pause_response()
+
+    def resume_writing(self) -> None:
+        if self.queue:
+            self.queue[0].resume_response()
+
+
+def h1_factory(cfg: ProxyConfig, scheme: bytes = b"http") -> Callable[[], asyncio.Protocol]:
+    return lambda: H1ServerProtocol(cfg, scheme)
