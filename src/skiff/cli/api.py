@@ -3,7 +3,8 @@
 The CLI talks to skiff only through the Kubernetes API, exactly as kubectl
 does (discovery to find kinds, server-side apply, dry runs). Standard library
 HTTP: the CLI makes a handful of requests, so a pooled async client would be
-dead weight. Neighbours: cli/main.py, cli/apply.py.
+dead weight. Neighbours: cli/main.py, cli/apply.py, cli/service.py (which
+follows watches through stream()).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class H2Exchange(Exchange):
         if cfg.server:
             out.append((b"server", cfg.server))
         if service_time:
-            out.append((b"x-envoy-upstream-service-time", self.service_time_line()[31:-2]))
+            out.append((b"x-envoy-upstream-service-time", self.service_time_ms()))
         return out
 
     def send_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],

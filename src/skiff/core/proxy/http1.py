@@ -245,10 +245,10 @@ class Exchange:
         except Exception:
             log.exception("dispatch failed for %r", self.head.host)
             d = INTERNAL_ERROR
-        if d.__class__ is Reply:
-            self.reply(cast(Reply, d))
+        if isinstance(d, Reply):
+            self.reply(d)
             return
-        fwd = cast(Forward, d)
+        fwd = d
         head = self.head
         if head.chunked:
             framing = b"transfer-encoding: chunked\r\n"
@@ -272,7 +272,7 @@ class Exchange:
     async def _connect(self) -> None:
         try:
             conn = await self.cfg.pool.connect(self.endpoint)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.connecting = None
             if not self.finished:
                 self.reply(CONNECT_FAILURE)
@@ -378,8 +378,12 @@ class Exchange:
         if up is not None and up.transport is not None:
             up.transport.resume_reading()
 
+    def service_time_ms(self) -> bytes:
+        """Envoy's x-envoy-upstream-service-time: request sent to response head, in ms."""
+        return b"%d" % int((_perf() - self.t0) * 1000)
+
     def service_time_line(self) -> bytes:
-        return b"x-envoy-upstream-service-time: %d\r\n" % int((_perf() - self.t0) * 1000)
+        return b"x-envoy-upstream-service-time: " + self.service_time_ms() + b"\r\n"
 
 
 class UpstreamConnection(asyncio.Protocol):

@@ -1,0 +1,325 @@
+"""The gateway's control loop: watch, compile, swap, report (net-istio's and net-kourier's job).
+
+Five watches through the Client keep local caches: Gateways (all namespaces),
+Secrets of istio-system, KIngresses (networking.internal.knative.dev
+Ingress; the kind may appear later, when serving's CRDs or a user's CRD
+register it, so a missing kind is retried), Pods (readiness and
+skiff.dev/port give endpoints) and KnativeServings (the ingress mode). A
+change that matters to the data plane (each kind has a fingerprint, so
+status-only writes - ours included - do not recompile) schedules one
+compile a few milliseconds later, which batches bursts. Each compile calls
+the pure snapshot.compile_snapshot(), swaps the result into the
+GatewayProxy, and only then writes status: KIngress conditions
+(LoadBalancerReady, NetworkConfigured, Ready) and load balancers, and
+Gateway conditions (Ready, or why a server was skipped), each written only
+when it differs from what the object already says.
+Neighbours: snapshot.py (pure), proxy.py (data plane), mesh/setup.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.clock import rfc3339, utcnow
+from skiff.mesh.gateway.proxy import GatewayProxy
+from skiff.mesh.gateway.snapshot import (
+    CLASS_ANNOTATION,
+    PASSTHROUGH_ANNOTATION,
+    PORT_ANNOTATION,
+    REVISION_LABEL,
+    SECRET_NAMESPACE,
+    Condition,
+    GatewaySettings,
+    IngressStatus,
+    Inputs,
+    Snapshot,
+    compile_snapshot,
+    endpoints_from_pods,
+)
+
+log = logging.getLogger("skiff.gateway.controller")
+
+GATEWAY = Ref("networking.istio.io/v1alpha3", "Gateway")
+SECRET = Ref("v1", "Secret")
+INGRESS = Ref("networking.internal.knative.dev/v1alpha1", "Ingress")
+POD = Ref("v1", "Pod")
+KNATIVE_SERVING = Ref("operator.knative.dev/v1beta1", "KnativeServing")
+
+Key = tuple[str, str]
+Fingerprint = Callable[[Obj], Any]
+
+
+def _meta(o: Obj) -> Obj:
+    return o.get("metadata") or {}
+
+
+def fp_gateway(o: Obj) -> Any:
+    m = _meta(o)
+    return (json.dumps(o.get("spec"), sort_keys=True), m.get("creationTimestamp"),
+            bool(m.get("deletionTimestamp")))
+
+
+def fp_secret(o: Obj) -> Any:
+    return json.dumps([o.get("data"), o.get("stringData")], sort_keys=True)
+
+
+def fp_ingress(o: Obj) -> Any:
+    m = _meta(o)
+    ann = m.get("annotations") or {}
+    return (json.dumps(o.get("spec"), sort_keys=True), m.get("generation"),
+            m.get("creationTimestamp"), ann.get(CLASS_ANNOTATION), ann.get(PASSTHROUGH_ANNOTATION),
+            bool(m.get("deletionTimestamp")))
+
+
+def fp_pod(o: Obj) -> Any:
+    m = _meta(o)
+    rev = (m.get("labels") or {}).get(REVISION_LABEL)
+    if not rev:
+        return None               # not a revision's pod: never an endpoint
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (o.get("status") or {}).get("conditions") or [])
+    return (rev, ready, (m.get("annotations") or {}).get(PORT_ANNOTATION),
+            (o.get("status") or {}).get("podIP"), bool(m.get("deletionTimestamp")))
+
+
+def fp_knative_serving(o: Obj) -> Any:
+    return json.dumps(((o.get("spec") or {}).get("ingress") or {}), sort_keys=True)
+
+
+class Informer:
+    """List + watch one kind into a cache; calls on_change when a fingerprint changes."""
+
+    RETRY = 0.5
+
+    def __init__(self, client: Client, ref: Ref, namespace: str, fingerprint: Fingerprint,
+                 on_change: Callable[[], None]) -> None:
+        self.client = client
+        self.ref = ref
+        self.namespace = namespace
+        self.fingerprint = fingerprint
+        self.on_change = on_change
+        self.items: dict[Key, Obj] = {}
+        self.synced = asyncio.Event()
+        self.available = False
+
+    @staticmethod
+    def key(o: Obj) -> Key:
+        m = _meta(o)
+        return (str(m.get("namespace") or ""), str(m.get("name")))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                items = await self.client.list(self.ref, self.namespace)
+                self.available = True
+                new = {self.key(o): o for o in items}
+                changed = ({k: self.fingerprint(o) for k, o in new.items()}
+                           != {k: self.fingerprint(o) for k, o in self.items.items()})
+                self.items = new
+                self.synced.set()
+                if changed:
+                    self.on_change()
+                rv = max((int(_meta(o).get("resourceVersion") or 0) for o in items), default=0)
+                async for ev in self.client.watch(self.ref, self.namespace,
+                                                  str(rv) if rv else ""):
+                    if ev.type == "ERROR":
+                        break
+                    if ev.type not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue
+                    k = self.key(ev.object)
+                    old = self.items.get(k)
+                    if ev.type == "DELETED":
+                        if self.items.pop(k, None) is not None:
+                            self.on_change()
+                        continue
+                    self.items[k] = ev.object
+                    if old is None or self.fingerprint(old) != self.fingerprint(ev.object):
+                        self.on_change()
+            except asyncio.CancelledError:
+                raise
+            except ApiError as e:
+                if e.code == 404 and "could not find the requested resource" in e.message:
+                    # the kind is not served (yet): nothing to see, look again later
+                    if self.available or self.items:
+                        self.items = {}
+                        self.on_change()
+                    self.available = False
+                    self.synced.set()
+                    await asyncio.sleep(1.0)
+                    continue
+                log.debug("watch %s restarts: %s", self.ref.kind, e.message)
+            except Exception:
+                log.exception("watch %s failed", self.ref.kind)
+            await asyncio.sleep(self.RETRY)
+
+
+def _condition_dicts(conds: tuple[Condition, ...], old: list[Obj], now: str) -> list[Obj]:
+    """Conditions as stored: lastTransitionTime kept while a condition's status stays the same."""
+    prev = {c.get("type"): c for c in old or []}
+    out = []
+    for c in conds:
+        d: Obj = c.as_dict()
+        p = prev.get(c.type)
+        d["lastTransitionTime"] = (p.get("lastTransitionTime") or now) if p and \
+            p.get("status") == c.status else now
+        out.append(d)
+    return out
+
+
+def _strip_times(conds: list[Obj] | None) -> list[Obj]:
+    return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conds or []]
+
+
+def ingress_status(st: IngressStatus, old: Obj, now: str) -> Obj:
+    return {
+        "observedGeneration": st.observed_generation,
+        "conditions": _condition_dicts(st.conditions, old.get("conditions") or [], now),
+        "publicLoadBalancer": {"ingress": [{"domainInternal": st.public}]},
+        "privateLoadBalancer": {"ingress": [{"domainInternal": st.private}]},
+    }
+
+
+def _same_status(a: Obj, b: Obj) -> bool:
+    a2 = dict(a, conditions=_strip_times(a.get("conditions")))
+    b2 = dict(b, conditions=_strip_times(b.get("conditions")))
+    return a2 == b2
+
+
+class GatewayController:
+    DEBOUNCE = 0.005
+
+    def __init__(self, client: Client, proxy: GatewayProxy, settings: GatewaySettings,
+                 default_cert: tuple[bytes, bytes] | None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.client = client
+        self.proxy = proxy
+        self.settings = settings
+        self.default_cert = default_cert
+        self.clock = clock
+        self.gateways = Informer(client, GATEWAY, "", fp_gateway, self.changed)
+        self.secrets = Informer(client, SECRET, SECRET_NAMESPACE, fp_secret, self.changed)
+        self.ingresses = Informer(client, INGRESS, "", fp_ingress, self.changed)
+        self.pods = Informer(client, POD, "", fp_pod, self.changed)
+        self.servings = Informer(client, KNATIVE_SERVING, "", fp_knative_serving, self.changed)
+        self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dirty = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self.compiles = 0
+        self.snapshot: Snapshot | None = None
+        self.applied = asyncio.Event()   # set after each compile + status round (tests wait on it)
+
+    def changed(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.DEBOUNCE, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._dirty.set()
+
+    async def start(self, sync_timeout: float = 10.0) -> None:
+        for inf in self.informers:
+            self._tasks.append(asyncio.create_task(inf.run()))
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers)),
+                                   sync_timeout)
+        except TimeoutError:
+            log.warning("gateway: not every watch synced in %.0fs; serving what is known",
+                        sync_timeout)
+        await self.compile_and_apply()
+        self._tasks.append(asyncio.create_task(self._run()))
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def inputs(self) -> Inputs:
+        return Inputs(
+            gateways=list(self.gateways.items.values()),
+            secrets={k[1]: o for k, o in self.secrets.items.items()},
+            ingresses=list(self.ingresses.items.values()),
+            endpoints=endpoints_from_pods(self.pods.items.values()),
+            knative_servings=list(self.servings.items.values()),
+            settings=GatewaySettings(**{**self.settings.__dict__,
+                                        "internal_https_port": self.proxy.internal_https_port}),
+            default_cert=self.default_cert,
+        )
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.compile_and_apply()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("gateway: compile failed")
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+
+    async def compile_and_apply(self) -> None:
+        snap = compile_snapshot(self.inputs())
+        self.proxy.swap(snap)
+        self.snapshot = snap
+        self.compiles += 1
+        retry = await self._write_status(snap)
+        self.applied.set()
+        self.applied = asyncio.Event()
+        if retry:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.2, self.changed)
+
+    async def _write_status(self, snap: Snapshot) -> bool:
+        """Write what differs; True when a write lost a race and must be retried."""
+        now = rfc3339(self.clock())
+        retry = False
+        for key, st in snap.ingress_status.items():
+            obj = self.ingresses.items.get(key)
+            if obj is None:
+                continue
+            old = obj.get("status") or {}
+            want = ingress_status(st, old, now)
+            if _same_status({k: old.get(k) for k in want}, want):
+                continue
+            retry |= await self._update_status(obj, {**old, **want})
+        for key, conds in snap.gateway_status.items():
+            obj = self.gateways.items.get(key)
+            if obj is None:
+                continue
+            old = obj.get("status") or {}
+            want = {"conditions": _condition_dicts(conds, old.get("conditions") or [], now)}
+            if _same_status({"conditions": old.get("conditions") or []}, want):
+                continue
+            retry |= await self._update_status(obj, {**old, **want})
+        return retry
+
+    async def _update_status(self, obj: Obj, status: Obj) -> bool:
+        new = copy.deepcopy(obj)
+        new["status"] = status
+        try:
+            updated = await self.client.update_status(new)
+        except ApiError as e:
+            if e.code == 409:
+                return True
+            if e.code != 404:
+                log.warning("gateway: status of %s %s/%s: %s", obj.get("kind"),
+                            _meta(obj).get("namespace"), _meta(obj).get("name"), e.message)
+            return False
+        inf = self.ingresses if obj.get("kind") == "Ingress" else self.gateways
+        k = Informer.key(updated)
+        if k in inf.items:
+            inf.items[k] = updated      # so the next round compares with what we wrote
+        return False

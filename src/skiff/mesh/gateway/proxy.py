@@ -1,0 +1,326 @@
+"""The ingress gateway's data plane: Envoy's job for Knative traffic, on core/proxy.
+
+GatewayProxy holds the current Snapshot (snapshot.py) and serves it:
+- dispatch: Host (case-insensitive, port stripped; exact, then the most
+  specific wildcard) -> the KIngress rule -> its first matching path
+  (prefix, exact header matches) -> a split by percent (smooth weighted
+  round robin, deterministic per request count) -> one of the revision's
+  ready endpoints (round robin). Unknown host: 404 with an empty body, as
+  Envoy; no ready endpoint: 503 "no healthy upstream".
+- request headers as an Istio ingress gateway sets them: x-forwarded-for
+  (appended), x-forwarded-proto, forwarded, x-request-id (kept or made),
+  x-envoy-attempt-count, x-envoy-decorator-operation; x-envoy-* headers from
+  clients are dropped; the KIngress appendHeaders (path, then split) added.
+  Responses get `server: istio-envoy` (mesh mode; `envoy` under Kourier)
+  and x-envoy-upstream-service-time.
+- listeners: the ingress gateway's own TLS listener (Gateway port 443) on
+  a loopback port behind the router, with one ssl context per Gateway server
+  chosen by SNI (the most specific host; the first server by default) and
+  ALPN h2/http/1.1; the local gateway (8081) on settings.local_gateway_port,
+  plain HTTP or TLS as its Gateway says. The router (serving/router.py)
+  calls edge_factory() for its HTTP port and edge-terminated TLS, and
+  splices passthrough hosts to passthrough_address.
+
+swap() replaces the snapshot atomically: one reference, read once per
+request, so in-flight requests finish on the endpoint they were given; new
+TLS connections pick up new certificates (a rotated Secret) from the SNI
+callback, which reads the current snapshot. Round-robin counters and host
+caches live with each snapshot's runtime and start afresh with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from skiff.core.proxy.h2 import alpn_factory
+from skiff.core.proxy.http1 import (
+    Forward,
+    ProxyConfig,
+    Reply,
+    RequestHead,
+    UpstreamPool,
+    h1_factory,
+)
+from skiff.core.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
+from skiff.core.proxy.tls import ClientHello, server_context
+from skiff.mesh.gateway.snapshot import (
+    EMPTY,
+    GatewaySettings,
+    HttpPath,
+    Listener,
+    Server,
+    Snapshot,
+    Split,
+    VirtualHost,
+)
+
+log = logging.getLogger("skiff.gateway")
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+# Headers the gateway rewrites rather than passes along.
+POLICY_CAPTURE = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded",
+                            b"x-request-id"})
+NOT_FOUND = Reply(404)
+NO_HEALTHY_UPSTREAM = Reply(503, b"no healthy upstream", ((b"content-type", b"text/plain"),))
+_HOST_CACHE_MAX = 4096
+
+
+def request_id() -> bytes:
+    """A random UUID (version 4 layout), the way Envoy makes x-request-id."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
+
+
+def _host_key(raw: bytes) -> str:
+    h = raw.decode("latin-1").strip().lower()
+    if h.startswith("["):
+        end = h.find("]")
+        return h[:end + 1] if end > 0 else h
+    i = h.find(":")
+    if i >= 0:
+        h = h[:i]
+    return h.rstrip(".")
+
+
+class _Runtime:
+    """What a snapshot needs while it serves: counters, host caches, ssl contexts."""
+
+    def __init__(self, snap: Snapshot, contexts: dict[bytes, ssl.SSLContext]) -> None:
+        self.snap = snap
+        self.tables = {"external": snap.external, "local": snap.local}
+        for bind, li in snap.listeners.items():
+            if bind != "http":
+                self.tables[bind] = li.table
+        self.host_cache: dict[str, dict[bytes, VirtualHost | None]] = {t: {} for t in self.tables}
+        self.counters: dict[int, int] = {}
+        self.extra: dict[tuple[int, int], bytes] = {}
+        self.contexts: dict[str, list[tuple[Server, ssl.SSLContext]]] = {}
+        self.sni_cache: dict[tuple[str, str | None], ssl.SSLContext | None] = {}
+        for bind, li in snap.listeners.items():
+            pairs = []
+            for s in li.servers:
+                if not s.terminates_tls:
+                    continue
+                ctx = _context_for(s, contexts)
+                if ctx is not None:
+                    pairs.append((s, ctx))
+            self.contexts[bind] = pairs
+
+    def lookup(self, table: str, raw_host: bytes) -> VirtualHost | None:
+        cache = self.host_cache[table]
+        try:
+            return cache[raw_host]
+        except KeyError:
+            pass
+        vh = self.tables[table].lookup(_host_key(raw_host))
+        if len(cache) >= _HOST_CACHE_MAX:
+            cache.clear()             # random Host headers must not grow memory without bound
+        cache[raw_host] = vh
+        return vh
+
+    def next(self, key: int) -> int:
+        n = self.counters.get(key, 0)
+        self.counters[key] = n + 1
+        return n
+
+    def sni_context(self, bind: str, sni: str | None) -> ssl.SSLContext | None:
+        key = (bind, sni)
+        try:
+            return self.sni_cache[key]
+        except KeyError:
+            pass
+        ctx: ssl.SSLContext | None = None
+        li = self.snap.listeners.get(bind)
+        pairs = self.contexts.get(bind) or []
+        if li is not None and pairs:
+            server = li.server_for_sni(sni)
+            ctx = next((c for s, c in pairs if s is server), pairs[0][1])
+        if len(self.sni_cache) < _HOST_CACHE_MAX:
+            self.sni_cache[key] = ctx
+        return ctx
+
+
+def _context_for(s: Server, cache: dict[bytes, ssl.SSLContext]) -> ssl.SSLContext | None:
+    key = hashlib.sha256(s.cert_pem + b"\0" + s.key_pem).digest()
+    ctx = cache.get(key)
+    if ctx is None:
+        try:
+            ctx = server_context(s.cert_pem, s.key_pem)
+        except (ssl.SSLError, ValueError) as e:
+            log.warning("gateway %s server %d: certificate %s does not load: %s", s.gateway,
+                        s.index, s.secret, e)
+            return None
+        cache[key] = ctx
+    return ctx
+
+
+def _header_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
+    return b"".join(f"{k.lower()}: {v}\r\n".encode() for k, v in headers)
+
+
+class GatewayProxy:
+    """The gateway's listeners and request dispatch over the current snapshot."""
+
+    def __init__(self, settings: GatewaySettings, fallback_cert: tuple[bytes, bytes]) -> None:
+        self.settings = settings
+        self.pool = UpstreamPool()
+        self._contexts: dict[bytes, ssl.SSLContext] = {}
+        self.rt = _Runtime(EMPTY, self._contexts)
+        self.configs: dict[str, ProxyConfig] = {}
+        for table in ("external", "local", "https"):
+            self.configs[table] = ProxyConfig(self._dispatcher(table), self.pool,
+                                              server=EMPTY.server_header.encode(),
+                                              service_time=True, capture=POLICY_CAPTURE,
+                                              strip_prefix=b"x-envoy-")
+        # The TLS listener's base context only carries the SNI callback (and a certificate,
+        # which ssl requires); the callback switches each connection to its server's context.
+        self._base_ctx = server_context(*fallback_cert)
+        self._base_ctx.sni_callback = self._sni_https
+        self._https: asyncio.AbstractServer | None = None
+        self._local: PeekingListener | None = None
+        self.internal_https_port = settings.internal_https_port
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.rt.snap
+
+    # --- the snapshot ----------------------------------------------------------------
+    def swap(self, snap: Snapshot) -> None:
+        rt = _Runtime(snap, self._contexts)
+        live = {hashlib.sha256(s.cert_pem + b"\0" + s.key_pem).digest()
+                for li in snap.listeners.values() for s in li.servers if s.terminates_tls}
+        for k in list(self._contexts):
+            if k not in live:
+                del self._contexts[k]      # a rotated-away certificate: new connections no longer use it
+        server = snap.server_header.encode()
+        for cfg in self.configs.values():
+            cfg.server = server
+        self.rt = rt
+
+    # --- dispatch --------------------------------------------------------------------
+    def _dispatcher(self, table: str) -> Callable[[RequestHead], Forward | Reply]:
+        def dispatch(head: RequestHead) -> Forward | Reply:
+            rt = self.rt
+            vh = rt.lookup(table, head.host)
+            if vh is None:
+                return NOT_FOUND
+            paths = vh.paths
+            path: HttpPath | None = None
+            if len(paths) == 1 and not paths[0].headers and len(paths[0].prefix) <= 1:
+                path = paths[0]
+            else:
+                target = head.target.decode("latin-1")
+                for p in paths:
+                    if p.matches(target, lambda n: _str(head.header(n.encode()))):
+                        path = p
+                        break
+                if path is None:
+                    return NOT_FOUND
+            sched = path.schedule
+            if not sched:
+                return NO_HEALTHY_UPSTREAM
+            if len(sched) == 1:
+                split = path.splits[sched[0]]
+            else:
+                split = path.splits[sched[rt.next(id(path)) % len(sched)]]
+            eps = split.endpoints
+            if not eps:
+                return NO_HEALTHY_UPSTREAM
+            ep = eps[0] if len(eps) == 1 else eps[rt.next(id(split)) % len(eps)]
+            key = (id(path), id(split))
+            extra = rt.extra.get(key)
+            if extra is None:
+                extra = rt.extra[key] = _route_headers(path, split)
+            cap = head.captured
+            client = head.client
+            scheme = head.scheme
+            xff = cap.get(b"x-forwarded-for")
+            fwd = cap.get(b"forwarded")
+            this_hop = b"for=" + (b'"[' + client + b']"' if b":" in client else client) + \
+                b";proto=" + scheme
+            return Forward(ep, b"".join((
+                b"x-forwarded-for: ", xff + b", " + client if xff else client,
+                b"\r\nx-forwarded-proto: ", scheme,
+                b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
+                b"\r\nx-request-id: ", cap.get(b"x-request-id") or request_id(),
+                b"\r\n", extra)),
+                path.rewrite_host.encode() if path.rewrite_host else None)
+        return dispatch
+
+    # --- listeners -------------------------------------------------------------------
+    def edge_factory(self, scheme: bytes, tls: bool) -> ProtocolFactory:
+        """Protocols serving every external host (the router's HTTP port and its edge TLS)."""
+        cfg = self.configs["external"]
+        return alpn_factory(cfg, scheme) if tls else h1_factory(cfg, scheme)
+
+    def is_passthrough(self, host: str) -> bool:
+        return host in self.rt.snap.passthrough_hosts
+
+    @property
+    def passthrough_address(self) -> tuple[str, int]:
+        return (self.settings.host, self.internal_https_port)
+
+    def _sni_https(self, sslobj: Any, name: str | None, _base: ssl.SSLContext) -> int | None:
+        ctx = self.rt.sni_context("https", name)
+        if ctx is None:
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE   # no Gateway server binds 443
+        sslobj.context = ctx
+        return None
+
+    def _decide_local(self, hello: ClientHello | None) -> Action:
+        rt = self.rt
+        li: Listener | None = rt.snap.listeners.get("local")
+        cfg = self.configs["local"]
+        if li is None or not li.tls:
+            if hello is not None:
+                return Reject("the local gateway serves plain HTTP")
+            return Plain(h1_factory(cfg, b"http"))
+        if hello is None:
+            return Reject("the local gateway serves TLS")
+        ctx = rt.sni_context("local", hello.sni)
+        if ctx is None:
+            return Reject("no certificate")
+        return Terminate(ctx, alpn_factory(cfg, b"https"))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        self._https = await loop.create_server(
+            alpn_factory(self.configs["https"], b"https"), s.host, s.internal_https_port,
+            ssl=self._base_ctx, reuse_address=True, backlog=1024, ssl_handshake_timeout=10)
+        self.internal_https_port = int(self._https.sockets[0].getsockname()[1])
+        self._local = PeekingListener(s.host, s.local_gateway_port, self._decide_local,
+                                      name="knative-local-gateway")
+        try:
+            await self._local.start()
+        except OSError:
+            self._https.close()
+            raise
+
+    async def stop(self) -> None:
+        if self._local is not None:
+            await self._local.stop()
+            self._local = None
+        if self._https is not None:
+            self._https.close()
+            self._https = None
+        self.pool.close()
+
+
+def _str(b: bytes | None) -> str | None:
+    return b.decode("latin-1") if b is not None else None
+
+
+def _route_headers(path: HttpPath, split: Split) -> bytes:
+    """x-envoy-* and the KIngress appendHeaders for this path and split, formatted once."""
+    return (b"x-envoy-attempt-count: 1\r\n"
+            + f"x-envoy-decorator-operation: {split.revision}.{split.namespace}"
+              f".svc.cluster.local:80/*\r\n".encode()
+            + _header_lines(path.append_headers) + _header_lines(split.append_headers))

@@ -1,0 +1,715 @@
+"""The ingress data-plane compiler: objects in, one immutable Snapshot out (Istio's xDS idea).
+
+compile_snapshot(Inputs) is a pure function of
+- the Istio Gateways (networking.istio.io) and the Secrets of istio-system
+  their servers name by tls.credentialName (tls.crt/tls.key, or cert/key),
+- the KIngresses (networking.internal.knative.dev/v1alpha1 Ingress) the
+  Knative Routes produce,
+- the ready endpoints of each (namespace, revision) (endpoints_from_pods),
+- the KnativeServing objects (spec.ingress.istio.enabled picks the mode),
+- GatewaySettings (where the listeners are bound) and skiff's own
+  certificate for the Kourier-mode HTTPS listener.
+It never reads the clock or a socket; the controller (controller.py) feeds
+it from watches and hands the Snapshot to the proxy (proxy.py), which swaps
+it in atomically. The same Snapshot carries the status the controller
+writes back: Gateway conditions and KIngress conditions/load balancers.
+
+Listeners ("binds"): a Gateway server on port 443 binds the ingress
+gateway's TLS listener (reached through the router, serving/router.py, on
+settings.https_port: passthrough hosts go there raw); port 80 binds the
+plain HTTP port (settings.http_port, where the router also serves every
+external host, as OpenShift routes with insecure "Allow" do); port 8081 and
+every server of knative-serving/knative-local-gateway bind the local
+gateway (settings.local_gateway_port). External (ExternalIP) hosts are
+routed only through knative-serving/knative-ingress-gateway, ClusterLocal
+hosts only through knative-serving/knative-local-gateway (config-istio's
+defaults); other Gateways bind ports and certificates but route nothing, as
+in Istio, where no VirtualService of Knative's names them.
+
+Errors are the upstream way: a server whose credential Secret is missing or
+malformed is skipped and its Gateway says so (Ready=False, reason
+CredentialMissing / CredentialInvalid, the message names the Secret); two
+servers binding the same listener with a host in common conflict, and the
+older Gateway (creationTimestamp, then namespace/name) keeps it while the
+loser reports Conflict. (Different hosts on one port coexist: like Envoy's
+filter chains, the most specific SNI match wins.) Without
+spec.ingress.istio.enabled=true (Kourier mode) Gateways are not programmed;
+a default ingress serves every host: plain HTTP, HTTPS with skiff's own
+certificate, and the local gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+Obj = dict[str, Any]
+Endpoint = tuple[str, int]
+NsName = tuple[str, str]
+
+ISTIO_CLASS = "istio.ingress.networking.knative.dev"
+KOURIER_CLASS = "kourier.ingress.networking.knative.dev"
+CLASS_ANNOTATION = "networking.knative.dev/ingress.class"
+PASSTHROUGH_ANNOTATION = "serving.knative.openshift.io/enablePassthrough"
+REVISION_LABEL = "serving.knative.dev/revision"
+PORT_ANNOTATION = "skiff.dev/port"
+SECRET_NAMESPACE = "istio-system"
+EXTERNAL_GATEWAY: NsName = ("knative-serving", "knative-ingress-gateway")
+LOCAL_GATEWAY: NsName = ("knative-serving", "knative-local-gateway")
+
+# The Services net-istio / net-kourier report as the Ingress's load balancers (OpenShift names).
+LOAD_BALANCERS = {
+    "istio": ("istio-ingressgateway.istio-system.svc.cluster.local",
+              "knative-local-gateway.istio-system.svc.cluster.local"),
+    "kourier": ("kourier.knative-serving-ingress.svc.cluster.local",
+                "kourier-internal.knative-serving-ingress.svc.cluster.local"),
+}
+SERVER_HEADER = {"istio": "istio-envoy", "kourier": "envoy"}
+PORT_BINDS = {443: "https", 80: "http", 8081: "local"}
+BINDS = ("http", "https", "local")
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    https_port: int = 8443            # the router's; passthrough lands on internal_https_port
+    local_gateway_port: int = 8081
+    internal_https_port: int = 0      # the ingress gateway's own 443 listener (loopback)
+    domain: str = "apps.127.0.0.1.sslip.io"
+
+    def port_of(self, bind: str) -> int:
+        return {"http": self.http_port, "https": self.internal_https_port,
+                "local": self.local_gateway_port}[bind]
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str               # "True" | "False" | "Unknown"
+    reason: str = ""
+    message: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        d = {"type": self.type, "status": self.status}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.message:
+            d["message"] = self.message
+        return d
+
+
+@dataclass(frozen=True)
+class Split:
+    namespace: str
+    revision: str
+    percent: int
+    append_headers: tuple[tuple[str, str], ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class HttpPath:
+    prefix: str = ""                                    # "" or "/": every path
+    headers: tuple[tuple[str, str], ...] = ()           # exact matches, lower-case names
+    splits: tuple[Split, ...] = ()
+    schedule: tuple[int, ...] = ()                      # smooth weighted round robin over splits
+    append_headers: tuple[tuple[str, str], ...] = ()
+    rewrite_host: str = ""
+
+    def matches(self, path: str, header: Any) -> bool:
+        """`header(name) -> value | None`; used by the proxy only when a path has conditions."""
+        if self.prefix and self.prefix != "/" and not path.startswith(self.prefix):
+            return False
+        return all(header(n) == v for n, v in self.headers)
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    ingress: str                                        # namespace/name
+    hosts: tuple[str, ...]
+    paths: tuple[HttpPath, ...]
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    exact: Mapping[str, VirtualHost] = field(default_factory=lambda: MappingProxyType({}))
+    wildcard: tuple[tuple[str, VirtualHost], ...] = ()  # (".suffix" or "*", vhost), most specific first
+
+    def lookup(self, host: str) -> VirtualHost | None:
+        vh = self.exact.get(host)
+        if vh is not None:
+            return vh
+        for suffix, wvh in self.wildcard:
+            if suffix == "*" or host.endswith(suffix):
+                return wvh
+        return None
+
+    def items(self) -> list[tuple[str, VirtualHost]]:
+        """(host pattern, vhost): exact hosts sorted, then wildcards most specific first."""
+        return sorted(self.exact.items()) + [("*" + s if s != "*" else s, vh)
+                                             for s, vh in self.wildcard]
+
+    def hosts(self) -> list[str]:
+        return [h for h, _ in self.items()]
+
+
+@dataclass(frozen=True)
+class Server:
+    gateway: str                                        # namespace/name
+    index: int
+    port: int
+    protocol: str
+    hosts: tuple[str, ...]
+    bind: str
+    tls_mode: str = ""                                  # SIMPLE | MUTUAL | ISTIO_MUTUAL | ""
+    secret: str = ""                                    # namespace/name of the credential
+    cert_pem: bytes = b""
+    key_pem: bytes = b""
+
+    @property
+    def terminates_tls(self) -> bool:
+        return bool(self.cert_pem)
+
+
+@dataclass(frozen=True)
+class Listener:
+    bind: str                                           # http | https | local
+    address: tuple[str, int]
+    servers: tuple[Server, ...]
+    table: RouteTable
+
+    @property
+    def tls(self) -> bool:
+        return any(s.terminates_tls for s in self.servers)
+
+    def server_for_sni(self, sni: str | None) -> Server | None:
+        """The TLS server whose hosts match `sni` most specifically; the first one by default."""
+        tls = [s for s in self.servers if s.terminates_tls]
+        if not tls:
+            return None
+        if sni:
+            best: tuple[int, int] | None = None
+            pick: Server | None = None
+            for i, s in enumerate(tls):
+                for h in s.hosts:
+                    score = host_match_score(h, sni)
+                    if score >= 0 and (best is None or (score, -i) > best):
+                        best, pick = (score, -i), s
+            if pick is not None:
+                return pick
+        return tls[0]
+
+
+@dataclass(frozen=True)
+class IngressStatus:
+    conditions: tuple[Condition, ...]
+    public: str
+    private: str
+    observed_generation: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    mode: str                                           # istio | kourier
+    listeners: Mapping[str, Listener]
+    external: RouteTable                                # every ExternalIP host (router, http port)
+    local: RouteTable                                   # every ClusterLocal host
+    passthrough_hosts: frozenset[str]
+    gateway_status: Mapping[NsName, tuple[Condition, ...]]
+    ingress_status: Mapping[NsName, IngressStatus]
+
+    @property
+    def server_header(self) -> str:
+        return SERVER_HEADER[self.mode]
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for golden tests and `skiff` diagnostics (certificates by Secret name)."""
+        return {
+            "mode": self.mode,
+            "listeners": {b: _describe_listener(li) for b, li in sorted(self.listeners.items())},
+            "external": _describe_table(self.external),
+            "local": _describe_table(self.local),
+            "passthrough": sorted(self.passthrough_hosts),
+            "gateways": {f"{ns}/{n}": [c.as_dict() for c in cs]
+                         for (ns, n), cs in sorted(self.gateway_status.items())},
+            "ingresses": {f"{ns}/{n}": {"conditions": [c.as_dict() for c in st.conditions],
+                                        "public": st.public, "private": st.private}
+                          for (ns, n), st in sorted(self.ingress_status.items())},
+        }
+
+
+EMPTY = Snapshot("kourier", MappingProxyType({}), RouteTable(), RouteTable(), frozenset(),
+                 MappingProxyType({}), MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    gateways: Sequence[Obj] = ()
+    secrets: Mapping[str, Obj] = field(default_factory=dict)   # name -> Secret in istio-system
+    ingresses: Sequence[Obj] = ()
+    endpoints: Mapping[NsName, tuple[Endpoint, ...]] = field(default_factory=dict)
+    knative_servings: Sequence[Obj] = ()
+    settings: GatewaySettings = GatewaySettings()
+    default_cert: tuple[bytes, bytes] | None = None  # Kourier mode's HTTPS certificate (PEM)
+
+
+# --- host matching ---------------------------------------------------------------------
+
+
+def normalize_host(host: str) -> str:
+    """Lower case, port and trailing dot removed ("Hello.Example.com:443" -> "hello.example.com")."""
+    h = host.strip().lower()
+    if h.startswith("["):
+        end = h.find("]")
+        return h[:end + 1] if end > 0 else h
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def gateway_host(h: str) -> str:
+    """A Gateway server host without its namespace part ("*/x.com", "./x.com", "ns/x.com")."""
+    return h.split("/", 1)[1].lower() if "/" in h else h.lower()
+
+
+def host_match_score(pattern: str, host: str) -> int:
+    """-1: no match; otherwise higher is more specific ("*" 0, "*.a.b" by suffix length, exact max)."""
+    if pattern == "*":
+        return 0
+    if pattern.startswith("*."):
+        return len(pattern) if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1 else -1
+    return 10_000 if pattern == host else -1
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    return host_match_score(pattern, host) >= 0
+
+
+def patterns_intersect(a: str, b: str) -> bool:
+    """Whether some host name matches both patterns."""
+    if a == "*" or b == "*":
+        return True
+    if a.startswith("*.") and b.startswith("*."):
+        return a.endswith(b[1:]) or b.endswith(a[1:])
+    if a.startswith("*."):
+        return host_matches(a, b)
+    if b.startswith("*."):
+        return host_matches(b, a)
+    return a == b
+
+
+def build_table(vhosts: Iterable[tuple[str, VirtualHost]]) -> RouteTable:
+    """A table from (host pattern, vhost) pairs; the first pair for a host wins."""
+    exact: dict[str, VirtualHost] = {}
+    wild: dict[str, VirtualHost] = {}
+    for host, vh in vhosts:
+        if host == "*":
+            wild.setdefault("*", vh)
+        elif host.startswith("*."):
+            wild.setdefault(host[1:], vh)
+        else:
+            exact.setdefault(host, vh)
+    order = sorted(wild.items(), key=lambda kv: (kv[0] == "*", -len(kv[0]), kv[0]))
+    return RouteTable(MappingProxyType(exact), tuple(order))
+
+
+def filter_table(table: RouteTable, patterns: Sequence[str]) -> list[tuple[str, VirtualHost]]:
+    """The (host, vhost) pairs of `table` that a Gateway server with these hosts accepts."""
+    out: list[tuple[str, VirtualHost]] = []
+    for host, vh in table.exact.items():
+        if any(host_matches(p, host) for p in patterns):
+            out.append((host, vh))
+    for suffix, vh in table.wildcard:
+        pat = suffix if suffix == "*" else "*" + suffix
+        if any(patterns_intersect(p, pat) for p in patterns):
+            out.append((pat, vh))
+    return out
+
+
+# --- splits ----------------------------------------------------------------------------
+
+
+def swrr_schedule(weights: Sequence[int]) -> tuple[int, ...]:
+    """nginx's smooth weighted round robin, unrolled over one period: indices into weights.
+
+    Weights are reduced by their gcd, so [50, 50] -> (0, 1) and [90, 10] has period 10;
+    the proxy picks schedule[n % len] for the n-th request of a path.
+    """
+    ws = [max(0, int(w)) for w in weights]
+    if not any(ws):
+        return ()
+    g = 0
+    for w in ws:
+        g = math.gcd(g, w)
+    ws = [w // g for w in ws]
+    total = sum(ws)
+    current = [0] * len(ws)
+    out: list[int] = []
+    for _ in range(total):
+        best = 0
+        for i, w in enumerate(ws):
+            current[i] += w
+            if current[i] > current[best]:
+                best = i
+        current[best] -= total
+        out.append(best)
+    return tuple(out)
+
+
+def endpoints_from_pods(pods: Iterable[Obj]) -> dict[NsName, tuple[Endpoint, ...]]:
+    """Ready endpoints per (namespace, revision): Ready pods with a skiff.dev/port, not deleting."""
+    out: dict[NsName, list[Endpoint]] = {}
+    for p in pods:
+        m = p.get("metadata") or {}
+        rev = (m.get("labels") or {}).get(REVISION_LABEL)
+        port = (m.get("annotations") or {}).get(PORT_ANNOTATION)
+        if not rev or not port or m.get("deletionTimestamp"):
+            continue
+        if not _pod_ready(p):
+            continue
+        try:
+            ep = ((p.get("status") or {}).get("podIP") or "127.0.0.1", int(port))
+        except ValueError:
+            continue
+        out.setdefault((m.get("namespace", ""), rev), []).append(ep)
+    return {k: tuple(sorted(set(v))) for k, v in out.items()}
+
+
+def _pod_ready(p: Obj) -> bool:
+    for c in (p.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
+
+
+# --- credentials -----------------------------------------------------------------------
+
+
+def secret_pems(secret: Obj) -> tuple[bytes, bytes] | None:
+    """(cert, key) PEM from a TLS Secret (tls.crt/tls.key, or Istio's cert/key); None if absent."""
+    data = secret.get("data") or {}
+    plain = secret.get("stringData") or {}
+
+    def get(name: str) -> bytes | None:
+        if name in plain:
+            return str(plain[name]).encode()
+        if name in data:
+            try:
+                return base64.b64decode(str(data[name]), validate=True)
+            except (binascii.Error, ValueError):
+                return b""
+        return None
+
+    for crt, key in (("tls.crt", "tls.key"), ("cert", "key")):
+        c, k = get(crt), get(key)
+        if c is not None or k is not None:
+            return c or b"", k or b""
+    return None
+
+
+@functools.lru_cache(maxsize=128)
+def credential_problem(cert_pem: bytes, key_pem: bytes) -> str:
+    """"" when the chain and key load and belong together; otherwise what is wrong."""
+    if not cert_pem.strip():
+        return "the certificate is empty"
+    if not key_pem.strip():
+        return "the private key is empty"
+    try:
+        certs = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError as e:
+        return f"the certificate does not parse as PEM: {e}"
+    try:
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError) as e:
+        return f"the private key does not parse as PEM: {e}"
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if certs[0].public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
+        return "the private key does not match the certificate"
+    return ""
+
+
+# --- the compiler ----------------------------------------------------------------------
+
+
+def ingress_mode(knative_servings: Iterable[Obj]) -> str:
+    for ks in knative_servings:
+        if (((ks.get("spec") or {}).get("ingress") or {}).get("istio") or {}).get("enabled") is True:
+            return "istio"
+    return "kourier"
+
+
+def _age_key(o: Obj) -> tuple[str, str, str]:
+    m = o.get("metadata") or {}
+    return (str(m.get("creationTimestamp") or ""), str(m.get("namespace") or ""), str(m.get("name")))
+
+
+def _nsname(o: Obj) -> NsName:
+    m = o.get("metadata") or {}
+    return (str(m.get("namespace") or ""), str(m.get("name")))
+
+
+def _sorted_headers(h: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in (h or {}).items()))
+
+
+def compile_ingresses(ingresses: Sequence[Obj], endpoints: Mapping[NsName, tuple[Endpoint, ...]],
+                      mode: str) -> tuple[RouteTable, RouteTable, frozenset[str],
+                                          dict[NsName, IngressStatus]]:
+    """(external table, local table, passthrough hosts, status per Ingress)."""
+    public, private = LOAD_BALANCERS[mode]
+    external: list[tuple[str, VirtualHost]] = []
+    local: list[tuple[str, VirtualHost]] = []
+    owner: dict[tuple[str, str], str] = {}     # (visibility, host) -> ingress
+    passthrough: set[str] = set()
+    status: dict[NsName, IngressStatus] = {}
+    for ing in sorted(ingresses, key=_age_key):
+        meta = ing.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        if ann.get(CLASS_ANNOTATION, ISTIO_CLASS if mode == "istio" else KOURIER_CLASS) \
+                not in (ISTIO_CLASS, KOURIER_CLASS) or meta.get("deletionTimestamp"):
+            continue
+        ns, name = _nsname(ing)
+        ident = f"{ns}/{name}"
+        is_passthrough = str(ann.get(PASSTHROUGH_ANNOTATION, "")).lower() == "true"
+        conflicts: list[str] = []
+        for rule in (ing.get("spec") or {}).get("rules") or []:
+            visibility = rule.get("visibility") or "ExternalIP"
+            hosts = tuple(normalize_host(str(h)) for h in rule.get("hosts") or [])
+            paths = tuple(_compile_path(p, ns, endpoints) for p in (rule.get("http") or {}).get("paths") or [])
+            vh = VirtualHost(ident, hosts, paths)
+            target = local if visibility == "ClusterLocal" else external
+            for h in hosts:
+                prev = owner.get((visibility, h))
+                if prev is not None and prev != ident:
+                    conflicts.append(f'host "{h}" is already served by Ingress {prev}')
+                    continue
+                owner[(visibility, h)] = ident
+                target.append((h, vh))
+                if is_passthrough and visibility != "ClusterLocal":
+                    passthrough.add(h)
+        if conflicts:
+            msg = "; ".join(conflicts)
+            conds = (Condition("LoadBalancerReady", "False", "DomainConflict", msg),
+                     Condition("NetworkConfigured", "True"),
+                     Condition("Ready", "False", "DomainConflict", msg))
+        else:
+            conds = (Condition("LoadBalancerReady", "True"), Condition("NetworkConfigured", "True"),
+                     Condition("Ready", "True"))
+        status[(ns, name)] = IngressStatus(conds, public, private, int(meta.get("generation") or 0))
+    return build_table(external), build_table(local), frozenset(passthrough), status
+
+
+def _compile_path(p: Obj, ns: str, endpoints: Mapping[NsName, tuple[Endpoint, ...]]) -> HttpPath:
+    raw = [s for s in p.get("splits") or []]
+    splits: list[Split] = []
+    for s in raw:
+        percent = s.get("percent")
+        pct = int(percent) if percent is not None else (100 if len(raw) == 1 else 0)
+        if pct <= 0:
+            continue
+        sns = str(s.get("serviceNamespace") or ns)
+        rev = str(s.get("serviceName") or "")
+        splits.append(Split(sns, rev, pct, _sorted_headers(s.get("appendHeaders")),
+                            tuple(endpoints.get((sns, rev), ()))))
+    headers = tuple(sorted((str(k).lower(), str((v or {}).get("exact", "")))
+                           for k, v in (p.get("headers") or {}).items()))
+    return HttpPath(prefix=str(p.get("path") or ""), headers=headers, splits=tuple(splits),
+                    schedule=swrr_schedule([s.percent for s in splits]),
+                    append_headers=_sorted_headers(p.get("appendHeaders")),
+                    rewrite_host=str(p.get("rewriteHost") or ""))
+
+
+@dataclass
+class _GatewayReport:
+    problems: list[tuple[str, str]] = field(default_factory=list)   # (reason, message)
+
+
+def compile_servers(gateways: Sequence[Obj], secrets: Mapping[str, Obj]
+                    ) -> tuple[dict[str, list[Server]], dict[NsName, _GatewayReport]]:
+    """Accepted servers per bind (age order), and each Gateway's problems."""
+    reports: dict[NsName, _GatewayReport] = {}
+    candidates: list[Server] = []
+    for gw in sorted(gateways, key=_age_key):
+        key = _nsname(gw)
+        if (gw.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        report = reports.setdefault(key, _GatewayReport())
+        ident = f"{key[0]}/{key[1]}"
+        for i, s in enumerate((gw.get("spec") or {}).get("servers") or []):
+            port = s.get("port") or {}
+            number = int(port.get("number") or 0)
+            protocol = str(port.get("protocol") or "HTTP").upper()
+            hosts = tuple(sorted({gateway_host(str(h)) for h in s.get("hosts") or []}))
+            where = f"server {i} (port {number}, hosts {list(hosts)})"
+            bind = "local" if key == LOCAL_GATEWAY else PORT_BINDS.get(number)
+            if bind is None:
+                report.problems.append(("PortNotExposed", f"{where}: port {number} is not exposed "
+                                        "by the ingress gateway (skiff exposes 80, 443 and 8081)"))
+                continue
+            if not hosts:
+                report.problems.append(("InvalidServer", f"{where}: hosts must not be empty"))
+                continue
+            tls = s.get("tls") or {}
+            mode = str(tls.get("mode") or "")
+            if protocol in ("HTTP", "HTTP2", "GRPC", "GRPC-WEB") and not mode:
+                candidates.append(Server(ident, i, number, protocol, hosts, bind))
+                continue
+            if protocol not in ("HTTPS", "TLS", "HTTP", "HTTP2"):
+                report.problems.append(("UnsupportedProtocol",
+                                        f"{where}: protocol {protocol} is not served"))
+                continue
+            if mode == "ISTIO_MUTUAL":
+                # mesh mTLS on the local gateway is served as plain HTTP until the mesh CA lands
+                candidates.append(Server(ident, i, number, protocol, hosts, bind, mode))
+                continue
+            if mode not in ("SIMPLE", "MUTUAL"):
+                reason = "InvalidServer" if not mode else "UnsupportedTLSMode"
+                report.problems.append((reason, f"{where}: tls.mode {mode or '(none)'} is not "
+                                        "supported for an HTTPS server (use SIMPLE)"))
+                continue
+            cred = str(tls.get("credentialName") or "")
+            if not cred:
+                report.problems.append(("CredentialMissing", f"{where}: tls.credentialName is "
+                                        "required (file-mounted certificates are not supported)"))
+                continue
+            secret_ref = f"{SECRET_NAMESPACE}/{cred}"
+            secret = secrets.get(cred)
+            if secret is None:
+                report.problems.append(("CredentialMissing",
+                                        f"{where}: secret {secret_ref} not found"))
+                continue
+            pems = secret_pems(secret)
+            if pems is None:
+                report.problems.append(("CredentialInvalid", f"{where}: secret {secret_ref} has "
+                                        "neither tls.crt/tls.key nor cert/key"))
+                continue
+            problem = credential_problem(*pems)
+            if problem:
+                report.problems.append(("CredentialInvalid", f"{where}: secret {secret_ref}: "
+                                        f"{problem}"))
+                continue
+            candidates.append(Server(ident, i, number, protocol, hosts, bind, mode, secret_ref,
+                                     pems[0], pems[1]))
+    accepted: dict[str, list[Server]] = {}
+    for s in candidates:
+        taken = accepted.setdefault(s.bind, [])
+        clash = None
+        for other in taken:
+            if other.terminates_tls != s.terminates_tls:
+                clash = (other, f"port is bound {'with' if other.terminates_tls else 'without'} "
+                                "TLS")
+                break
+            common = sorted(set(other.hosts) & set(s.hosts))
+            if common:
+                clash = (other, f"hosts {common} are already bound")
+                break
+        if clash is None:
+            taken.append(s)
+            continue
+        other, why = clash
+        gns, gname = s.gateway.split("/", 1)
+        reports[(gns, gname)].problems.append(
+            ("Conflict", f"server {s.index} (port {s.port}, hosts {list(s.hosts)}) is not bound: "
+                         f"{why} by the older Gateway {other.gateway} (server {other.index})"))
+    return accepted, reports
+
+
+def compile_snapshot(inp: Inputs) -> Snapshot:
+    mode = ingress_mode(inp.knative_servings)
+    external, local, passthrough, ingress_status = compile_ingresses(inp.ingresses, inp.endpoints,
+                                                                      mode)
+    st = inp.settings
+    listeners: dict[str, Listener] = {}
+    gateway_status: dict[NsName, tuple[Condition, ...]] = {}
+    if mode == "istio":
+        accepted, reports = compile_servers(inp.gateways, inp.secrets)
+        for bind, servers in accepted.items():
+            pairs: list[tuple[str, VirtualHost]] = []
+            for s in servers:
+                owner = tuple(s.gateway.split("/", 1))
+                table = (external if owner == EXTERNAL_GATEWAY else
+                         local if owner == LOCAL_GATEWAY else None)
+                if table is not None:
+                    pairs += filter_table(table, s.hosts)
+            listeners[bind] = Listener(bind, (st.host, st.port_of(bind)), tuple(servers),
+                                       build_table(pairs))
+        for gw_key, report in reports.items():
+            if report.problems:
+                reason = report.problems[0][0]
+                msg = "; ".join(m for _, m in report.problems)
+                gateway_status[gw_key] = (Condition("Ready", "False", reason, msg),)
+            else:
+                gateway_status[gw_key] = (Condition("Ready", "True"),)
+    else:
+        for gw in inp.gateways:
+            if not (gw.get("metadata") or {}).get("deletionTimestamp"):
+                gateway_status[_nsname(gw)] = (Condition(
+                    "Ready", "False", "IstioIngressDisabled",
+                    "not programmed: KnativeServing spec.ingress.istio.enabled is not true, so "
+                    "Kourier (skiff's default ingress) serves Knative traffic"),)
+        kourier = "knative-serving-ingress/kourier"
+        listeners["http"] = Listener("http", (st.host, st.http_port),
+                                     (Server(kourier, 0, 80, "HTTP", ("*",), "http"),), external)
+        if inp.default_cert is not None:
+            cert_pem, key_pem = inp.default_cert
+            listeners["https"] = Listener(
+                "https", (st.host, st.internal_https_port),
+                (Server(kourier, 1, 443, "HTTPS", ("*",), "https", "SIMPLE", "skiff/ingress",
+                        cert_pem, key_pem),), external)
+        listeners["local"] = Listener("local", (st.host, st.local_gateway_port),
+                                      (Server("knative-serving-ingress/kourier-internal", 0, 8081,
+                                              "HTTP", ("*",), "local"),), local)
+    return Snapshot(mode, MappingProxyType(listeners), external, local, passthrough,
+                    MappingProxyType(gateway_status), MappingProxyType(ingress_status))
+
+
+# --- describe --------------------------------------------------------------------------
+
+
+def _describe_table(t: RouteTable) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for host, vh in t.items():
+        out[host] = {"ingress": vh.ingress, "paths": [_describe_path(p) for p in vh.paths]}
+    return out
+
+
+def _describe_path(p: HttpPath) -> dict[str, Any]:
+    d: dict[str, Any] = {"splits": [
+        {"revision": f"{s.namespace}/{s.revision}", "percent": s.percent,
+         "endpoints": [f"{h}:{port}" for h, port in s.endpoints],
+         **({"appendHeaders": dict(s.append_headers)} if s.append_headers else {})}
+        for s in p.splits]}
+    if p.prefix:
+        d["path"] = p.prefix
+    if p.headers:
+        d["headers"] = dict(p.headers)
+    if p.append_headers:
+        d["appendHeaders"] = dict(p.append_headers)
+    if p.rewrite_host:
+        d["rewriteHost"] = p.rewrite_host
+    return d
+
+
+def _describe_listener(li: Listener) -> dict[str, Any]:
+    return {
+        "address": f"{li.address[0]}:{li.address[1]}",
+        "tls": li.tls,
+        "servers": [{"gateway": s.gateway, "index": s.index, "port": s.port,
+                     "hosts": list(s.hosts),
+                     **({"tls": s.tls_mode} if s.tls_mode else {}),
+                     **({"secret": s.secret} if s.secret else {})} for s in li.servers],
+        "hosts": li.table.hosts(),
+    }

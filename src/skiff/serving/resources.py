@@ -1,0 +1,425 @@
+"""The child objects the serving reconcilers make: pure builders, as upstream's resources/.
+
+make_configuration / make_route: a Service's two children (service/resources).
+make_revision: the Revision a Configuration's generation stamps out
+(configuration/resources/revision.go). make_deployment: a Revision's
+Deployment `<rev>-deployment` (revision/resources/deploy.go, meta.go).
+make_ingress: a Route's KIngress (route/resources/ingress.go). Also the
+routing metadata the route's labeler patches onto Configurations and
+Revisions (serving.knative.dev/routes, routingState).
+
+Two deliberate differences from upstream, both because skiff has no
+queue-proxy yet: the user container keeps its readiness probe (with the
+port filled in) so the node runtime probes the app itself, and no preStop
+hook points at the queue-proxy's drain endpoint. Replicas: no autoscaler
+yet, so a Revision runs max(1, min-scale, initial-scale) pods, and a
+Revision no Route sends traffic to any more (routingState reserve) scales
+to zero as the KPA would, unless min-scale or enable-scale-to-zero forbid.
+
+Neighbours: names.py (names and keys), traffic.py (what make_ingress
+routes), domains.py (hosts), the reconcilers (which compare these with what
+exists and write the difference).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from skiff.serving import domains, names
+from skiff.serving.config import ServingConfig
+from skiff.serving.names import (
+    APP_LABEL,
+    CONFIGURATION_GENERATION_LABEL,
+    CONFIGURATION_LABEL,
+    CONFIGURATION_UID_LABEL,
+    CREATOR_ANNOTATION,
+    DEFAULT_ROUTE_HEADER,
+    LAST_APPLIED_ANNOTATION,
+    LAST_PINNED_ANNOTATION,
+    NAMESPACE_HEADER,
+    REVISION_HEADER,
+    REVISION_LABEL,
+    REVISION_UID_LABEL,
+    ROUTE_LABEL,
+    ROUTE_NAMESPACE_LABEL,
+    ROUTES_ANNOTATION,
+    ROUTING_ACTIVE,
+    ROUTING_PENDING,
+    ROUTING_RESERVE,
+    ROUTING_STATE_LABEL,
+    ROUTING_STATE_MODIFIED_ANNOTATION,
+    SERVICE_LABEL,
+    SERVICE_UID_LABEL,
+    TAG_HEADER,
+    UPDATER_ANNOTATION,
+    VISIBILITY_CLUSTER_LOCAL_RULE,
+    VISIBILITY_EXTERNAL_IP,
+)
+from skiff.serving.traffic import DEFAULT_TARGET, RevisionTarget, TrafficConfig
+
+Obj = dict[str, Any]
+
+
+def controller_ref(owner: Obj) -> Obj:
+    """kmeta.NewControllerRef: the owner reference a child carries."""
+    m = owner["metadata"]
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"],
+            "uid": m["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def is_controlled_by(child: Obj, owner: Obj) -> bool:
+    return any(r.get("controller") and r.get("uid") == owner["metadata"].get("uid")
+               for r in child["metadata"].get("ownerReferences") or [])
+
+
+def _without_last_applied(annotations: dict[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (annotations or {}).items() if k != LAST_APPLIED_ANNOTATION}
+
+
+def list_annotation(annotations: dict[str, str] | None, key: str) -> set[str]:
+    return {v for v in ((annotations or {}).get(key) or "").split(",") if v}
+
+
+# --- Service children --------------------------------------------------------------
+
+def make_configuration(service: Obj, existing: Obj | None = None) -> Obj:
+    """MakeConfigurationFromExisting: the Service's template, its labels and annotations."""
+    m = service["metadata"]
+    annotations = _without_last_applied(m.get("annotations"))
+    routes = list_annotation((existing or {}).get("metadata", {}).get("annotations"),
+                             ROUTES_ANNOTATION) | {names.route_name(m["name"])}
+    annotations[ROUTES_ANNOTATION] = ",".join(sorted(routes))
+    return {
+        "apiVersion": names.API_VERSION, "kind": "Configuration",
+        "metadata": {
+            "name": names.configuration_name(m["name"]), "namespace": m["namespace"],
+            "labels": {**(m.get("labels") or {}), SERVICE_LABEL: m["name"],
+                       SERVICE_UID_LABEL: m["uid"]},
+            "annotations": annotations,
+            "ownerReferences": [controller_ref(service)],
+        },
+        "spec": {"template": copy.deepcopy((service.get("spec") or {}).get("template") or {})},
+    }
+
+
+def make_route(service: Obj) -> Obj:
+    """MakeRoute: the Service's traffic, with its Configuration filled in where no revision is named."""
+    m = service["metadata"]
+    traffic = copy.deepcopy((service.get("spec") or {}).get("traffic") or [])
+    for tt in traffic:
+        if not tt.get("revisionName"):
+            tt["configurationName"] = names.configuration_name(m["name"])
+    return {
+        "apiVersion": names.API_VERSION, "kind": "Route",
+        "metadata": {
+            "name": names.route_name(m["name"]), "namespace": m["namespace"],
+            "labels": {**(m.get("labels") or {}), SERVICE_LABEL: m["name"]},
+            "annotations": _without_last_applied(m.get("annotations")),
+            "ownerReferences": [controller_ref(service)],
+        },
+        "spec": {"traffic": traffic},
+    }
+
+
+# --- Revision ----------------------------------------------------------------------
+
+def revision_label_value(key: str, config: Obj) -> str:
+    """RevisionLabelValueForKey: what a Revision's label says about its Configuration."""
+    m = config["metadata"]
+    labels = m.get("labels") or {}
+    return {
+        CONFIGURATION_LABEL: m["name"],
+        SERVICE_LABEL: labels.get(SERVICE_LABEL, ""),
+        CONFIGURATION_GENERATION_LABEL: str(m.get("generation", 1)),
+        CONFIGURATION_UID_LABEL: m.get("uid", ""),
+        SERVICE_UID_LABEL: labels.get(SERVICE_UID_LABEL, ""),
+    }.get(key, "")
+
+
+def revision_name_for(config: Obj) -> str:
+    tmpl_meta = ((config.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return tmpl_meta.get("name") or names.revision_name(config["metadata"]["name"],
+                                                        int(config["metadata"].get("generation", 1)))
+
+
+def make_revision(config: Obj, now: str) -> Obj:
+    """MakeRevision: the template's metadata and spec, stamped with the Configuration's facts."""
+    tmpl = (config.get("spec") or {}).get("template") or {}
+    tmeta = tmpl.get("metadata") or {}
+    labels = dict(tmeta.get("labels") or {})
+    for key in (CONFIGURATION_LABEL, SERVICE_LABEL, CONFIGURATION_GENERATION_LABEL,
+                CONFIGURATION_UID_LABEL, SERVICE_UID_LABEL):
+        if value := revision_label_value(key, config):
+            labels[key] = value
+    labels[ROUTING_STATE_LABEL] = ROUTING_PENDING
+    annotations = dict(tmeta.get("annotations") or {})
+    cann = config["metadata"].get("annotations") or {}
+    if UPDATER_ANNOTATION in cann:
+        annotations[CREATOR_ANNOTATION] = cann[UPDATER_ANNOTATION]
+    if ROUTES_ANNOTATION in cann:
+        annotations[ROUTES_ANNOTATION] = cann[ROUTES_ANNOTATION]
+    annotations[ROUTING_STATE_MODIFIED_ANNOTATION] = now
+    return {
+        "apiVersion": names.API_VERSION, "kind": "Revision",
+        "metadata": {
+            "name": revision_name_for(config), "namespace": config["metadata"]["namespace"],
+            "labels": labels, "annotations": annotations,
+            "ownerReferences": [controller_ref(config)],
+        },
+        "spec": copy.deepcopy(tmpl.get("spec") or {}),
+    }
+
+
+# --- Deployment --------------------------------------------------------------------
+
+_EXCLUDED_LABELS = (ROUTE_LABEL, ROUTING_STATE_LABEL)
+_EXCLUDED_ANNOTATIONS = (LAST_PINNED_ANNOTATION, ROUTES_ANNOTATION,
+                         ROUTING_STATE_MODIFIED_ANNOTATION, LAST_APPLIED_ANNOTATION)
+_REVISION_ONLY_FIELDS = ("containerConcurrency", "timeoutSeconds",
+                         "responseStartTimeoutSeconds", "idleTimeoutSeconds")
+
+
+def pod_labels(rev: Obj) -> dict[str, str]:
+    """makeLabels: the Revision's labels (minus routing state) + revision, revisionUID, app."""
+    m = rev["metadata"]
+    labels = {k: v for k, v in (m.get("labels") or {}).items() if k not in _EXCLUDED_LABELS}
+    labels[REVISION_LABEL] = m["name"]
+    labels[REVISION_UID_LABEL] = m["uid"]
+    labels.setdefault(APP_LABEL, m["name"])   # the user's own app label wins
+    return labels
+
+
+def pod_annotations(rev: Obj) -> dict[str, str]:
+    return {k: v for k, v in (rev["metadata"].get("annotations") or {}).items()
+            if k not in _EXCLUDED_ANNOTATIONS}
+
+
+def user_port(rev: Obj) -> int:
+    """getUserPort: the one declared containerPort, else 8080."""
+    for c in (rev.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            return int(p.get("containerPort") or names.DEFAULT_USER_PORT)
+    return names.DEFAULT_USER_PORT
+
+
+def _rewrite_probe(probe: Obj | None, port: int) -> None:
+    """Point a probe's HTTP/TCP action at the user port (rewriteUserProbe)."""
+    if not probe:
+        return
+    for action in ("httpGet", "tcpSocket"):
+        if isinstance(probe.get(action), dict):
+            probe[action]["port"] = port
+
+
+def build_user_containers(rev: Obj) -> list[Obj]:
+    """BuildUserContainers: env PORT + K_REVISION/K_CONFIGURATION/K_SERVICE, the user port."""
+    spec = rev.get("spec") or {}
+    containers = spec.get("containers") or []
+    labels = rev["metadata"].get("labels") or {}
+    kenv = [{"name": "K_REVISION", "value": rev["metadata"]["name"]},
+            {"name": "K_CONFIGURATION", "value": labels.get(CONFIGURATION_LABEL, "")},
+            {"name": "K_SERVICE", "value": labels.get(SERVICE_LABEL, "")}]
+    port = user_port(rev)
+    out = []
+    for c in containers:
+        c = copy.deepcopy(c)
+        serving = bool(c.get("ports")) or len(containers) == 1
+        env = list(c.get("env") or [])
+        if serving:
+            c["ports"] = [{"name": names.USER_PORT_NAME, "containerPort": port}]
+            env.append({"name": "PORT", "value": str(port)})
+            _rewrite_probe(c.get("readinessProbe"), port)
+            _rewrite_probe(c.get("livenessProbe"), port)
+            _rewrite_probe(c.get("startupProbe"), port)
+        c["env"] = env + kenv
+        c.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
+        out.append(c)
+    return out
+
+
+def _annotation_int(rev: Obj, keys: tuple[str, ...]) -> int | None:
+    v = names.first(rev["metadata"].get("annotations"), keys)
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def desired_replicas(rev: Obj, cfg: ServingConfig) -> int:
+    """How many pods a Revision runs while skiff has no autoscaler (see the module note)."""
+    min_scale = _annotation_int(rev, names.MIN_SCALE_ANNOTATIONS)
+    min_scale = cfg.min_scale if min_scale is None else min_scale
+    initial = _annotation_int(rev, names.INITIAL_SCALE_ANNOTATIONS)
+    initial = cfg.initial_scale if initial is None else initial
+    max_scale = _annotation_int(rev, names.MAX_SCALE_ANNOTATIONS)
+    max_scale = cfg.max_scale if max_scale is None else max_scale
+    scale_to_zero = str(cfg.data.get("autoscaler", {}).get("enable-scale-to-zero", "true")) \
+        .lower() != "false"
+    state = (rev["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL)
+    if state == ROUTING_RESERVE and min_scale == 0 and scale_to_zero:
+        return 0
+    want = max(1, min_scale, initial)
+    return min(want, max_scale) if max_scale > 0 else want
+
+
+def _seconds(value: str, default: int) -> int:
+    v = value.strip()
+    try:
+        if v.endswith("m"):
+            return int(float(v[:-1]) * 60)
+        if v.endswith("s"):
+            return int(float(v[:-1]))
+        return int(v) if v else default
+    except ValueError:
+        return default
+
+
+def make_deployment(rev: Obj, cfg: ServingConfig) -> Obj:
+    """MakeDeployment: `<rev>-deployment`, selected by revisionUID, owned by the Revision."""
+    m = rev["metadata"]
+    spec = rev.get("spec") or {}
+    pod_spec = {k: copy.deepcopy(v) for k, v in spec.items() if k not in _REVISION_ONLY_FIELDS}
+    pod_spec["containers"] = build_user_containers(rev)
+    pod_spec["terminationGracePeriodSeconds"] = int(spec.get("timeoutSeconds")
+                                                    or cfg.revision_timeout_seconds)
+    if "enableServiceLinks" not in pod_spec and cfg.enable_service_links is not None:
+        pod_spec["enableServiceLinks"] = cfg.enable_service_links
+    labels, annotations = pod_labels(rev), pod_annotations(rev)
+    tmpl_meta: Obj = {"labels": labels}
+    meta: Obj = {"name": names.deployment_name(m["name"]), "namespace": m["namespace"],
+                 "labels": labels, "ownerReferences": [controller_ref(rev)]}
+    if annotations:
+        tmpl_meta["annotations"] = annotations
+        meta["annotations"] = annotations
+    progress = _seconds(str(cfg.data.get("deployment", {}).get("progress-deadline", "600s")), 600)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "spec": {
+            "replicas": desired_replicas(rev, cfg),
+            "selector": {"matchLabels": {REVISION_UID_LABEL: m["uid"]}},
+            "progressDeadlineSeconds": max(progress, 1),
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+            "template": {"metadata": tmpl_meta, "spec": pod_spec},
+        },
+    }
+
+
+# --- Ingress -----------------------------------------------------------------------
+
+def ingress_class_for_route(route: Obj, cfg: ServingConfig) -> str:
+    return names.first(route["metadata"].get("annotations"), names.INGRESS_CLASS_ANNOTATIONS) \
+        or cfg.ingress_class
+
+
+def http_option(route: Obj, cfg: ServingConfig) -> str:
+    """GetHTTPOption: the route's http-protocol annotation, else config-network's; Disabled -> ""."""
+    proto = names.first(route["metadata"].get("annotations"), names.HTTP_PROTOCOL_ANNOTATIONS)
+    proto = (proto or cfg.http_protocol).lower()
+    return {"enabled": "Enabled", "redirected": "Redirected"}.get(proto, "")
+
+
+def route_hosts(cfg: ServingConfig, route: Obj, target: str, visibility: str) -> list[str]:
+    """routeDomain: the hosts of one target (tag) at one visibility."""
+    host = domains.hostname_from_template(cfg, route["metadata"]["name"], target)
+    cluster_local = visibility == VISIBILITY_CLUSTER_LOCAL_RULE
+    meta = domains.with_visibility(route["metadata"], cluster_local)
+    domain = domains.domain_name_from_template(cfg, meta, host)
+    return domains.expanded_hosts(domain, cfg.cluster_domain) if cluster_local else [domain]
+
+
+def _base_path(ns: str, targets: list[RevisionTarget]) -> Obj:
+    splits = []
+    for t in targets:
+        if not t.percent:
+            continue
+        splits.append({
+            "serviceNamespace": ns,
+            "serviceName": t.revision_name,
+            # The public service port matches the activator's, for a seamless handoff.
+            "servicePort": names.SERVICE_PORT_H2C if t.protocol == "h2c"
+            else names.SERVICE_PORT_HTTP1,
+            "percent": t.percent,
+            "appendHeaders": {REVISION_HEADER: t.revision_name, NAMESPACE_HEADER: ns},
+        })
+    return {"splits": splits}
+
+
+def make_ingress_spec(route: Obj, tc: TrafficConfig, cfg: ServingConfig) -> Obj:
+    """MakeIngressSpec: per target (sorted, the default first), a ClusterLocal rule and,
+    unless the target is cluster-local, an ExternalIP rule."""
+    ns = route["metadata"]["namespace"]
+    target_names = sorted(tc.targets)
+    rules = []
+    for name in target_names:
+        visibilities = [VISIBILITY_CLUSTER_LOCAL_RULE]
+        if tc.visibility.get(name, VISIBILITY_EXTERNAL_IP) == VISIBILITY_EXTERNAL_IP:
+            visibilities.append(VISIBILITY_EXTERNAL_IP)
+        for vis in visibilities:
+            path = _base_path(ns, tc.targets[name])
+            paths = [path]
+            if cfg.tag_header_based_routing:
+                if name == DEFAULT_TARGET:
+                    # Tagged traffic must carry the tag header even on the default host.
+                    path["appendHeaders"] = {DEFAULT_ROUTE_HEADER: "true"}
+                    tag_paths = []
+                    for tag in target_names:
+                        if tag != DEFAULT_TARGET:
+                            tp = _base_path(ns, tc.targets[tag])
+                            tp["headers"] = {TAG_HEADER: {"exact": tag}}
+                            tag_paths.append(tp)
+                    paths = tag_paths + paths
+                else:
+                    path["appendHeaders"] = {TAG_HEADER: name}
+            rules.append({"hosts": route_hosts(cfg, route, name, vis), "visibility": vis,
+                          "http": {"paths": paths}})
+    spec: Obj = {"rules": rules}
+    if option := http_option(route, cfg):
+        spec["httpOption"] = option
+    return spec
+
+
+def make_ingress(route: Obj, tc: TrafficConfig, cfg: ServingConfig) -> Obj:
+    """MakeIngress: named like the Route, its labels + route labels, its annotations + class."""
+    m = route["metadata"]
+    annotations = {names.INGRESS_CLASS_ANNOTATIONS[0]: ingress_class_for_route(route, cfg),
+                   **_without_last_applied(m.get("annotations"))}
+    return {
+        "apiVersion": names.INGRESS_API_VERSION, "kind": "Ingress",
+        "metadata": {
+            "name": names.ingress_name(m["name"]), "namespace": m["namespace"],
+            "labels": {**(m.get("labels") or {}), ROUTE_LABEL: m["name"],
+                       ROUTE_NAMESPACE_LABEL: m["namespace"]},
+            "annotations": annotations,
+            "ownerReferences": [controller_ref(route)],
+        },
+        "spec": make_ingress_spec(route, tc, cfg),
+    }
+
+
+# --- routing metadata (the route's labeler) ----------------------------------------
+
+def routing_meta_patch(obj: Obj, route_name: str, remove: bool, is_revision: bool,
+                       now: str) -> Obj | None:
+    """The merge patch that adds (or removes) a route in serving.knative.dev/routes and, on a
+    Revision, moves routingState to active (routed) or reserve (no route left). None: no change."""
+    m = obj["metadata"]
+    current = list_annotation(m.get("annotations"), ROUTES_ANNOTATION)
+    want = current - {route_name} if remove else current | {route_name}
+    ann: dict[str, str | None] = {}
+    labels: dict[str, str] = {}
+    if want != current:
+        ann[ROUTES_ANNOTATION] = ",".join(sorted(want)) if want else None
+    if is_revision and (want != current or not remove):
+        state = ROUTING_ACTIVE if want else ROUTING_RESERVE
+        if (m.get("labels") or {}).get(ROUTING_STATE_LABEL) != state:
+            labels[ROUTING_STATE_LABEL] = state
+            ann[ROUTING_STATE_MODIFIED_ANNOTATION] = now
+    if not ann and not labels:
+        return None
+    patch_meta: Obj = {}
+    if ann:
+        patch_meta["annotations"] = ann
+    if labels:
+        patch_meta["labels"] = labels
+    return {"metadata": patch_meta}
