@@ -287,6 +287,64 @@ class Skiff:
             raise RuntimeError(f"create namespace {name}: {code} {body}")
 
 
+# --- optional sampling profiles of the skiff process ------------------------------------
+
+class Spy:
+    """`py-spy record --pid` on the skiff process around one section (with --py-spy DIR)."""
+
+    def __init__(self, out_dir: Path | None, s: Skiff, name: str) -> None:
+        self.out_dir, self.s, self.name = out_dir, s, name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Spy:
+        if self.out_dir is None or self.s.proc is None:
+            return self
+        self.path = self.out_dir / f"{self.name}.txt"
+        self.proc = subprocess.Popen(["py-spy", "record", "--pid", str(self.s.proc.pid), "-r", "200",
+                                      "--nonblocking", "-f", "raw", "-o", str(self.path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)     # py-spy writes its file on Ctrl-C
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.path.exists():
+            print(f"\n--- py-spy: {self.name} (inclusive share of samples, skiff frames and leaves) ---")
+            print(summarize_spy(self.path))
+
+
+def summarize_spy(path: Path, top: int = 14) -> str:
+    incl: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        frames = [re.sub(r" \(\S*?/(?:site-packages|python3\.\d+|src)/", " (", f) for f in stack.split(";")]
+        for f in set(frames):
+            if "skiff/" in f:
+                incl[f] = incl.get(f, 0) + int(n)
+        if frames:
+            leaf[frames[-1]] = leaf.get(frames[-1], 0) + int(n)
+    if not total:
+        return "(no samples)"
+    out = [f"{total} samples"]
+    for name, d in (("skiff frames", incl), ("leaves", leaf)):
+        out.append(f"  {name}:")
+        for f, n in sorted(d.items(), key=lambda kv: -kv[1])[:top]:
+            out.append(f"    {100 * n / total:5.1f}%  {f}")
+    return "\n".join(out)
+
+
 # --- the figures ---------------------------------------------------------------------------
 
 @dataclass
@@ -873,7 +931,21 @@ def machine() -> str:
     mem = psutil.virtual_memory().total / 2**30
     return (f"{os.cpu_count()} CPUs ({model or 'unknown'}), {mem:.0f} GiB RAM, load avg "
             f"{os.getloadavg()[0]:.2f}, Python {pyplatform.python_version()}, "
-            f"kubectl {kubectl_version()}")
+            f"kubectl {kubectl_version()}; skiff {skiff_revision()}")
+
+
+def skiff_revision() -> str:
+    """The commit of the skiff tree being measured, and whether it has uncommitted changes."""
+    import skiff
+    root = Path(skiff.__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return f"{head}{' + uncommitted changes in src/' if dirty else ''}" if head else "?"
 
 
 def kubectl_version() -> str:
@@ -894,6 +966,9 @@ def main() -> int:
     ap.add_argument("--wrap", default="",
                     help="a command put in front of the benchmarked `skiff up` (sections 2-6), "
                          "e.g. 'py-spy record -r 200 -o /tmp/skiff.svg --' to profile it")
+    ap.add_argument("--py-spy", type=Path, metavar="DIR",
+                    help="record a py-spy profile of skiff during sections 3, 4 and 5 into DIR "
+                         "(raw collapsed stacks) and print their top frames; skews the figures")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home (its log) afterwards")
     a = ap.parse_args()
     if shutil.which("kubectl") is None:
@@ -925,13 +1000,18 @@ def main() -> int:
             after = after_lists = None
             if "2" in a.only:
                 bench_apply(res, s, cfg["apply_reps"])
+            if a.py_spy:
+                a.py_spy.mkdir(parents=True, exist_ok=True)
             if "3" in a.only:
-                bench_latency(res, s, cfg["rate"], cfg["duration"])
+                with Spy(a.py_spy, s, "3-latency"):
+                    bench_latency(res, s, cfg["rate"], cfg["duration"])
             if "4" in a.only:
-                bench_big_list(res, s, cfg["total"], cfg["list_reps"])
+                with Spy(a.py_spy, s, "4-big-list"):
+                    bench_big_list(res, s, cfg["total"], cfg["list_reps"])
                 after = res.raw["big_list"]["rss_after_create"]
             if "5" in a.only:
-                bench_watch(res, s, cfg["watchers"], cfg["writes"], cfg["write_rate"])
+                with Spy(a.py_spy, s, "5-watch"):
+                    bench_watch(res, s, cfg["watchers"], cfg["writes"], cfg["write_rate"])
             if "4" in a.only:
                 after_lists = s.rss()
             if "6" in a.only:

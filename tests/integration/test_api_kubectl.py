@@ -191,3 +191,27 @@ def test_bad_requests_get_status_errors(skiff: Skiff) -> None:
     assert code == 404
     before = skiff.kubectl("get", "cm", "-o", "name").stdout
     assert "UPPER" not in before and "big" not in before
+
+
+def test_deleting_a_crd_deletes_its_objects(skiff: Skiff) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    skiff.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    skiff.kubectl("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=20s")
+    skiff.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"x": 1}}))
+    skiff.kubectl("delete", "crd", "gadgets.example.com", "--timeout=30s")
+    r = skiff.kubectl("get", "gadgets", check=False)
+    assert r.returncode != 0
+    crd["metadata"]["name"] = "gadgets.example.com"
+    skiff.kubectl("apply", "-f", "-", input=json.dumps(crd))   # recreated: the old object is gone
+    skiff.kubectl("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=20s")
+    skiff.wait_for(lambda: skiff.kubectl("get", "gadgets", "-o", "name", check=False).returncode == 0,
+                   what="gadgets served again")
+    assert skiff.kubectl("get", "gadgets", "-o", "name").stdout.strip() == ""

@@ -18,6 +18,7 @@ from skiff.core.kinds import Kind, Kinds, kinds_from_crd
 from skiff.core.validation import Cause
 
 CRD = Ref("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 
 
 def validate_crd(crd: Obj, old: Obj | None) -> list[Cause]:
@@ -85,11 +86,33 @@ class CRDReconciler:
                 self.kinds.remove(*gone)
             return None
         k = kinds_from_crd(crd)
+        finalizers = crd["metadata"].get("finalizers") or []
+        if crd["metadata"].get("deletionTimestamp"):
+            return await self._clean_up(crd, k, finalizers)
         self.kinds.add(k)
         self._by_crd[name] = (k.group, k.plural)
+        if CLEANUP not in finalizers:
+            crd["metadata"]["finalizers"] = [*finalizers, CLEANUP]
+            crd = await self.client.update(crd)
         status = crd.get("status") or {}
         if not any(c.get("type") == "Established" and c.get("status") == "True"
                    for c in status.get("conditions") or []):
             crd["status"] = crd_status(crd, k, rfc3339(utcnow()))
             await self.client.update_status(crd)
+        return None
+
+    async def _clean_up(self, crd: Obj, k: Kind, finalizers: list[str]) -> float | None:
+        """Deleting a CRD deletes every object of its kind first (upstream's cleanup finalizer)."""
+        ref = Ref(k.api_version, k.kind)
+        if self.kinds.get(k.group, k.plural) is not None:
+            left = await self.client.list(ref)
+            for o in left:
+                if not o["metadata"].get("deletionTimestamp"):
+                    await self.client.delete(ref, o["metadata"]["name"], o["metadata"].get("namespace", ""))
+            if left:
+                return 0.2
+        self.kinds.remove(k.group, k.plural)
+        self._by_crd.pop(crd["metadata"]["name"], None)
+        crd["metadata"]["finalizers"] = [f for f in finalizers if f != CLEANUP]
+        await self.client.update(crd)
         return None
