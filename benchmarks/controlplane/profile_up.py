@@ -62,8 +62,9 @@ def startup(top: int) -> None:
         prof = cProfile.Profile()
         t0 = time.perf_counter()
         prof.enable()
-        import skiff.cli.main  # noqa: F401  (what `skiff up` imports before its t0)
         import uvloop
+
+        import skiff.cli.main  # noqa: F401  (what `skiff up` imports before its t0)
         t_imp = time.perf_counter() - t0
         marks = uvloop.run(_up_and_down(Path(tmp) / "home", 0.0))
         prof.disable()
@@ -81,9 +82,10 @@ def memory(top: int) -> None:
     if not tracemalloc.is_tracing():
         env = dict(os.environ)
         raise SystemExit(subprocess.call([sys.executable, "-X", "tracemalloc=25", *sys.argv], env=env))
+    import uvloop
+
     import skiff.cli.main  # noqa: F401
     import skiff.platform  # noqa: F401
-    import uvloop
     gc.collect()
     after_imports = tracemalloc.take_snapshot()
     snaps = {}
@@ -93,11 +95,6 @@ def memory(top: int) -> None:
         snaps["ready"] = tracemalloc.take_snapshot()
         counts = Counter(type(o).__name__ for o in gc.get_objects())
         snaps["types"] = counts.most_common(12)
-        try:
-            import psutil
-            snaps["rss"] = psutil.Process().memory_info().rss
-        except ImportError:
-            pass
 
     with tempfile.TemporaryDirectory(prefix="skiff-prof-") as tmp:
         uvloop.run(_up_and_down(Path(tmp) / "home", 2.0, grab))
@@ -105,8 +102,8 @@ def memory(top: int) -> None:
     ready = snaps["ready"]
     ready_total = sum(s.size for s in ready.statistics("filename"))
     print(f"traced Python heap: after imports {imp_total / 2**20:.1f} MiB, idle platform "
-          f"{ready_total / 2**20:.1f} MiB (process RSS {snaps.get('rss', 0) / 2**20:.1f} MiB, "
-          "which also holds the interpreter, C extensions' own memory and free pages)")
+          f"{ready_total / 2**20:.1f} MiB (what Python objects hold; the process RSS also has the "
+          "interpreter, C extensions' memory, free pages and, here, tracemalloc's own records)")
     print("\n--- grown between imports and idle, by line (25-frame tracebacks, top frame) ---")
     for st in ready.compare_to(after_imports, "lineno")[:top]:
         print(f"{st.size_diff / 2**10:9.0f} KiB {st.count_diff:8d} blocks  {st.traceback[0]}")

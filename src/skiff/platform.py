@@ -29,11 +29,11 @@ from skiff.core.apiserver.local_client import LocalClient
 from skiff.core.apiserver.registry import Registry
 from skiff.core.apiserver.server import ApiServer
 from skiff.core.client import ApiError
-from skiff.core.clock import utcnow
+from skiff.core.clock import rfc3339, utcnow
 from skiff.core.controller import Manager
 from skiff.core.kinds import Kind, Kinds, crd_for, kinds_from_crd
 from skiff.core.pki import ensure_api_pki
-from skiff.core.reconcilers.crd import CRDReconciler, validate_crd
+from skiff.core.reconcilers.crd import CLEANUP, CRDReconciler, crd_status, validate_crd
 from skiff.core.reconcilers.deployment import DeploymentReconciler
 from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
 from skiff.core.runtime.node import NodeRuntime
@@ -170,11 +170,18 @@ class Platform:
                 self.kinds.add(kinds_from_crd(crd))
             except (KeyError, IndexError, TypeError) as e:
                 log.warning("CRD %s cannot be served: %s", crd["metadata"]["name"], e)
+        now = rfc3339(utcnow())
         for k in domain_kinds():
             want = crd_for(k)
-            have = self.store.get(key_for(crd_kind.group, crd_kind.plural, "", want["metadata"]["name"]))
+            name = want["metadata"]["name"]
+            have = self.store.get(key_for(crd_kind.group, crd_kind.plural, "", name))
             if have is None:
-                self.registry.create(crd_kind, "", want)
+                # Born with the cleanup finalizer and Established, so the CRD reconciler has
+                # nothing to write for the built-in kinds (two writes each, not three).
+                want["metadata"]["finalizers"] = [CLEANUP]
+                created = self.registry.create(crd_kind, "", want)
+                created["status"] = crd_status(created, k, now)
+                self.registry.update(crd_kind, "", name, created, subresource="status")
             elif have.get("spec") != want["spec"]:
                 have["spec"] = want["spec"]
                 self.registry.update(crd_kind, "", have["metadata"]["name"], have)

@@ -37,6 +37,7 @@ class Skiff:
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
     log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)   # more `skiff up` flags (--domain ...)
 
     @property
     def kubeconfig(self) -> Path:
@@ -55,6 +56,7 @@ class Skiff:
                "--api-port", str(self.api_port)]
         for flag, port in self.ports.items():
             cmd += [flag, str(port)]
+        cmd += self.extra_args
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -538,6 +538,9 @@ def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None
         async with Harness(tmp_path) as h:
             forks = h.rt.forks
             assert forks is not None
+            await asyncio.sleep(0.3)
+            assert forks.proc is None   # an idle node has no fork server
+            await h.client.create(hello(name="first"))   # the first pod starts it
             await eventually(lambda: h.rt.ctx.forker is not None, 30, "fork server ready")
             assert forks.proc is not None
             await h.client.create(hello(env=[{"name": "RESPONSE", "value": "forked"}]))

@@ -117,6 +117,7 @@ class Controller:
                 if synced is not None:
                     synced.set()
                 rv = str(max((int(o["metadata"].get("resourceVersion", 0)) for o in items), default=0))
+                del items   # the watch may run for hours; do not pin the listed objects
                 async for ev in self.client.watch(ref, resource_version=rv if rv != "0" else ""):
                     if ev.type in ("ADDED", "MODIFIED", "DELETED"):
                         for key in mapper(ev.object):

@@ -4,9 +4,9 @@ Upstream validation builds FieldErrors (a message, the field paths it
 concerns, optional details) with a few constructors whose wording users
 know from kubectl ("missing field(s)", "expected exactly one, got both",
 "expected 0 <= 700 <= 600"). webhook.py and traffic.py build them here;
-to_causes() turns them into skiff's Kubernetes-style causes, each message
-led by its field path so the 422 the registry returns reads
-`spec.traffic: Traffic targets sum to 90, want 100`.
+to_causes() turns them into skiff's Kubernetes-style causes (field path +
+message), so the 422 reads `The Service "x" is invalid: spec.traffic:
+Traffic targets sum to 90, want 100`.
 """
 
 from __future__ import annotations
@@ -80,11 +80,16 @@ def generic(message: str, *fields: str) -> FieldError:
 
 
 def to_causes(errs: list[FieldError]) -> list[Cause]:
+    """One cause per error, at its first path. The message leaves the path out, as
+    Kubernetes causes do (kubectl prints `field: message`); an error on several paths
+    names them all after the message, upstream's way."""
     out = []
     for e in errs:
-        paths = ", ".join(p for p in e.paths if p)
-        msg = f"{paths}: {e.message}" if paths else e.message
+        paths = [p for p in e.paths if p]
+        msg = e.message
+        if len(paths) > 1:
+            msg += ": " + ", ".join(paths)
         if e.details:
             msg += f"\n{e.details}"
-        out.append(Cause(e.paths[0], e.reason, msg))
+        out.append(Cause(paths[0] if paths else "", e.reason, msg))
     return out

@@ -302,8 +302,8 @@ def validate_spec_config(config: Any, path: str = "spec.config") -> list[Cause]:
             close = difflib.get_close_matches(cm, list(CONFIG_MAPS), n=1, cutoff=0.6)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             out.append(Cause(cm_path, "FieldValueNotSupported",
-                             f'{cm_path}: Unsupported value: "{raw_cm}": not a Knative Serving '
-                             f"config map{hint}"))
+                             f'Unsupported value: "{raw_cm}": not a Knative Serving config map'
+                             f"{hint}"))
             continue
         if not isinstance(data, dict):
             continue
@@ -316,18 +316,19 @@ def validate_spec_config(config: Any, path: str = "spec.config") -> list[Cause]:
                 problem = dns1123_subdomain(key)
                 if problem:
                     out.append(Cause(kpath, "FieldValueInvalid",
-                                     f'{kpath}: Invalid value: "{key}": {problem}'))
+                                     f'Invalid value: "{key}": {problem}'))
                 elif domain_selector(str(value)) is None:
                     out.append(Cause(kpath, "FieldValueInvalid",
-                                     f'{kpath}: Invalid value: "{value}": must be empty or '
-                                     "YAML `selector: {label: value}`"))
+                                     f'Invalid value: "{value}": must be empty or YAML '
+                                     "`selector: {label: value}`"))
                 continue
             if not _known(cm, key):
                 known = list(CONFIG_MAPS[cm]) + list(ALIASES.get(cm, {}))
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                # Suggest today's spelling even when the typo is closer to an old alias.
+                hint = f' (did you mean "{_canonical(cm, close[0])}"?)' if close else ""
                 out.append(Cause(kpath, "FieldValueNotSupported",
-                                 f'{kpath}: Unsupported value: "{key}": not a key of ConfigMap '
+                                 f'Unsupported value: "{key}": not a key of ConfigMap '
                                  f"config-{cm}{hint}"))
                 continue
             out += _check_value(cm, _canonical(cm, key), str(value), kpath)
@@ -336,7 +337,7 @@ def validate_spec_config(config: Any, path: str = "spec.config") -> list[Cause]:
 
 def _check_value(cm: str, key: str, value: str, path: str) -> list[Cause]:
     def bad(why: str) -> list[Cause]:
-        return [Cause(path, "FieldValueInvalid", f'{path}: Invalid value: "{value}": {why}')]
+        return [Cause(path, "FieldValueInvalid", f'Invalid value: "{value}": {why}')]
     if cm == "network" and key == "domain-template":
         err = domains.check_domain_template(value)
         return bad(err) if err else []

@@ -2,7 +2,9 @@
 
 Service, Configuration, Revision and Route (v1) and DomainMapping (v1beta1,
 v1alpha1 still served as in Knative 1.10, which OpenShift Serverless 1.31
-ships). Names, short names, categories and printer columns are those of the
+ships), and the internal KIngress (networking.internal.knative.dev/v1alpha1
+Ingress, knative/networking config/ingress.yaml) a Route programs and the
+data plane serves. Names, short names, categories and printer columns are those of the
 upstream CRDs (knative/serving config/core/300-resources/*.yaml); the schemas
 are typed where users write (the revision template, traffic) so that a typo
 in a manifest is rejected with its field path, and open in status, which
@@ -21,17 +23,21 @@ from skiff.core.schema import (
     BOOL,
     CONDITION,
     INT,
+    INT_OR_STR,
     STR,
+    STR_LIST,
     STR_MAP,
     Schema,
     arr,
+    enum,
+    map_of,
     obj,
     open_obj,
     resource,
 )
 from skiff.core.schema_pod import REVISION_SPEC, TEMPLATE_METADATA, int_range
 
-__all__ = ["ADDRESS", "KINDS", "REVISION_TEMPLATE", "TRAFFIC_TARGET"]
+__all__ = ["ADDRESS", "INGRESS", "KINDS", "REVISION_TEMPLATE", "TRAFFIC_TARGET"]
 
 GROUP = "serving.knative.dev"
 CATEGORIES = ("all", "knative", "serving")
@@ -105,6 +111,53 @@ DOMAIN_MAPPING = resource(
     status=_status({"url": STR, "address": ADDRESS}),
 )
 
+NETWORKING_GROUP = "networking.internal.knative.dev"
+
+_INGRESS_BACKEND_SPLIT = obj({
+    "serviceNamespace": STR,
+    "serviceName": STR,
+    "servicePort": INT_OR_STR,
+    "percent": int_range(0, 100),
+    "appendHeaders": STR_MAP,
+}, required=("serviceName", "serviceNamespace", "servicePort"))
+
+_HTTP_INGRESS_PATH = obj({
+    "path": STR,
+    "rewriteHost": STR,
+    "headers": map_of(obj({"exact": STR}, required=("exact",))),
+    "splits": arr(_INGRESS_BACKEND_SPLIT),
+    "appendHeaders": STR_MAP,
+    # Deprecated upstream and ignored, still accepted for old objects.
+    "retries": obj({"attempts": INT, "perTryTimeout": STR}),
+    "timeout": STR,
+}, required=("splits",))
+
+_LOAD_BALANCER = open_obj({"ingress": arr(open_obj({
+    "ip": STR, "domain": STR, "domainInternal": STR, "meshOnly": BOOL,
+}))})
+
+# networking.internal.knative.dev/v1alpha1 Ingress (KIngress).
+INGRESS = resource(
+    obj({
+        "rules": arr(obj({
+            "hosts": STR_LIST,
+            "visibility": enum("ExternalIP", "ClusterLocal"),
+            "http": obj({"paths": arr(_HTTP_INGRESS_PATH)}, required=("paths",)),
+        })),
+        "tls": arr(obj({
+            "hosts": STR_LIST, "secretName": STR, "secretNamespace": STR,
+            "privateKey": STR, "serverCertificate": STR,
+        })),
+        "httpOption": enum("Enabled", "Redirected"),
+        "visibility": STR,   # DeprecatedVisibility
+    }),
+    status=_status({
+        "publicLoadBalancer": _LOAD_BALANCER,
+        "privateLoadBalancer": _LOAD_BALANCER,
+        "loadBalancer": _LOAD_BALANCER,
+    }),
+)
+
 KINDS: list[Kind] = [
     Kind(group=GROUP, version="v1", kind="Service", plural="services", singular="service",
          namespaced=True, schema=SERVICE, short_names=("kservice", "ksvc"),
@@ -127,11 +180,13 @@ KINDS: list[Kind] = [
     Kind(group=GROUP, version="v1", kind="Revision", plural="revisions", singular="revision",
          namespaced=True, schema=REVISION, short_names=("rev",), categories=CATEGORIES,
          name_rule="dns1035-label", crd_name=f"revisions.{GROUP}",
+         # Upstream escapes the dots inside the quoted key ('serving\.knative...'); both
+         # spellings mean the same to Kubernetes, and skiff's JSONPath reads this one.
          printer_columns=(
              PrinterColumn("Config Name",
-                           ".metadata.labels['serving\\.knative\\.dev/configuration']"),
+                           ".metadata.labels['serving.knative.dev/configuration']"),
              PrinterColumn("Generation",
-                           ".metadata.labels['serving\\.knative\\.dev/configurationGeneration']"),
+                           ".metadata.labels['serving.knative.dev/configurationGeneration']"),
              *_ready(),
              PrinterColumn("Actual Replicas", ".status.actualReplicas", type="integer"),
              PrinterColumn("Desired Replicas", ".status.desiredReplicas", type="integer"),
@@ -147,4 +202,8 @@ KINDS: list[Kind] = [
          namespaced=True, schema=DOMAIN_MAPPING, short_names=("dm",), categories=CATEGORIES,
          crd_name=f"domainmappings.{GROUP}",
          printer_columns=(PrinterColumn("URL", ".status.url"), *_ready())),
+    Kind(group=NETWORKING_GROUP, version="v1alpha1", kind="Ingress", plural="ingresses",
+         singular="ingress", namespaced=True, schema=INGRESS, short_names=("kingress", "king"),
+         categories=("knative-internal", "networking"), crd_name=f"ingresses.{NETWORKING_GROUP}",
+         printer_columns=_ready()),
 ]

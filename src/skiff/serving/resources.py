@@ -128,13 +128,13 @@ def revision_label_value(key: str, config: Obj) -> str:
     """RevisionLabelValueForKey: what a Revision's label says about its Configuration."""
     m = config["metadata"]
     labels = m.get("labels") or {}
-    return {
+    return str({
         CONFIGURATION_LABEL: m["name"],
         SERVICE_LABEL: labels.get(SERVICE_LABEL, ""),
         CONFIGURATION_GENERATION_LABEL: str(m.get("generation", 1)),
         CONFIGURATION_UID_LABEL: m.get("uid", ""),
         SERVICE_UID_LABEL: labels.get(SERVICE_UID_LABEL, ""),
-    }.get(key, "")
+    }.get(key, ""))
 
 
 def revision_name_for(config: Obj) -> str:
@@ -230,6 +230,10 @@ def build_user_containers(rev: Obj) -> list[Obj]:
             c["ports"] = [{"name": names.USER_PORT_NAME, "containerPort": port}]
             env.append({"name": "PORT", "value": str(port)})
             _rewrite_probe(c.get("readinessProbe"), port)
+            if isinstance(c.get("readinessProbe"), dict):
+                # Knative reads an unset period as "probe aggressively until ready" (the
+                # queue-proxy's job upstream); say so explicitly, or kubelet's 10 s applies.
+                c["readinessProbe"].setdefault("periodSeconds", 0)
             _rewrite_probe(c.get("livenessProbe"), port)
             _rewrite_probe(c.get("startupProbe"), port)
         c["env"] = env + kenv

@@ -1,13 +1,49 @@
 """Wires the serving domain into the platform: admission hooks, reconcilers and components.
 
 platform.py calls install(platform) once the store, registry and in-process
-client exist; nothing here runs before that.
+client exist; nothing here runs before that. Serving's control plane is the
+KnativeServing reconciler (operator/serving.py, the source of the config),
+the webhook (webhook.py) and one reconciler per kind: Service ->
+Configuration + Route -> Revision -> Deployment, and Route -> KIngress. They
+share one ConfigHolder, seeded with the defaults for the cluster's apps
+domain (`skiff up --domain`), so Serving works before any KnativeServing
+exists. The data plane that serves KIngresses is wired by mesh/setup.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from skiff.operator.crds import KNATIVE_OPERATOR
+from skiff.operator.serving import KnativeServingReconciler, validate_knative_serving
+from skiff.serving.config import ConfigHolder
+from skiff.serving.names import GROUP
+from skiff.serving.reconcilers.configuration import ConfigurationReconciler
+from skiff.serving.reconcilers.revision import RevisionReconciler
+from skiff.serving.reconcilers.route import RouteReconciler
+from skiff.serving.reconcilers.service import ServiceReconciler
+from skiff.serving.webhook import Webhook
+
 
 def install(platform: Any) -> None:
     """Register the serving domain's admission hooks, reconcilers and components on `platform`."""
+    holder = ConfigHolder(platform.settings.domain)
+    platform.serving_config = holder
+    wh = Webhook(holder)
+    adm = platform.admission
+    adm.default(GROUP, "Service", wh.default_service)
+    adm.default(GROUP, "Configuration", wh.default_configuration)
+    adm.default(GROUP, "Revision", wh.default_revision)
+    adm.default(GROUP, "Route", wh.default_route)
+    adm.validate(GROUP, "Service", wh.validate_service)
+    adm.validate(GROUP, "Configuration", wh.validate_configuration)
+    adm.validate(GROUP, "Revision", wh.validate_revision)
+    adm.validate(GROUP, "Route", wh.validate_route)
+    adm.validate(KNATIVE_OPERATOR, "KnativeServing", validate_knative_serving)
+
+    client = platform.client
+    platform.manager.add(KnativeServingReconciler(client, holder), workers=1)
+    platform.manager.add(ServiceReconciler(client), workers=2)
+    platform.manager.add(ConfigurationReconciler(client), workers=2)
+    platform.manager.add(RevisionReconciler(client, holder), workers=2)
+    platform.manager.add(RouteReconciler(client, holder), workers=2)

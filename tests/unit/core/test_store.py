@@ -75,7 +75,7 @@ def test_watch_replays_history_after_rv(tmp_path: Path) -> None:
         w = s.watch("/core/pods/", since_rv=1)
         got = []
         async for ev in w:
-            got.append(ev.object["metadata"]["name"])
+            got.append(ev.decode()["metadata"]["name"])
             if len(got) == 2:
                 break
         assert got == ["b", "c"]

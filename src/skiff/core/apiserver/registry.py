@@ -13,10 +13,11 @@ Status reasons; a rejected request never touches the store.
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,26 +134,24 @@ class Registry:
              limit: int = 0, continue_token: str = "", version: str = "") -> tuple[list[Obj], int, str]:
         match = self._matcher(label_selector, field_selector)
         prefix = prefix_for(k.group, k.plural, namespace if k.namespaced else "")
-        objs, rv = self.store.list(prefix)
+        rv = self.store.rv
         start = ""
         if continue_token:
             try:
-                start = json.loads(base64.b64decode(continue_token))["start"]
+                start = str(json.loads(base64.b64decode(continue_token))["start"])
             except (ValueError, KeyError, TypeError) as e:
                 raise bad_request(f"continue key is not valid: {e}") from None
         out: list[Obj] = []
         next_token = ""
-        for o in objs:
-            key = self._key(k, o["metadata"].get("namespace", ""), o["metadata"]["name"])
-            if start and key <= start:
-                continue
+        last_key = ""
+        for key, o in self.store.iter(prefix, start):
             if not match(o):
                 continue
             if limit and len(out) >= limit:
-                last = self._key(k, out[-1]["metadata"].get("namespace", ""), out[-1]["metadata"]["name"])
-                next_token = base64.b64encode(json.dumps({"rv": rv, "start": last}).encode()).decode()
+                next_token = base64.b64encode(json.dumps({"rv": rv, "start": last_key}).encode()).decode()
                 break
             out.append(self._out(k, o, version))
+            last_key = key
         return out, rv, next_token
 
     def _matcher(self, label_selector: str, field_selector: str) -> Callable[[Obj], bool]:
@@ -187,15 +186,18 @@ class Registry:
             raise ApiError(410, "Expired", str(e)) from None
         return self._watch_events(k, w, initial, match, version)
 
-    async def _watch_events(self, k: Kind, w: Any, initial: Sequence[Obj], match: Callable[[Obj], bool],
+    async def _watch_events(self, k: Kind, w: Any, initial: builtins.list[Obj], match: Callable[[Obj], bool],
                             version: str) -> AsyncIterator[WatchEvent]:
         try:
-            for o in initial:
+            initial.reverse()
+            while initial:   # popped as sent, so a long watch does not pin the first list
+                o = initial.pop()
                 if match(o):
                     yield WatchEvent("ADDED", self._out(k, o, version))
             async for ev in w:
-                if match(ev.object):
-                    yield WatchEvent(ev.type, self._out(k, copy.deepcopy(ev.object), version))
+                obj = ev.decode()   # a private copy per watcher: consumers may mutate it
+                if match(obj):
+                    yield WatchEvent(ev.type, self._out(k, obj, version))
         finally:
             w.close()
 
@@ -309,13 +311,14 @@ class Registry:
             obj["status"] = old["status"]
         elif k.status_subresource:
             obj.pop("status", None)
-        if _spec_part(obj) != _spec_part(old):
-            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
         return obj
 
     def _commit_update(self, k: Kind, key: str, old: Obj, new: Obj, dry_run: bool) -> Obj:
         self._default_builtin_update(k, new)
-        self._validate(k, new, old)
+        self._validate(k, new, old)   # runs the admission defaulters too
+        # After defaulting, as kube-apiserver: a re-apply that defaulting makes equal is no change.
+        if _spec_part(new) != _spec_part(old):
+            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         if dry_run:
             return self._out(k, new)
         old_rv = int(old["metadata"]["resourceVersion"])

@@ -40,8 +40,6 @@ _HIGH_WATER = 256 * 1024   # buffered response bytes per stream before the upstr
 
 
 class H2Exchange(Exchange):
-    __slots__ = ("proto", "sid", "buf", "buf_size", "end_pending", "ended", "paused_up")
-
     def __init__(self, cfg: ProxyConfig, head: RequestHead, proto: H2ServerProtocol,
                  sid: int) -> None:
         super().__init__(cfg, head)

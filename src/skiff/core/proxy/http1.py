@@ -190,26 +190,25 @@ class Exchange:
     """One request/response through the proxy. Subclasses write the downstream side:
     send_head / send_body / send_end / send_reply / abort_downstream / pause/resume_downstream."""
 
-    __slots__ = ("cfg", "head", "up", "pending", "pending_size", "req_done", "started", "finished",
-                 "endpoint", "head_bytes", "retried", "reused", "t0", "connecting")
-
     PENDING_LIMIT = 256 * 1024   # request body buffered before the upstream is ready
+
+    # Class-level defaults: an exchange is made per request, so __init__ sets only what varies.
+    up: UpstreamConnection | None = None
+    pending: list[bytes] | None = None
+    pending_size = 0
+    req_done = False
+    started = False      # response head sent downstream
+    finished = False
+    endpoint: Endpoint = ("", 0)
+    head_bytes = b""
+    retried = False
+    reused = False
+    t0 = 0.0
+    connecting: asyncio.Task[None] | None = None
 
     def __init__(self, cfg: ProxyConfig, head: RequestHead) -> None:
         self.cfg = cfg
         self.head = head
-        self.up: UpstreamConnection | None = None
-        self.pending: list[bytes] = []
-        self.pending_size = 0
-        self.req_done = False
-        self.started = False      # response head sent downstream
-        self.finished = False
-        self.endpoint: Endpoint = ("", 0)
-        self.head_bytes = b""
-        self.retried = False
-        self.reused = False
-        self.t0 = 0.0
-        self.connecting: asyncio.Task[None] | None = None
 
     # downstream hooks
     def send_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
@@ -237,6 +236,15 @@ class Exchange:
     def flush(self) -> None:
         """Write what send_head/send_body buffered (called after each upstream read)."""
 
+    fast = False     # accepts fast_response/send_raw (an HTTP/1.1 downstream)
+
+    def fast_response(self, head: bytes, body: bytes) -> None:
+        """A response head as the upstream wrote it, up to its last header line's CRLF."""
+        raise NotImplementedError
+
+    def send_raw(self, data: bytes) -> None:
+        raise NotImplementedError
+
     # request side
     def begin(self) -> None:
         """Dispatch and start the upstream request (the request body may still be arriving)."""
@@ -256,14 +264,25 @@ class Exchange:
             framing = b"content-length: %d\r\n" % head.content_length
         else:
             framing = b""
-        self.endpoint = fwd.endpoint
-        self.head_bytes = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
-                                    fwd.host or head.host, b"\r\n", b"".join(head.lines),
-                                    fwd.extra, framing, b"\r\n"))
-        self._acquire(fresh=False)
+        self.endpoint = ep = fwd.endpoint
+        self.head_bytes = data = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
+                                           fwd.host or head.host, b"\r\n", b"".join(head.lines),
+                                           fwd.extra, framing, b"\r\n"))
+        conn = self.cfg.pool.take(ep)
+        if conn is None or self.pending:
+            self._acquire(fresh=False, conn=conn)
+            return
+        # the hot path, inlined: a pooled connection and no body buffered yet
+        self.up = conn
+        self.reused = True
+        conn.exchange = self
+        conn.is_head = conn.slow = head.method == b"HEAD"
+        self.t0 = _perf()
+        conn.transport.write(data)  # type: ignore[union-attr]
 
-    def _acquire(self, fresh: bool) -> None:
-        conn = None if fresh else self.cfg.pool.take(self.endpoint)
+    def _acquire(self, fresh: bool, conn: UpstreamConnection | None = None) -> None:
+        if conn is None and not fresh:
+            conn = self.cfg.pool.take(self.endpoint)
         if conn is not None:
             self._attach(conn, True)
         else:
@@ -290,8 +309,7 @@ class Exchange:
         data = self.head_bytes
         if self.pending:
             data += b"".join(self.pending)
-            # keep a bodiless request's bytes for a retry; a body is sent once only
-            self.pending = []
+            self.pending = None      # a request body is sent once only (no retry with a body)
             if self.pending_size > self.PENDING_LIMIT:
                 self.resume_downstream()
             self.pending_size = 0
@@ -308,6 +326,8 @@ class Exchange:
         if up is not None and up.transport is not None:
             up.transport.write(data)
         else:
+            if self.pending is None:
+                self.pending = []
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > self.PENDING_LIMIT:
@@ -323,6 +343,8 @@ class Exchange:
         if up is not None and up.transport is not None:
             up.transport.write(data)
         else:
+            if self.pending is None:
+                self.pending = []
             self.pending.append(data)
 
     # upstream events (called by UpstreamConnection)
@@ -396,7 +418,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
         self.headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
         self.clen: bytes | None = None
         self.chunked = False
         self.is_head = False
@@ -404,6 +425,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_done = False       # a HEAD response's headers ended the message
         self.head_keep = False
         self.closed = False
+        self.slow = False            # this response goes through the parser
+        self.fast_left = 0           # body bytes still due on a fast-path response
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -412,6 +435,7 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, ex: Exchange, is_head: bool) -> None:
         self.exchange = ex
         self.is_head = is_head
+        self.slow = is_head          # a HEAD response has a Content-Length but no body
 
     def detach_and_close(self) -> None:
         self.exchange = None
@@ -420,11 +444,26 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
+        left = self.fast_left
+        if left:
+            # the rest of a fast-path body: pass it on as it is
+            n = len(data)
+            if ex is None or n > left:
+                self._broken()
+                return
+            self.fast_left = left - n
+            ex.send_raw(data)
+            if n == left:
+                self._finish(True)
+            return
+        if (ex is not None and ex.fast and not self.slow and data[:9] == b"HTTP/1.1 "
+                and self._fast_response(ex, data)):
+            return
+        self.slow = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            if self.transport is not None:
-                self.transport.close()
+            self._broken()
             return
         if self.head_done:
             # llhttp cannot be told that a HEAD response has no body: start a fresh parser
@@ -434,14 +473,38 @@ class UpstreamConnection(asyncio.Protocol):
         elif ex is not None and ex is self.exchange:
             ex.flush()
 
-    def on_message_begin(self) -> None:
-        self.headers = []
-        self.reason = b""
-        self.clen = None
-        self.chunked = False
+    def _fast_response(self, ex: Exchange, data: bytes) -> bool:
+        """The common response, handled without the parser: its whole head in this read,
+        Content-Length framing, keep-alive, no header the proxy must rewrite. False: not that."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = data[:end + 2]
+        low = head.lower()
+        i = low.find(b"\ncontent-length:")
+        if (i < 0 or b"\ntransfer-encoding:" in low or b"\nconnection:" in low
+                or b"\nserver:" in low or b"\nkeep-alive:" in low or b"\nupgrade:" in low):
+            return False
+        try:
+            status = int(head[9:12])
+            clen = int(low[i + 16:low.find(b"\r", i + 16)])
+        except ValueError:
+            return False
+        if status < 200 or status in (204, 304) or clen < 0:
+            return False
+        body = data[end + 4:]
+        if len(body) > clen:
+            return False               # bytes beyond the message: let the parser judge
+        ex.fast_response(head, body)
+        if len(body) == clen:
+            self._finish(True)
+        else:
+            self.fast_left = clen - len(body)
+        return True
 
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
+    def _broken(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
@@ -457,12 +520,14 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self.interim = True       # 100 Continue and friends: the proxy answered those itself
+            self.headers = []
             return
         ex = self.exchange
+        headers = self.headers
+        self.headers = []            # the next response's (there is no on_message_begin)
         if ex is None:
             return
-        ex.response_head(status, self.reason, self.headers, self.clen,
-                         self.is_head or status in (204, 304))
+        ex.response_head(status, b"", headers, self.clen, self.is_head or status in (204, 304))
         if self.is_head:
             self.head_done = True
             self.head_keep = self.parser.should_keep_alive()
@@ -483,14 +548,18 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self, keep_alive: bool) -> None:
         ex = self.exchange
         self.exchange = None
+        self.clen = None
+        self.chunked = False
+        self.slow = False
         if ex is None:
             return
-        reusable = keep_alive and ex.req_done
-        ex.response_end()
-        if reusable:
+        # back to the pool before the exchange ends: ending it may start the next request
+        # (pipelined, or a keep-alive client already waiting), which should reuse this one
+        if keep_alive and ex.req_done:
             self.pool.put(self)
         elif self.transport is not None:
             self.transport.close()
+        ex.response_end()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -499,7 +568,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
         if ex is None:
             return
-        if ex.started and self.clen is None and not self.chunked and not self.head_done:
+        if ex.started and self.slow and self.clen is None and not self.chunked \
+                and not self.head_done:
             ex.response_end()           # a body delimited by the connection's end
         else:
             ex.upstream_lost()
@@ -581,14 +651,15 @@ def format_reply(r: Reply, server_line: bytes, close: bool, head_only: bool = Fa
 
 
 class H1Exchange(Exchange):
-    __slots__ = ("proto", "out", "resp_chunked", "close_after")
+    out = b""
+    resp_chunked = False
+    close_after = False
+    fast = True
 
     def __init__(self, cfg: ProxyConfig, head: RequestHead, proto: H1ServerProtocol) -> None:
-        super().__init__(cfg, head)
+        self.cfg = cfg
+        self.head = head
         self.proto = proto
-        self.out = b""
-        self.resp_chunked = False
-        self.close_after = False
 
     def send_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                   clen: bytes | None, no_body: bool) -> None:
@@ -612,6 +683,27 @@ class H1Exchange(Exchange):
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         self.out = b"".join(parts)
+
+    def fast_response(self, head: bytes, body: bytes) -> None:
+        self.started = True
+        h = self.head
+        cfg = self.cfg
+        tail = cfg.server_line
+        if cfg.service_time:
+            tail += self.service_time_line()
+        if not h.keep_alive or self.proto.closing:
+            self.close_after = True
+            tail += b"connection: close\r\n"
+        elif h.version == "1.0":
+            tail += b"connection: keep-alive\r\n"
+        t = self.proto.transport
+        if t is not None:
+            t.write(b"".join((head, tail, b"\r\n", body)))
+
+    def send_raw(self, data: bytes) -> None:
+        t = self.proto.transport
+        if t is not None:
+            t.write(data)
 
     def send_body(self, data: bytes) -> None:
         if self.resp_chunked:
@@ -702,12 +794,7 @@ class H1ServerProtocol(asyncio.Protocol):
                                                   True))
                 self.transport.close()
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.lines = []
-        self.captured = {}
-
+    # httptools callbacks (no on_message_begin: the state is reset when a head is taken)
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -734,6 +821,9 @@ class H1ServerProtocol(asyncio.Protocol):
         head = RequestHead(p.get_method(), self.url, cap.get(b"host", b""), self.lines, cap,
                            self.client, self.scheme, p.get_http_version(), p.should_keep_alive(),
                            chunked, clen)
+        self.url = b""
+        self.lines = []
+        self.captured = {}
         ex = H1Exchange(self.cfg, head, self)
         self.current = ex
         q = self.queue
@@ -744,8 +834,8 @@ class H1ServerProtocol(asyncio.Protocol):
             self.pause_reading()
 
     def _begin(self, ex: H1Exchange) -> None:
-        exp = ex.head.captured.get(b"expect")
-        if exp is not None and exp.lower() == b"100-continue" and not ex.req_done \
+        cap = ex.head.captured
+        if b"expect" in cap and cap[b"expect"].lower() == b"100-continue" and not ex.req_done \
                 and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         ex.begin()

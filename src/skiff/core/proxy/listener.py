@@ -20,7 +20,6 @@ import contextlib
 import logging
 import socket
 import ssl
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -140,7 +139,8 @@ class PeekingListener:
         self.sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        # not a WeakSet: uvloop's TLS transports cannot be weakly referenced
+        self._transports: set[asyncio.BaseTransport] = set()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -195,6 +195,11 @@ class PeekingListener:
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
+    def _track(self, *transports: asyncio.BaseTransport) -> None:
+        if len(self._transports) > 512:
+            self._transports = {t for t in self._transports if not t.is_closing()}
+        self._transports.update(transports)
+
     async def _handle(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -203,24 +208,23 @@ class PeekingListener:
             except NotTLS:
                 hello = None
             action = self.decide(hello)
+            # from here on a transport owns the socket: it is never closed here again
             if isinstance(action, Terminate):
                 tr, _ = await loop.connect_accepted_socket(
                     action.factory, conn, ssl=action.ctx,
                     ssl_handshake_timeout=self.handshake_timeout)
-                self._transports.add(tr)
+                self._track(tr)
             elif isinstance(action, Plain):
                 tr, _ = await loop.connect_accepted_socket(action.factory, conn)
-                self._transports.add(tr)
+                self._track(tr)
             elif isinstance(action, Splice):
-                down, up = await splice(conn, action.address)
-                self._transports.add(down)
-                self._transports.add(up)
+                self._track(*await splice(conn, action.address))
             else:
                 conn.close()
         except asyncio.CancelledError:
             conn.close()
             raise
-        except (TimeoutError, OSError, EOFError, ssl.SSLError) as e:
+        except (OSError, EOFError, TimeoutError, ssl.SSLError) as e:
             log.debug("%s: connection dropped: %s", self.name, e)
             conn.close()
         except Exception:

@@ -81,6 +81,7 @@ class GarbageCollector:
                 items = await self.client.list(ref)
                 if items:
                     rv = str(max(int(o["metadata"]["resourceVersion"]) for o in items))
+                del items   # the watch may run for hours; do not pin the listed objects
                 async for ev in self.client.watch(ref, resource_version=rv):
                     if ev.type == "DELETED":
                         await self.collect(ev.object)

@@ -61,6 +61,7 @@ class NodeRuntime:
         self.forks = ForkServer([HELLO_OPENSHIFT_MODULE]) if fork_server else None
         self.workers: dict[str, PodWorker] = {}           # by uid
         self._stopping = False
+        self._forks_started = False
         self._watch: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
 
@@ -71,8 +72,6 @@ class NodeRuntime:
         pods_dir = self.home / "pods"
         pods_dir.mkdir(parents=True, exist_ok=True)
         process.sweep_orphans(pods_dir)
-        if self.forks is not None:
-            self._background(self._start_forks(self.forks))
         self._watch = asyncio.ensure_future(self._watch_loop())
         try:
             await self._watch
@@ -134,6 +133,10 @@ class NodeRuntime:
             return
         if terminal((pod.get("status") or {}).get("phase", "")):
             return
+        if self.forks is not None and not self._forks_started:
+            # Started with the first pod, not at boot: an idle platform does not pay its memory.
+            self._forks_started = True
+            self._background(self._start_forks(self.forks))
         worker = PodWorker(self.ctx, pod)
         self.workers[uid] = worker
         worker.start()

@@ -10,7 +10,8 @@ core/apiserver/registry.py is the only caller, reconcilers never are).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,10 +40,16 @@ class TooOld(StoreError):
 
 @dataclass(frozen=True)
 class Event:
+    """A committed change. The object is kept as its JSON text: history stays compact, and each
+    consumer decodes its own private copy (no copy is shared between watchers)."""
     type: str      # ADDED | MODIFIED | DELETED
     key: str
-    object: Obj
+    text: str
     rv: int
+
+    def decode(self) -> Obj:
+        obj: Obj = json.loads(self.text)
+        return obj
 
 
 class Watch(Protocol):
@@ -57,7 +64,9 @@ class Store(Protocol):
 
     def get(self, key: str) -> Obj | None: ...
 
-    def list(self, prefix: str) -> tuple[list[Obj], int]: ...
+    def list(self, prefix: str, start_after: str = "") -> tuple[list[Obj], int]: ...
+
+    def iter(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, Obj]]: ...
 
     def create(self, key: str, obj: Obj) -> Obj: ...
 

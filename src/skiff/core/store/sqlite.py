@@ -15,7 +15,7 @@ import asyncio
 import json
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooOld
@@ -88,12 +88,18 @@ class SQLiteStore:
         row = self._db.execute("SELECT value FROM objects WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def list(self, prefix: str) -> tuple[list[Obj], int]:
-        # Keys sort by namespace then name, which is the order kubectl shows.
-        rows = self._db.execute(
-            "SELECT value FROM objects WHERE key >= ? AND key < ? ORDER BY key",
-            (prefix, prefix + "\uffff")).fetchall()
-        return [json.loads(r[0]) for r in rows], self._rv
+    def list(self, prefix: str, start_after: str = "") -> tuple[list[Obj], int]:
+        return [o for _, o in self.iter(prefix, start_after)], self._rv
+
+    def iter(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, Obj]]:
+        """(key, object) under `prefix` in key order (namespace, then name: kubectl's order),
+        decoded one row at a time so a paged or filtered list stops early."""
+        lo = max(prefix, start_after + "\x00") if start_after else prefix
+        cur = self._db.execute(
+            "SELECT key, value FROM objects WHERE key >= ? AND key < ? ORDER BY key",
+            (lo, prefix + "\uffff"))
+        for key, value in cur:
+            yield key, json.loads(value)
 
     # --- writes -------------------------------------------------------------
     def _write(self, key: str, obj: Obj | None, expect: str, expected_rv: int | None) -> Obj:
@@ -111,15 +117,14 @@ class SQLiteStore:
             rv = self._rv + 1
             if obj is None:
                 db.execute("DELETE FROM objects WHERE key=?", (key,))
-                old: Obj = json.loads(row[1])
-                old["metadata"]["resourceVersion"] = str(rv)
-                result = old
+                gone: Obj = json.loads(row[1])
+                gone["metadata"]["resourceVersion"] = str(rv)
+                text = json.dumps(gone, separators=(",", ":"))
             else:
                 obj["metadata"]["resourceVersion"] = str(rv)
                 text = json.dumps(obj, separators=(",", ":"))
                 db.execute("INSERT OR REPLACE INTO objects (key, rv, value) VALUES (?, ?, ?)",
                            (key, rv, text))
-                result = json.loads(text)  # callers and watchers never share a dict
             db.execute("UPDATE meta SET value=? WHERE name='rv'", (rv,))
             db.execute("COMMIT")
         except BaseException:
@@ -127,7 +132,8 @@ class SQLiteStore:
             raise
         self._rv = rv
         ev_type = "DELETED" if obj is None else ("ADDED" if row is None else "MODIFIED")
-        self._publish(Event(ev_type, key, result, rv))
+        self._publish(Event(ev_type, key, text, rv))
+        result: Obj = json.loads(text)  # callers and watchers never share a dict
         return result
 
     def create(self, key: str, obj: Obj) -> Obj:

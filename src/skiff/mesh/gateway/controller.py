@@ -31,6 +31,7 @@ from skiff.core.clock import rfc3339, utcnow
 from skiff.mesh.gateway.proxy import GatewayProxy
 from skiff.mesh.gateway.snapshot import (
     CLASS_ANNOTATION,
+    CLASS_ANNOTATION_ALIAS,
     PASSTHROUGH_ANNOTATION,
     PORT_ANNOTATION,
     REVISION_LABEL,
@@ -74,8 +75,8 @@ def fp_ingress(o: Obj) -> Any:
     m = _meta(o)
     ann = m.get("annotations") or {}
     return (json.dumps(o.get("spec"), sort_keys=True), m.get("generation"),
-            m.get("creationTimestamp"), ann.get(CLASS_ANNOTATION), ann.get(PASSTHROUGH_ANNOTATION),
-            bool(m.get("deletionTimestamp")))
+            m.get("creationTimestamp"), ann.get(CLASS_ANNOTATION), ann.get(CLASS_ANNOTATION_ALIAS),
+            ann.get(PASSTHROUGH_ANNOTATION), bool(m.get("deletionTimestamp")))
 
 
 def fp_pod(o: Obj) -> Any:

@@ -34,10 +34,12 @@ import asyncio
 import hashlib
 import logging
 import os
+import random
 import ssl
 from collections.abc import Callable
 from typing import Any
 
+from skiff.core.proxy.alloc import tune_allocator
 from skiff.core.proxy.h2 import alpn_factory
 from skiff.core.proxy.http1 import (
     Forward,
@@ -72,10 +74,24 @@ NO_HEALTHY_UPSTREAM = Reply(503, b"no healthy upstream", ((b"content-type", b"te
 _HOST_CACHE_MAX = 4096
 
 
-def request_id() -> bytes:
-    """A random UUID (version 4 layout), the way Envoy makes x-request-id."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
+class _RequestIds:
+    """x-request-id values in UUID v4 layout: 80 random bits drawn once per process, then a
+    48-bit counter. Envoy draws a fresh UUID per request; ids must be unique, not secret, and
+    this costs one format per request instead of a random draw and two."""
+
+    def __init__(self) -> None:
+        h = os.urandom(10).hex()
+        self.prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{'89ab'[int(h[15], 16) & 3]}{h[16:19]}-"\
+            .encode()
+        self.n = random.getrandbits(40)
+
+    def next(self) -> bytes:
+        self.n += 1
+        return b"%s%012x" % (self.prefix, self.n & 0xFFFFFFFFFFFF)
+
+
+_ids = _RequestIds()
+request_id = _ids.next
 
 
 def _host_key(raw: bytes) -> str:
@@ -100,7 +116,7 @@ class _Runtime:
                 self.tables[bind] = li.table
         self.host_cache: dict[str, dict[bytes, VirtualHost | None]] = {t: {} for t in self.tables}
         self.counters: dict[int, int] = {}
-        self.extra: dict[tuple[int, int], bytes] = {}
+        self.extra: dict[int, bytes] = {}
         self.contexts: dict[str, list[tuple[Server, ssl.SSLContext]]] = {}
         self.sni_cache: dict[tuple[str, str | None], ssl.SSLContext | None] = {}
         for bind, li in snap.listeners.items():
@@ -173,6 +189,7 @@ class GatewayProxy:
         self.pool = UpstreamPool()
         self._contexts: dict[bytes, ssl.SSLContext] = {}
         self.rt = _Runtime(EMPTY, self._contexts)
+        self._hops: dict[tuple[bytes, bytes], bytes] = {}
         self.configs: dict[str, ProxyConfig] = {}
         for table in ("external", "local", "https"):
             self.configs[table] = ProxyConfig(self._dispatcher(table), self.pool,
@@ -211,6 +228,8 @@ class GatewayProxy:
             vh = rt.lookup(table, head.host)
             if vh is None:
                 return NOT_FOUND
+            if vh.redirect_http and head.scheme == b"http":
+                return Reply(301, b"", ((b"location", b"https://" + head.host + head.target),))
             paths = vh.paths
             path: HttpPath | None = None
             if len(paths) == 1 and not paths[0].headers and len(paths[0].prefix) <= 1:
@@ -234,25 +253,40 @@ class GatewayProxy:
             if not eps:
                 return NO_HEALTHY_UPSTREAM
             ep = eps[0] if len(eps) == 1 else eps[rt.next(id(split)) % len(eps)]
-            key = (id(path), id(split))
-            extra = rt.extra.get(key)
+            extra = rt.extra.get(id(split))        # a Split belongs to one path
             if extra is None:
-                extra = rt.extra[key] = _route_headers(path, split)
+                extra = rt.extra[id(split)] = _route_headers(path, split)
             cap = head.captured
-            client = head.client
-            scheme = head.scheme
             xff = cap.get(b"x-forwarded-for")
             fwd = cap.get(b"forwarded")
-            this_hop = b"for=" + (b'"[' + client + b']"' if b":" in client else client) + \
-                b";proto=" + scheme
-            return Forward(ep, b"".join((
-                b"x-forwarded-for: ", xff + b", " + client if xff else client,
-                b"\r\nx-forwarded-proto: ", scheme,
-                b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
-                b"\r\nx-request-id: ", cap.get(b"x-request-id") or request_id(),
-                b"\r\n", extra)),
-                path.rewrite_host.encode() if path.rewrite_host else None)
+            rid = cap.get(b"x-request-id") or request_id()
+            if xff is None and fwd is None:
+                prefix = self._hop_headers(head.client, head.scheme)
+                lines = b"".join((prefix, rid, b"\r\n", extra))
+            else:
+                client = head.client
+                scheme = head.scheme
+                this_hop = _forwarded_for(client, scheme)
+                lines = b"".join((
+                    b"x-forwarded-for: ", xff + b", " + client if xff else client,
+                    b"\r\nx-forwarded-proto: ", scheme,
+                    b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
+                    b"\r\nx-request-id: ", rid, b"\r\n", extra))
+            return Forward(ep, lines,
+                           path.rewrite_host.encode() if path.rewrite_host else None)
         return dispatch
+
+    def _hop_headers(self, client: bytes, scheme: bytes) -> bytes:
+        """The forwarding headers for a client that sent none, up to x-request-id's value."""
+        key = (client, scheme)
+        v = self._hops.get(key)
+        if v is None:
+            v = (b"x-forwarded-for: " + client + b"\r\nx-forwarded-proto: " + scheme +
+                 b"\r\nforwarded: " + _forwarded_for(client, scheme) + b"\r\nx-request-id: ")
+            if len(self._hops) >= _HOST_CACHE_MAX:
+                self._hops.clear()
+            self._hops[key] = v
+        return v
 
     # --- listeners -------------------------------------------------------------------
     def edge_factory(self, scheme: bytes, tls: bool) -> ProtocolFactory:
@@ -290,6 +324,7 @@ class GatewayProxy:
         return Terminate(ctx, alpn_factory(cfg, b"https"))
 
     async def start(self) -> None:
+        tune_allocator()
         loop = asyncio.get_running_loop()
         s = self.settings
         self._https = await loop.create_server(
@@ -312,6 +347,12 @@ class GatewayProxy:
             self._https.close()
             self._https = None
         self.pool.close()
+
+
+def _forwarded_for(client: bytes, scheme: bytes) -> bytes:
+    """RFC 7239: for=<ip>;proto=<scheme>, IPv6 addresses quoted and bracketed."""
+    node = b'"[' + client + b']"' if b":" in client else client
+    return b"for=" + node + b";proto=" + scheme
 
 
 def _str(b: bytes | None) -> str | None:

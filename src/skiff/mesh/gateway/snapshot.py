@@ -44,6 +44,7 @@ import base64
 import binascii
 import functools
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -59,6 +60,7 @@ NsName = tuple[str, str]
 ISTIO_CLASS = "istio.ingress.networking.knative.dev"
 KOURIER_CLASS = "kourier.ingress.networking.knative.dev"
 CLASS_ANNOTATION = "networking.knative.dev/ingress.class"
+CLASS_ANNOTATION_ALIAS = "networking.knative.dev/ingress-class"
 PASSTHROUGH_ANNOTATION = "serving.knative.openshift.io/enablePassthrough"
 REVISION_LABEL = "serving.knative.dev/revision"
 PORT_ANNOTATION = "skiff.dev/port"
@@ -141,6 +143,7 @@ class VirtualHost:
     ingress: str                                        # namespace/name
     hosts: tuple[str, ...]
     paths: tuple[HttpPath, ...]
+    redirect_http: bool = False                         # httpOption Redirected: plain HTTP -> 301
 
 
 @dataclass(frozen=True)
@@ -428,7 +431,11 @@ def credential_problem(cert_pem: bytes, key_pem: bytes) -> str:
     if not key_pem.strip():
         return "the private key is empty"
     try:
-        certs = x509.load_pem_x509_certificates(cert_pem)
+        with warnings.catch_warnings():
+            # The guide's own recipe signs with `-set_serial 0`, which OpenSSL (and so the
+            # data plane) accepts; cryptography only warns that RFC 5280 disallows it.
+            warnings.simplefilter("ignore")
+            certs = x509.load_pem_x509_certificates(cert_pem)
     except ValueError as e:
         return f"the certificate does not parse as PEM: {e}"
     try:
@@ -478,18 +485,19 @@ def compile_ingresses(ingresses: Sequence[Obj], endpoints: Mapping[NsName, tuple
     for ing in sorted(ingresses, key=_age_key):
         meta = ing.get("metadata") or {}
         ann = meta.get("annotations") or {}
-        if ann.get(CLASS_ANNOTATION, ISTIO_CLASS if mode == "istio" else KOURIER_CLASS) \
-                not in (ISTIO_CLASS, KOURIER_CLASS) or meta.get("deletionTimestamp"):
-            continue
+        cls = ann.get(CLASS_ANNOTATION) or ann.get(CLASS_ANNOTATION_ALIAS) or ""
+        if cls not in ("", ISTIO_CLASS, KOURIER_CLASS) or meta.get("deletionTimestamp"):
+            continue            # another ingress implementation's (Contour...), or going away
         ns, name = _nsname(ing)
         ident = f"{ns}/{name}"
         is_passthrough = str(ann.get(PASSTHROUGH_ANNOTATION, "")).lower() == "true"
         conflicts: list[str] = []
+        redirect = (ing.get("spec") or {}).get("httpOption") == "Redirected"
         for rule in (ing.get("spec") or {}).get("rules") or []:
             visibility = rule.get("visibility") or "ExternalIP"
             hosts = tuple(normalize_host(str(h)) for h in rule.get("hosts") or [])
             paths = tuple(_compile_path(p, ns, endpoints) for p in (rule.get("http") or {}).get("paths") or [])
-            vh = VirtualHost(ident, hosts, paths)
+            vh = VirtualHost(ident, hosts, paths, redirect and visibility != "ClusterLocal")
             target = local if visibility == "ClusterLocal" else external
             for h in hosts:
                 prev = owner.get((visibility, h))
@@ -682,7 +690,8 @@ def compile_snapshot(inp: Inputs) -> Snapshot:
 def _describe_table(t: RouteTable) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for host, vh in t.items():
-        out[host] = {"ingress": vh.ingress, "paths": [_describe_path(p) for p in vh.paths]}
+        out[host] = {"ingress": vh.ingress, "paths": [_describe_path(p) for p in vh.paths],
+                     **({"redirectHTTP": True} if vh.redirect_http else {})}
     return out
 
 

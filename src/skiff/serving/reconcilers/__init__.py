@@ -1,0 +1,1 @@
+"""Serving's reconcilers, one per kind: service, configuration, revision, route (base: shared)."""
