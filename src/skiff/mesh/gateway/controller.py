@@ -225,9 +225,18 @@ class GatewayController:
         self._timer = None
         self._dirty.set()
 
-    async def start(self, sync_timeout: float = 10.0) -> None:
+    async def start(self, wait: bool = False, sync_timeout: float = 10.0) -> None:
+        """Start the watches; the first compile follows once they have listed. With wait=False
+        (the platform's way) start returns at once: `skiff up` is not held back by the first
+        sync, and a KIngress says Ready only once the data plane serves it anyway."""
         for inf in self.informers:
             self._tasks.append(asyncio.create_task(inf.run()))
+        first = asyncio.create_task(self._first(sync_timeout))
+        self._tasks.append(first)
+        if wait:
+            await asyncio.shield(first)
+
+    async def _first(self, sync_timeout: float) -> None:
         try:
             await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers)),
                                    sync_timeout)
