@@ -74,10 +74,6 @@ def up(
         err.print(f"[green]✓[/green] {msg} [dim]({(time.monotonic() - t0) * 1000:.0f} ms)[/dim]")
 
     async def main() -> None:
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            pass
         platform = Platform(settings, on_step=step)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -102,9 +98,10 @@ def up(
 
     try:
         import uvloop
-        uvloop.run(main())
     except ImportError:
         asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 @app.command()
