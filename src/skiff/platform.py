@@ -179,9 +179,10 @@ class Platform:
                 # Born with the cleanup finalizer and Established, so the CRD reconciler has
                 # nothing to write for the built-in kinds (two writes each, not three).
                 want["metadata"]["finalizers"] = [CLEANUP]
-                created = self.registry.create(crd_kind, "", want)
-                created["status"] = crd_status(created, k, now)
-                self.registry.update(crd_kind, "", name, created, subresource="status")
+                obj = self.registry.create(crd_kind, "", want, dry_run=True)
+                obj["status"] = crd_status(obj, k, now)
+                obj["metadata"].pop("resourceVersion", None)
+                self.store.create(key_for(crd_kind.group, crd_kind.plural, "", name), obj)
             elif have.get("spec") != want["spec"]:
                 have["spec"] = want["spec"]
                 self.registry.update(crd_kind, "", have["metadata"]["name"], have)

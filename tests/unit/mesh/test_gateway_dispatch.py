@@ -29,7 +29,7 @@ def split(rev: str, percent: int) -> dict[str, Any]:
 
 def proxy(paths: list[dict[str, Any]], endpoints: dict[str, int | list[int]] | None = None,
           istio: bool = True, http_option: str = "") -> GatewayProxy:
-    ing = {"metadata": {"name": "hello", "namespace": "default", "generation": 1},
+    ing: dict[str, Any] = {"metadata": {"name": "hello", "namespace": "default", "generation": 1},
            "spec": {"rules": [{"hosts": [HOST], "visibility": "ExternalIP",
                                "http": {"paths": paths}},
                               {"hosts": ["hello.default.svc.cluster.local"],
@@ -107,7 +107,7 @@ def test_weighted_split_distribution_is_exact_per_period(percents: tuple[int, in
 def test_split_counters_are_per_path_not_global() -> None:
     """Alternating requests between two hosts must not starve one revision of a 50/50 split."""
     gp = proxy([{"splits": [split("hello-00001", 50), split("hello-00002", 50)]}])
-    ext = collections.Counter()
+    ext: collections.Counter[int] = collections.Counter()
     for _ in range(100):
         ext[go(gp, head()).endpoint[1]] += 1  # type: ignore[union-attr]
         go(gp, head("hello.default.svc.cluster.local"), "local")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +50,9 @@ _RESP_DROP = HOP_BY_HOP | {b"server"}
 
 Endpoint = tuple[str, int]
 _perf = time.perf_counter
+# Response headers that send a response down the parser's path (they need rewriting).
+_REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server|keep-alive|upgrade|"
+                        rb"proxy-connection|te|trailer)[ \t]*:")
 
 
 class _Date:
@@ -475,31 +479,54 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _fast_response(self, ex: Exchange, data: bytes) -> bool:
         """The common response, handled without the parser: its whole head in this read,
-        Content-Length framing, keep-alive, no header the proxy must rewrite. False: not that."""
+        Content-Length framing, keep-alive, no header the proxy must rewrite. False: not that.
+        Written out in one function on purpose: it runs once per request (benchmarks/gateway)."""
         end = data.find(b"\r\n\r\n")
         if end < 0:
             return False
         head = data[:end + 2]
         low = head.lower()
         i = low.find(b"\ncontent-length:")
-        if (i < 0 or b"\ntransfer-encoding:" in low or b"\nconnection:" in low
-                or b"\nserver:" in low or b"\nkeep-alive:" in low or b"\nupgrade:" in low):
+        if i < 0 or _REWRITTEN.search(low) is not None:
             return False
         try:
             status = int(head[9:12])
             clen = int(low[i + 16:low.find(b"\r", i + 16)])
         except ValueError:
             return False
-        if status < 200 or status in (204, 304) or clen < 0:
+        if status < 200 or status == 204 or status == 304 or clen < 0:
             return False
-        body = data[end + 4:]
-        if len(body) > clen:
+        blen = len(data) - end - 4
+        if blen > clen:
             return False               # bytes beyond the message: let the parser judge
-        ex.fast_response(head, body)
-        if len(body) == clen:
-            self._finish(True)
-        else:
-            self.fast_left = clen - len(body)
+        h1 = cast(H1Exchange, ex)      # ex.fast: an HTTP/1.1 downstream
+        cfg = ex.cfg
+        rh = ex.head
+        proto = h1.proto
+        tail = cfg.server_line
+        if cfg.service_time:
+            tail += b"x-envoy-upstream-service-time: %d\r\n" % ((_perf() - ex.t0) * 1000)
+        if not rh.keep_alive or proto.closing:
+            h1.close_after = True
+            tail += b"connection: close\r\n"
+        elif rh.version == "1.0":
+            tail += b"connection: keep-alive\r\n"
+        ex.started = True
+        t = proto.transport
+        if t is not None:
+            t.write(b"".join((head, tail, b"\r\n", data[end + 4:])))
+        if blen < clen:
+            self.fast_left = clen - blen
+            return True
+        # the whole response is here: finish without the general path's calls
+        self.exchange = None
+        ex.up = None
+        ex.finished = True
+        if ex.req_done:
+            self.pool.put(self)
+        elif self.transport is not None:
+            self.transport.close()
+        proto.exchange_done(h1)
         return True
 
     def _broken(self) -> None:

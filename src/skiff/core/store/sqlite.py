@@ -91,6 +91,13 @@ class SQLiteStore:
     def list(self, prefix: str, start_after: str = "") -> tuple[list[Obj], int]:
         return [o for _, o in self.iter(prefix, start_after)], self._rv
 
+    def texts(self, prefix: str) -> tuple[list[str], int]:
+        """The stored JSON text of every object under `prefix`, in key order, and the current
+        resourceVersion: a watch's initial list, decoded one object at a time as it is sent."""
+        cur = self._db.execute("SELECT value FROM objects WHERE key >= ? AND key < ? ORDER BY key",
+                               (prefix, prefix + "\uffff"))
+        return [v for (v,) in cur], self._rv
+
     def iter(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, Obj]]:
         """(key, object) under `prefix` in key order (namespace, then name: kubectl's order),
         decoded one row at a time so a paged or filtered list stops early."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -146,7 +147,7 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
-                if e.code == 404 and "could not find the requested resource" in e.message:
+                if e.code == 404:
                     # the kind is not served (yet): nothing to see, look again later
                     if self.available or self.items:
                         self.items = {}
@@ -215,7 +216,6 @@ class GatewayController:
         self._timer: asyncio.TimerHandle | None = None
         self.compiles = 0
         self.snapshot: Snapshot | None = None
-        self.applied = asyncio.Event()   # set after each compile + status round (tests wait on it)
 
     def changed(self) -> None:
         if self._timer is None:
@@ -262,8 +262,8 @@ class GatewayController:
             ingresses=list(self.ingresses.items.values()),
             endpoints=endpoints_from_pods(self.pods.items.values()),
             knative_servings=list(self.servings.items.values()),
-            settings=GatewaySettings(**{**self.settings.__dict__,
-                                        "internal_https_port": self.proxy.internal_https_port}),
+            settings=dataclasses.replace(self.settings,
+                                         internal_https_port=self.proxy.internal_https_port),
             default_cert=self.default_cert,
         )
 
@@ -286,8 +286,6 @@ class GatewayController:
         self.snapshot = snap
         self.compiles += 1
         retry = await self._write_status(snap)
-        self.applied.set()
-        self.applied = asyncio.Event()
         if retry:
             loop = asyncio.get_running_loop()
             loop.call_later(0.2, self.changed)

@@ -26,6 +26,9 @@ hosts only through knative-serving/knative-local-gateway (config-istio's
 defaults); other Gateways bind ports and certificates but route nothing, as
 in Istio, where no VirtualService of Knative's names them.
 
+The local gateway's ISTIO_MUTUAL servers (seed 1.4.2) are served as plain
+HTTP until the mesh CA issues workload certificates.
+
 Errors are the upstream way: a server whose credential Secret is missing or
 malformed is skipped and its Gateway says so (Ready=False, reason
 CredentialMissing / CredentialInvalid, the message names the Secret); two
@@ -45,7 +48,7 @@ import binascii
 import functools
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -131,8 +134,8 @@ class HttpPath:
     append_headers: tuple[tuple[str, str], ...] = ()
     rewrite_host: str = ""
 
-    def matches(self, path: str, header: Any) -> bool:
-        """`header(name) -> value | None`; used by the proxy only when a path has conditions."""
+    def matches(self, path: str, header: Callable[[str], str | None]) -> bool:
+        """Used by the proxy only when a path has conditions (a prefix, header matches)."""
         if self.prefix and self.prefix != "/" and not path.startswith(self.prefix):
             return False
         return all(header(n) == v for n, v in self.headers)
