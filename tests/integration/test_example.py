@@ -42,3 +42,23 @@ def test_up_with_example_prints_a_working_curl_line(tmp_path_factory: pytest.Tem
         assert exec_line.stdout == "Hello from skiff!\n"
     finally:
         s.stop()
+
+
+def test_seed_procedure_script_verbatim(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """examples/serving-mesh/run.sh: seed 1.3's openssl commands, `kubectl create secret tls`, the
+    gateways, KnativeServing and knative-service.yaml of 1.4.4, then curl --cacert root.crt."""
+    s = new_skiff(tmp_path_factory.mktemp("seed"))
+    s.extra_args = ["--domain", "apps.openshift.example.com"]
+    s.start()
+    try:
+        work = tmp_path_factory.mktemp("seedwork")
+        env = {**s.env(), "HTTPS_PORT": str(s.ports["--https-port"]), "WORK": str(work),
+               "KUBECACHEDIR": str(work / "cache")}
+        r = subprocess.run(["bash", str(ROOT / "examples" / "serving-mesh" / "run.sh")], env=env,
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.strip().endswith("Hello OpenShift!"), r.stdout[-2000:]
+        assert "secret/wildcard-certs created" in r.stdout
+        assert (work / "root.crt").exists() and (work / "wildcard.crt").exists()
+    finally:
+        s.stop()
