@@ -55,6 +55,37 @@ _REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server|keep-alive|u
                         rb"proxy-connection|te|trailer)[ \t]*:")
 
 
+def _fast_head_length(head: bytes) -> int:
+    """The Content-Length of a response head that the fast path may pass on as it is (HTTP/1.1,
+    a final status with a body, Content-Length framing, no header the proxy rewrites); -1 for
+    any other head. `head` ends with its last header line's CRLF."""
+    if not head.startswith(b"HTTP/1.1 "):
+        return -1
+    low = head.lower()
+    i = low.find(b"\ncontent-length:")
+    if i < 0 or _REWRITTEN.search(low) is not None:
+        return -1
+    try:
+        status = int(head[9:12])
+        clen = int(low[i + 16:low.find(b"\r", i + 16)])
+    except ValueError:
+        return -1
+    if status < 200 or status == 204 or status == 304 or clen < 0:
+        return -1
+    if low.find(b"\ncontent-length:", i + 16) >= 0:
+        return -1                      # a repeated Content-Length: the parser decides
+    return clen
+
+
+# Response heads already judged by _fast_head_length. A backend sends the same head again and
+# again (only Date changes, once a second), so most responses skip the judging: one hash and
+# one lookup instead of a lower(), two finds, a regex scan and two int()s. Bounded: cleared
+# when full; heads longer than _FAST_HEAD_MAX are judged every time.
+_fast_heads: dict[bytes, int] = {}
+_FAST_HEADS = 512
+_FAST_HEAD_MAX = 2048
+
+
 class _Date:
     """The Date header value, formatted at most once a second."""
     second = -1
@@ -175,6 +206,7 @@ class ProxyConfig:
         self.strip_prefix = strip_prefix   # request headers dropped by prefix (Envoy: x-envoy-)
         self.service_time = service_time
         self.server_line = b""
+        self.server_line_st0 = b""      # server_line + a service time of 0 ms, the usual one
         self.server = server
 
     @property
@@ -185,6 +217,7 @@ class ProxyConfig:
     def server(self, value: bytes) -> None:
         self._server = value
         self.server_line = b"server: " + value + b"\r\n" if value else b""
+        self.server_line_st0 = self.server_line + b"x-envoy-upstream-service-time: 0\r\n"
 
 
 # --- the upstream half --------------------------------------------------------------
@@ -272,8 +305,10 @@ class Exchange:
         self.head_bytes = data = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
                                            fwd.host or head.host, b"\r\n", b"".join(head.lines),
                                            fwd.extra, framing, b"\r\n"))
-        conn = self.cfg.pool.take(ep)
-        if conn is None or self.pending:
+        idle = self.cfg.pool.idle.get(ep)
+        conn = idle.pop() if idle else None
+        if conn is None or conn.closed or self.pending or conn.transport is None \
+                or conn.transport.is_closing():
             self._acquire(fresh=False, conn=conn)
             return
         # the hot path, inlined: a pooled connection and no body buffered yet
@@ -282,9 +317,12 @@ class Exchange:
         conn.exchange = self
         conn.is_head = conn.slow = head.method == b"HEAD"
         self.t0 = _perf()
-        conn.transport.write(data)  # type: ignore[union-attr]
+        conn.transport.write(data)
 
     def _acquire(self, fresh: bool, conn: UpstreamConnection | None = None) -> None:
+        if conn is not None and (conn.closed or conn.transport is None
+                                 or conn.transport.is_closing()):
+            conn = None
         if conn is None and not fresh:
             conn = self.cfg.pool.take(self.endpoint)
         if conn is not None:
@@ -460,8 +498,7 @@ class UpstreamConnection(asyncio.Protocol):
             if n == left:
                 self._finish(True)
             return
-        if (ex is not None and ex.fast and not self.slow and data[:9] == b"HTTP/1.1 "
-                and self._fast_response(ex, data)):
+        if ex is not None and ex.fast and not self.slow and self._fast_response(ex, data):
             return
         self.slow = True
         try:
@@ -485,27 +522,28 @@ class UpstreamConnection(asyncio.Protocol):
         if end < 0:
             return False
         head = data[:end + 2]
-        low = head.lower()
-        i = low.find(b"\ncontent-length:")
-        if i < 0 or _REWRITTEN.search(low) is not None:
-            return False
-        try:
-            status = int(head[9:12])
-            clen = int(low[i + 16:low.find(b"\r", i + 16)])
-        except ValueError:
-            return False
-        if status < 200 or status == 204 or status == 304 or clen < 0:
+        clen = _fast_heads.get(head)
+        if clen is None:
+            clen = _fast_head_length(head)
+            if len(head) <= _FAST_HEAD_MAX:
+                if len(_fast_heads) >= _FAST_HEADS:
+                    _fast_heads.clear()
+                _fast_heads[head] = clen
+        if clen < 0:
             return False
         blen = len(data) - end - 4
         if blen > clen:
             return False               # bytes beyond the message: let the parser judge
-        h1 = cast(H1Exchange, ex)      # ex.fast: an HTTP/1.1 downstream
+        h1: H1Exchange = ex            # type: ignore[assignment]  # ex.fast: HTTP/1.1 downstream
         cfg = ex.cfg
         rh = ex.head
         proto = h1.proto
-        tail = cfg.server_line
         if cfg.service_time:
-            tail += b"x-envoy-upstream-service-time: %d\r\n" % ((_perf() - ex.t0) * 1000)
+            ms = int((_perf() - ex.t0) * 1000)
+            tail = cfg.server_line_st0 if ms == 0 else \
+                cfg.server_line + b"x-envoy-upstream-service-time: %d\r\n" % ms
+        else:
+            tail = cfg.server_line
         if not rh.keep_alive or proto.closing:
             h1.close_after = True
             tail += b"connection: close\r\n"
@@ -514,7 +552,7 @@ class UpstreamConnection(asyncio.Protocol):
         ex.started = True
         t = proto.transport
         if t is not None:
-            t.write(b"".join((head, tail, b"\r\n", data[end + 4:])))
+            t.write(b"".join((head, tail, data[end + 2:])))
         if blen < clen:
             self.fast_left = clen - blen
             return True
@@ -523,10 +561,20 @@ class UpstreamConnection(asyncio.Protocol):
         ex.up = None
         ex.finished = True
         if ex.req_done:
-            self.pool.put(self)
+            pool = self.pool
+            idle = pool.idle.get(self.key)
+            if idle is not None and len(idle) < pool.max_idle and not self.closed:
+                idle.append(self)
+            else:
+                pool.put(self)
         elif self.transport is not None:
             self.transport.close()
-        proto.exchange_done(h1)
+        q = proto.queue
+        if len(q) == 1 and q[0] is h1 and not h1.close_after and not proto.closing \
+                and not proto.paused:
+            q.popleft()                # exchange_done's common case
+        else:
+            proto.exchange_done(h1)
         return True
 
     def _broken(self) -> None:

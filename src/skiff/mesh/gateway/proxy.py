@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import os
 import random
@@ -42,6 +43,7 @@ from typing import Any
 from skiff.core.proxy.alloc import tune_allocator
 from skiff.core.proxy.h2 import alpn_factory
 from skiff.core.proxy.http1 import (
+    Endpoint,
     Forward,
     ProxyConfig,
     Reply,
@@ -72,6 +74,7 @@ POLICY_CAPTURE = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarde
 NOT_FOUND = Reply(404)
 NO_HEALTHY_UPSTREAM = Reply(503, b"no healthy upstream", ((b"content-type", b"text/plain"),))
 _HOST_CACHE_MAX = 4096
+_ID_MASK = 0xFFFFFFFFFFFF
 
 
 class _RequestIds:
@@ -83,11 +86,10 @@ class _RequestIds:
         h = os.urandom(10).hex()
         self.prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{'89ab'[int(h[15], 16) & 3]}{h[16:19]}-"\
             .encode()
-        self.n = random.getrandbits(40)
+        self.count = itertools.count(random.getrandbits(40) + 1)
 
     def next(self) -> bytes:
-        self.n += 1
-        return b"%s%012x" % (self.prefix, self.n & 0xFFFFFFFFFFFF)
+        return b"%s%012x" % (self.prefix, next(self.count) & _ID_MASK)
 
 
 _ids = _RequestIds()
@@ -105,6 +107,11 @@ def _host_key(raw: bytes) -> str:
     return h.rstrip(".")
 
 
+# A host whose route needs no per-request choice: (endpoint, route header lines, Host rewrite).
+_Simple = tuple[Endpoint, bytes, "bytes | None"]
+_NOT_SIMPLE: _Simple = (("", 0), b"", None)
+
+
 class _Runtime:
     """What a snapshot needs while it serves: counters, host caches, ssl contexts."""
 
@@ -115,6 +122,7 @@ class _Runtime:
             if bind != "http":
                 self.tables[bind] = li.table
         self.host_cache: dict[str, dict[bytes, VirtualHost | None]] = {t: {} for t in self.tables}
+        self.simple: dict[str, dict[bytes, _Simple]] = {t: {} for t in self.tables}
         self.counters: dict[int, int] = {}
         self.extra: dict[int, bytes] = {}
         self.contexts: dict[str, list[tuple[Server, ssl.SSLContext]]] = {}
@@ -140,6 +148,30 @@ class _Runtime:
             cache.clear()             # random Host headers must not grow memory without bound
         cache[raw_host] = vh
         return vh
+
+    def simple_route(self, table: str, raw_host: bytes) -> _Simple:
+        """The route of a host with one trivially matching path, one split and one endpoint
+        (the usual Knative service), decided once per snapshot; _NOT_SIMPLE otherwise."""
+        vh = self.lookup(table, raw_host)
+        r = _NOT_SIMPLE
+        if vh is not None and not vh.redirect_http and len(vh.paths) == 1:
+            path = vh.paths[0]
+            if not path.headers and len(path.prefix) <= 1 and len(path.schedule) == 1:
+                split = path.splits[path.schedule[0]]
+                if len(split.endpoints) == 1:
+                    r = (split.endpoints[0], self.route_headers(path, split),
+                         path.rewrite_host.encode() if path.rewrite_host else None)
+        cache = self.simple[table]
+        if len(cache) >= _HOST_CACHE_MAX:
+            cache.clear()
+        cache[raw_host] = r
+        return r
+
+    def route_headers(self, path: HttpPath, split: Split) -> bytes:
+        extra = self.extra.get(id(split))        # a Split belongs to one path
+        if extra is None:
+            extra = self.extra[id(split)] = _route_headers(path, split)
+        return extra
 
     def next(self, key: int) -> int:
         n = self.counters.get(key, 0)
@@ -189,7 +221,7 @@ class GatewayProxy:
         self.pool = UpstreamPool()
         self._contexts: dict[bytes, ssl.SSLContext] = {}
         self.rt = _Runtime(EMPTY, self._contexts)
-        self._hops: dict[tuple[bytes, bytes], bytes] = {}
+        self._hops: dict[bytes, dict[bytes, tuple[bytes, bytes]]] = {}
         self.configs: dict[str, ProxyConfig] = {}
         for table in ("external", "local", "https"):
             self.configs[table] = ProxyConfig(self._dispatcher(table), self.pool,
@@ -223,46 +255,35 @@ class GatewayProxy:
 
     # --- dispatch --------------------------------------------------------------------
     def _dispatcher(self, table: str) -> Callable[[RequestHead], Forward | Reply]:
+        count = _ids.count
+        hop_headers = self._hop_headers
+
         def dispatch(head: RequestHead) -> Forward | Reply:
             rt = self.rt
-            vh = rt.lookup(table, head.host)
-            if vh is None:
-                return NOT_FOUND
-            if vh.redirect_http and head.scheme == b"http":
-                return Reply(301, b"", ((b"location", b"https://" + head.host + head.target),))
-            paths = vh.paths
-            path: HttpPath | None = None
-            if len(paths) == 1 and not paths[0].headers and len(paths[0].prefix) <= 1:
-                path = paths[0]
+            route = rt.simple[table].get(head.host)
+            if route is None:
+                route = rt.simple_route(table, head.host)
+            if route is not _NOT_SIMPLE:
+                ep, extra, rewrite = route
             else:
-                target = head.target.decode("latin-1")
-                for p in paths:
-                    if p.matches(target, lambda n: _str(head.header(n.encode()))):
-                        path = p
-                        break
-                if path is None:
-                    return NOT_FOUND
-            sched = path.schedule
-            if not sched:
-                return NO_HEALTHY_UPSTREAM
-            if len(sched) == 1:
-                split = path.splits[sched[0]]
-            else:
-                split = path.splits[sched[rt.next(id(path)) % len(sched)]]
-            eps = split.endpoints
-            if not eps:
-                return NO_HEALTHY_UPSTREAM
-            ep = eps[0] if len(eps) == 1 else eps[rt.next(id(split)) % len(eps)]
-            extra = rt.extra.get(id(split))        # a Split belongs to one path
-            if extra is None:
-                extra = rt.extra[id(split)] = _route_headers(path, split)
+                r = self._route(rt, table, head)
+                if isinstance(r, Reply):
+                    return r
+                ep, extra, rewrite = r
             cap = head.captured
             xff = cap.get(b"x-forwarded-for")
             fwd = cap.get(b"forwarded")
-            rid = cap.get(b"x-request-id") or request_id()
+            rid = cap.get(b"x-request-id")
             if xff is None and fwd is None:
-                prefix = self._hop_headers(head.client, head.scheme)
-                lines = b"".join((prefix, rid, b"\r\n", extra))
+                client = head.client
+                hops = self._hops.get(head.scheme)
+                hop = hops.get(client) if hops is not None else None
+                if hop is None:
+                    hop = hop_headers(client, head.scheme)
+                if rid is None:
+                    lines = b"%s%012x\r\n%s" % (hop[1], next(count) & _ID_MASK, extra)
+                else:
+                    lines = b"".join((hop[0], rid, b"\r\n", extra))
             else:
                 client = head.client
                 scheme = head.scheme
@@ -271,22 +292,56 @@ class GatewayProxy:
                     b"x-forwarded-for: ", xff + b", " + client if xff else client,
                     b"\r\nx-forwarded-proto: ", scheme,
                     b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
-                    b"\r\nx-request-id: ", rid, b"\r\n", extra))
-            return Forward(ep, lines,
-                           path.rewrite_host.encode() if path.rewrite_host else None)
+                    b"\r\nx-request-id: ", rid or request_id(), b"\r\n", extra))
+            return Forward(ep, lines, rewrite)
         return dispatch
 
-    def _hop_headers(self, client: bytes, scheme: bytes) -> bytes:
-        """The forwarding headers for a client that sent none, up to x-request-id's value."""
-        key = (client, scheme)
-        v = self._hops.get(key)
-        if v is None:
-            v = (b"x-forwarded-for: " + client + b"\r\nx-forwarded-proto: " + scheme +
-                 b"\r\nforwarded: " + _forwarded_for(client, scheme) + b"\r\nx-request-id: ")
-            if len(self._hops) >= _HOST_CACHE_MAX:
-                self._hops.clear()
-            self._hops[key] = v
-        return v
+    def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply:
+        """The general route choice: paths by prefix and headers, splits by weight, endpoints
+        round robin."""
+        vh = rt.lookup(table, head.host)
+        if vh is None:
+            return NOT_FOUND
+        if vh.redirect_http and head.scheme == b"http":
+            return Reply(301, b"", ((b"location", b"https://" + head.host + head.target),))
+        paths = vh.paths
+        path: HttpPath | None = None
+        if len(paths) == 1 and not paths[0].headers and len(paths[0].prefix) <= 1:
+            path = paths[0]
+        else:
+            target = head.target.decode("latin-1")
+            for p in paths:
+                if p.matches(target, lambda n: _str(head.header(n.encode()))):
+                    path = p
+                    break
+            if path is None:
+                return NOT_FOUND
+        sched = path.schedule
+        if not sched:
+            return NO_HEALTHY_UPSTREAM
+        if len(sched) == 1:
+            split = path.splits[sched[0]]
+        else:
+            split = path.splits[sched[rt.next(id(path)) % len(sched)]]
+        eps = split.endpoints
+        if not eps:
+            return NO_HEALTHY_UPSTREAM
+        ep = eps[0] if len(eps) == 1 else eps[rt.next(id(split)) % len(eps)]
+        return (ep, rt.route_headers(path, split),
+                path.rewrite_host.encode() if path.rewrite_host else None)
+
+    def _hop_headers(self, client: bytes, scheme: bytes) -> tuple[bytes, bytes]:
+        """The forwarding headers for a client that sent none, up to x-request-id's value; and
+        the same with this process's request-id prefix."""
+        hops = self._hops.get(scheme)
+        if hops is None:
+            hops = self._hops[scheme] = {}
+        v = (b"x-forwarded-for: " + client + b"\r\nx-forwarded-proto: " + scheme +
+             b"\r\nforwarded: " + _forwarded_for(client, scheme) + b"\r\nx-request-id: ")
+        if len(hops) >= _HOST_CACHE_MAX:
+            hops.clear()
+        hops[client] = pair = (v, v + _ids.prefix)
+        return pair
 
     # --- listeners -------------------------------------------------------------------
     def edge_factory(self, scheme: bytes, tls: bool) -> ProtocolFactory:
