@@ -67,4 +67,6 @@ class Client(Protocol):
                     subresource: str = "") -> Obj: ...  # JSON merge patch
 
     async def delete(self, ref: Ref, name: str, namespace: str = "",
-                     grace_period_seconds: int | None = None) -> None: ...
+                     grace_period_seconds: int | None = None) -> None:
+        """Delete (gracefully for running pods); an object already gone is not an error."""
+        ...
