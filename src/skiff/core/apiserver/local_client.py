@@ -34,6 +34,7 @@ class LocalClient:
         events = await self.registry.watch(self.registry.kind_for(ref), namespace, resource_version)
         async for ev in events:
             yield ev
+            del ev   # not kept while waiting for the next event (see Registry._watch_events)
 
     async def create(self, obj: Obj) -> Obj:
         k = self._kind_of(obj)

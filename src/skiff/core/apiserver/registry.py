@@ -17,9 +17,9 @@ import builtins
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from skiff.core import selectors
 from skiff.core.admission import Admission
@@ -33,7 +33,16 @@ from skiff.core.patch import (
     merge_patch,
     strategic_merge_patch,
 )
-from skiff.core.store import AlreadyExists, Conflict, NotFound, Store, TooOld, key_for, prefix_for
+from skiff.core.store import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    Store,
+    TooOld,
+    Watch,
+    key_for,
+    prefix_for,
+)
 from skiff.core.validation import NAME_RULES, Cause, label_causes, validate
 
 MAX_BODY = 3 * 1024 * 1024   # kube-apiserver's request size limit
@@ -41,6 +50,7 @@ _SERVER_META = ("uid", "creationTimestamp", "generation", "resourceVersion", "de
                 "deletionGracePeriodSeconds", "selfLink")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def not_found(k: Kind, name: str) -> ApiError:
@@ -90,6 +100,12 @@ class Registry:
         obj["apiVersion"] = f"{k.group}/{version or k.version}" if k.group else (version or k.version)
         obj["kind"] = k.kind
         return obj
+
+    def _stored(self, k: Kind, obj: Obj) -> Obj:
+        """The form every write stores: apiVersion (the storage version) and kind first, so that
+        a watch can tell from the first bytes of the text that it is what `get` would serve."""
+        rest = {f: v for f, v in obj.items() if f not in ("apiVersion", "kind")}
+        return {"apiVersion": f"{k.group}/{k.version}" if k.group else k.version, "kind": k.kind, **rest}
 
     def _check_namespace(self, k: Kind, namespace: str, creating: bool) -> None:
         if not k.namespaced:
@@ -155,11 +171,17 @@ class Registry:
         return out, rv, next_token
 
     def _matcher(self, label_selector: str, field_selector: str) -> Callable[[Obj], bool]:
+        return self._selector(label_selector, field_selector) or (lambda _o: True)
+
+    def _selector(self, label_selector: str, field_selector: str) -> Callable[[Obj], bool] | None:
+        """The match function of the selectors, or None when there are none (everything matches)."""
         try:
             ls = selectors.parse_label_selector(label_selector) if label_selector else None
             fs = selectors.parse_field_selector(field_selector) if field_selector else None
         except selectors.SelectorError as e:
             raise bad_request(str(e)) from None
+        if ls is None and fs is None:
+            return None
 
         def match(o: Obj) -> bool:
             if ls is not None and not ls.matches(o["metadata"].get("labels") or {}):
@@ -170,10 +192,26 @@ class Registry:
     async def watch(self, k: Kind, namespace: str = "", resource_version: str = "",
                     label_selector: str = "", field_selector: str = "",
                     version: str = "") -> AsyncIterator[WatchEvent]:
-        """Watch events; without a resourceVersion (or "0") the current objects come first as ADDED."""
+        """Watch events; without a resourceVersion (or "0") the current objects come first as ADDED.
+        Each event's object is the watcher's own copy (in-process consumers may mutate it)."""
         match = self._matcher(label_selector, field_selector)
+        w, initial = self._open_watch(k, namespace, resource_version)
+        return _Stream(self._watch_events(k, w, initial, match, version), w)
+
+    async def watch_json(self, k: Kind, namespace: str = "", resource_version: str = "",
+                         label_selector: str = "", field_selector: str = "",
+                         version: str = "") -> AsyncIterator[tuple[str, str]]:
+        """The same events as `watch`, for a consumer that only serialises them (the HTTP watch):
+        (type, the object's JSON text as `watch` would give it). Text that every write stores
+        (see _stored) is passed on as it is, one encoding shared by every watcher; an object is
+        decoded only to match selectors, or to restamp text of another version or older form."""
+        match = self._selector(label_selector, field_selector)
+        w, initial = self._open_watch(k, namespace, resource_version)
+        return _Stream(self._watch_texts(k, w, initial, match, version), w)
+
+    def _open_watch(self, k: Kind, namespace: str, resource_version: str) -> tuple[Watch, builtins.list[str]]:
         prefix = prefix_for(k.group, k.plural, namespace if k.namespaced else "")
-        initial: list[str] = []
+        initial: builtins.list[str] = []
         try:
             since = int(resource_version) if resource_version not in ("", "0") else 0
         except ValueError:
@@ -184,25 +222,61 @@ class Registry:
             w = self.store.watch(prefix, since)
         except TooOld as e:
             raise ApiError(410, "Expired", str(e)) from None
-        return self._watch_events(k, w, initial, match, version)
+        initial.reverse()   # popped from the end as sent, so a long watch does not pin the first list
+        return w, initial
 
-    async def _watch_events(self, k: Kind, w: Any, initial: builtins.list[str], match: Callable[[Obj], bool],
-                            version: str) -> AsyncIterator[WatchEvent]:
+    async def _watch_events(self, k: Kind, w: Watch, initial: builtins.list[str], match: Callable[[Obj], bool],
+                            version: str) -> AsyncGenerator[WatchEvent, None]:
+        # No local keeps an object while the watch waits for the next event: a long watch would
+        # pin it, and with it the allocator's arenas it was decoded into (on a CRD list, MiBs).
         try:
-            initial.reverse()
-            while initial:   # decoded and popped as sent, so a long watch does not pin the first list
+            while initial:
                 o = json.loads(initial.pop())
                 if match(o):
                     yield WatchEvent("ADDED", self._out(k, o, version))
+                del o
             async for ev in w:
                 obj = ev.decode()   # a private copy per watcher: consumers may mutate it
                 if match(obj):
                     yield WatchEvent(ev.type, self._out(k, obj, version))
+                del obj
+        finally:
+            w.close()
+
+    async def _watch_texts(self, k: Kind, w: Watch, initial: builtins.list[str],
+                           match: Callable[[Obj], bool] | None, version: str) -> AsyncGenerator[tuple[str, str], None]:
+        served = self._out(k, {}, version)
+        head = ('{"apiVersion":' + json.dumps(served["apiVersion"]) + ',"kind":'
+                + json.dumps(served["kind"]) + ",")
+
+        def served_text(text: str) -> str | None:
+            as_stored = text.startswith(head)
+            if match is None and as_stored:
+                return text
+            o: Obj = json.loads(text)
+            if match is not None and not match(o):
+                return None
+            if as_stored:
+                return text
+            return json.dumps(self._out(k, o, version), separators=(",", ":"))
+
+        try:
+            while initial:
+                t = served_text(initial.pop())
+                if t is not None:
+                    yield "ADDED", t
+            async for ev in w:
+                t = served_text(ev.text)
+                if t is not None:
+                    yield ev.type, t
         finally:
             w.close()
 
     # --- writes -------------------------------------------------------------
-    def create(self, k: Kind, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+    def create(self, k: Kind, namespace: str, body: Any, dry_run: bool = False,
+               status: Obj | None = None) -> Obj:
+        """`status`: for objects skiff creates born with their status (its own CRDs at start-up),
+        one write where a create and then a status update would be two."""
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request must be a JSON object, not {type(body).__name__}")
         obj = copy.deepcopy(body)
@@ -225,6 +299,8 @@ class Registry:
             meta.pop(f, None)
         if k.status_subresource and k.kind not in ("Namespace",):
             obj.pop("status", None)
+        if status is not None:
+            obj["status"] = copy.deepcopy(status)
         self._default_builtin(k, obj)
         self._validate(k, obj, None)
         self._check_namespace(k, meta.get("namespace", ""), creating=True)
@@ -236,7 +312,8 @@ class Registry:
             meta["resourceVersion"] = str(self.store.rv)
             return self._out(k, obj)
         try:
-            stored = self.store.create(self._key(k, meta.get("namespace", ""), meta["name"]), obj)
+            stored = self.store.create(self._key(k, meta.get("namespace", ""), meta["name"]),
+                                       self._stored(k, obj))
         except AlreadyExists:
             raise ApiError(409, "AlreadyExists", f'{k.resource} "{meta["name"]}" already exists',
                            {"name": meta["name"], "group": k.group, "kind": k.plural}) from None
@@ -329,13 +406,16 @@ class Registry:
                 return self._out(k, self.store.delete(key, old_rv))
             except Conflict:
                 raise self._conflict(k, new["metadata"]["name"]) from None
-        # Skip a no-op write: no new resourceVersion, no watch event (as upstream).
-        cmp_old = {**old, "metadata": {**old["metadata"], "resourceVersion": None}}
-        cmp_new = {**new, "metadata": {**new["metadata"], "resourceVersion": None}}
+        # Skip a no-op write: no new resourceVersion, no watch event (as upstream). apiVersion and
+        # kind do not count: every write stores the storage version (see _stored).
+        cmp_old = {**old, "apiVersion": None, "kind": None,
+                   "metadata": {**old["metadata"], "resourceVersion": None}}
+        cmp_new = {**new, "apiVersion": None, "kind": None,
+                   "metadata": {**new["metadata"], "resourceVersion": None}}
         if cmp_old == cmp_new:
             return self._out(k, old)
         try:
-            return self._out(k, self.store.update(key, new, old_rv))
+            return self._out(k, self.store.update(key, self._stored(k, new), old_rv))
         except Conflict:
             raise self._conflict(k, new["metadata"]["name"]) from None
         except NotFound:
@@ -433,7 +513,7 @@ class Registry:
             if not meta.get("finalizers") and not self._held_by_builtin(k, new) and grace <= 0:
                 return self._out(k, self.store.delete(key))
             new["metadata"].pop("resourceVersion", None)
-            return self._out(k, self.store.update(key, new))
+            return self._out(k, self.store.update(key, self._stored(k, new)))
         try:
             return self._out(k, self.store.delete(key))
         except NotFound:
@@ -457,16 +537,30 @@ class Registry:
             refs = o["metadata"].get("ownerReferences") or []
             if any(r.get("uid") == uid for r in refs):
                 o["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
-                key = self._key_of(o)
-                if key:
+                k = self.kinds.for_api_version(o.get("apiVersion", ""), o.get("kind", ""))
+                if k is not None:
                     o["metadata"].pop("resourceVersion", None)
-                    self.store.update(key, o)
+                    self.store.update(self._key(k, o["metadata"].get("namespace", ""), o["metadata"]["name"]),
+                                      self._stored(k, o))
 
-    def _key_of(self, o: Obj) -> str:
-        k = self.kinds.for_api_version(o.get("apiVersion", ""), o.get("kind", ""))
-        if k is None:
-            return ""
-        return self._key(k, o["metadata"].get("namespace", ""), o["metadata"]["name"])
+
+class _Stream(Generic[T]):
+    """A watch's events; closing it ends the store watch, also when it was never iterated
+    (an async generator closed before its first step never runs its `finally`)."""
+
+    def __init__(self, events: AsyncGenerator[T, None], w: Watch) -> None:
+        self._events = events
+        self._w = w
+
+    def __aiter__(self) -> _Stream[T]:
+        return self
+
+    def __anext__(self) -> Awaitable[T]:
+        return self._events.__anext__()
+
+    async def aclose(self) -> None:
+        self._w.close()
+        await self._events.aclose()
 
 
 def _default_pod_spec(spec: Obj) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 from skiff.core import printers
 from skiff.core.apiserver import discovery
 from skiff.core.apiserver.registry import Registry, bad_request, json_body, parse_bool
-from skiff.core.client import ApiError, Obj
+from skiff.core.client import ApiError, Obj, WatchEvent
 from skiff.core.clock import utcnow
 from skiff.core.kinds import Kind
 
@@ -79,6 +79,34 @@ def _status_response(e: ApiError) -> web.Response:
 
 def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
+
+
+async def _aclose(it: AsyncIterator[Any]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            pass
+
+
+async def _json_lines(events: AsyncIterator[tuple[str, str]]) -> AsyncIterator[bytes]:
+    """Watch lines around the objects' JSON text as the registry gives it (no decoding here)."""
+    async for type_, text in events:
+        yield b'{"type":"%s","object":%s}\n' % (type_.encode(), text.encode())
+
+
+async def _table_lines(events: AsyncIterator[WatchEvent], k: Kind, include_object: str) -> AsyncIterator[bytes]:
+    """Watch lines for `kubectl get -w`: each object as a Table row (columns in the first only)."""
+    first = True
+    async for ev in events:
+        obj = ev.object
+        tb = printers.table(k, [obj], utcnow(), include_object)
+        if not first:
+            tb["columnDefinitions"] = []
+        tb["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        first = False
+        yield json.dumps({"type": ev.type, "object": tb}).encode() + b"\n"
 
 
 class ApiServer:
@@ -320,76 +348,94 @@ class ApiServer:
 
     async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
+        table = _wants_table(request)
         expired: ApiError | None = None
+        events: AsyncIterator[Any] | None = None
         try:
-            events = await self.registry.watch(t.kind, t.namespace, q.get("resourceVersion", ""),
-                                               q.get("labelSelector", ""), q.get("fieldSelector", ""),
-                                               t.version)
+            args = (t.kind, t.namespace, q.get("resourceVersion", ""), q.get("labelSelector", ""),
+                    q.get("fieldSelector", ""), t.version)
+            events = await (self.registry.watch(*args) if table else self.registry.watch_json(*args))
         except ApiError as e:
             if e.code != 410:
                 raise
             expired = e
-        table = _wants_table(request)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
-                                                       "Transfer-Encoding": "chunked"})
-        await resp.prepare(request)
-        if expired is not None:
-            # As kube-apiserver: the stream opens, then one ERROR event carries the 410 Status.
-            await resp.write(json.dumps({"type": "ERROR", "object": expired.status()}).encode() + b"\n")
-            await resp.write_eof()
-            return resp
-        timeout = float(q.get("timeoutSeconds", 0) or 0) or 1800.0
-        bookmarks = parse_bool(q.get("allowWatchBookmarks"))
-        first = True
-        it = events.__aiter__()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pending: asyncio.Task[Any] | None = None
         try:
-            while True:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                if pending is None:
-                    pending = asyncio.ensure_future(it.__anext__())
-                done, _ = await asyncio.wait({pending}, timeout=min(left, 30.0))
-                if not done:
-                    if bookmarks:
-                        bm = {"type": "BOOKMARK", "object": {
-                            "kind": t.kind.kind, "apiVersion": t.kind.api_version,
-                            "metadata": {"resourceVersion": str(self.registry.store.rv)}}}
-                        await resp.write(json.dumps(bm).encode() + b"\n")
-                    continue
-                try:
-                    ev = pending.result()
-                except StopAsyncIteration:
-                    break
-                pending = None
-                obj: Obj = ev.object
-                if table:
-                    tb = printers.table(t.kind, [obj], utcnow(), q.get("includeObject", "Metadata"))
-                    if not first:
-                        tb["columnDefinitions"] = []
-                    tb["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
-                    obj = tb
-                    first = False
-                await resp.write(json.dumps({"type": ev.type, "object": obj}).encode() + b"\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                           "Transfer-Encoding": "chunked"})
+            await resp.prepare(request)
+            if events is None:
+                # As kube-apiserver: the stream opens, then one ERROR event carries the 410 Status.
+                assert expired is not None
+                await resp.write(json.dumps({"type": "ERROR", "object": expired.status()}).encode() + b"\n")
+                await resp.write_eof()
+                return resp
+            lines = (_table_lines(events, t.kind, q.get("includeObject", "Metadata")) if table
+                     else _json_lines(events))
+            await self._stream(resp, lines, t.kind, float(q.get("timeoutSeconds", 0) or 0) or 1800.0,
+                               parse_bool(q.get("allowWatchBookmarks")))
         finally:
-            if pending is not None:
-                pending.cancel()
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:
-                    pass
+            if events is not None:
+                await _aclose(events)   # ends the store watch, even if never iterated
         try:
             await resp.write_eof()
         except (ConnectionResetError, RuntimeError):
             pass
         return resp
+
+    async def _stream(self, resp: web.StreamResponse, lines: AsyncIterator[bytes], k: Kind,
+                      timeout: float, bookmarks: bool) -> None:
+        """Send watch lines until the deadline, the end of the events or the client's going.
+
+        No task or timer per event: one deadline for the whole watch and, with bookmarks, one
+        task that sends a BOOKMARK after each 30 s without an event (and one at the deadline
+        when the watch was waiting then). It sends one only while the loop below waits for the
+        next event: then every event up to the store's resourceVersion has been sent or
+        filtered out, so a client resuming from the bookmark misses none.
+        """
+        loop = asyncio.get_running_loop()
+        waiting = True
+        last = loop.time()
+
+        async def bookmark() -> None:
+            bm = {"type": "BOOKMARK", "object": {
+                "kind": k.kind, "apiVersion": k.api_version,
+                "metadata": {"resourceVersion": str(self.registry.store.rv)}}}
+            await resp.write(json.dumps(bm).encode() + b"\n")
+
+        async def bookmarker() -> None:
+            nonlocal last
+            while True:
+                wait = last + 30.0 - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                await asyncio.sleep(0)   # an event already on its way goes first
+                if waiting and loop.time() - last >= 30.0:
+                    await bookmark()
+                last = loop.time()   # a new 30 s (also after a slow client's long write)
+
+        ticker = asyncio.ensure_future(bookmarker()) if bookmarks else None
+        timed_out = False
+        try:
+            async with asyncio.timeout(timeout):
+                async for line in lines:
+                    waiting = False
+                    await resp.write(line)
+                    waiting, last = True, loop.time()
+        except TimeoutError:
+            timed_out = True
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+            await _aclose(lines)
+        if timed_out and bookmarks and waiting:
+            try:
+                await bookmark()
+            except ConnectionResetError:
+                pass
 
     async def _scale(self, request: web.Request, t: Target) -> web.Response:
         reg = self.registry

@@ -10,6 +10,7 @@ core/apiserver/registry.py is the only caller, reconcilers never are).
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class TooOld(StoreError):
     """A watch asked for history the store no longer keeps (HTTP 410 Gone)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """A committed change. The object is kept as its JSON text: history stays compact, and each
     consumer decodes its own private copy (no copy is shared between watchers)."""
@@ -66,7 +67,7 @@ class Store(Protocol):
 
     def list(self, prefix: str, start_after: str = "") -> tuple[list[Obj], int]: ...
 
-    def texts(self, prefix: str) -> tuple[list[str], int]: ...
+    def texts(self, prefix: str) -> tuple[builtins.list[str], int]: ...
 
     def iter(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, Obj]]: ...
 

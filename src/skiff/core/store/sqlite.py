@@ -12,8 +12,10 @@ local disk, cheaper than a thread hop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import sqlite3
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooOld
 
 HISTORY = 20000          # events kept for watch resumption
+SMALL_EVENT = 4096       # history keeps longer event text zlib-compressed (CRDs shrink about 9x)
 WATCH_BUFFER = 100000    # a watcher this far behind is closed (it must re-list)
 
 _SCHEMA = """
@@ -31,33 +34,49 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('rv', 0);
 
 
 class _Watcher:
+    """One watch's pending events: a deque and, while its consumer waits, one future to wake it
+    (lighter than an asyncio.Queue; a write pushes to every matching watcher)."""
+
     def __init__(self, store: SQLiteStore, prefix: str) -> None:
         self._store = store
         self.prefix = prefix
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._events: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.closed = False
 
-    def push(self, ev: Event | None) -> None:
+    def push(self, ev: Event) -> None:
         if self.closed:
             return
-        if ev is not None and self.queue.qsize() >= WATCH_BUFFER:
+        if len(self._events) >= WATCH_BUFFER:
             # A consumer this slow would hold unbounded memory: end its watch.
             self.close()
             return
-        self.queue.put_nowait(ev)
+        self._events.append(ev)
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def close(self) -> None:
+        """End the watch: the consumer gets the events already pushed, then the end."""
         if not self.closed:
             self.closed = True
-            self.queue.put_nowait(None)
             self._store._watchers.discard(self)
+            self._wake()
 
     async def _iter(self) -> AsyncIterator[Event]:
+        events = self._events
         while True:
-            ev = await self.queue.get()
-            if ev is None:
+            while events:
+                yield events.popleft()
+            if self.closed:
                 return
-            yield ev
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iter()
@@ -68,9 +87,11 @@ class SQLiteStore:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA cache_size=-256")
         self._db.executescript(_SCHEMA)
         self._rv: int = self._db.execute("SELECT value FROM meta WHERE name='rv'").fetchone()[0]
-        self._history: deque[Event] = deque(maxlen=HISTORY)
+        # (rv, key, type, text or compressed text): the event as the ring keeps it
+        self._history: deque[tuple[int, str, str, str | bytes]] = deque(maxlen=HISTORY)
         self._oldest_rv = self._rv  # watches may resume from here on
         self._watchers: set[_Watcher] = set()
 
@@ -91,7 +112,7 @@ class SQLiteStore:
     def list(self, prefix: str, start_after: str = "") -> tuple[list[Obj], int]:
         return [o for _, o in self.iter(prefix, start_after)], self._rv
 
-    def texts(self, prefix: str) -> tuple[list[str], int]:
+    def texts(self, prefix: str) -> tuple[builtins.list[str], int]:
         """The stored JSON text of every object under `prefix`, in key order, and the current
         resourceVersion: a watch's initial list, decoded one object at a time as it is sent."""
         cur = self._db.execute("SELECT value FROM objects WHERE key >= ? AND key < ? ORDER BY key",
@@ -155,8 +176,10 @@ class SQLiteStore:
     # --- watch --------------------------------------------------------------
     def _publish(self, ev: Event) -> None:
         if len(self._history) == self._history.maxlen:
-            self._oldest_rv = self._history[0].rv
-        self._history.append(ev)
+            self._oldest_rv = self._history[0][0]
+        text = ev.text
+        self._history.append((ev.rv, ev.key, ev.type,
+                              text if len(text) <= SMALL_EVENT else zlib.compress(text.encode(), 1)))
         for w in list(self._watchers):
             if ev.key.startswith(w.prefix):
                 w.push(ev)
@@ -167,9 +190,9 @@ class SQLiteStore:
             raise TooOld(f"too old resource version: {since_rv} ({self._oldest_rv})")
         w = _Watcher(self, prefix)
         if since_rv:
-            for ev in self._history:
-                if ev.rv > since_rv and ev.key.startswith(prefix):
-                    w.push(ev)
+            for rv, key, type_, data in self._history:
+                if rv > since_rv and key.startswith(prefix):
+                    w.push(Event(type_, key, data if isinstance(data, str) else zlib.decompress(data).decode(), rv))
         self._watchers.add(w)
         return w
 
