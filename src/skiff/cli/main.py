@@ -25,8 +25,8 @@ from skiff.cli.service import service_app
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="skiff: OpenShift Serverless with Service Mesh, on one machine.")
 app.add_typer(service_app, name="service")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def _home(home: Path | None) -> Path:
