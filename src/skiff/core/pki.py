@@ -57,23 +57,32 @@ def issue(ca_cert_pem: bytes, ca_key_pem: bytes, cn: str, dns: list[str], ips: l
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
+def write_pair(crt: Path, key: Path, pair: tuple[bytes, bytes]) -> None:
+    """Write a (certificate, key) pair; the key readable by its owner only."""
+    key.write_bytes(pair[1])
+    key.chmod(0o600)
+    crt.write_bytes(pair[0])
+
+
+def ensure_ca(crt: Path, key: Path, cn: str, now: dt.datetime) -> bool:
+    """Make a CA at crt/key unless both exist; True when a new one was made."""
+    if crt.exists() and key.exists():
+        return False
+    write_pair(crt, key, make_ca(cn, now))
+    return True
+
+
 def ensure_api_pki(home: Path, now: dt.datetime) -> tuple[Path, Path, Path]:
     """(ca.crt, apiserver.crt, apiserver.key) under <home>/pki, made on first use."""
     pki = home / "pki"
     pki.mkdir(parents=True, exist_ok=True)
     ca_crt, ca_key = pki / "ca.crt", pki / "ca.key"
     crt, key = pki / "apiserver.crt", pki / "apiserver.key"
-    if not ca_crt.exists() or not ca_key.exists():
-        c, k = make_ca("skiff-ca", now)
-        ca_key.write_bytes(k)
-        ca_key.chmod(0o600)
-        ca_crt.write_bytes(c)
+    if ensure_ca(ca_crt, ca_key, "skiff-ca", now):
         crt.unlink(missing_ok=True)
     if not crt.exists() or not key.exists():
-        c, k = issue(ca_crt.read_bytes(), ca_key.read_bytes(), "skiff-apiserver",
-                     ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-                     ["127.0.0.1", "::1"], now)
-        key.write_bytes(k)
-        key.chmod(0o600)
-        crt.write_bytes(c)
+        write_pair(crt, key, issue(
+            ca_crt.read_bytes(), ca_key.read_bytes(), "skiff-apiserver",
+            ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+            ["127.0.0.1", "::1"], now))
     return ca_crt, crt, key

@@ -38,7 +38,7 @@ from typing import Protocol
 
 from cryptography import x509
 
-from skiff.core.pki import issue, make_ca
+from skiff.core.pki import ensure_ca, issue, write_pair
 from skiff.core.proxy.listener import (
     Action,
     PeekingListener,
@@ -97,21 +97,14 @@ def ensure_router_pki(pki: Path, domain: str, now: dt.datetime) -> RouterPKI:
     """The router CA and the certificates it issues, made on first use or when the domain changes."""
     pki.mkdir(parents=True, exist_ok=True)
     ca_crt, ca_key = pki / "router-ca.crt", pki / "router-ca.key"
-    if not ca_crt.exists() or not ca_key.exists():
-        c, k = make_ca("skiff-router-ca", now)
-        ca_key.write_bytes(k)
-        ca_key.chmod(0o600)
-        ca_crt.write_bytes(c)
+    ensure_ca(ca_crt, ca_key, "skiff-router-ca", now)
     ca = ca_crt.read_bytes()
     names = wildcard_names(domain)
     out = {}
     for stem, cn in (("router", "skiff-router"), ("ingress", "skiff-ingress")):
         crt, key = pki / f"{stem}.crt", pki / f"{stem}.key"
         if not key.exists() or _sans(crt) != sorted(names) or not _issued_by(crt, ca):
-            c, k = issue(ca, ca_key.read_bytes(), cn, names, [], now)
-            key.write_bytes(k)
-            key.chmod(0o600)
-            crt.write_bytes(c)
+            write_pair(crt, key, issue(ca, ca_key.read_bytes(), cn, names, [], now))
         out[stem] = (crt, key)
     return RouterPKI(ca_crt, out["router"][0], out["router"][1], out["ingress"][0],
                      out["ingress"][1])
