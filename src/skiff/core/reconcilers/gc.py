@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.controller import Mapper
@@ -27,26 +29,86 @@ def _ref(k: Kind) -> Ref:
     return Ref(k.api_version, k.kind)
 
 
-def dependents_to_delete(gone_uid: str, objects: list[Obj], live_uids: set[str]) -> list[Obj]:
-    """Objects owned by `gone_uid` whose other owners (if any) are gone too. Pure."""
-    out = []
-    for o in objects:
-        refs = o["metadata"].get("ownerReferences") or []
-        uids = {r.get("uid") for r in refs}
-        if gone_uid in uids and not (uids - {gone_uid}) & live_uids:
-            out.append(o)
-    return out
+Target = tuple[Ref, str, str]   # (kind, namespace, name) of an object to delete
+
+
+@dataclass
+class OwnerIndex:
+    """Who owns whom, kept from the watch events (no re-listing on each delete). Pure.
+
+    `put` on ADDED/MODIFIED, `remove` on DELETED. remove() answers the dependents to
+    delete now: those owned by the gone object whose other owners are gone too. An
+    object that arrives after all its owners went (the watches of different kinds are
+    not ordered) is answered by put() itself, from a bounded memory of deleted uids.
+    """
+    objects: dict[str, tuple[Target, frozenset[str]]] = field(default_factory=dict)
+    dependents: dict[str, set[str]] = field(default_factory=dict)
+    gone: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    remember: int = 10000
+
+    def put(self, ref: Ref, obj: Obj) -> list[Target]:
+        meta = obj["metadata"]
+        uid = meta["uid"]
+        owners = frozenset(str(r.get("uid")) for r in meta.get("ownerReferences") or [])
+        self._unlink(uid)
+        target = (ref, meta.get("namespace", ""), meta["name"])
+        self.objects[uid] = (target, owners)
+        for o in owners:
+            self.dependents.setdefault(o, set()).add(uid)
+        if owners and all(o in self.gone for o in owners):
+            return [target]
+        return []
+
+    def remove(self, uid: str) -> list[Target]:
+        self._unlink(uid)
+        self.objects.pop(uid, None)
+        self.gone[uid] = None
+        while len(self.gone) > self.remember:
+            self.gone.popitem(last=False)
+        out = []
+        for dep in sorted(self.dependents.pop(uid, set())):
+            entry = self.objects.get(dep)
+            if entry is not None and not any(o in self.objects for o in entry[1] - {uid}):
+                out.append(entry[0])
+        return out
+
+    def orphans(self) -> list[Target]:
+        """Objects none of whose owners exist (owners deleted while skiff was down)."""
+        return [t for t, owners in self.objects.values()
+                if owners and not any(o in self.objects for o in owners)]
+
+    def _unlink(self, uid: str) -> None:
+        entry = self.objects.get(uid)
+        if entry is None:
+            return
+        for o in entry[1]:
+            deps = self.dependents.get(o)
+            if deps is not None:
+                deps.discard(uid)
+                if not deps and o not in self.objects and o not in self.gone:
+                    del self.dependents[o]
 
 
 class GarbageCollector:
     def __init__(self, client: Client, kinds: Kinds) -> None:
         self.client = client
         self.kinds = kinds
+        self.index = OwnerIndex()
         self._watched: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.sweep()
+        """Index every kind, delete what lost its owners while skiff was down, then watch."""
+        listed: list[tuple[Kind, str]] = []
+        for k in list(self.kinds):
+            rv = await self._index(k)
+            if rv is not None:
+                listed.append((k, rv))
+        for target in self.index.orphans():
+            await self._delete(target)
+        for k, rv in listed:
+            self._watched.add((k.group, k.plural))
+            self._tasks.append(asyncio.create_task(self._watch(k, rv)))
         self._refresh()
         self._tasks.append(asyncio.create_task(self._watch_crds()))
 
@@ -59,7 +121,7 @@ class GarbageCollector:
         for k in self.kinds:
             if (k.group, k.plural) not in self._watched:
                 self._watched.add((k.group, k.plural))
-                self._tasks.append(asyncio.create_task(self._watch(k)))
+                self._tasks.append(asyncio.create_task(self._watch(k, None)))
 
     async def _watch_crds(self) -> None:
         while True:
@@ -73,18 +135,34 @@ class GarbageCollector:
                 log.exception("gc: CRD watch failed")
             await asyncio.sleep(0.5)
 
-    async def _watch(self, k: Kind) -> None:
+    async def _index(self, k: Kind) -> str | None:
+        """List one kind into the index; the resourceVersion to watch from ("" if empty)."""
+        try:
+            items = await self.client.list(_ref(k))
+        except ApiError:
+            return None
+        for o in items:
+            self.index.put(_ref(k), o)
+        return str(max(int(o["metadata"]["resourceVersion"]) for o in items)) if items else ""
+
+    async def _watch(self, k: Kind, rv: str | None) -> None:
         ref = _ref(k)
         while True:
             try:
-                rv = ""
-                items = await self.client.list(ref)
-                if items:
-                    rv = str(max(int(o["metadata"]["resourceVersion"]) for o in items))
-                del items   # the watch may run for hours; do not pin the listed objects
-                async for ev in self.client.watch(ref, resource_version=rv):
+                if rv is None:
+                    rv = await self._index(k)
+                    if rv is None and self.kinds.get(k.group, k.plural) is None:
+                        self._watched.discard((k.group, k.plural))
+                        return   # the CRD is gone
+                async for ev in self.client.watch(ref, resource_version=rv or ""):
                     if ev.type == "DELETED":
-                        await self.collect(ev.object)
+                        targets = self.index.remove(ev.object["metadata"]["uid"])
+                    elif ev.type in ("ADDED", "MODIFIED"):
+                        targets = self.index.put(ref, ev.object)
+                    else:
+                        continue
+                    for target in targets:
+                        await self._delete(target)
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
@@ -93,41 +171,16 @@ class GarbageCollector:
                     return   # the CRD is gone
             except Exception:
                 log.exception("gc: watch of %s failed", k.resource)
+            rv = None   # re-list after a broken watch
             await asyncio.sleep(0.5)
 
-    async def _all(self, namespace: str = "") -> list[Obj]:
-        out: list[Obj] = []
-        for k in list(self.kinds):
-            if namespace and not k.namespaced:
-                continue
-            try:
-                out += await self.client.list(_ref(k), namespace)
-            except ApiError:
-                continue
-        return out
-
-    async def collect(self, gone: Obj) -> None:
-        ns = gone["metadata"].get("namespace", "")
-        objects = await self._all(ns)
-        live = {o["metadata"]["uid"] for o in objects}
-        for o in dependents_to_delete(gone["metadata"]["uid"], objects, live):
-            await self._delete(o)
-
-    async def sweep(self) -> None:
-        objects = await self._all()
-        live = {o["metadata"]["uid"] for o in objects}
-        for o in objects:
-            refs = o["metadata"].get("ownerReferences") or []
-            if refs and not {r.get("uid") for r in refs} & live:
-                await self._delete(o)
-
-    async def _delete(self, o: Obj) -> None:
-        m = o["metadata"]
+    async def _delete(self, target: Target) -> None:
+        ref, namespace, name = target
         try:
-            await self.client.delete(Ref(o["apiVersion"], o["kind"]), m["name"], m.get("namespace", ""))
+            await self.client.delete(ref, name, namespace)
         except ApiError as e:
             if e.code != 404:
-                log.warning("gc: deleting %s %s: %s", o["kind"], m["name"], e.message)
+                log.warning("gc: deleting %s %s: %s", ref.kind, name, e.message)
 
 
 class NamespaceReconciler:
