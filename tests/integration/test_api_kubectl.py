@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 
-from conftest import Skiff
+from skiffproc import Skiff
 
 KSVC = """
 apiVersion: serving.knative.dev/v1

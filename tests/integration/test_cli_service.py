@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Skiff
+
+from skiffproc import Skiff
 
 IMAGE = "docker.io/openshift/hello-openshift"
 REVISION_PROBE_SECONDS = 8.0

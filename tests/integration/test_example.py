@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import new_skiff
+
+from skiffproc import new_skiff
 
 ROOT = Path(__file__).parent.parent.parent
 

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Skiff, new_skiff
+
+from skiffproc import Skiff, new_skiff
 
 DOMAIN = "apps.openshift.example.com"
 NS = "gw-test"

@@ -7,7 +7,8 @@ import subprocess
 import time
 
 import psutil
-from conftest import Skiff, new_skiff
+
+from skiffproc import Skiff, new_skiff
 
 POD = """
 apiVersion: v1

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Skiff
+
+from skiffproc import Skiff
 
 DOMAIN = "apps.127.0.0.1.sslip.io"   # `skiff up`'s default --domain
 HAS_DATA_PLANE = importlib.util.find_spec("skiff.mesh.gateway") is not None

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Skiff
+from skiffproc import Skiff
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 

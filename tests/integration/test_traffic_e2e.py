@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 import subprocess
 
-from conftest import Skiff
+from skiffproc import Skiff
 
 DOMAIN = "apps.127.0.0.1.sslip.io"
 

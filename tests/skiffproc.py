@@ -1,4 +1,5 @@
-"""Integration fixtures: a real `skiff up` on free loopback ports, driven by the real kubectl.
+"""A real `skiff up` on free loopback ports, driven by the real kubectl (tests import Skiff and
+new_skiff from here; tests/conftest.py makes the per-module `skiff` fixture of it).
 
 One platform per test module (starting one takes about a second); every wait
 has a deadline. Each Skiff has its own home and a fresh kubectl cache dir, so
@@ -16,12 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 
 def free_port() -> int:
@@ -124,14 +122,3 @@ def new_skiff(tmp: Path) -> Skiff:
     return Skiff(home=tmp / "home", api_port=free_port(),
                  ports={"--http-port": free_port(), "--https-port": free_port(),
                         "--local-gateway-port": free_port()})
-
-
-@pytest.fixture(scope="module")
-def skiff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
-    s = new_skiff(tmp_path_factory.mktemp("skiff"))
-    s.start()
-    try:
-        yield s
-    finally:
-        if s.proc is not None:
-            s.stop()
