@@ -55,6 +55,13 @@ class Client(Protocol):
     async def list(self, ref: Ref, namespace: str = "", label_selector: str = "",
                    field_selector: str = "") -> list[Obj]: ...
 
+    async def list_with_version(self, ref: Ref, namespace: str = "", label_selector: str = "",
+                                field_selector: str = "") -> tuple[list[Obj], str]:
+        """The items and the list's resourceVersion (ListMeta), the point a watch resumes from
+        without a gap, as client-go's reflector does (never the newest item's: after a delete
+        or a restart that one can be older than the watch history, and the watch expires)."""
+        ...
+
     def watch(self, ref: Ref, namespace: str = "", resource_version: str = "") -> AsyncIterator[WatchEvent]: ...
 
     async def create(self, obj: Obj) -> Obj: ...

@@ -24,6 +24,15 @@ from skiff.core.client import ApiError, Client, Obj, Ref
 log = logging.getLogger("skiff.controller")
 
 Key = tuple[str, str]          # (namespace, name)
+
+RELIST_MIN = 0.2
+RELIST_MAX = 30.0
+
+
+def relist_delay(previous: float) -> float:
+    """The wait before the next re-list after one that ended without an event: doubling to a
+    cap, as client-go's reflector backs off, so a watch that keeps failing costs ~nothing."""
+    return min(previous * 2, RELIST_MAX)
 Mapper = Callable[[Obj], list[Key]]
 
 
@@ -108,17 +117,18 @@ class Controller:
 
     async def _watch(self, ref: Ref, mapper: Mapper, synced: asyncio.Event | None) -> None:
         """List then watch; on a broken or expired watch, start over (a re-list)."""
+        delay = RELIST_MIN
         while True:
             try:
-                items = await self.client.list(ref)
+                items, rv = await self.client.list_with_version(ref)
                 for o in items:
                     for key in mapper(o):
                         self.enqueue(key)
                 if synced is not None:
                     synced.set()
-                rv = str(max((int(o["metadata"].get("resourceVersion", 0)) for o in items), default=0))
                 del items   # the watch may run for hours; do not pin the listed objects
                 async for ev in self.client.watch(ref, resource_version=rv if rv != "0" else ""):
+                    delay = RELIST_MIN
                     if ev.type in ("ADDED", "MODIFIED", "DELETED"):
                         for key in mapper(ev.object):
                             self.enqueue(key)
@@ -128,7 +138,8 @@ class Controller:
                 log.debug("%s: watch %s restarts: %s", self.r.name, ref.kind, e.message)
             except Exception:
                 log.exception("%s: watch %s failed", self.r.name, ref.kind)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(delay)
+            delay = relist_delay(delay)
 
     async def _work(self) -> None:
         while True:

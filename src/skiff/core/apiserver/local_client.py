@@ -29,6 +29,12 @@ class LocalClient:
                                          field_selector)
         return items
 
+    async def list_with_version(self, ref: Ref, namespace: str = "", label_selector: str = "",
+                                field_selector: str = "") -> tuple[list[Obj], str]:
+        items, rv, _ = self.registry.list(self.registry.kind_for(ref), namespace, label_selector,
+                                          field_selector)
+        return items, str(rv)
+
     async def watch(self, ref: Ref, namespace: str = "",
                     resource_version: str = "") -> AsyncIterator[WatchEvent]:
         events = await self.registry.watch(self.registry.kind_for(ref), namespace, resource_version)

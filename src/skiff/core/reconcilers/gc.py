@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from skiff.core.client import ApiError, Client, Obj, Ref
-from skiff.core.controller import Mapper
+from skiff.core.controller import RELIST_MIN, Mapper, relist_delay
 from skiff.core.kinds import Kind, Kinds
 
 log = logging.getLogger("skiff.gc")
@@ -138,15 +138,16 @@ class GarbageCollector:
     async def _index(self, k: Kind) -> str | None:
         """List one kind into the index; the resourceVersion to watch from ("" if empty)."""
         try:
-            items = await self.client.list(_ref(k))
+            items, rv = await self.client.list_with_version(_ref(k))
         except ApiError:
             return None
         for o in items:
             self.index.put(_ref(k), o)
-        return str(max(int(o["metadata"]["resourceVersion"]) for o in items)) if items else ""
+        return rv
 
     async def _watch(self, k: Kind, rv: str | None) -> None:
         ref = _ref(k)
+        delay = RELIST_MIN
         while True:
             try:
                 if rv is None:
@@ -155,6 +156,7 @@ class GarbageCollector:
                         self._watched.discard((k.group, k.plural))
                         return   # the CRD is gone
                 async for ev in self.client.watch(ref, resource_version=rv or ""):
+                    delay = RELIST_MIN
                     if ev.type == "DELETED":
                         targets = self.index.remove(ev.object["metadata"]["uid"])
                     elif ev.type in ("ADDED", "MODIFIED"):
@@ -172,7 +174,8 @@ class GarbageCollector:
             except Exception:
                 log.exception("gc: watch of %s failed", k.resource)
             rv = None   # re-list after a broken watch
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(delay)
+            delay = relist_delay(delay)
 
     async def _delete(self, target: Target) -> None:
         ref, namespace, name = target

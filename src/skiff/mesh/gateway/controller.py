@@ -119,7 +119,7 @@ class Informer:
     async def run(self) -> None:
         while True:
             try:
-                items = await self.client.list(self.ref, self.namespace)
+                items, rv = await self.client.list_with_version(self.ref, self.namespace)
                 self.available = True
                 new = {self.key(o): o for o in items}
                 changed = ({k: self.fingerprint(o) for k, o in new.items()}
@@ -128,9 +128,7 @@ class Informer:
                 self.synced.set()
                 if changed:
                     self.on_change()
-                rv = max((int(_meta(o).get("resourceVersion") or 0) for o in items), default=0)
-                async for ev in self.client.watch(self.ref, self.namespace,
-                                                  str(rv) if rv else ""):
+                async for ev in self.client.watch(self.ref, self.namespace, rv):
                     if ev.type == "ERROR":
                         break
                     if ev.type not in ("ADDED", "MODIFIED", "DELETED"):
