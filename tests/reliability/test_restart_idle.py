@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+
 from skiffproc import new_skiff
 
 IDLE_SECONDS = 3.0
