@@ -10,6 +10,7 @@ are plain JSON-shaped dicts, as kubectl sees them.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,7 +57,7 @@ class Client(Protocol):
                    field_selector: str = "") -> list[Obj]: ...
 
     async def list_with_version(self, ref: Ref, namespace: str = "", label_selector: str = "",
-                                field_selector: str = "") -> tuple[list[Obj], str]:
+                                field_selector: str = "") -> tuple[builtins.list[Obj], str]:
         """The items and the list's resourceVersion (ListMeta), the point a watch resumes from
         without a gap, as client-go's reflector does (never the newest item's: after a delete
         or a restart that one can be older than the watch history, and the watch expires)."""
