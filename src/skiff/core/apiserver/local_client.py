@@ -7,6 +7,7 @@ the HTTP hop. Neighbours: core/client.py (the interface), registry.py.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 
 from skiff.core.apiserver.registry import Registry
@@ -30,7 +31,7 @@ class LocalClient:
         return items
 
     async def list_with_version(self, ref: Ref, namespace: str = "", label_selector: str = "",
-                                field_selector: str = "") -> tuple[list[Obj], str]:
+                                field_selector: str = "") -> tuple[builtins.list[Obj], str]:
         items, rv, _ = self.registry.list(self.registry.kind_for(ref), namespace, label_selector,
                                           field_selector)
         return items, str(rv)
