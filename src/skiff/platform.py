@@ -31,6 +31,7 @@ from skiff.core.apiserver.server import ApiServer
 from skiff.core.client import ApiError
 from skiff.core.clock import rfc3339, utcnow
 from skiff.core.controller import Manager
+from skiff.core.home import lock_home, tighten, write_private
 from skiff.core.kinds import Kind, Kinds, crd_for, kinds_from_crd
 from skiff.core.pki import ensure_api_pki
 from skiff.core.reconcilers.crd import CLEANUP, CRDReconciler, crd_status, validate_crd
@@ -92,10 +93,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:
                                                     "namespace": "default"}}],
         "current-context": "skiff",
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, yaml.safe_dump(cfg, sort_keys=False).encode())
 
 
 @dataclass
@@ -106,16 +104,20 @@ class Platform:
     kinds: Kinds = field(default_factory=Kinds)
     components: list[Component] = field(default_factory=list)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list)
+    _lock_fd: int | None = None
 
     async def start(self) -> None:
         s = self.settings
         home = s.home
-        home.mkdir(parents=True, exist_ok=True)
+        # Every file skiff makes is private from its creation (pods get 022 back: process.py).
+        os.umask(0o077)
+        # First, before anything is written: a second platform on this home stops here.
+        self._lock_fd = lock_home(home)
+        tighten(home)
         ca, crt, key = ensure_api_pki(home, utcnow())
         token_file = home / "token"
         if not token_file.exists():
-            token_file.write_text(secrets.token_urlsafe(32))
-            token_file.chmod(0o600)
+            write_private(token_file, secrets.token_urlsafe(32).encode())
         token = token_file.read_text().strip()
         self.on_step("certificates and token")
 
@@ -217,6 +219,9 @@ class Platform:
                 await r
         if hasattr(self, "store"):
             self.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)   # the home is free for the next `skiff up`
+            self._lock_fd = None
 
 
 def default_home() -> Path:

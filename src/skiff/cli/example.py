@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from skiff.core.client import ApiError, Ref
+from skiff.core.home import make_private_dir
 
 EXAMPLE_FILES = ("01-servicemesh-member-roll.yaml", "02-istio-knative-gateways.yaml",
                  "03-knative-serving-config.yaml", "04-knative-service.yaml", "hello.yaml")
@@ -35,7 +36,7 @@ def example_documents(name: str) -> list[dict[str, Any]]:
 
 def make_certificates(workdir: Path, domain: str) -> tuple[Path, Path, Path]:
     """(root.crt, wildcard.crt, wildcard.key) for *.<domain>, with seed 1.3's openssl commands."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(workdir)
     root, crt, key = workdir / "root.crt", workdir / "wildcard.crt", workdir / "wildcard.key"
     if root.exists() and crt.exists() and key.exists():
         return root, crt, key
@@ -51,7 +52,7 @@ def make_certificates(workdir: Path, domain: str) -> tuple[Path, Path, Path]:
          "-CAkey", "root.key", "-in", "wildcard.csr", "-out", "wildcard.crt"],
     ]
     for cmd in steps:
-        subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=60)
+        subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=60, umask=0o077)
     return root, crt, key
 
 

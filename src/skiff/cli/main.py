@@ -58,6 +58,7 @@ def up(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run the platform in the foreground until Ctrl-C."""
+    from skiff.core.home import HomeInUse
     from skiff.platform import Platform, Settings
     for name, port in (("--api-port", api_port), ("--http-port", http_port),
                        ("--https-port", https_port), ("--local-gateway-port", local_gateway_port)):
@@ -82,6 +83,9 @@ def up(
         try:
             with status:
                 await platform.start()
+        except HomeInUse as e:
+            fail(str(e), f"stop that one first{f' (kill {e.pid})' if e.pid else ''}, or pick another "
+                         "home with --home")
         except OSError as e:
             await platform.stop()
             fail(f"cannot start: {e}", "another skiff or program may hold the port; pick others with "

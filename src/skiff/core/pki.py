@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from skiff.core.home import make_private_dir, write_private
+
 
 def _name(cn: str, org: str = "skiff") -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
@@ -59,9 +61,8 @@ def issue(ca_cert_pem: bytes, ca_key_pem: bytes, cn: str, dns: list[str], ips: l
 
 def write_pair(crt: Path, key: Path, pair: tuple[bytes, bytes]) -> None:
     """Write a (certificate, key) pair; the key readable by its owner only."""
-    key.write_bytes(pair[1])
-    key.chmod(0o600)
-    crt.write_bytes(pair[0])
+    write_private(key, pair[1])
+    write_private(crt, pair[0])
 
 
 def ensure_ca(crt: Path, key: Path, cn: str, now: dt.datetime) -> bool:
@@ -75,7 +76,7 @@ def ensure_ca(crt: Path, key: Path, cn: str, now: dt.datetime) -> bool:
 def ensure_api_pki(home: Path, now: dt.datetime) -> tuple[Path, Path, Path]:
     """(ca.crt, apiserver.crt, apiserver.key) under <home>/pki, made on first use."""
     pki = home / "pki"
-    pki.mkdir(parents=True, exist_ok=True)
+    make_private_dir(pki)
     ca_crt, ca_key = pki / "ca.crt", pki / "ca.key"
     crt, key = pki / "apiserver.crt", pki / "apiserver.key"
     if ensure_ca(ca_crt, ca_key, "skiff-ca", now):

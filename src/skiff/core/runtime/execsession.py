@@ -26,6 +26,7 @@ from pathlib import Path
 from skiff.core.runtime.process import (
     exit_code,
     not_found_message,
+    pod_umask,
     python_path_env,
     resolve_executable,
 )
@@ -62,7 +63,7 @@ class ExecSession:
         if tty:
             return await cls._start_tty(exe, command, full_env, cwd)
         proc = await asyncio.create_subprocess_exec(
-            exe, *command[1:], cwd=str(cwd), env=full_env, start_new_session=True,
+            exe, *command[1:], cwd=str(cwd), env=full_env, start_new_session=True, preexec_fn=pod_umask,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
@@ -75,7 +76,7 @@ class ExecSession:
         master, slave = pty.openpty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                exe, *command[1:], cwd=str(cwd), env=env, start_new_session=True,
+                exe, *command[1:], cwd=str(cwd), env=env, start_new_session=True, preexec_fn=pod_umask,
                 stdin=slave, stdout=slave, stderr=slave)
         except BaseException:
             os.close(master)

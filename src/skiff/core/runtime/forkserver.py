@@ -57,7 +57,8 @@ def _child(req: dict[str, Any], main: Callable[[], object]) -> None:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
-        out = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        out = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.umask(0o022)   # the log is skiff's and private; what the container makes is its own
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)

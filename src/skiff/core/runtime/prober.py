@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from skiff.core.runtime import probes
-from skiff.core.runtime.process import exit_code, python_path_env, resolve_executable
+from skiff.core.runtime.process import exit_code, pod_umask, python_path_env, resolve_executable
 
 log = logging.getLogger("skiff.runtime")
 
@@ -79,7 +79,8 @@ async def exec_check(command: list[str], env: Mapping[str, str], cwd: Path, own_
         proc = await asyncio.create_subprocess_exec(
             exe, *command[1:], stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            cwd=str(cwd), env=full_env, start_new_session=True)
+            cwd=str(cwd), env=full_env, start_new_session=True,
+            preexec_fn=pod_umask)
     except OSError:
         return False
     try:

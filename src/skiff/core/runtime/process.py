@@ -133,6 +133,12 @@ class Forker(Protocol):
                     log_file: Path) -> tuple[int, asyncio.Future[int]]: ...
 
 
+def pod_umask() -> None:
+    """skiff runs with umask 077 (its home is private); a container gets the usual 022.
+    (uvloop's subprocess has no umask argument; this runs in the child before exec.)"""
+    os.umask(0o022)
+
+
 async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file: Path,
                 pid_file: Path | None = None, own_python: bool = False,
                 forker: Forker | None = None) -> ContainerProcess:
@@ -167,11 +173,12 @@ async def _exec(exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path
     full_env = dict(env)
     if own_python:
         python_path_env(full_env)
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = await asyncio.create_subprocess_exec(
             exe, *argv[1:], stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
-            cwd=str(cwd), env=full_env, start_new_session=True)
+            cwd=str(cwd), env=full_env, start_new_session=True,
+            preexec_fn=pod_umask)
     except OSError as e:
         raise SpawnError(f'exec: "{argv[0]}": {e.strerror or e}') from e
     finally:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from skiff.core.home import make_private_dir, private_file
 from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooOld
 
 HISTORY = 20000          # events kept for watch resumption
@@ -198,7 +199,9 @@ class SQLiteStore:
 
 
 def open_store(home: Path) -> SQLiteStore:
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(home)
+    # Created 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
+    private_file(home / "skiff.db")
     return SQLiteStore(home / "skiff.db")
 
 
