@@ -23,6 +23,11 @@ that shape with one small, simple design:
   ingress certificate Kourier mode serves (ingress.crt), both issued by
   that CA with core/pki.py and reissued when the domain changes.
 
+Stopping: stop() closes the router's listening sockets and nothing else.
+The connections it terminated are served by the gateway's HTTP handling and
+drained with the gateway's own (GatewayProxy.stop); a passthrough splice ends
+with its gateway-side connection, which that drain finishes too.
+
 Neighbours: mesh/gateway/proxy.py implements RouterBackend; mesh/setup.py
 wires the two together; core/proxy (listeners, HTTP protocols).
 """
@@ -145,9 +150,10 @@ class Router:
             raise
 
     async def stop(self) -> None:
-        if self._https is not None:
-            await self._https.stop()
-            self._https = None
+        """Stop accepting; established connections drain with the gateway (module docstring)."""
         if self._http is not None:
             self._http.close()
             self._http = None
+        if self._https is not None:
+            await self._https.close()
+            self._https = None

@@ -8,6 +8,18 @@ when the window is exhausted and resuming on WINDOW_UPDATE. alpn_factory()
 gives TLS listeners a protocol that becomes H1 or H2 after the handshake,
 by the ALPN protocol negotiated (h2 preferred, http/1.1 otherwise).
 Neighbours: http1.py (RequestHead, Exchange, ProxyConfig), listener.py.
+
+Limits (limits.py): SETTINGS_MAX_CONCURRENT_STREAMS is advertised and a
+stream over it is refused with RST_STREAM REFUSED_STREAM (h2's own, higher
+cap ends the connection); a request whose headers are over the limits gets
+431 and the connection drains; a client that resets most of its streams
+before their response begins (Envoy's premature-reset rule) gets GOAWAY
+ENHANCE_YOUR_CALM and is closed. Input is fed to h2 in slices, so such a
+verdict stops the work within one slice rather than after a whole read.
+Request bodies are acknowledged (WINDOW_UPDATE) only as the upstream takes
+them, so flow control, not a buffer, holds a fast uploader back. Drain sends
+GOAWAY written by hand: h2's close_connection() would end the in-flight
+streams too.
 """
 
 from __future__ import annotations
@@ -23,8 +35,10 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from skiff.core.proxy.http1 import (
+    HEADERS_TOO_LARGE,
     Exchange,
     H1ServerProtocol,
     ProxyConfig,
@@ -32,11 +46,34 @@ from skiff.core.proxy.http1 import (
     RequestHead,
     http_date,
 )
+from skiff.core.proxy.limits import (
+    Phase,
+    Verdict,
+    header_list_too_large,
+    premature_reset_abuse,
+    verdict,
+)
 
 log = logging.getLogger("skiff.proxy.h2")
 
 _WINDOW = 1 << 20          # per-stream receive window we advertise
 _HIGH_WATER = 256 * 1024   # buffered response bytes per stream before the upstream is paused
+_SLICE = 16 * 1024         # input fed to h2 at a time (see the module docstring)
+
+
+class _Settings(h2.settings.Settings):
+    """Local settings that advertise one stream limit and let h2 enforce a higher one: the
+    proxy refuses streams over the advertised limit itself, as a stream error."""
+
+    hard_cap = 0
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return self.hard_cap
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
 class H2Exchange(Exchange):
@@ -50,6 +87,26 @@ class H2Exchange(Exchange):
         self.end_pending = False
         self.ended = False
         self.paused_up = False
+        self.blocked = False         # the upstream takes no more request body for now
+        self.unacked = 0             # request body bytes received but not yet acknowledged
+
+    def credit(self, n: int) -> None:
+        """Acknowledge `n` received request body bytes once the upstream can take more."""
+        if self.blocked:
+            self.unacked += n
+        else:
+            self.proto.ack(n, self.sid)
+
+    def pause_downstream(self) -> None:
+        self.blocked = True
+
+    def resume_downstream(self) -> None:
+        self.blocked = False
+        n = self.unacked
+        if n:
+            self.unacked = 0
+            self.proto.ack(n, self.sid)
+            self.proto.flush()
 
     def _headers(self, status: int, headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...],
                  service_time: bool) -> list[tuple[bytes, bytes]]:
@@ -169,41 +226,79 @@ class H2ServerProtocol(asyncio.Protocol):
         self.client = b""
         self.streams: dict[int, H2Exchange] = {}
         self.closed = False
+        self.since = 0.0               # cfg.now when the connection last became idle
+        self.partial_since = -1.0      # cfg.now since when bytes have made no whole frame
+        self.draining = False
+        self.goaway_last = 0           # the last stream id a drain's GOAWAY promised to serve
+        self.closed_streams = 0
+        self.premature_resets = 0      # client resets before the response began
+        self.paused_read = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]).encode() if peer else b""
-        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 256,
+        lim = self.cfg.limits
+        settings = _Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW,
         })
+        settings.hard_cap = lim.h2_stream_hard_cap
+        self.conn.local_settings = settings
+        self.conn.decoder.max_header_list_size = lim.h2_header_list_hard_cap
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(16 * _WINDOW)
         self.flush()
+        self.cfg.register(self)
+        self.since = self.cfg.now
+        if self.cfg.draining:
+            self.drain()
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
 
+    def ack(self, n: int, sid: int) -> None:
+        try:
+            self.conn.acknowledge_received_data(n, sid)
+        except h2.exceptions.H2Error:
+            pass                       # the stream is gone; its bytes no longer matter
+
     def data_received(self, data: bytes) -> None:
+        if len(data) <= _SLICE:
+            self._receive(data)
+            return
+        mv = memoryview(data)
+        for i in range(0, len(data), _SLICE):
+            if self.closed or self.transport is None or self.transport.is_closing():
+                return
+            self._receive(bytes(mv[i:i + _SLICE]))
+
+    def _receive(self, data: bytes) -> None:
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
             self.flush()
-            if self.transport is not None:
-                self.transport.close()
+            self.abort()
             return
+        if not events:
+            if self.partial_since < 0:
+                self.partial_since = self.cfg.now    # part of a frame: h2 holds it
+            return
+        self.partial_since = -1.0
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
                 self._request(ev)
             elif isinstance(ev, h2.events.DataReceived):
                 ex = self.streams.get(ev.stream_id)
-                if ev.flow_controlled_length:
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                n = ev.flow_controlled_length
                 if ex is not None:
                     ex.body(ev.data)
+                    if n:
+                        ex.credit(n)
+                elif n:
+                    self.ack(n, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None:
@@ -213,6 +308,18 @@ class H2ServerProtocol(asyncio.Protocol):
                 if ex is not None:
                     ex.ended = True
                     ex.abort()
+                    self.closed_streams += 1
+                    if not ex.started:
+                        self.premature_resets += 1
+                    if premature_reset_abuse(self.closed_streams, self.premature_resets,
+                                             self.cfg.limits):
+                        log.warning("%s: HTTP/2 rapid reset (%d of %d streams reset early): "
+                                    "closing", self.client.decode(), self.premature_resets,
+                                    self.closed_streams)
+                        self.goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                        return
+                    if not self.streams:
+                        self._idle()
             elif isinstance(ev, h2.events.WindowUpdated):
                 if ev.stream_id:
                     ex = self.streams.get(ev.stream_id)
@@ -224,10 +331,68 @@ class H2ServerProtocol(asyncio.Protocol):
                             ex.pump()
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.flush()
-                if self.transport is not None:
-                    self.transport.close()
+                self.abort()
                 return
         self.flush()
+
+    # limits and drain
+    def _idle(self) -> None:
+        self.since = self.cfg.now
+        if self.draining:
+            self.flush()
+            self.abort()
+
+    def check(self, now: float) -> None:
+        lim = self.cfg.limits
+        for ex in [ex for ex in self.streams.values()
+                   if verdict(Phase.BUSY, now - ex.since, lim) is Verdict.REQUEST_TIMEOUT]:
+            ex.expire()
+        # bytes that have made no whole frame (or header block) for that long: the slowloris
+        # of HTTP/2, a frame trickled in
+        if self.partial_since >= 0 and verdict(Phase.HEAD, now - self.partial_since, lim) \
+                is Verdict.HEADER_TIMEOUT:
+            self.goaway(h2.errors.ErrorCodes.NO_ERROR)
+            return
+        if not self.streams and \
+                verdict(Phase.IDLE, now - self.since, lim, self.draining) is Verdict.CLOSE:
+            self.goaway(h2.errors.ErrorCodes.NO_ERROR)
+
+    def goaway(self, code: h2.errors.ErrorCodes) -> None:
+        """End the connection now: GOAWAY, then close (in-flight streams end with it)."""
+        if self.closed:
+            return
+        try:
+            self.conn.close_connection(code)
+        except h2.exceptions.H2Error:
+            pass
+        self.flush()
+        self.abort()
+
+    def drain(self) -> None:
+        """GOAWAY(NO_ERROR) naming the last stream taken; later streams are refused, and the
+        connection closes when its last stream ends. Written past h2, whose own GOAWAY would
+        close the connection's state machine to the streams still running."""
+        if self.draining or self.closed:
+            return
+        self.draining = True
+        self.goaway_last = self.conn.highest_inbound_stream_id
+        self.flush()
+        if self.transport is not None:
+            self.transport.write(GoAwayFrame(0, last_stream_id=self.goaway_last,
+                                             error_code=0).serialize())
+        if not self.streams:
+            self.abort()
+
+    def abort(self) -> None:
+        t = self.transport
+        if t is not None:
+            t.close()
+
+    def _refuse(self, sid: int) -> None:
+        try:
+            self.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+        except h2.exceptions.H2Error:
+            pass
 
     def _request(self, ev: h2.events.RequestReceived) -> None:
         cfg = self.cfg
@@ -258,25 +423,43 @@ class H2ServerProtocol(asyncio.Protocol):
                 lines.append(n + b": " + v + b"\r\n")
         if cookies:
             lines.append(b"cookie: " + b"; ".join(cookies) + b"\r\n")
+        sid = ev.stream_id
+        assert sid is not None
+        lim = cfg.limits
+        if self.draining and sid > self.goaway_last or len(self.streams) >= \
+                lim.max_concurrent_streams:
+            self._refuse(sid)          # never processed: the client may retry it elsewhere
+            return
+        headers = ev.headers or ()
+        if header_list_too_large(sum(len(n) + len(v) for n, v in headers), len(headers), lim):
+            ex0 = H2Exchange(cfg, RequestHead(method, target, authority, [], {}, self.client,
+                                              self.scheme, "2", True, False, -1), self, sid)
+            self.streams[sid] = ex0
+            ex0.reply(HEADERS_TOO_LARGE)
+            self.drain()               # as HTTP/1.1 does: the connection ends after the 431
+            return
         ended = ev.stream_ended is not None
         cl = cap.get(b"content-length")
         clen = int(cl) if cl is not None and cl.isdigit() else -1
         chunked = not ended and clen < 0
         head = RequestHead(method, target or b"/", authority or cap.get(b"host", b""), lines, cap,
                            self.client, self.scheme, "2", True, chunked, clen)
-        sid = ev.stream_id
-        assert sid is not None
         ex = H2Exchange(cfg, head, self, sid)
+        ex.since = cfg.now
         self.streams[sid] = ex
         ex.begin()
         if ended:
             ex.end()
 
     def stream_done(self, sid: int) -> None:
-        self.streams.pop(sid, None)
+        if self.streams.pop(sid, None) is not None:
+            self.closed_streams += 1
+            if not self.streams:
+                self._idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.cfg.unregister(self)
         for ex in list(self.streams.values()):
             ex.ended = True
             ex.abort()
@@ -284,10 +467,18 @@ class H2ServerProtocol(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
+        # the client is not reading: stop reading it too, or the answers to what it keeps
+        # sending (responses, resets, pings) would pile up here without bound
+        if self.transport is not None and not self.paused_read:
+            self.paused_read = True
+            self.transport.pause_reading()
         for ex in self.streams.values():
             ex.pause_response()
 
     def resume_writing(self) -> None:
+        if self.transport is not None and self.paused_read:
+            self.paused_read = False
+            self.transport.resume_reading()
         for ex in self.streams.values():
             if not ex.paused_up:
                 ex.resume_response()

@@ -23,6 +23,14 @@ are dropped, `Expect: 100-continue` is answered by the proxy itself, and
 response framing is rebuilt (chunked toward HTTP/1.1 clients when the
 upstream closes to delimit). Not done yet: protocol upgrades (WebSocket)
 are proxied as plain requests and the client connection is closed after.
+
+Limits (limits.py decides, this module enforces): a request head over
+max_header_bytes or max_headers gets 431 before more of it is buffered; each
+ProxyConfig runs one sweeper task while it has connections, which checks
+header, idle and request timeouts against a coarse clock (`cfg.now`, one
+loop.time() per sweep instead of one per request). ProxyConfig.drain() is the
+graceful stop: `connection: close` on each connection's next response, idle
+connections closed once idle for drain_idle, the rest closed at the deadline.
 """
 
 from __future__ import annotations
@@ -35,9 +43,19 @@ from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
+
+from skiff.core.proxy.limits import (
+    Limits,
+    Phase,
+    Verdict,
+    head_fits,
+    sweep_period,
+    too_many_headers,
+    verdict,
+)
 
 log = logging.getLogger("skiff.proxy")
 
@@ -188,6 +206,22 @@ RESET_BEFORE_HEADERS = Reply(503, b"upstream connect error or disconnect/reset b
                                   b"reset reason: connection termination",
                              ((b"content-type", b"text/plain"),))
 INTERNAL_ERROR = Reply(500, b"internal error", ((b"content-type", b"text/plain"),))
+UPSTREAM_TIMEOUT = Reply(504, b"upstream request timeout", ((b"content-type", b"text/plain"),))
+HEADERS_TOO_LARGE = Reply(431)
+HEADER_TIMEOUT = Reply(408, b"request header timeout", ((b"content-type", b"text/plain"),))
+
+
+class ServerConnection(Protocol):
+    """What ProxyConfig needs of a downstream connection (H1ServerProtocol, h2.H2ServerProtocol)."""
+
+    def check(self, now: float) -> None:
+        """Apply the timeouts, `now` being the sweeper's clock."""
+
+    def drain(self) -> None:
+        """Finish what is in flight, take nothing new, then close."""
+
+    def abort(self) -> None:
+        """Close now."""
 
 
 class ProxyConfig:
@@ -199,9 +233,14 @@ class ProxyConfig:
 
     def __init__(self, dispatch: Dispatch, pool: UpstreamPool, *, server: bytes = b"",
                  service_time: bool = False, capture: frozenset[bytes] = frozenset(),
-                 strip_prefix: bytes = b"") -> None:
+                 strip_prefix: bytes = b"", limits: Limits | None = None) -> None:
         self.dispatch = dispatch
         self.pool = pool
+        self.limits = limits or Limits()
+        self.conns: set[ServerConnection] = set()
+        self.now = 0.0                   # the sweeper's clock: loop.time() at its last sweep
+        self.draining = False
+        self._sweeper: asyncio.Task[None] | None = None
         self.capture = CORE_CAPTURE | capture
         self.strip_prefix = strip_prefix   # request headers dropped by prefix (Envoy: x-envoy-)
         self.service_time = service_time
@@ -218,6 +257,52 @@ class ProxyConfig:
         self._server = value
         self.server_line = b"server: " + value + b"\r\n" if value else b""
         self.server_line_st0 = self.server_line + b"x-envoy-upstream-service-time: 0\r\n"
+
+    # connections and their timeouts
+    def register(self, c: ServerConnection) -> None:
+        self.conns.add(c)
+        if self._sweeper is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:         # no loop (a protocol driven by hand): no timeouts
+                return
+            self.now = loop.time()
+            self._sweeper = loop.create_task(self._sweep())
+
+    def unregister(self, c: ServerConnection) -> None:
+        self.conns.discard(c)
+
+    async def _sweep(self) -> None:
+        """Check every connection once a period; ends with the last connection."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self.conns:
+                await asyncio.sleep(sweep_period(self.limits, self.draining))
+                self.now = now = loop.time()
+                for c in list(self.conns):
+                    try:
+                        c.check(now)
+                    except Exception:
+                        log.exception("connection check failed")
+        finally:
+            self._sweeper = None
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Graceful stop of every connection: in-flight requests finish, HTTP/1.1 answers with
+        `connection: close`, HTTP/2 sends GOAWAY; what is left at the deadline is closed.
+        Returns how many connections had to be closed that way."""
+        loop = asyncio.get_running_loop()
+        self.draining = True
+        self.now = loop.time()
+        for c in list(self.conns):
+            c.drain()
+        deadline = loop.time() + (self.limits.drain_timeout if timeout is None else timeout)
+        while self.conns and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        left = list(self.conns)
+        for c in left:
+            c.abort()
+        return len(left)
 
 
 # --- the upstream half --------------------------------------------------------------
@@ -241,6 +326,7 @@ class Exchange:
     retried = False
     reused = False
     t0 = 0.0
+    since = 0.0          # cfg.now when the request head arrived (the request timeout's start)
     connecting: asyncio.Task[None] | None = None
 
     def __init__(self, cfg: ProxyConfig, head: RequestHead) -> None:
@@ -421,6 +507,18 @@ class Exchange:
         self.finished = True
         self.send_reply(r)
 
+    def expire(self) -> None:
+        """The request timeout: 504 if no response has begun, else the downstream is reset."""
+        if self.finished:
+            return
+        started = self.started
+        self.abort()                     # the upstream connection is mid-message: closed
+        if started:
+            self.abort_downstream()
+        else:
+            self.finished = False
+            self.reply(UPSTREAM_TIMEOUT)
+
     def abort(self) -> None:
         """The downstream went away: drop the upstream connection (it is mid-message)."""
         self.finished = True
@@ -573,6 +671,7 @@ class UpstreamConnection(asyncio.Protocol):
         if len(q) == 1 and q[0] is h1 and not h1.close_after and not proto.closing \
                 and not proto.paused:
             q.popleft()                # exchange_done's common case
+            proto.since = cfg.now      # idle from now
         else:
             proto.exchange_done(h1)
         return True
@@ -827,10 +926,23 @@ class H1Exchange(Exchange):
         self.proto.resume_reading()
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: the request head is over the limits."""
+
+
 class H1ServerProtocol(asyncio.Protocol):
-    """The downstream side of HTTP/1.1: parse, dispatch, keep requests in order (pipelining)."""
+    """The downstream side of HTTP/1.1: parse, dispatch, keep requests in order (pipelining).
+
+    Limits: bytes read while no request body is being read belong to a request head and are
+    counted before they reach the parser, so an oversized head is refused (431) with at most
+    max_header_bytes of it held. `since` marks when the connection's current phase began (its
+    phase is derived: a request queued, a head begun or the connection new, or idle)."""
 
     MAX_QUEUED = 16
+    head_size = 0        # bytes of the request head being received
+    nheaders = 0
+    fresh = True         # no request head completed yet on this connection
+    since = 0.0
 
     def __init__(self, cfg: ProxyConfig, scheme: bytes = b"http") -> None:
         self.cfg = cfg
@@ -852,13 +964,34 @@ class H1ServerProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]).encode() if peer else b""
+        cfg = self.cfg
+        cfg.register(self)
+        self.since = cfg.now
+        if cfg.draining:
+            self.closing = True
 
     def data_received(self, data: bytes) -> None:
+        if self.current is None:
+            # not inside a request body: these bytes start or continue a request head
+            size = self.head_size
+            if not size and not self.queue:
+                self.since = self.cfg.now
+            size += len(data)
+            if size > self.cfg.limits.max_header_bytes and not head_fits(
+                    self.head_size, len(data), data.find(b"\r\n\r\n"), self.cfg.limits):
+                self._refuse(HEADERS_TOO_LARGE)
+                return
+            self.head_size = size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # proxied as a plain request (Upgrade is hop-by-hop); the stream cannot go on after
             self.closing = True
+        except httptools.HttpParserCallbackError as e:
+            if isinstance(e.__context__, _HeadTooLarge):
+                self._refuse(HEADERS_TOO_LARGE)
+            else:
+                raise
         except httptools.HttpParserError:
             if self.queue:
                 self.closing = True
@@ -869,11 +1002,52 @@ class H1ServerProtocol(asyncio.Protocol):
                                                   True))
                 self.transport.close()
 
+    def _refuse(self, r: Reply) -> None:
+        """Answer `r` and close: a head over the limits, or one too slow to arrive. Behind a
+        pipelined request still in flight the answer would be out of order: just close."""
+        self.closing = True
+        t = self.transport
+        if t is None:
+            return
+        if not self.queue:
+            t.write(format_reply(r, self.cfg.server_line, True))
+        t.close()
+
+    # limits
+    def check(self, now: float) -> None:
+        q = self.queue
+        if q:
+            v = verdict(Phase.BUSY, now - q[0].since, self.cfg.limits)
+            if v is Verdict.REQUEST_TIMEOUT:
+                q[0].expire()
+            return
+        phase = Phase.HEAD if self.head_size or self.fresh else Phase.IDLE
+        v = verdict(phase, now - self.since, self.cfg.limits, self.cfg.draining)
+        if v is Verdict.HEADER_TIMEOUT:
+            if self.head_size:
+                self._refuse(HEADER_TIMEOUT)
+            else:
+                self.abort()           # a connection that never said anything
+        elif v is Verdict.CLOSE:
+            self.abort()
+
+    def drain(self) -> None:
+        self.closing = True            # the next response says `connection: close`, then closes
+
+    def abort(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
     # httptools callbacks (no on_message_begin: the state is reset when a head is taken)
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        n = self.nheaders + 1
+        self.nheaders = n
+        if too_many_headers(n, self.cfg.limits):
+            raise _HeadTooLarge         # becomes HttpParserCallbackError in data_received
         lname = name.lower()
         if lname in self.capture:
             c = self.captured
@@ -899,7 +1073,10 @@ class H1ServerProtocol(asyncio.Protocol):
         self.url = b""
         self.lines = []
         self.captured = {}
+        self.head_size = self.nheaders = 0
+        self.fresh = False
         ex = H1Exchange(self.cfg, head, self)
+        ex.since = self.cfg.now
         self.current = ex
         q = self.queue
         q.append(ex)
@@ -929,6 +1106,8 @@ class H1ServerProtocol(asyncio.Protocol):
         q = self.queue
         if q and q[0] is ex:
             q.popleft()
+        if not q:
+            self.since = self.cfg.now
         if ex.close_after or self.closing and not q:
             self.closing = True
             if self.transport is not None:
@@ -951,6 +1130,7 @@ class H1ServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.cfg.unregister(self)
         for ex in self.queue:
             ex.abort()
         self.queue.clear()

@@ -11,6 +11,12 @@ plain bytes), answers with one of:
 Because nothing was read, the kernel still holds every byte for whichever
 transport takes the socket over. The router's HTTPS port (serving/router.py)
 and the gateway's local listener (mesh/gateway/proxy.py) are built on it.
+
+Stopping comes in two steps: close() stops accepting (and drops connections
+still peeking or in their handshake) but leaves established connections to
+their protocols, which the owner drains (ProxyConfig.drain); stop() closes
+whatever is left. A client trickling its ClientHello is polled ever more
+slowly, and dropped at hello_timeout.
 """
 
 from __future__ import annotations
@@ -162,7 +168,9 @@ class PeekingListener:
         self.sock = sock
         self._task = asyncio.get_running_loop().create_task(self._accept_loop())
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
+        """Stop accepting; connections not yet handed to a transport are dropped, established
+        ones are left to their protocols (to drain)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -173,8 +181,13 @@ class PeekingListener:
         for t in list(self._handlers):
             t.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """close(), then close every connection this listener handed over."""
+        await self.close()
         for tr in list(self._transports):
             tr.close()
+        self._transports.clear()
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -236,6 +249,7 @@ class PeekingListener:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hello_timeout
         fd = conn.fileno()
+        pause = 0.002
         while True:
             try:
                 data: bytes | None = conn.recv(MAX_HELLO, socket.MSG_PEEK)
@@ -253,7 +267,10 @@ class PeekingListener:
                 # unread, so poll gently instead of waiting for readiness
                 if loop.time() > deadline:
                     raise TimeoutError
-                await asyncio.sleep(0.002)
+                # a hello cut by the network completes in a moment; one trickled by a slowloris
+                # must not cost a wake-up every 2 ms for ten seconds
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.1)
                 continue
             fut: asyncio.Future[None] = loop.create_future()
             loop.add_reader(fd, _wake, fut)

@@ -21,6 +21,15 @@ GatewayProxy holds the current Snapshot (snapshot.py) and serves it:
   calls edge_factory() for its HTTP port and edge-terminated TLS, and
   splices passthrough hosts to passthrough_address.
 
+Limits (core/proxy/limits.py) are Envoy's defaults except the request timeout:
+Knative lets a revision take up to max-revision-timeout-seconds (600 s by
+default) and enforces a revision's timeoutSeconds itself; a KIngress path
+carries no timeout (net-kourier and net-istio set none on the route), so
+the gateway's own request timeout is a backstop above that: 630 s.
+stop() is the graceful one: listeners close first, then every connection of
+the gateway's and the router's (they share these ProxyConfigs) drains at
+once, within drain_timeout.
+
 swap() replaces the snapshot atomically: one reference, read once per
 request, so in-flight requests finish on the endpoint they were given; new
 TLS connections pick up new certificates (a rotated Secret) from the SNI
@@ -51,6 +60,7 @@ from skiff.core.proxy.http1 import (
     UpstreamPool,
     h1_factory,
 )
+from skiff.core.proxy.limits import Limits
 from skiff.core.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
 from skiff.core.proxy.tls import ClientHello, server_context
 from skiff.mesh.gateway.snapshot import (
@@ -74,6 +84,7 @@ POLICY_CAPTURE = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarde
 NOT_FOUND = Reply(404)
 NO_HEALTHY_UPSTREAM = Reply(503, b"no healthy upstream", ((b"content-type", b"text/plain"),))
 _HOST_CACHE_MAX = 4096
+GATEWAY_LIMITS = Limits(request_timeout=600.0 + 30.0)
 _ID_MASK = 0xFFFFFFFFFFFF
 
 
@@ -216,8 +227,10 @@ def _header_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
 class GatewayProxy:
     """The gateway's listeners and request dispatch over the current snapshot."""
 
-    def __init__(self, settings: GatewaySettings, fallback_cert: tuple[bytes, bytes]) -> None:
+    def __init__(self, settings: GatewaySettings, fallback_cert: tuple[bytes, bytes],
+                 limits: Limits = GATEWAY_LIMITS) -> None:
         self.settings = settings
+        self.limits = limits
         self.pool = UpstreamPool()
         self._contexts: dict[bytes, ssl.SSLContext] = {}
         self.rt = _Runtime(EMPTY, self._contexts)
@@ -227,7 +240,7 @@ class GatewayProxy:
             self.configs[table] = ProxyConfig(self._dispatcher(table), self.pool,
                                               server=EMPTY.server_header.encode(),
                                               service_time=True, capture=POLICY_CAPTURE,
-                                              strip_prefix=b"x-envoy-")
+                                              strip_prefix=b"x-envoy-", limits=limits)
         # The TLS listener's base context only carries the SNI callback (and a certificate,
         # which ssl requires); the callback switches each connection to its server's context.
         self._base_ctx = server_context(*fallback_cert)
@@ -395,12 +408,19 @@ class GatewayProxy:
             raise
 
     async def stop(self) -> None:
-        if self._local is not None:
-            await self._local.stop()
-            self._local = None
+        """Close the listeners, drain every connection (the router's too), close the pool."""
         if self._https is not None:
             self._https.close()
             self._https = None
+        local, self._local = self._local, None
+        if local is not None:
+            await local.close()
+        forced = await asyncio.gather(*(cfg.drain() for cfg in self.configs.values()))
+        if sum(forced):
+            log.info("gateway stop: %d connections still busy after %.1f s were closed",
+                     sum(forced), self.limits.drain_timeout)
+        if local is not None:
+            await local.stop()
         self.pool.close()
 
 
