@@ -56,6 +56,9 @@ class Settings:
     local_gateway_port: int = 8081
     domain: str = "apps.127.0.0.1.sslip.io"
     host: str = "127.0.0.1"
+    max_pods: int = 110        # kubelet's --max-pods: pods past it stay Pending (Unschedulable)
+    container_log_max_size: int = 10 * 1024 * 1024    # bytes; the kubelet's containerLogMaxSize
+    container_log_max_files: int = 5                  # the kubelet's containerLogMaxFiles
 
 
 def domain_kinds() -> list[Kind]:
@@ -134,7 +137,10 @@ class Platform:
             install(self)
         self.on_step(f"store {home / 'skiff.db'} ({len(list(self.kinds))} kinds)")
 
-        self.node = NodeRuntime(self.client, home, node_name="skiff", api_host=s.host, api_port=s.api_port)
+        self.node = NodeRuntime(self.client, home, node_name="skiff", api_host=s.host, api_port=s.api_port,
+                                max_pods=s.max_pods,
+                                container_log_max_size=s.container_log_max_size,
+                                container_log_max_files=s.container_log_max_files)
         api = ApiServer(self.registry, token, f"{s.host}:{s.api_port}", lambda: self.ready, self.node)
         app = api.app()
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)

@@ -23,12 +23,18 @@ import pytest
 import uvloop
 
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
+from skiff.core.runtime import logformat
 from skiff.core.runtime.backoff import BackoffPolicy
 from skiff.core.runtime.node import NodeRuntime
 
 T = TypeVar("T")
 POD = Ref("v1", "Pod")
 NS = "default"
+
+
+def log_text(path: Path) -> str:
+    """A small log file as `kubectl logs` prints it: the text of its CRI records."""
+    return logformat.Renderer().render(path.read_bytes()).decode()
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -333,7 +339,7 @@ def test_exit_3_with_restart_never_fails(tmp_path: Path) -> None:
             assert term["exitCode"] == 3 and term["reason"] == "Error"
             assert cstatus(h.client, "three")["restartCount"] == 0
             assert condition(h.client, "three", "Ready") == "False"
-            assert h.rt.log_path(NS, "three", "main").read_text() == "bye\n"
+            assert log_text(h.rt.log_path(NS, "three", "main")) == "bye\n"
     run(body())
 
 
@@ -345,7 +351,7 @@ def test_completed_pod_succeeds(tmp_path: Path) -> None:
             await eventually(lambda: phase(h.client, "ok") == "Succeeded", 10, "Succeeded")
             assert cstatus(h.client, "ok")["state"]["terminated"]["reason"] == "Completed"
             port = h.client.pod("ok")["metadata"]["annotations"]["skiff.dev/port"]  # type: ignore[index]
-            assert h.rt.log_path(NS, "ok").read_text() == f"ok {port}\n"
+            assert log_text(h.rt.log_path(NS, "ok")) == f"ok {port}\n"
     run(body())
 
 
@@ -363,8 +369,8 @@ def test_crash_loop_back_off(tmp_path: Path) -> None:
             assert "back-off" in cs["state"]["waiting"]["message"]
             assert phase(h.client, "crash") == "Running"
             assert condition(h.client, "crash", "Ready") == "False"
-            assert h.rt.log_path(NS, "crash", "main").read_text().startswith("boom ")
-            assert h.rt.log_path(NS, "crash", "main", previous=True).read_text() \
+            assert log_text(h.rt.log_path(NS, "crash", "main")).startswith("boom ")
+            assert log_text(h.rt.log_path(NS, "crash", "main", previous=True)) \
                 .startswith("boom ")
     run(body())
 
@@ -491,7 +497,7 @@ def test_curl_image_args_run_curl_and_logs_follow(tmp_path: Path) -> None:
             await eventually(lambda: phase(h.client, "client") in ("Succeeded", "Failed"), 10,
                              "curl pod done")
             assert phase(h.client, "client") == "Succeeded"
-            assert h.rt.log_path(NS, "client").read_text() == "Hello OpenShift!\n"
+            assert log_text(h.rt.log_path(NS, "client")) == "Hello OpenShift!\n"
 
             await h.client.create(tool("ticker", ["sh", "-c",
                                                   "for i in 1 2 3; do echo line$i; sleep 0.1; "
@@ -601,7 +607,7 @@ def test_init_containers_and_sidecars(tmp_path: Path) -> None:
             await eventually(lambda: "terminated" in inits()["proxy"]["state"], 5,
                              "the sidecar stops once the pod is done")
             assert phase(h.client, "job") == "Succeeded"
-            assert h.rt.log_path(NS, "job").read_text() == "main\n"
+            assert log_text(h.rt.log_path(NS, "job")) == "main\n"
 
             bad = pod_obj("bad", [{"name": "main", "image": "busybox", "command": ["true"]}],
                           restart="Never", initContainers=[
@@ -625,5 +631,5 @@ def test_missing_command_is_a_start_error(tmp_path: Path) -> None:
             last = cstatus(h.client, "typo")["lastState"]["terminated"]
             assert (last["exitCode"], last["reason"]) == (128, "StartError")
             assert 'exec: "no-such-binary": executable file not found in $PATH' in last["message"]
-            assert "no-such-binary" in h.rt.log_path(NS, "typo").read_text()
+            assert "no-such-binary" in log_text(h.rt.log_path(NS, "typo"))
     run(body())

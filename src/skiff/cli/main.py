@@ -39,6 +39,16 @@ def fail(message: str, fix: str = "", code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def log_size(raw: str) -> int | None:
+    """A Kubernetes quantity ("10Mi", "500Ki", "1048576") as bytes; None if not a size."""
+    from skiff.core.runtime.env import quantity
+    try:
+        value = quantity(raw)
+    except ValueError:
+        return None
+    return int(value) if 1 <= value < 2**63 else None
+
+
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="SKIFF_HOME",
                                               help="state directory (default ~/.skiff)")]
 
@@ -53,6 +63,14 @@ def up(
                                                     help="knative-local-gateway port")] = 8081,
     domain: Annotated[str, typer.Option(envvar="SKIFF_DOMAIN", help="cluster apps domain")]
     = "apps.127.0.0.1.sslip.io",
+    container_log_max_size: Annotated[str, typer.Option(
+        envvar="SKIFF_CONTAINER_LOG_MAX_SIZE",
+        help="rotate a container's log at this size (a quantity: 10Mi)")] = "10Mi",
+    container_log_max_files: Annotated[int, typer.Option(
+        envvar="SKIFF_CONTAINER_LOG_MAX_FILES",
+        help="log files kept per container run, the current one included")] = 5,
+    max_pods: Annotated[int, typer.Option(envvar="SKIFF_MAX_PODS",
+                                          help="pods run at once; the rest stay Pending")] = 110,
     example: Annotated[bool, typer.Option("--example/--no-example",
                                           help="apply the getting-started example once ready")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -64,10 +82,20 @@ def up(
                        ("--https-port", https_port), ("--local-gateway-port", local_gateway_port)):
         if not 0 < port < 65536:
             fail(f"{name} {port} is not a port number", "use 1..65535")
+    if max_pods < 1:
+        fail(f"--max-pods {max_pods} is too small", "use 1 or more (kubelet's default is 110)")
+    log_max_size = log_size(container_log_max_size)
+    if log_max_size is None:
+        fail(f"--container-log-max-size {container_log_max_size} is not a size",
+             "use a quantity such as 10Mi or 500Ki")
+    if container_log_max_files < 2:
+        fail(f"--container-log-max-files {container_log_max_files} is too small", "use 2 or more")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings(home=_home(home), api_port=api_port, http_port=http_port, https_port=https_port,
-                        local_gateway_port=local_gateway_port, domain=domain)
+                        local_gateway_port=local_gateway_port, domain=domain, max_pods=max_pods,
+                        container_log_max_size=log_max_size or 0,
+                        container_log_max_files=container_log_max_files)
     t0 = time.monotonic()
     status = err.status("starting skiff", spinner="dots") if sys.stderr.isatty() else contextlib.nullcontext()
 

@@ -13,8 +13,10 @@ core/printers.py, core/runtime (exec and logs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +30,7 @@ from skiff.core.apiserver.registry import Registry, bad_request, json_body, pars
 from skiff.core.client import ApiError, Obj, WatchEvent
 from skiff.core.clock import utcnow
 from skiff.core.kinds import Kind
+from skiff.core.runtime import logread
 
 log = logging.getLogger("skiff.apiserver")
 
@@ -484,6 +487,7 @@ class ApiServer:
         return pod, container
 
     async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """pods/log: the run's files streamed block by block (runtime/logread.py), never loaded."""
         if self.pods is None:
             raise ApiError(503, "ServiceUnavailable", "no node runtime")
         q = request.query
@@ -497,40 +501,31 @@ class ApiServer:
             waiting = _waiting_reason(pod, container)
             raise bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
                               f"{waiting or 'ContainerCreating'}")
-        tail = q.get("tailLines")
-        limit = int(q.get("limitBytes", 0) or 0)
-        data = path.read_bytes()
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
-        if limit:
-            data = data[:limit]
-        if not parse_bool(q.get("follow")):
-            return web.Response(body=data, content_type="text/plain")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain", "Transfer-Encoding": "chunked"})
+        opts = logread.options(q, time.time_ns())
+        if isinstance(opts, str):
+            raise bad_request(opts)
+        uid = str(pod["metadata"].get("uid", ""))
+        number = int(path.stem) if path.stem.isdigit() else -1
+
+        def live() -> bool:
+            if previous:
+                return False
+            try:
+                cur = self.registry.get(t.kind, t.namespace, t.name)
+            except ApiError:
+                return False
+            return logread.run_live(cur, uid, container, number)
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        resp.enable_chunked_encoding()
         await resp.prepare(request)
-        await resp.write(data)
-        pos = path.stat().st_size
         try:
-            while True:
-                await asyncio.sleep(0.1)
-                try:
-                    cur = self.registry.get(t.kind, t.namespace, t.name)
-                except ApiError:
-                    break
-                if not path.exists():
-                    break
-                size = path.stat().st_size
-                if size > pos:
-                    with path.open("rb") as f:
-                        f.seek(pos)
-                        chunk = f.read(size - pos)
-                    pos = size
+            async with contextlib.aclosing(logread.stream(path, opts, live)) as chunks:
+                async for chunk in chunks:
                     await resp.write(chunk)
-                elif _container_terminated(cur, container):
-                    break
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass            # the client went away (kubectl logs -f interrupted)
         return resp
 
     async def _exec(self, request: web.Request, t: Target) -> web.StreamResponse:
@@ -619,11 +614,3 @@ def _waiting_reason(pod: Obj, container: str) -> str:
             return str(w.get("reason", ""))
     return ""
 
-
-def _container_terminated(pod: Obj, container: str) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return True
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        if cs.get("name") == container:
-            return "terminated" in (cs.get("state") or {})
-    return False

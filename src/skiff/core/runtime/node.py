@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from skiff.core.client import ApiError, Client, Obj
-from skiff.core.runtime import logs, process
+from skiff.core.runtime import logread, logs, process
 from skiff.core.runtime.backoff import BackoffPolicy
 from skiff.core.runtime.execsession import ExecSession
 from skiff.core.runtime.forkserver import ForkServer
@@ -45,7 +45,9 @@ class NodeRuntime:
                  image_backoff: BackoffPolicy | None = None,
                  config_retry_seconds: float = 1.0,
                  shutdown_grace_cap: float | None = None,
-                 fork_server: bool = True) -> None:
+                 fork_server: bool = True,
+                 container_log_max_size: int = logs.DEFAULT_MAX_SIZE,
+                 container_log_max_files: int = logs.DEFAULT_MAX_FILES) -> None:
         self.client = client
         self.home = Path(home)
         self.node_name = node_name
@@ -57,7 +59,8 @@ class NodeRuntime:
             config_retry=config_retry_seconds, ports=process.PortAllocator(),
             local_images=LocalImages(self.home),
             node_allocatable={"cpu": float(os.cpu_count() or 1),
-                              "memory": float(psutil.virtual_memory().total)})
+                              "memory": float(psutil.virtual_memory().total)},
+            log_max_size=container_log_max_size, log_max_files=container_log_max_files)
         self.forks = ForkServer([HELLO_OPENSHIFT_MODULE]) if fork_server else None
         self.workers: dict[str, PodWorker] = {}           # by uid
         self._stopping = False
@@ -285,8 +288,9 @@ class NodeRuntime:
             return (run is not None and not previous and run.running
                     and run.restart_count == number and not (w is not None and w.gone))
 
-        return logs.stream(path, follow=follow and not previous, live=live,
-                           tail_lines=tail_lines, limit_bytes=limit_bytes)
+        opts = logread.Options(tail_lines=tail_lines, limit_bytes=limit_bytes,
+                               follow=follow and not previous)
+        return logread.stream(path, opts, live)
 
 
 def _waiting_why(run: ContainerRun) -> str:

@@ -79,6 +79,8 @@ class NodeContext:
     local_images: LocalImages
     node_allocatable: dict[str, float] = field(default_factory=dict)
     forker: process.Forker | None = None
+    log_max_size: int = logs.DEFAULT_MAX_SIZE       # containerLogMaxSize, bytes
+    log_max_files: int = logs.DEFAULT_MAX_FILES     # containerLogMaxFiles
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
 
@@ -406,29 +408,38 @@ class PodWorker:
         cdir = self.dir / run.name
         started_at = self.ctx.clock()
         run.image, run.image_id, run.env = img, img.image_id, container_env
+        # The child writes into a pipe that the writer frames and rotates (logs.py).
+        writer = logs.LogWriter(cdir, run.restart_count, self.ctx.log_max_size,
+                                self.ctx.log_max_files)
         try:
-            proc = await process.spawn(argv, container_env, run.cwd,
-                                       logs.log_file(cdir, run.restart_count), cdir / "pid",
-                                       own_python=img.own_python, forker=self.ctx.forker)
+            proc = await process.spawn(argv, container_env, run.cwd, writer.start(),
+                                       cdir / "pid", own_python=img.own_python,
+                                       forker=self.ctx.forker)
         except process.SpawnError as e:
             message = f"failed to start container process: {e}: unknown"
-            cdir.mkdir(parents=True, exist_ok=True)
-            with logs.log_file(cdir, run.restart_count).open("a") as f:
-                f.write(message + "\n")
+            writer.note(message)
+            await writer.close()
             return Terminated(128, "StartError", started_at, self.ctx.clock(), message=message)
-        run.proc = proc
-        run.container_id = f"skiff://{self.uid}/{run.name}/{run.restart_count}"
-        run.state = Running(started_at)
-        if self.terminating:
-            await proc.stop(self.grace)
-        probe_tasks = self._start_probes(run, proc)
-        self.changed()
+        except BaseException:
+            await asyncio.shield(writer.close(0))
+            raise
         try:
-            code = await proc.wait()
+            run.proc = proc
+            run.container_id = f"skiff://{self.uid}/{run.name}/{run.restart_count}"
+            run.state = Running(started_at)
+            if self.terminating:
+                await proc.stop(self.grace)
+            probe_tasks = self._start_probes(run, proc)
+            self.changed()
+            try:
+                code = await proc.wait()
+            finally:
+                for t in probe_tasks:
+                    t.cancel()
+                run.kill_execs()
         finally:
-            for t in probe_tasks:
-                t.cancel()
-            run.kill_execs()
+            # the run's last lines are in the file before its status says it ended
+            await asyncio.shield(writer.close())
         run.ready = run.started = False
         return Terminated(code, exit_reason(code), started_at, self.ctx.clock())
 
