@@ -396,16 +396,27 @@ class H2ServerProtocol(asyncio.Protocol):
 
     def _request(self, ev: h2.events.RequestReceived) -> None:
         cfg = self.cfg
+        lim = cfg.limits
+        sid = ev.stream_id
+        assert sid is not None
+        if self.draining and sid > self.goaway_last or len(self.streams) >= \
+                lim.max_concurrent_streams:
+            self._refuse(sid)          # never processed: the client may retry it elsewhere
+            return
         capture = cfg.capture
         strip = cfg.strip_prefix
         method = target = authority = b""
         lines: list[bytes] = []
         cap: dict[bytes, bytes] = {}
         cookies: list[bytes] = []
-        for name, value in ev.headers or ():
+        size = pseudo = 0
+        headers = ev.headers or ()
+        for name, value in headers:
             n = bytes(name)
             v = bytes(value)
+            size += len(n) + len(v)
             if n[:1] == b":":
+                pseudo += 1
                 if n == b":method":
                     method = v
                 elif n == b":path":
@@ -421,23 +432,17 @@ class H2ServerProtocol(asyncio.Protocol):
                 continue
             else:
                 lines.append(n + b": " + v + b"\r\n")
-        if cookies:
-            lines.append(b"cookie: " + b"; ".join(cookies) + b"\r\n")
-        sid = ev.stream_id
-        assert sid is not None
-        lim = cfg.limits
-        if self.draining and sid > self.goaway_last or len(self.streams) >= \
-                lim.max_concurrent_streams:
-            self._refuse(sid)          # never processed: the client may retry it elsewhere
-            return
-        headers = ev.headers or ()
-        if header_list_too_large(sum(len(n) + len(v) for n, v in headers), len(headers), lim):
+        # pseudo-headers count toward the size (as :path does in HTTP/1.1's request line) but
+        # not toward the number of headers
+        if header_list_too_large(size, len(headers) - pseudo, lim):
             ex0 = H2Exchange(cfg, RequestHead(method, target, authority, [], {}, self.client,
                                               self.scheme, "2", True, False, -1), self, sid)
             self.streams[sid] = ex0
             ex0.reply(HEADERS_TOO_LARGE)
             self.drain()               # as HTTP/1.1 does: the connection ends after the 431
             return
+        if cookies:
+            lines.append(b"cookie: " + b"; ".join(cookies) + b"\r\n")
         ended = ev.stream_ended is not None
         cl = cap.get(b"content-length")
         clen = int(cl) if cl is not None and cl.isdigit() else -1
