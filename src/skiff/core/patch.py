@@ -24,11 +24,15 @@ cover RFC 6902/7386 only, and these are small enough to keep beside it).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
+
+from skiff.core.bodies import MAX_OBJECT, truncated
 
 __all__ = [
     "MERGE_KEYS",
     "PatchError",
+    "PatchTooLarge",
     "apply_patch",
     "json_patch",
     "merge_keys_for",
@@ -68,17 +72,42 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 # RFC 6902 JSON patch
 
 
-def json_patch(target: Any, ops: list[Any]) -> Any:
-    """Apply RFC 6902 operations in order; the first failing one raises PatchError."""
+MAX_JSON_PATCH_OPERATIONS = 10000   # kube-apiserver's maxJSONPatchOperations
+
+
+class PatchTooLarge(PatchError):
+    """A patch whose result would be over the object size limit (checked as it applies)."""
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def json_patch(target: Any, ops: list[Any], max_size: int = MAX_OBJECT) -> Any:
+    """Apply RFC 6902 operations in order; the first failing one raises PatchError.
+
+    The result's size is kept as the operations apply (each add, copy or replace adds the
+    size of its value), so a patch that would grow the object past `max_size` stops at the
+    operation that crosses it: 24 `copy` operations of an object into itself double it 24
+    times, and are refused at the tenth or so, not after filling memory."""
     if not isinstance(ops, list):
         raise PatchError("json patch must be a list of operations")
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise PatchTooLarge(f"The allowed maximum operations in a JSON patch is "
+                         f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
     doc = copy.deepcopy(target)
+    size = _size(doc)
     for index, op in enumerate(ops):
-        doc = _apply_op(doc, op, index)
+        doc, grown = _apply_op(doc, op, index)
+        size += grown
+        if size > max_size:
+            raise PatchTooLarge(f"json patch operation {index}: the patched object would be "
+                                f"larger than {max_size} bytes (1.5 MiB, the object size limit)")
     return doc
 
 
-def _apply_op(doc: Any, op: Any, index: int) -> Any:
+def _apply_op(doc: Any, op: Any, index: int) -> tuple[Any, int]:
+    """The document after one operation, and how many bytes of JSON it grew by (about)."""
     if not isinstance(op, dict):
         raise PatchError(f"json patch operation {index}: not an object")
     name = op.get("op")
@@ -90,12 +119,15 @@ def _apply_op(doc: Any, op: Any, index: int) -> Any:
     if name in ("add", "replace", "test") and "value" not in op:
         raise PatchError(f"{where}: missing 'value'")
     if name == "add":
-        return _add(doc, tokens, copy.deepcopy(op["value"]), where, path)
+        value = op["value"]
+        return _add(doc, tokens, copy.deepcopy(value), where, path), _size(value) + len(path)
     if name == "remove":
-        doc, _ = _remove(doc, tokens, where, path)
-        return doc
+        doc, gone = _remove(doc, tokens, where, path)
+        return doc, -_size(gone)
     if name == "replace":
-        return _replace(doc, tokens, copy.deepcopy(op["value"]), where, path)
+        value = op["value"]
+        grown = _size(value) - _size(_get(doc, tokens, where, path))
+        return _replace(doc, tokens, copy.deepcopy(value), where, path), grown
     if name in ("move", "copy"):
         source = op.get("from")
         if not isinstance(source, str):
@@ -105,15 +137,16 @@ def _apply_op(doc: Any, op: Any, index: int) -> Any:
             if tokens[: len(from_tokens)] == from_tokens and len(tokens) > len(from_tokens):
                 raise PatchError(f"{where}: cannot move {source!r} into its own child {path!r}")
             doc, value = _remove(doc, from_tokens, where, source)
-        else:
-            value = copy.deepcopy(_get(doc, from_tokens, where, source))
-        return _add(doc, tokens, value, where, path)
+            return _add(doc, tokens, value, where, path), len(path) - len(source)
+        original = _get(doc, from_tokens, where, source)
+        grown = _size(original) + len(path)   # measured before the copy is made
+        return _add(doc, tokens, copy.deepcopy(original), where, path), grown
     if name == "test":
         actual = _get(doc, tokens, where, path)
         if not _json_equal(actual, op["value"]):
             raise PatchError(f"{where}: test failed at path {path!r}: "
-                             f"expected {op['value']!r}, found {actual!r}")
-        return doc
+                             f"expected {truncated(repr(op['value']))}, found {truncated(repr(actual))}")
+        return doc, 0
     raise PatchError(f"json patch operation {index}: unknown op {name!r}")
 
 

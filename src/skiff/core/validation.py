@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from skiff.core.bodies import shown
 from skiff.core.schema import Schema
 
 
@@ -41,7 +42,7 @@ def _type_name(v: Any) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, str):
-        return f'"{v}"'
+        return shown(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (dict, list)):
@@ -203,12 +204,15 @@ def label_causes(labels: Any, path: str) -> list[Cause]:
         prefix, _, name = k.rpartition("/")
         if (prefix and dns1123_subdomain(prefix)) or len(name) > 63 or not _QUALIFIED_NAME.match(name):
             out.append(Cause(f"{path}", "FieldValueInvalid",
-                             f'{path}: Invalid value: "{k}": name part must consist of alphanumeric '
+                             f"{path}: Invalid value: {shown(k)}: name part must consist of alphanumeric "
                              "characters, '-', '_' or '.', and must start and end with an alphanumeric "
                              "character"))
         if isinstance(v, str) and (len(v) > 63 or not _LABEL_VALUE.match(v)):
+            msgs = ["must be no more than 63 characters"] if len(v) > 63 else []
+            if not _LABEL_VALUE.match(v):
+                msgs.append("a valid label must be an empty string or consist of alphanumeric "
+                            "characters, '-', '_' or '.', and must start and end with an "
+                            "alphanumeric character")
             out.append(Cause(f"{path}", "FieldValueInvalid",
-                             f'{path}: Invalid value: "{v}": a valid label must be an empty string or '
-                             "consist of alphanumeric characters, '-', '_' or '.', and must start and "
-                             "end with an alphanumeric character"))
+                             f"{path}: Invalid value: {shown(v)}: {'; '.join(msgs)}"))
     return out

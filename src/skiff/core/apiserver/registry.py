@@ -21,23 +21,27 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from skiff.core import selectors
+from skiff.core import bodies, selectors
 from skiff.core.admission import Admission
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
 from skiff.core.clock import rfc3339, utcnow
+from skiff.core.corevalidation import VALIDATORS, DecodeError, decode_secret_data
 from skiff.core.kinds import Kind, Kinds
 from skiff.core.patch import (
     PatchError,
+    PatchTooLarge,
     apply_patch,
     json_patch,
     merge_patch,
     strategic_merge_patch,
 )
+from skiff.core.runtime.status import qos_class
 from skiff.core.store import (
     AlreadyExists,
     Conflict,
     NotFound,
     Store,
+    TooLarge,
     TooOld,
     Watch,
     key_for,
@@ -45,7 +49,6 @@ from skiff.core.store import (
 )
 from skiff.core.validation import NAME_RULES, Cause, label_causes, validate
 
-MAX_BODY = 3 * 1024 * 1024   # kube-apiserver's request size limit
 _SERVER_META = ("uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp",
                 "deletionGracePeriodSeconds", "selfLink")
 
@@ -135,6 +138,9 @@ class Registry:
                                     f'metadata.name: Invalid value: "{name}": {problem}' if name
                                     else f"metadata.name: Required value: {problem}"))
             causes += label_causes(meta.get("labels"), "metadata.labels")
+            builtin_rules = VALIDATORS.get(k.kind) if k.builtin else None
+            if builtin_rules is not None:
+                causes += builtin_rules(obj, old)
             causes += self.admission.run(k.group, k.kind, obj, old)
         if causes:
             raise invalid(k, name, causes)
@@ -317,6 +323,8 @@ class Registry:
         except AlreadyExists:
             raise ApiError(409, "AlreadyExists", f'{k.resource} "{meta["name"]}" already exists',
                            {"name": meta["name"], "group": k.group, "kind": k.plural}) from None
+        except TooLarge as e:
+            raise too_large(k, meta["name"], e) from None
         return self._out(k, stored)
 
     def _check_envelope(self, k: Kind, obj: Obj) -> None:
@@ -337,11 +345,24 @@ class Registry:
             obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
         if k.builtin and k.kind == "Secret":
             obj.setdefault("type", "Opaque")
+            self._decode_secret(obj)
             string_data = obj.pop("stringData", None) or {}
-            if string_data:
+            if string_data and isinstance(string_data, dict):
                 data = obj.setdefault("data", {})
                 for key, val in string_data.items():
                     data[key] = base64.b64encode(str(val).encode()).decode()
+        if k.builtin and k.kind == "Pod" and "status" not in obj:
+            # What client libraries assert on right after a create (the node fills in the rest).
+            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj)}
+        if k.builtin and k.kind == "Service" and "status" not in obj:
+            obj["status"] = {"loadBalancer": {}}
+
+    @staticmethod
+    def _decode_secret(obj: Obj) -> None:
+        try:
+            decode_secret_data(obj)
+        except DecodeError as e:
+            raise bad_request(str(e)) from None
 
     def update(self, k: Kind, namespace: str, name: str, body: Any, subresource: str = "",
                dry_run: bool = False) -> Obj:
@@ -420,12 +441,16 @@ class Registry:
             raise self._conflict(k, new["metadata"]["name"]) from None
         except NotFound:
             raise not_found(k, new["metadata"]["name"]) from None
+        except TooLarge as e:
+            raise too_large(k, new["metadata"]["name"], e) from None
 
     def _default_builtin_update(self, k: Kind, obj: Obj) -> None:
         if k.builtin and k.kind in ("Deployment", "Pod"):
             default_workload(k.kind, obj)
-        if k.builtin and k.kind == "Secret" and obj.get("stringData"):
-            self._default_builtin(k, obj)
+        if k.builtin and k.kind == "Secret":
+            self._decode_secret(obj)
+            if obj.get("stringData"):
+                self._default_builtin(k, obj)
 
     def _held_by_builtin(self, k: Kind, obj: Obj) -> bool:
         """Pods wait for the node to stop them; namespaces wait to be emptied."""
@@ -463,6 +488,8 @@ class Registry:
                     new = apply_patch(old, body, k.kind, k.builtin)
                 else:
                     raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type}")
+            except PatchTooLarge as e:
+                raise ApiError(413, "RequestEntityTooLarge", str(e)) from None
             except PatchError as e:
                 raise ApiError(422, "Invalid", str(e)) from None
             if not isinstance(new, dict):
@@ -614,12 +641,29 @@ def parse_bool(v: str | None) -> bool:
 
 
 def json_body(raw: bytes) -> Any:
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "RequestEntityTooLarge", "the request is too large; the limit is 3 MiB")
     try:
-        return json.loads(raw) if raw else {}
-    except ValueError as e:
-        raise bad_request(f"the body of the request is not valid JSON: {e}") from None
+        return bodies.decode_json(raw)
+    except bodies.BodyError as e:
+        raise body_error(e) from None
 
 
-__all__ = ["Registry", "rfc3339", "parse_bool", "json_body", "bad_request", "not_found", "invalid"]
+def yaml_body(raw: bytes) -> Any:
+    try:
+        return bodies.decode_yaml(raw)
+    except bodies.BodyError as e:
+        raise body_error(e) from None
+
+
+def body_error(e: bodies.BodyError) -> ApiError:
+    return ApiError(e.code, "RequestEntityTooLarge" if e.code == 413 else "BadRequest", e.message)
+
+
+def too_large(k: Kind, name: str, e: TooLarge) -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge",
+                    f'{k.resource} "{name}" is too large to store: {e.size} bytes; the limit is '
+                    f"{e.limit} bytes (1.5 MiB, etcd's request size limit)",
+                    {"name": name, "group": k.group, "kind": k.plural})
+
+
+__all__ = ["Registry", "rfc3339", "parse_bool", "json_body", "yaml_body", "bad_request", "not_found",
+           "invalid"]

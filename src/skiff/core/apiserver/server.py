@@ -21,12 +21,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import yaml
 from aiohttp import WSMsgType, web
 
 from skiff.core import printers
 from skiff.core.apiserver import discovery
-from skiff.core.apiserver.registry import Registry, bad_request, json_body, parse_bool
+from skiff.core.apiserver.registry import Registry, bad_request, json_body, parse_bool, yaml_body
+from skiff.core.bodies import truncated
 from skiff.core.client import ApiError, Obj, WatchEvent
 from skiff.core.clock import utcnow
 from skiff.core.kinds import Kind
@@ -41,6 +41,12 @@ PATCH_TYPES = {
     "application/apply-patch+yaml": "apply",
     "application/apply-patch+cbor": "apply",
 }
+
+
+# Media types a create or update body may have ("": no Content-Type, read as JSON, as the
+# Python client's bodies are read).
+BODY_TYPES = frozenset({"", "application/json", "application/yaml", "application/x-yaml",
+                        "application/vnd.kubernetes.protobuf"})
 
 
 class ExecSession(Protocol):
@@ -291,13 +297,7 @@ class ApiServer:
                                f"the body of the request was in an unknown format - accepted media "
                                f"types include: {', '.join(PATCH_TYPES)}")
             raw = await request.read()
-            if pt == "apply":
-                try:
-                    body = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-                except yaml.YAMLError as e:
-                    raise bad_request(f"error decoding YAML: {e}") from None
-            else:
-                body = json_body(raw)
+            body = yaml_body(raw) if pt == "apply" else json_body(raw)
             existed = True
             if pt == "apply":
                 try:
@@ -335,7 +335,7 @@ class ApiServer:
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
-        ct = request.content_type
+        ct = request.content_type if "Content-Type" in request.headers else ""
         if ct == "application/vnd.kubernetes.protobuf":
             from skiff.core.apiserver import protobuf
             try:
@@ -343,10 +343,11 @@ class ApiServer:
             except protobuf.ProtobufError as e:
                 raise bad_request(f"the body of the request could not be decoded: {e}") from None
         if ct in ("application/yaml", "application/x-yaml"):
-            try:
-                return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            except yaml.YAMLError as e:
-                raise bad_request(f"error decoding YAML: {e}") from None
+            return yaml_body(raw)
+        if ct not in BODY_TYPES:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f'the body of the request was in an unknown format ("{truncated(ct)}") - '
+                           f"accepted media types include: {', '.join(sorted(BODY_TYPES - {''}))}")
         return json_body(raw)
 
     async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:

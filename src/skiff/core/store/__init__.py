@@ -35,6 +35,15 @@ class Conflict(StoreError):
     """The object changed since the resourceVersion the caller read."""
 
 
+class TooLarge(StoreError):
+    """An object over the store's size limit (etcd: "request is too large")."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key}: {size} bytes; the limit is {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class TooOld(StoreError):
     """A watch asked for history the store no longer keeps (HTTP 410 Gone)."""
 

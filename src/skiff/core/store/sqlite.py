@@ -20,8 +20,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from skiff.core.bodies import MAX_OBJECT  # bytes of JSON per object, as etcd's request limit
 from skiff.core.home import make_private_dir, private_file
-from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooOld
+from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooLarge, TooOld
 
 HISTORY = 20000          # events kept for watch resumption
 SMALL_EVENT = 4096       # history keeps longer event text zlib-compressed (CRDs shrink about 9x)
@@ -151,7 +152,10 @@ class SQLiteStore:
                 text = json.dumps(gone, separators=(",", ":"))
             else:
                 obj["metadata"]["resourceVersion"] = str(rv)
-                text = json.dumps(obj, separators=(",", ":"))
+                # allow_nan=False: a NaN stored would make every later read of the kind invalid JSON
+                text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+                if len(text) > MAX_OBJECT:
+                    raise TooLarge(key, len(text), MAX_OBJECT)
                 db.execute("INSERT OR REPLACE INTO objects (key, rv, value) VALUES (?, ?, ?)",
                            (key, rv, text))
             db.execute("UPDATE meta SET value=? WHERE name='rv'", (rv,))
