@@ -94,7 +94,7 @@ def run_live(pod: Mapping[str, Any], uid: str, container: str, number: int) -> b
         state = cs.get("state") or {}
         # waiting after a run (CrashLoopBackOff) is over; waiting before the first is not
         return "running" in state or ("waiting" in state
-                                      and not (cs.get("lastState") or {}).get("terminated"))
+                                      and "terminated" not in (cs.get("lastState") or {}))
     return True
 
 
@@ -280,6 +280,7 @@ async def stream(current: Path, opts: Options,
                 return
             if len(files) > 1:
                 files.pop(0).close()
+                files[0].seek(0)        # finding the start may have moved it
                 out.next_file()
                 continue
             if not opts.follow:
