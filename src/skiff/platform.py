@@ -3,9 +3,11 @@
 Order matters and is fast (about a second): home + certificates + token ->
 store -> kinds (built-ins, stored CRDs, the domains' CRDs bootstrapped) ->
 registry + in-process client -> API server listening (TLS) -> kubeconfig
-written -> controllers and the node runtime started -> ready. Stopping runs
-the same steps backwards; pods get SIGTERM, then SIGKILL after their grace
-period. This module only assembles: the parts live in core/ and the domains.
+written -> controllers and the node runtime started -> ready. Stopping drains
+the data plane first (in-flight requests finish on pods still running), then
+runs the other steps backwards; pods get SIGTERM, then SIGKILL after their
+grace period; every step has a bound. This module only assembles: the parts
+live in core/ and the domains.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import os
 import secrets
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,26 +210,66 @@ class Platform:
                     raise
 
     async def stop(self) -> None:
+        """Backwards, bounded: the data plane first (listeners close, in-flight requests finish
+        on pods still running), then the pods (SIGTERM, SIGKILL after their grace period), then
+        controllers, the API server and the store. No step may hold the rest up past its bound:
+        a step that overruns is cancelled and left behind (stop_bound() sums the bounds)."""
         self.ready = False
+        for c in reversed(self.components):
+            if c.stop in self._cleanup:            # started: stopped here, not with the rest
+                self._cleanup.remove(c.stop)
+                await _within(c.stop(), COMPONENT_STOP_S, f"stopping {type(c).__name__}")
         if hasattr(self, "node"):
-            await self.node.shutdown()
+            await _within(self.node.shutdown(), self._pod_grace() + POD_MARGIN_S, "stopping pods")
         task = getattr(self, "_node_task", None)
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _within(asyncio.gather(task, return_exceptions=True), STOP_STEP_S, "node runtime")
         if hasattr(self, "manager"):
-            await self.manager.stop()
+            await _within(self.manager.stop(), STOP_STEP_S, "stopping controllers")
         if hasattr(self, "gc"):
-            await self.gc.stop()
+            await _within(self.gc.stop(), STOP_STEP_S, "stopping the garbage collector")
         for fn in reversed(self._cleanup):
             r = fn()
             if asyncio.iscoroutine(r):
-                await r
+                await _within(r, STOP_STEP_S, f"stopping {getattr(fn, '__qualname__', fn)}")
         if hasattr(self, "store"):
             self.store.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)   # the home is free for the next `skiff up`
             self._lock_fd = None
+
+    def _pod_grace(self) -> float:
+        node = getattr(self, "node", None)
+        if node is None:
+            return 0.0
+        graces = [w.deletion_grace() if w.terminating else w.spec_grace()
+                  for w in list(node.workers.values())]
+        g = max(graces, default=0.0)
+        cap = node.shutdown_grace_cap
+        return min(g, cap) if cap is not None else g
+
+    def stop_bound(self) -> float:
+        """The longest stop() can take (pods' grace periods plus the other steps' bounds)."""
+        return (COMPONENT_STOP_S * len(self.components) + self._pod_grace() + POD_MARGIN_S
+                + STOP_STEP_S * (3 + len(self._cleanup)))
+
+
+COMPONENT_STOP_S = 15.0   # a component's stop: the gateway drains within 5 s of it
+POD_MARGIN_S = 5.0        # past the longest pod grace period
+STOP_STEP_S = 5.0         # any other step of stop()
+
+
+async def _within(aw: Awaitable[Any], seconds: float, what: str) -> None:
+    """Await `aw` for at most `seconds`; past that it is cancelled and not waited for (a task
+    that ignores cancellation must not hang the stop). Failures are logged, not raised."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("%s: still running after %.0f s, left behind", what, seconds)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed: %s", what, task.exception())
 
 
 def default_home() -> Path:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +52,11 @@ def log_size(raw: str) -> int | None:
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="SKIFF_HOME",
                                               help="state directory (default ~/.skiff)")]
+
+
+def _exit_stuck(bound: float) -> None:
+    err.print(f"[red]error:[/red] skiff did not stop within {bound + 10:.0f} s; exiting anyway")
+    os._exit(1)
 
 
 @app.command()
@@ -124,7 +130,13 @@ def up(
             from skiff.cli.example import run_example
             await run_example(platform, out)
         await stop.wait()
-        err.print("stopping: pods get SIGTERM, then SIGKILL after their grace period")
+        err.print("stopping: new connections refused, in-flight requests finish, then pods get "
+                  "SIGTERM, then SIGKILL after their grace period")
+        # the last resort against a hang (a thread or task that will not end): exit anyway
+        bound = platform.stop_bound()
+        watchdog = threading.Timer(bound + 10, _exit_stuck, (bound,))
+        watchdog.daemon = True
+        watchdog.start()
         await platform.stop()
         err.print("skiff stopped")
 

@@ -1,0 +1,144 @@
+"""SIGTERM to `skiff up` under load: no request that was accepted is lost, and the process exits.
+
+A real `skiff up` serves a Knative service; a few keep-alive clients loop on it through the
+router's HTTP port (bounded in time and count) while SIGTERM is sent. The stop closes the
+listeners first (later connections are refused: counted apart, expected), lets in-flight
+requests finish (each keep-alive client gets `connection: close` on a response), and only then
+stops the pods. Any failure after a request was written is an error; there must be none, and
+the process must exit within a deadline. One limit is checked through the same platform too.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skiffproc import new_skiff
+
+DOMAIN = "apps.127.0.0.1.sslip.io"
+HOST = f"hello-default.{DOMAIN}"
+CLIENTS = 4
+LOOP_SECONDS = 6.0          # a client gives up after this, stop or no stop
+MAX_REQUESTS = 20_000       # per client
+EXIT_DEADLINE = 60.0
+
+
+@dataclass
+class Tally:
+    ok: int = 0
+    closes: int = 0                     # responses that said `connection: close`
+    ok_after_term: int = 0
+    refused: int = 0                    # connect() refused: the listener was closed
+    errors: list[str] = field(default_factory=list)
+
+
+def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response head ({len(buf)} bytes)")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:])}
+    n = int(headers.get("content-length", "0"))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside a response body")
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def client(port: int, tally: Tally, lock: threading.Lock, termed: threading.Event) -> None:
+    request = f"GET / HTTP/1.1\r\nhost: {HOST}\r\n\r\n".encode()
+    end = time.monotonic() + LOOP_SECONDS
+    sock: socket.socket | None = None
+    try:
+        for _ in range(MAX_REQUESTS):
+            if time.monotonic() > end:
+                return
+            if sock is None:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                except ConnectionRefusedError:
+                    with lock:
+                        tally.refused += 1
+                    return                  # the listener is gone: this client is done
+            try:
+                sock.sendall(request)
+                status, headers, _ = read_response(sock)
+            except OSError as e:
+                with lock:
+                    tally.errors.append(f"{type(e).__name__}: {e}")
+                sock.close()
+                sock = None
+                continue
+            with lock:
+                if status == 200:
+                    tally.ok += 1
+                    if termed.is_set():
+                        tally.ok_after_term += 1
+                else:
+                    tally.errors.append(f"status {status}")
+            if headers.get("connection") == "close":
+                with lock:
+                    tally.closes += 1
+                sock.close()
+                sock = None
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def get(port: int, extra: bytes = b"") -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET / HTTP/1.1\r\nhost: {HOST}\r\n".encode() + extra + b"\r\n")
+        return read_response(s)[0]
+
+
+def test_sigterm_under_load_finishes_accepted_requests_and_exits(tmp_path: Path) -> None:
+    s = new_skiff(tmp_path)
+    s.start()
+    try:
+        r = s.skiff("service", "create", "hello", "--image",
+                    "docker.io/openshift/hello-openshift", timeout=90)
+        assert r.returncode == 0, r.stdout + r.stderr
+        port = s.ports["--http-port"]
+        s.wait_for(lambda: get(port) == 200, timeout=30, what="hello to answer")
+
+        # a limit through the real router and gateway: 101 headers -> 431, then served
+        assert get(port, b"".join(b"x-h%d: v\r\n" % i for i in range(101))) == 431
+        assert get(port) == 200
+
+        tally, lock, termed = Tally(), threading.Lock(), threading.Event()
+        threads = [threading.Thread(target=client, args=(port, tally, lock, termed), daemon=True)
+                   for _ in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)                       # load running
+        assert s.proc is not None
+        proc: subprocess.Popen[bytes] = s.proc
+        termed.set()
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(LOOP_SECONDS + 15)
+        try:
+            code = proc.wait(EXIT_DEADLINE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"skiff up still running {EXIT_DEADLINE:.0f} s after SIGTERM:\n"
+                                 f"{s.log()}") from None
+        s.proc = None
+        assert not tally.errors, f"{len(tally.errors)} errors: {tally.errors[:10]} ({tally})"
+        assert tally.ok > 0 and tally.closes >= 1, tally
+        assert code == 0, s.log()
+    finally:
+        if s.proc is not None:
+            s.proc.kill()
+            s.proc.wait(10)
