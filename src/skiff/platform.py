@@ -40,11 +40,13 @@ from skiff.core.reconcilers.crd import CLEANUP, CRDReconciler, crd_status, valid
 from skiff.core.reconcilers.deployment import DeploymentReconciler
 from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
 from skiff.core.runtime.node import NodeRuntime
+from skiff.core.runtime.nodeobject import gather_facts, register_node
 from skiff.core.store import key_for, prefix_for
 from skiff.core.store.sqlite import open_store
 
 log = logging.getLogger("skiff")
 
+NODE_NAME = "skiff"
 BOOT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease",
                    "istio-system", "knative-serving", "knative-eventing")
 
@@ -139,7 +141,7 @@ class Platform:
             install(self)
         self.on_step(f"store {home / 'skiff.db'} ({len(list(self.kinds))} kinds)")
 
-        self.node = NodeRuntime(self.client, home, node_name="skiff", api_host=s.host, api_port=s.api_port,
+        self.node = NodeRuntime(self.client, home, node_name=NODE_NAME, api_host=s.host, api_port=s.api_port,
                                 max_pods=s.max_pods,
                                 container_log_max_size=s.container_log_max_size,
                                 container_log_max_files=s.container_log_max_files)
@@ -163,6 +165,9 @@ class Platform:
         self.gc = GarbageCollector(self.client, self.kinds)
         await self.manager.start()
         await self.gc.start()
+        # The kubelet registers its Node before it runs pods.
+        await register_node(self.client, gather_facts(
+            NODE_NAME, home, s.host, s.max_pods, "skiff://0.1.0"), rfc3339(utcnow()))
         self._node_task = asyncio.create_task(self.node.run())
         for c in self.components:
             await c.start()

@@ -386,6 +386,22 @@ NAMESPACE = resource(
 )
 
 
+# --- core/v1 Node (the one node skiff runs on; the node runtime keeps its status) ------
+
+NODE = resource(
+    obj({
+        "podCIDR": STR, "podCIDRs": STR_LIST, "providerID": STR, "unschedulable": BOOL,
+        "taints": arr(obj({"key": STR, "value": STR, "effect": STR, "timeAdded": DATE_TIME},
+                          required=("key", "effect"))),
+    }),
+    status=open_obj({
+        "capacity": QUANTITY_MAP, "allocatable": QUANTITY_MAP, "conditions": arr(open_obj()),
+        "addresses": arr(obj({"type": STR, "address": STR})), "nodeInfo": open_obj(),
+        "daemonEndpoints": open_obj(), "images": arr(open_obj()), "phase": STR,
+    }),
+)
+
+
 def _no_status(props: dict[str, Schema]) -> Schema:
     """A kind without spec or status (ConfigMap, Secret...): its fields sit at the top level."""
     s = resource(extra=props)
@@ -504,6 +520,8 @@ KINDS: list[Kind] = [
     Kind(group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False,
          schema=NAMESPACE, short_names=("ns",), status_subresource=True,
          name_rule="dns1123-label", verbs=_NO_DELETECOLLECTION, builtin=True),
+    Kind(group="", version="v1", kind="Node", plural="nodes", namespaced=False, schema=NODE,
+         short_names=("no",), status_subresource=True, builtin=True),
     Kind(group="", version="v1", kind="ConfigMap", plural="configmaps", namespaced=True,
          schema=CONFIG_MAP, short_names=("cm",), status_subresource=False, builtin=True),
     Kind(group="", version="v1", kind="Secret", plural="secrets", namespaced=True,

@@ -184,6 +184,22 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[Obj]] = {
                                             "evaluated for pod readiness.", priority=1),
     ],
     ("", "namespaces"): [_NAME, _col("Status", description="The status of the namespace"), _AGE],
+    ("", "nodes"): [
+        _NAME,
+        _col("Status", description="The status of the node"),
+        _col("Roles", description="The roles of the node"),
+        _AGE,
+        _col("Version", description="Kubelet Version reported by the node."),
+        _col("Internal-IP", description="List of addresses reachable to the node.", priority=1),
+        _col("External-IP", description="List of addresses reachable to the node.", priority=1),
+        _col("OS-Image", description="OS Image reported by the node from /etc/os-release "
+                                     "(e.g. Debian GNU/Linux 7 (wheezy)).", priority=1),
+        _col("Kernel-Version", description="Kernel Version reported by the node from 'uname -r' "
+                                           "(e.g. 3.16.0-0.bpo.4-amd64).", priority=1),
+        _col("Container-Runtime", description="ContainerRuntime Version reported by the node "
+                                              "through runtime remote API (e.g. "
+                                              "containerd://1.4.2).", priority=1),
+    ],
     ("", "configmaps"): [
         _NAME, _col("Data", description="Data contains the configuration data."), _AGE],
     ("", "secrets"): [
@@ -457,6 +473,27 @@ def _namespace_row(o: Obj, now: datetime) -> Row:
     return [_meta(o).get("name", ""), phase, _age(o, now)]
 
 
+def _node_row(o: Obj, now: datetime) -> Row:
+    """kubectl's printNode: Ready/NotReady/Unknown (+ SchedulingDisabled), roles from labels."""
+    status = _d(o.get("status"))
+    ready = "Unknown"
+    for c in _l(status.get("conditions")):
+        if _d(c).get("type") == "Ready":
+            ready = "Ready" if _d(c).get("status") == "True" else "NotReady"
+    if _d(o.get("spec")).get("unschedulable"):
+        ready += ",SchedulingDisabled"
+    labels = _d(_meta(o).get("labels"))
+    roles = sorted({k.partition("/")[2] for k in labels
+                    if k.startswith("node-role.kubernetes.io/") and k.partition("/")[2]}
+                   | ({str(labels["kubernetes.io/role"])} if labels.get("kubernetes.io/role") else set()))
+    addresses = {_d(a).get("type"): _d(a).get("address") for a in _l(status.get("addresses"))}
+    info = _d(status.get("nodeInfo"))
+    return [_meta(o).get("name", ""), ready, ",".join(roles) or "<none>", _age(o, now),
+            info.get("kubeletVersion", ""), addresses.get("InternalIP") or "<none>",
+            addresses.get("ExternalIP") or "<none>", info.get("osImage") or "<unknown>",
+            info.get("kernelVersion") or "<unknown>", info.get("containerRuntimeVersion") or "<unknown>"]
+
+
 def _configmap_row(o: Obj, now: datetime) -> Row:
     n = len(_d(o.get("data"))) + len(_d(o.get("binaryData")))
     return [_meta(o).get("name", ""), n, _age(o, now)]
@@ -567,6 +604,7 @@ def _event_row(o: Obj, now: datetime) -> Row:
 _BUILTIN_ROWS: dict[tuple[str, str], Callable[[Obj, datetime], Row]] = {
     ("", "pods"): _pod_row,
     ("", "namespaces"): _namespace_row,
+    ("", "nodes"): _node_row,
     ("", "configmaps"): _configmap_row,
     ("", "secrets"): _secret_row,
     ("", "serviceaccounts"): _serviceaccount_row,
