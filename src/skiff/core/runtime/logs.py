@@ -152,6 +152,8 @@ class LogWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         for n in stale_runs(runs(self.dir), self.number):
             remove_run(self.dir, n)
+        for pipe in self.dir.glob("*.pipe"):
+            pipe.unlink(missing_ok=True)   # left by a crash: one run at a time per container
         found = rotated(self.path)
         self._seq = found[-1][0] + 1 if found else 1
         self._open_current()

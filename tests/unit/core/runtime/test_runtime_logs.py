@@ -83,6 +83,7 @@ def test_writer_notes_and_drops_old_runs(tmp_path: Path) -> None:
     for n in (0, 1, 2):
         logs.log_file(tmp_path, n).write_bytes(b"old\n")
     (tmp_path / "0.log.1").write_bytes(b"old\n")
+    (tmp_path / "1.pipe").touch()                 # a crash left it
 
     async def body() -> None:
         w = logs.LogWriter(tmp_path, 3)
@@ -93,6 +94,7 @@ def test_writer_notes_and_drops_old_runs(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(body(), 10))
     assert logs.runs(tmp_path) == [2, 3]
     assert not (tmp_path / "0.log.1").exists()
+    assert not list(tmp_path.glob("*.pipe"))
     assert _text([tmp_path / "3.log"]) == b"failed to start container process: boom: unknown\n"
 
 
