@@ -402,6 +402,15 @@ NODE = resource(
 )
 
 
+# --- coordination.k8s.io/v1 Lease (the node's heartbeat in kube-node-lease) ---------
+
+LEASE = resource(obj({
+    "holderIdentity": STR, "leaseDurationSeconds": INT, "acquireTime": DATE_TIME,
+    "renewTime": DATE_TIME, "leaseTransitions": INT, "strategy": STR, "preferredHolder": STR,
+}))
+del LEASE["properties"]["status"]
+
+
 def _no_status(props: dict[str, Schema]) -> Schema:
     """A kind without spec or status (ConfigMap, Secret...): its fields sit at the top level."""
     s = resource(extra=props)
@@ -522,6 +531,8 @@ KINDS: list[Kind] = [
          name_rule="dns1123-label", verbs=_NO_DELETECOLLECTION, builtin=True),
     Kind(group="", version="v1", kind="Node", plural="nodes", namespaced=False, schema=NODE,
          short_names=("no",), status_subresource=True, builtin=True),
+    Kind(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases",
+         namespaced=True, schema=LEASE, status_subresource=False, builtin=True),
     Kind(group="", version="v1", kind="ConfigMap", plural="configmaps", namespaced=True,
          schema=CONFIG_MAP, short_names=("cm",), status_subresource=False, builtin=True),
     Kind(group="", version="v1", kind="Secret", plural="secrets", namespaced=True,

@@ -202,6 +202,9 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[Obj]] = {
     ],
     ("", "configmaps"): [
         _NAME, _col("Data", description="Data contains the configuration data."), _AGE],
+    ("coordination.k8s.io", "leases"): [
+        _NAME, _col("Holder", description="holderIdentity contains the identity of the holder "
+                                          "of a current lease."), _AGE],
     ("", "secrets"): [
         _NAME,
         _col("Type", description="Used to facilitate programmatic handling of secret data."),
@@ -494,6 +497,10 @@ def _node_row(o: Obj, now: datetime) -> Row:
             info.get("kernelVersion") or "<unknown>", info.get("containerRuntimeVersion") or "<unknown>"]
 
 
+def _lease_row(o: Obj, now: datetime) -> Row:
+    return [_meta(o).get("name", ""), _d(o.get("spec")).get("holderIdentity", ""), _age(o, now)]
+
+
 def _configmap_row(o: Obj, now: datetime) -> Row:
     n = len(_d(o.get("data"))) + len(_d(o.get("binaryData")))
     return [_meta(o).get("name", ""), n, _age(o, now)]
@@ -605,6 +612,7 @@ _BUILTIN_ROWS: dict[tuple[str, str], Callable[[Obj, datetime], Row]] = {
     ("", "pods"): _pod_row,
     ("", "namespaces"): _namespace_row,
     ("", "nodes"): _node_row,
+    ("coordination.k8s.io", "leases"): _lease_row,
     ("", "configmaps"): _configmap_row,
     ("", "secrets"): _secret_row,
     ("", "serviceaccounts"): _serviceaccount_row,

@@ -156,8 +156,39 @@ def gather_facts(name: str, home: Path, host_ip: str, max_pods: int,
         boot_id=_read("/proc/sys/kernel/random/boot_id"), runtime_version=runtime_version)
 
 
+LEASE = Ref("coordination.k8s.io/v1", "Lease")
+
+
+def node_lease(node: Obj, now: str) -> Obj:
+    """The node's Lease in kube-node-lease, owned by the Node (`kubectl describe node` shows
+    it). skiff's node cannot be lost to the API server it runs beside, so the lease is written
+    when the node registers and not renewed every 10 s: an idle skiff does no work."""
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": node["metadata"]["name"], "namespace": "kube-node-lease",
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
+                                              "name": node["metadata"]["name"],
+                                              "uid": node["metadata"]["uid"]}]},
+            "spec": {"holderIdentity": node["metadata"]["name"], "leaseDurationSeconds": 40,
+                     "renewTime": now.replace("Z", ".000000Z")}}
+
+
 async def register_node(client: Client, facts: NodeFacts, now: str) -> Obj:
-    """Create the Node, or refresh what the node reports on an existing one."""
+    """Create the Node (or refresh what the node reports on an existing one) and its Lease."""
+    node = await _register(client, facts, now)
+    lease = node_lease(node, now)
+    try:
+        old = await client.get(LEASE, facts.name, "kube-node-lease")
+        old["spec"] = lease["spec"]
+        old["metadata"]["ownerReferences"] = lease["metadata"]["ownerReferences"]
+        await client.update(old)
+    except ApiError as e:
+        if e.code != 404:
+            raise
+        await client.create(lease)
+    return node
+
+
+async def _register(client: Client, facts: NodeFacts, now: str) -> Obj:
     wanted = node_object(facts, now)
     try:
         existing = await client.get(NODE, facts.name)
