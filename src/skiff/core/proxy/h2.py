@@ -14,8 +14,10 @@ stream over it is refused with RST_STREAM REFUSED_STREAM (h2's own, higher
 cap ends the connection); a request whose headers are over the limits gets
 431 and the connection drains; a client that resets most of its streams
 before their response begins (Envoy's premature-reset rule) gets GOAWAY
-ENHANCE_YOUR_CALM and is closed. Input is fed to h2 in slices, so such a
-verdict stops the work within one slice rather than after a whole read.
+ENHANCE_YOUR_CALM and is closed. Input is fed to h2 a slice per turn of the
+event loop (reading paused meanwhile), so neither a flood nor a big read
+holds the loop for long, and such a verdict stops the work within a slice;
+a stream opened and reset within one slice is never dispatched.
 Request bodies are acknowledged (WINDOW_UPDATE) only as the upstream takes
 them, so flow control, not a buffer, holds a fast uploader back. Drain sends
 GOAWAY written by hand: h2's close_connection() would end the in-flight
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import cast
 
@@ -58,7 +61,7 @@ log = logging.getLogger("skiff.proxy.h2")
 
 _WINDOW = 1 << 20          # per-stream receive window we advertise
 _HIGH_WATER = 256 * 1024   # buffered response bytes per stream before the upstream is paused
-_SLICE = 16 * 1024         # input fed to h2 at a time (see the module docstring)
+_SLICE = 4 * 1024          # input fed to h2 per turn of the loop (see the module docstring)
 
 
 class _Settings(h2.settings.Settings):
@@ -233,6 +236,7 @@ class H2ServerProtocol(asyncio.Protocol):
         self.closed_streams = 0
         self.premature_resets = 0      # client resets before the response began
         self.paused_read = False
+        self.backlog: deque[bytes] = deque()   # input still to feed h2, a slice a turn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -266,14 +270,35 @@ class H2ServerProtocol(asyncio.Protocol):
             pass                       # the stream is gone; its bytes no longer matter
 
     def data_received(self, data: bytes) -> None:
+        if self.backlog:
+            self.backlog.append(data)      # arrived before the pause took: keep the order
+            return
         if len(data) <= _SLICE:
             self._receive(data)
             return
-        mv = memoryview(data)
-        for i in range(0, len(data), _SLICE):
-            if self.closed or self.transport is None or self.transport.is_closing():
-                return
-            self._receive(bytes(mv[i:i + _SLICE]))
+        # one slice now, the rest on later turns of the loop: other connections' events run
+        # in between (h2 parses a read of small frames in one go, tens of ms for 64 KiB)
+        self._receive(data[:_SLICE])
+        self.backlog.append(data[_SLICE:])
+        t = self.transport
+        if t is not None and not self.closed:
+            t.pause_reading()
+            asyncio.get_running_loop().call_soon(self._next_slice)
+
+    def _next_slice(self) -> None:
+        t = self.transport
+        if self.closed or t is None or t.is_closing():
+            self.backlog.clear()
+            return
+        data = self.backlog.popleft()
+        if len(data) > _SLICE:
+            self.backlog.appendleft(data[_SLICE:])
+            data = data[:_SLICE]
+        self._receive(data)
+        if self.backlog:
+            asyncio.get_running_loop().call_soon(self._next_slice)
+        elif not self.closed and not self.paused_read:
+            t.resume_reading()
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -287,8 +312,14 @@ class H2ServerProtocol(asyncio.Protocol):
                 self.partial_since = self.cfg.now    # part of a frame: h2 holds it
             return
         self.partial_since = -1.0
+        # a stream opened and reset within the same slice is never started (nor dispatched):
+        # the rapid-reset pattern costs no upstream work
+        reset = {ev.stream_id for ev in events if isinstance(ev, h2.events.StreamReset)} \
+            if len(events) > 1 else set()
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
+                if ev.stream_id in reset:
+                    continue
                 self._request(ev)
             elif isinstance(ev, h2.events.DataReceived):
                 ex = self.streams.get(ev.stream_id)
@@ -305,11 +336,12 @@ class H2ServerProtocol(asyncio.Protocol):
                     ex.end()
             elif isinstance(ev, h2.events.StreamReset):
                 ex = self.streams.pop(ev.stream_id, None)
-                if ex is not None:
-                    ex.ended = True
-                    ex.abort()
+                if ex is not None or ev.stream_id in reset:
+                    if ex is not None:
+                        ex.ended = True
+                        ex.abort()
                     self.closed_streams += 1
-                    if not ex.started:
+                    if ex is None or not ex.started:
                         self.premature_resets += 1
                     if premature_reset_abuse(self.closed_streams, self.premature_resets,
                                              self.cfg.limits):
@@ -483,7 +515,8 @@ class H2ServerProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self.paused_read:
             self.paused_read = False
-            self.transport.resume_reading()
+            if not self.backlog:           # else the slicer resumes when it is done
+                self.transport.resume_reading()
         for ex in self.streams.values():
             if not ex.paused_up:
                 ex.resume_response()
