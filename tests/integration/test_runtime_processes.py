@@ -547,8 +547,8 @@ def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None
             await asyncio.sleep(0.3)
             assert forks.proc is None   # an idle node has no fork server
             await h.client.create(hello(name="first"))   # the first pod starts it
-            await eventually(lambda: h.rt.ctx.forker is not None, 30, "fork server ready")
-            assert forks.proc is not None
+            await eventually(lambda: forks.ready, 30, "fork server ready")
+            assert forks.proc is not None and h.rt.ctx.forker is forks
             await h.client.create(hello(env=[{"name": "RESPONSE", "value": "forked"}]))
             pod = await h.ready("hello")
             pid = h.pid("hello")
@@ -561,11 +561,12 @@ def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None
                              "restart after SIGKILL")
             assert cstatus(h.client, "hello")["lastState"]["terminated"]["exitCode"] == 137
             await h.ready("hello")
-            # the template dies: live children are still noticed, new pods start afresh
+            # the template dies: its children die with it (their parent-death signal), the
+            # exit is still noticed, new pods start afresh
             pid = h.pid("hello")
             forks.proc.kill()
-            await eventually(lambda: h.rt.ctx.forker is None or not forks.ready, 5, "forks gone")
-            os.kill(pid, signal.SIGTERM)
+            await eventually(lambda: not forks.ready, 5, "forks gone")
+            await eventually(lambda: gone(pid), 5, "the child died with its template")
             await eventually(lambda: cstatus(h.client, "hello").get("restartCount") == 2, 5,
                              "restart after template death")
             await h.ready("hello")
@@ -574,6 +575,13 @@ def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None
             port = (h.client.pod("hello") or {})["metadata"]["annotations"]["skiff.dev/port"]
             assert await body_of(f"http://127.0.0.1:{port}/") == "forked\n"
     run(body())
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_hello_without_fork_server(tmp_path: Path) -> None:

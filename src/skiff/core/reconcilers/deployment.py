@@ -4,13 +4,19 @@ skiff has no ReplicaSet kind; a Deployment owns its pods directly, named
 `<deployment>-<template-hash>-<suffix>` with the label pod-template-hash, as
 upstream names them through the ReplicaSet. Rolling updates surge: pods of a
 new template start first and old ones are deleted once enough new ones are
-ready. plan() is the pure decision (table-tested); DeploymentReconciler is
-the thin shell that reads the world and applies the plan. Neighbours:
+ready. Pods are created as the ReplicaSet controller creates them: at most
+BURST_REPLICAS per sync, in slow-start batches of 1, 2, 4, 8 ... that stop at
+the first failure (slow_start_batches()), so a runaway replica count cannot
+flood the API or the node in one go; the node runs at most its max-pods and
+leaves the rest Pending. plan() and slow_start_batches() are the pure
+decisions (table-tested); DeploymentReconciler is the thin shell that reads
+the world and applies the plan. Neighbours:
 core/controller.py (runtime), core/runtime/ (the node that runs the pods).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -25,6 +31,25 @@ from skiff.core.selectors import from_label_selector_object
 
 DEPLOYMENT = Ref("apps/v1", "Deployment")
 POD = Ref("v1", "Pod")
+BURST_REPLICAS = 500                # upstream replicaset controller's burstReplicas
+SLOW_START_INITIAL_BATCH_SIZE = 1   # upstream controller.SlowStartInitialBatchSize
+
+
+def slow_start_batches(count: int, initial: int = SLOW_START_INITIAL_BATCH_SIZE) -> list[int]:
+    """The sizes of the batches that create `count` pods: initial, then doubling. Pure.
+
+    As upstream's slowStartBatch: each batch runs only if every call of the one before
+    succeeded, so a failing create (quota, a bad template, a full store) costs a few calls,
+    not `count`.
+    """
+    out: list[int] = []
+    remaining = max(count, 0)
+    size = min(remaining, max(initial, 1))
+    while size > 0:
+        out.append(size)
+        remaining -= size
+        size = min(2 * size, remaining)
+    return out
 
 
 def template_hash(template: Obj) -> str:
@@ -65,7 +90,7 @@ def plan(deploy: Obj, pods: list[Obj]) -> Plan:
             if not p["metadata"].get("deletionTimestamp") and p not in alive]
     out = Plan(delete=list(dead))
     if len(current) < want:
-        out.create = want - len(current)
+        out.create = min(want - len(current), BURST_REPLICAS)   # the rest on the next sync
     elif len(current) > want:
         # Scale down: unready pods go first, then the youngest.
         extra = sorted(current, key=lambda p: (_ready(p), p["metadata"].get("creationTimestamp", "")),
@@ -166,8 +191,13 @@ class DeploymentReconciler:
                 and sel.matches(p["metadata"].get("labels") or {})]
         p = plan(d, pods)
         h = template_hash((d.get("spec") or {}).get("template") or {})
-        for _ in range(p.create):
-            await self.client.create(make_pod(d, h, secrets.token_hex(3)[:5]))
+        for size in slow_start_batches(p.create):
+            results = await asyncio.gather(
+                *(self.client.create(make_pod(d, h, secrets.token_hex(3)[:5]))
+                  for _ in range(size)), return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]   # skip the rest; the controller retries with backoff
         for pod_name in p.delete:
             await self.client.delete(POD, pod_name, namespace)
         old_status = d.get("status") or {}

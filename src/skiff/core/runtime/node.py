@@ -7,7 +7,11 @@ restart of skiff every stored pod is started again. A pod whose
 metadata.deletionTimestamp is set is stopped within its grace period and then
 finalized with a delete at grace 0; a DELETED pod's processes are stopped.
 shutdown() stops everything. It also owns the fork server (forkserver.py)
-that starts built-in Python images warm. The API server calls exec(), log_path() and
+that starts the containers (built-in Python images warm) and holds them, so
+that they die with skiff; a new start first sweeps what a crash left (the
+pods' pid files, the fork server's). At most max_pods pods run at a time
+(kubelet's --max-pods); the rest wait Pending as unschedulable, and a freed
+slot goes to the next one (capacity.py decides). The API server calls exec(), log_path() and
 follow_log() for pods/exec and pods/log.
 """
 
@@ -17,25 +21,28 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from skiff.core.client import ApiError, Client, Obj
-from skiff.core.runtime import logread, logs, process
+from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.runtime import capacity, logread, logs, process
 from skiff.core.runtime.backoff import BackoffPolicy
 from skiff.core.runtime.execsession import ExecSession
 from skiff.core.runtime.forkserver import ForkServer
 from skiff.core.runtime.images import HELLO_OPENSHIFT_MODULE
 from skiff.core.runtime.images.local import LocalImages
 from skiff.core.runtime.pod import POD, ContainerRun, NodeContext, PodWorker
-from skiff.core.runtime.status import Waiting, terminal
+from skiff.core.runtime.status import Waiting, rfc3339, terminal
 
 log = logging.getLogger("skiff.runtime")
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+EVENT = Ref("v1", "Event")
+FORK_SERVER_PID = "forkserver.pid"
 
 
 class NodeRuntime:
@@ -46,6 +53,7 @@ class NodeRuntime:
                  config_retry_seconds: float = 1.0,
                  shutdown_grace_cap: float | None = None,
                  fork_server: bool = True,
+                 max_pods: int = capacity.DEFAULT_MAX_PODS,
                  container_log_max_size: int = logs.DEFAULT_MAX_SIZE,
                  container_log_max_files: int = logs.DEFAULT_MAX_FILES) -> None:
         self.client = client
@@ -61,8 +69,13 @@ class NodeRuntime:
             node_allocatable={"cpu": float(os.cpu_count() or 1),
                               "memory": float(psutil.virtual_memory().total)},
             log_max_size=container_log_max_size, log_max_files=container_log_max_files)
-        self.forks = ForkServer([HELLO_OPENSHIFT_MODULE]) if fork_server else None
+        self.forks = (ForkServer([HELLO_OPENSHIFT_MODULE], pid_file=self.home / FORK_SERVER_PID)
+                      if fork_server else None)
+        self.max_pods = max_pods
         self.workers: dict[str, PodWorker] = {}           # by uid
+        self.waiting: dict[str, Obj] = {}                 # by uid: Pending, no free slot
+        self._marked: set[str] = set()                    # waiting uids told they wait
+        self._draining: set[str] = set()                  # gone pods still being stopped
         self._stopping = False
         self._forks_started = False
         self._watch: asyncio.Task[None] | None = None
@@ -74,6 +87,7 @@ class NodeRuntime:
         """List and watch pods until shutdown(); restarts the watch when it ends or fails."""
         pods_dir = self.home / "pods"
         pods_dir.mkdir(parents=True, exist_ok=True)
+        process.sweep_supervisor(self.home / FORK_SERVER_PID)
         process.sweep_orphans(pods_dir)
         self._watch = asyncio.ensure_future(self._watch_loop())
         try:
@@ -91,9 +105,10 @@ class NodeRuntime:
             try:
                 pods = await self.client.list(POD)
                 present = {(p.get("metadata") or {}).get("uid") for p in pods}
-                for uid in [u for u in self.workers if u not in present]:
+                for uid in [u for u in [*self.workers, *self.waiting] if u not in present]:
                     self._forget(uid)
-                for p in pods:
+                # pods that ran here before a restart get their slots back first
+                for p in sorted(pods, key=lambda p: capacity.admission_order(p, self.node_name)):
                     self._handle("ADDED", p)
                 stream = self.client.watch(POD)
                 try:
@@ -129,36 +144,102 @@ class NodeRuntime:
             worker.update(pod)
             if meta.get("deletionTimestamp") and not worker.terminating:
                 self._background(worker.delete_gracefully())
+            if not capacity.occupies_slot(pod):
+                self._admit_waiting()      # it finished: its slot is free
             return
         if meta.get("deletionTimestamp"):
+            self.waiting.pop(uid, None)
             if spec.get("nodeName") == self.node_name:
                 self._background(self._finalize(meta.get("name", ""), meta.get("namespace", "")))
             return
         if terminal((pod.get("status") or {}).get("phase", "")):
+            self.waiting.pop(uid, None)
             return
+        if uid not in self.waiting and not self.waiting and self._used() < self.max_pods:
+            self._start_worker(pod)
+            return
+        self.waiting[uid] = pod
+        if self._used() < self.max_pods:
+            self._admit_waiting()
+        else:
+            self._mark_unschedulable(pod)
+
+    def _used(self) -> int:
+        """Slots taken: pods not yet terminal, and deleted ones whose processes still stop."""
+        return (sum(1 for w in self.workers.values() if capacity.occupies_slot(w.pod))
+                + len(self._draining))
+
+    def _start_worker(self, pod: Obj) -> None:
         if self.forks is not None and not self._forks_started:
             # Started with the first pod, not at boot: an idle platform does not pay its memory.
+            # Pods spawn through it once it is up (process.spawn waits for the start).
             self._forks_started = True
+            self.ctx.forker = self.forks
             self._background(self._start_forks(self.forks))
         worker = PodWorker(self.ctx, pod)
-        self.workers[uid] = worker
+        self.workers[worker.uid] = worker
         worker.start()
 
+    def _admit_waiting(self) -> None:
+        """Give free slots to waiting pods (capacity.admit's order); tell the rest they wait."""
+        if not self.waiting or self._stopping:
+            return
+        start, stay = capacity.admit(list(self.waiting.values()), self._used(), self.max_pods,
+                                     self.node_name)
+        for pod in start:
+            uid = (pod.get("metadata") or {}).get("uid", "")
+            self.waiting.pop(uid, None)
+            self._marked.discard(uid)
+            self._start_worker(pod)
+        for pod in stay:
+            self._mark_unschedulable(pod)
+
+    def _mark_unschedulable(self, pod: Obj) -> None:
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        if uid in self._marked:
+            return
+        self._marked.add(uid)
+        if not capacity.is_marked_unschedulable(pod):   # not already, before a restart
+            self._background(self._report_unschedulable(pod))
+
+    async def _report_unschedulable(self, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        name, namespace = meta.get("name", ""), meta.get("namespace", "")
+        now = rfc3339(self.ctx.clock())
+        try:
+            await self.client.patch(POD, name, {"status": capacity.unschedulable_status(pod, now)},
+                                    namespace, subresource="status")
+            await self.client.create(capacity.failed_scheduling_event(
+                pod, now, secrets.token_hex(8)))
+        except ApiError as e:
+            if e.code != 404:
+                log.warning("pod %s/%s: cannot report it unschedulable: %s", namespace, name,
+                            e.message)
+
     def _forget(self, uid: str) -> None:
+        self.waiting.pop(uid, None)
+        self._marked.discard(uid)
         worker = self.workers.pop(uid, None)
         if worker is not None:
-            self._background(worker.dispose())
+            self._draining.add(uid)
+            self._background(self._dispose(uid, worker))
+
+    async def _dispose(self, uid: str, worker: PodWorker) -> None:
+        try:
+            await worker.dispose()
+        finally:
+            self._draining.discard(uid)
+            self._admit_waiting()      # its processes are gone: the slot is free
 
     async def _start_forks(self, forks: ForkServer) -> None:
         try:
             await forks.start()
         except (OSError, RuntimeError, TimeoutError) as e:
             log.warning("node runtime: no fork server (%s); pods start with fork/exec", e)
+            self.ctx.forker = None
             return
         if self._stopping:
             await forks.close()
-        else:
-            self.ctx.forker = forks
 
     async def _finalize(self, name: str, namespace: str) -> None:
         with contextlib.suppress(ApiError):

@@ -10,13 +10,22 @@ container's PID namespace would be. resolve_executable() gives host command
 semantics to argv[0]. PortAllocator hands out free 127.0.0.1 ports for
 ports.py's plan. Used by pod.py (containers) and execsession.py (argv).
 
-spawn() starts the built-in Python images by forking a warm template when
-a Forker (forkserver.py) is given and ready, else with a fresh fork/exec.
+spawn() starts every container through a Forker (forkserver.py) when one
+is given and ready: it forks the built-in Python images from a warm template
+and execs the rest, and holds them all, so they die with skiff. Without one
+(not started yet, failed, or dead) it forks and execs here, and the child
+gets SIGKILL as its parent-death signal (die_with_parent()). Either way the
+pid file lets the next start sweep what a crash left (the parent-death
+signal is not inherited by a container's own children and is cleared by a
+set-user-ID exec).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -36,6 +45,50 @@ PYTHON_NAMES = ("python", "python3", f"python3.{sys.version_info.minor}")
 
 class SpawnError(Exception):
     """The process could not be started (kubelet's StartError)."""
+
+
+PR_SET_PDEATHSIG = 1
+_prctl: object | None = None
+
+
+def _libc_prctl() -> object | None:
+    global _prctl
+    if _prctl is None and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
+
+
+def die_with_parent(sig: int, parent: int) -> bool:
+    """Ask the kernel for `sig` when the parent dies (PR_SET_PDEATHSIG); call it in the child.
+
+    The signal comes when the *thread* that forked the child ends, so only the event loop's
+    thread may spawn; a set-user-ID exec clears it. False when `parent` is already gone (the
+    signal would never come): the caller should exit. Without prctl (not Linux) it is a no-op.
+    """
+    prctl = _libc_prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)  # type: ignore[operator]
+    return os.getppid() == parent
+
+
+def record_pid(pid_file: Path, pid: int) -> None:
+    """`pid start-time`, so that a later sweep never kills a reused pid."""
+    with contextlib.suppress(psutil.Error, OSError):
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{pid} {psutil.Process(pid).create_time()}\n")
+
+
+def recorded_process(pid_file: Path) -> psutil.Process | None:
+    """The process a pid file names, if it still runs (same pid, same start time)."""
+    try:
+        pid_s, created_s = pid_file.read_text().split()
+        proc = psutil.Process(int(pid_s))
+        if abs(proc.create_time() - float(created_s)) < 0.01:
+            return proc
+    except (ValueError, OSError, psutil.Error):
+        pass
+    return None
 
 
 def resolve_executable(argv0: str, path: str, own_python: bool = False) -> str | None:
@@ -125,12 +178,17 @@ class ContainerProcess:
 
 
 class Forker(Protocol):
-    """A warm template that can start some argv by forking (forkserver.ForkServer)."""
+    """A supervisor that starts containers by forking and holds them (forkserver.ForkServer)."""
+
+    async def wait_ready(self) -> bool: ...
 
     def module_for(self, argv: Sequence[str]) -> str | None: ...
 
     async def spawn(self, module: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
                     log_file: Path) -> tuple[int, asyncio.Future[int]]: ...
+
+    async def spawn_exec(self, exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
+                         log_file: Path) -> tuple[int, asyncio.Future[int]]: ...
 
 
 def pod_umask() -> None:
@@ -149,23 +207,37 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file
         raise SpawnError(not_found_message(argv[0]))
     log_file.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
-    module = forker.module_for(argv) if forker is not None and own_python else None
     pid_exit: tuple[int, asyncio.Future[int]] | None = None
-    if forker is not None and module is not None:
+    if forker is not None and await forker.wait_ready():
+        module = forker.module_for(argv) if own_python else None
+        full_env = dict(env)
+        if own_python:
+            python_path_env(full_env)
         try:
-            pid_exit = await forker.spawn(module, argv, env, cwd, log_file)
+            if module is not None:
+                pid_exit = await forker.spawn(module, argv, env, cwd, log_file)
+            else:
+                pid_exit = await forker.spawn_exec(exe, argv, full_env, cwd, log_file)
         except (OSError, RuntimeError, TimeoutError) as e:
-            log.warning("fork server could not start %s (%s); starting it afresh", module, e)
+            # The fork server cancelled the request (it never leaves an untracked child).
+            log.warning("fork server could not start %s (%s); starting it afresh",
+                        module or argv[0], e)
     if pid_exit is None:
         pid_exit = await _exec(exe, argv, env, cwd, log_file, own_python)
     pid, exited = pid_exit
     if pid_file is not None:
-        try:
-            created = psutil.Process(pid).create_time()
-            pid_file.write_text(f"{pid} {created}\n")
-        except (psutil.Error, OSError):
-            pass
+        record_pid(pid_file, pid)
     return ContainerProcess(pid, exited, pid_file)
+
+
+def _child_setup(skiff: int) -> None:
+    """In the child, before exec: the pod's umask; SIGKILL when skiff dies (even by SIGKILL)."""
+    pod_umask()
+    if not die_with_parent(signal.SIGKILL, skiff):
+        os._exit(UNKNOWN_PARENT_EXIT)
+
+
+UNKNOWN_PARENT_EXIT = 255
 
 
 async def _exec(exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
@@ -178,7 +250,7 @@ async def _exec(exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path
         proc = await asyncio.create_subprocess_exec(
             exe, *argv[1:], stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
             cwd=str(cwd), env=full_env, start_new_session=True,
-            preexec_fn=pod_umask)
+            preexec_fn=functools.partial(_child_setup, os.getpid()))
     except OSError as e:
         raise SpawnError(f'exec: "{argv[0]}": {e.strerror or e}') from e
     finally:
@@ -190,17 +262,30 @@ def sweep_orphans(pods_dir: Path) -> int:
     """Kill process groups a previous skiff left behind (their pid files survive a crash)."""
     killed = 0
     for pid_file in pods_dir.glob("*/*/pid"):
-        try:
-            pid_s, created_s = pid_file.read_text().split()
-            pid, created = int(pid_s), float(created_s)
-            if abs(psutil.Process(pid).create_time() - created) < 0.01:
-                killed += signal_group(pid, signal.SIGKILL)
-        except (ValueError, OSError, psutil.Error):
-            pass
+        proc = recorded_process(pid_file)
+        if proc is not None:
+            killed += signal_group(proc.pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
     if killed:
         log.info("killed %d process groups left by a previous run", killed)
     return killed
+
+
+def sweep_supervisor(pid_file: Path, timeout: float = 2.0) -> bool:
+    """Stop a fork server a previous skiff left running: SIGTERM (it kills its children
+    first), SIGKILL if it does not exit in time. Normally it has died with that skiff."""
+    proc = recorded_process(pid_file)
+    pid_file.unlink(missing_ok=True)
+    if proc is None:
+        return False
+    with contextlib.suppress(psutil.Error):
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except psutil.TimeoutExpired:
+            proc.kill()
+    log.info("stopped the fork server %d left by a previous run", proc.pid)
+    return True
 
 
 class PortAllocator:
