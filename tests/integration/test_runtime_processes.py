@@ -579,7 +579,7 @@ def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None
 
 def gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
