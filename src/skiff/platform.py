@@ -30,7 +30,7 @@ from skiff.core.admission import Admission
 from skiff.core.apiserver.local_client import LocalClient
 from skiff.core.apiserver.registry import Registry
 from skiff.core.apiserver.server import ApiServer
-from skiff.core.client import ApiError
+from skiff.core.client import ApiError, Obj
 from skiff.core.clock import rfc3339, utcnow
 from skiff.core.controller import Manager
 from skiff.core.home import lock_home, tighten, write_private
@@ -201,8 +201,11 @@ class Platform:
                 # peak of decoded CRD copies (which the idle heap keeps as free pools) is lower.
                 want["metadata"]["finalizers"] = [CLEANUP]
                 self.registry.create(crd_kind, "", want, status=crd_status(want, k, now))
-            elif have.get("spec") != want["spec"]:
+            elif have.get("spec") != want["spec"] or _skiff_notes(have) != _skiff_notes(want):
                 have["spec"] = want["spec"]
+                notes = {k: v for k, v in (have["metadata"].get("annotations") or {}).items()
+                         if not k.startswith("skiff.dev/")}
+                have["metadata"]["annotations"] = {**notes, **_skiff_notes(want)}
                 self.registry.update(crd_kind, "", have["metadata"]["name"], have)
             self.kinds.add(k)
         ns_kind = self.kinds.for_api_version("v1", "Namespace")
@@ -275,6 +278,12 @@ async def _within(aw: Awaitable[Any], seconds: float, what: str) -> None:
         log.warning("%s: still running after %.0f s, left behind", what, seconds)
     elif not task.cancelled() and task.exception() is not None:
         log.warning("%s failed: %s", what, task.exception())
+
+
+def _skiff_notes(crd: Obj) -> dict[str, str]:
+    """The skiff.dev/ annotations of a CRD (what a release of skiff says about its own kinds)."""
+    return {k: v for k, v in (crd["metadata"].get("annotations") or {}).items()
+            if k.startswith("skiff.dev/")}
 
 
 def default_home() -> Path:

@@ -58,6 +58,14 @@ class Resource:
         return p + (f"/{name}" if name else "")
 
 
+def parse_warning(value: str) -> str:
+    """The text of a `299 - "text"` Warning header (the value itself if it is not that form)."""
+    code, _, rest = value.partition(" - ")
+    if code.strip() == "299" and rest.startswith('"') and rest.endswith('"'):
+        return rest[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
 class Api:
     def __init__(self, kubeconfig: Path) -> None:
         if not kubeconfig.exists():
@@ -73,6 +81,7 @@ class Api:
         self.token = user.get("token", "")
         self.tls = ssl.create_default_context(cafile=cluster.get("certificate-authority"))
         self._resources: dict[tuple[str, str], Resource] | None = None
+        self.warnings: list[str] = []   # Warning headers of the responses, oldest first
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
                 content_type: str = "application/json") -> Any:
@@ -88,6 +97,7 @@ class Api:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
+            self.warnings += [parse_warning(v) for k, v in resp.getheaders() if k.lower() == "warning"]
         except (ConnectionRefusedError, OSError) as e:
             raise NoServer(f"cannot reach the skiff API at {self.host}:{self.port} ({e}): is `skiff up` "
                            "running?") from None

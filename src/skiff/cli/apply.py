@@ -177,8 +177,10 @@ def _server_problem(doc: Doc, e: ApiFailure) -> Problem:
 
 
 def apply_files(api: Api, paths: list[str], namespace: str | None,
-                echo: Any = print) -> tuple[int, list[Problem]]:
-    """Check everything, then apply everything. Returns (objects applied, problems)."""
+                echo: Any = print, warn: Any = None) -> tuple[int, list[Problem]]:
+    """Check everything, then apply everything. Returns (objects applied, problems).
+    `warn` gets the API's warnings (what is accepted but not acted on yet); default `echo`."""
+    warn = warn or echo
     docs: list[Doc] = []
     problems: list[Problem] = []
     for name, text in read_sources(paths):
@@ -230,12 +232,15 @@ def apply_files(api: Api, paths: list[str], namespace: str | None,
                 if e.code != 404:
                     raise
                 existed, before = False, None
+            api.warnings.clear()
             after = api.request("PATCH", r.path(ns, name), d.obj,
                                 {"fieldManager": "skiff", "force": "true"}, "application/apply-patch+yaml")
             verb = "created" if not existed else (
                 "unchanged" if before and before["metadata"]["resourceVersion"] ==
                 after["metadata"]["resourceVersion"] else "configured")
             group = f".{r.group}" if r.group else ""
+            for w in api.warnings:
+                warn(f"Warning: {w}")
             echo(f"{r.kind.lower()}{group}/{name} {verb}")
             applied += 1
         except ApiFailure as e:

@@ -159,7 +159,8 @@ def apply(
     from skiff.cli.apply import apply_files
     try:
         api = Api(kubeconfig_path(_home(home)))
-        applied, problems = apply_files(api, filename, namespace, echo=out.print)
+        applied, problems = apply_files(api, filename, namespace, echo=out.print,
+                                        warn=lambda w: err.print(f"[yellow]{w}[/yellow]"))
     except NoServer as e:
         fail(str(e))
         return

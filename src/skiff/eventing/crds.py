@@ -24,6 +24,8 @@ Pure data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skiff.core.kinds import Kind, PrinterColumn
 from skiff.core.schema import (
     ANY,
@@ -305,3 +307,22 @@ KINDS: list[Kind] = [
              *_ready(), _AGE,
          )),
 ]
+
+
+# Accepted and stored, not acted on yet: each says so (see Kind.not_implemented).
+_NOT_IMPLEMENTED = {
+    "Broker": "Knative Eventing is not implemented yet: no events are delivered",
+    "Trigger": "Knative Eventing is not implemented yet: no events are delivered",
+    "Channel": "Knative Eventing is not implemented yet: no events are delivered",
+    "InMemoryChannel": "Knative Eventing is not implemented yet: no events are delivered",
+    "Subscription": "Knative Eventing is not implemented yet: no events are delivered",
+    "PingSource": "Knative Eventing is not implemented yet: no events are delivered",
+    "ApiServerSource": "Knative Eventing is not implemented yet: no events are delivered",
+    "SinkBinding": "Knative Eventing is not implemented yet: no events are delivered",
+    "ContainerSource": "Knative Eventing is not implemented yet: no events are delivered",
+    "KafkaSink": "Knative Kafka is not implemented yet: no Kafka broker, channel, source or sink runs",
+    "KafkaChannel": "Knative Kafka is not implemented yet: no Kafka broker, channel, source or sink runs",
+    "KafkaSource": "Knative Kafka is not implemented yet: no Kafka broker, channel, source or sink runs",
+}
+KINDS = [replace(k, not_implemented=_NOT_IMPLEMENTED[k.kind]) if k.kind in _NOT_IMPLEMENTED else k
+         for k in KINDS]

@@ -23,6 +23,8 @@ component overrides). Pure data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skiff.core.kinds import Kind, PrinterColumn
 from skiff.core.schema import (
     ANY,
@@ -541,3 +543,18 @@ KINDS: list[Kind] = [
              _MAISTRA_AGE,
          )),
 ]
+
+
+# Accepted and stored, not acted on yet: each says so (see Kind.not_implemented).
+_NOT_IMPLEMENTED = {
+    "VirtualService": "VirtualService is not implemented yet: it does not change routing",
+    "DestinationRule": "DestinationRule is not implemented yet: it does not change traffic policy or TLS",
+    "ServiceEntry": "ServiceEntry is not implemented yet: it adds nothing to the mesh",
+    "AuthorizationPolicy": "AuthorizationPolicy is not enforced yet: every request is allowed",
+    "PeerAuthentication": "PeerAuthentication is not enforced yet: traffic between pods is not mTLS",
+    "ServiceMeshControlPlane": "the ServiceMeshControlPlane is not implemented yet: the ingress gateways run, but no sidecars, mTLS or membership",
+    "ServiceMeshMemberRoll": "mesh membership is not implemented yet: namespaces do not join the mesh",
+    "ServiceMeshMember": "mesh membership is not implemented yet: namespaces do not join the mesh",
+}
+KINDS = [replace(k, not_implemented=_NOT_IMPLEMENTED[k.kind]) if k.kind in _NOT_IMPLEMENTED else k
+         for k in KINDS]

@@ -22,6 +22,8 @@ core/kinds.py (Kind, crd_for). Pure data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skiff.core.kinds import Kind, PrinterColumn
 from skiff.core.schema import (
     ANY,
@@ -187,3 +189,12 @@ KINDS: list[Kind] = [
              PrinterColumn("Reason", ".status.conditions[?(@.type=='Ready')].reason"),
          )),
 ]
+
+
+# Accepted and stored, not acted on yet: each says so (see Kind.not_implemented).
+_NOT_IMPLEMENTED = {
+    "KnativeEventing": "Knative Eventing is not implemented yet: no events are delivered",
+    "KnativeKafka": "Knative Kafka is not implemented yet: no Kafka broker, channel, source or sink runs",
+}
+KINDS = [replace(k, not_implemented=_NOT_IMPLEMENTED[k.kind]) if k.kind in _NOT_IMPLEMENTED else k
+         for k in KINDS]

@@ -24,6 +24,8 @@ core/kinds.py (Kind, crd_for). Pure data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skiff.core.kinds import Kind, PrinterColumn
 from skiff.core.schema import (
     ANY,
@@ -222,3 +224,14 @@ KINDS: list[Kind] = [
          singular="taskrun", namespaced=True, schema=TASK_RUN, short_names=("tr", "trs"),
          categories=CATEGORIES, crd_name=f"taskruns.{GROUP}", printer_columns=_RUN_COLUMNS),
 ]
+
+
+# Accepted and stored, not acted on yet: each says so (see Kind.not_implemented).
+_NOT_IMPLEMENTED = {
+    "Task": "Tekton Pipelines are not implemented yet: nothing is built or run",
+    "Pipeline": "Tekton Pipelines are not implemented yet: nothing is built or run",
+    "PipelineRun": "Tekton Pipelines are not implemented yet: nothing is built or run",
+    "TaskRun": "Tekton Pipelines are not implemented yet: nothing is built or run",
+}
+KINDS = [replace(k, not_implemented=_NOT_IMPLEMENTED[k.kind]) if k.kind in _NOT_IMPLEMENTED else k
+         for k in KINDS]

@@ -18,6 +18,8 @@ read and write these objects. Pure data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skiff.core.kinds import Kind, PrinterColumn
 from skiff.core.schema import (
     BOOL,
@@ -207,3 +209,11 @@ KINDS: list[Kind] = [
          categories=("knative-internal", "networking"), crd_name=f"ingresses.{NETWORKING_GROUP}",
          printer_columns=_ready()),
 ]
+
+
+# Accepted and stored, not acted on yet: each says so (see Kind.not_implemented).
+_NOT_IMPLEMENTED = {
+    "DomainMapping": "DomainMapping is not implemented yet: the domain is not routed",
+}
+KINDS = [replace(k, not_implemented=_NOT_IMPLEMENTED[k.kind]) if k.kind in _NOT_IMPLEMENTED else k
+         for k in KINDS]

@@ -775,6 +775,8 @@ def test_pod_with_several_mistakes_reports_each() -> None:
 # (kind, group, plural, namespaced, short names, categories, status subresource, extra subresources, name rule)
 FACTS = [
     ("Namespace", "", "namespaces", False, ("ns",), (), True, (), "dns1123-label"),
+    ("Node", "", "nodes", False, ("no",), (), True, (), "dns1123-subdomain"),
+    ("Lease", "coordination.k8s.io", "leases", True, (), (), False, (), "dns1123-subdomain"),
     ("ConfigMap", "", "configmaps", True, ("cm",), (), False, (), "dns1123-subdomain"),
     ("Secret", "", "secrets", True, (), (), False, (), "dns1123-subdomain"),
     ("ServiceAccount", "", "serviceaccounts", True, ("sa",), (), False, (), "dns1123-subdomain"),
@@ -820,7 +822,8 @@ def test_schema_envelope(k: Kind) -> None:
     assert k.schema["type"] == "object"
     assert {"apiVersion", "kind", "metadata"} <= set(props)
     # A status field exactly where the kind has one upstream.
-    has_status = k.kind in {"Namespace", "Service", "Pod", "Deployment", "CustomResourceDefinition"}
+    has_status = k.kind in {"Namespace", "Node", "Service", "Pod", "Deployment",
+                            "CustomResourceDefinition"}
     assert ("status" in props) == has_status
     minimal = {"apiVersion": k.api_version, "kind": k.kind, "metadata": {"name": "x"}}
     expected_missing = {"Event": ["involvedObject"]}.get(k.kind, [])

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from skiff.core import bodies, selectors
+from skiff.core import bodies, notimplemented, selectors
 from skiff.core.admission import Admission
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
 from skiff.core.clock import rfc3339, utcnow
@@ -307,6 +307,8 @@ class Registry:
             obj.pop("status", None)
         if status is not None:
             obj["status"] = copy.deepcopy(status)
+        elif k.not_implemented and k.status_subresource:
+            obj["status"] = {"conditions": [notimplemented.condition(k, rfc3339(self.clock()))]}
         self._default_builtin(k, obj)
         self._validate(k, obj, None)
         self._check_namespace(k, meta.get("namespace", ""), creating=True)

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
-from skiff.core import printers
+from skiff.core import notimplemented, printers
 from skiff.core.apiserver import discovery
 from skiff.core.apiserver.registry import Registry, bad_request, json_body, parse_bool, yaml_body
 from skiff.core.bodies import truncated
@@ -284,11 +285,12 @@ class ApiServer:
         if m == "POST" and not t.name:
             body = await self._body(request)
             obj = reg.create(t.kind, t.namespace, body, dry_run=dry)
-            return web.json_response(self._versioned(obj, t), status=201)
+            return web.json_response(self._versioned(obj, t), status=201,
+                                     headers=_warnings(t.kind, obj))
         if m == "PUT" and t.name:
             body = await self._body(request)
             obj = reg.update(t.kind, t.namespace, t.name, body, t.subresource, dry_run=dry)
-            return web.json_response(self._versioned(obj, t))
+            return web.json_response(self._versioned(obj, t), headers=_warnings(t.kind, obj))
         if m == "PATCH" and t.name:
             ct = request.content_type
             pt = PATCH_TYPES.get(ct)
@@ -305,7 +307,8 @@ class ApiServer:
                 except ApiError:
                     existed = False
             obj = reg.patch(t.kind, t.namespace, t.name, pt, body, t.subresource, dry_run=dry)
-            return web.json_response(self._versioned(obj, t), status=200 if existed else 201)
+            return web.json_response(self._versioned(obj, t), status=200 if existed else 201,
+                                     headers=_warnings(t.kind, obj))
         if m == "DELETE" and t.name:
             opts = json_body(await request.read()) if request.can_read_body else {}
             grace = q.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
@@ -606,6 +609,14 @@ class ApiServer:
                 feeder.cancel()
             session.kill()
         return ws
+
+
+def _warnings(k: Kind, obj: Obj) -> CIMultiDict[str] | None:
+    """Warning headers for a write of what skiff accepts but does not act on yet."""
+    found = notimplemented.warnings(k, obj)
+    if not found:
+        return None
+    return CIMultiDict(("Warning", notimplemented.warning_header(w)) for w in found)
 
 
 def _waiting_reason(pod: Obj, container: str) -> str:
