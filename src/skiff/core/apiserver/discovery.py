@@ -170,3 +170,30 @@ def openapi_gv(kinds: Kinds, group: str, version: str) -> Obj:
         }
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
             "paths": paths, "components": {"schemas": schemas}}
+
+
+# /openapi/v2: kubectl reads it only when a kind is missing from the /openapi/v3 document of its
+# group-version (a wrong version in an existing group, a mistyped kind). An empty Swagger 2.0
+# document lets its validator skip the unknown kind, so that kubectl goes on to its REST mapping
+# and says what upstream says: `no matches for kind "X" in version "g/v"`. Every schema skiff
+# has is in /openapi/v3, which kubectl 1.32 reads first.
+OPENAPI_V2_INFO = {"title": "Kubernetes", "version": VERSION["gitVersion"]}
+OPENAPI_V2_PB_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def _pb_string(field: int, text: str) -> bytes:
+    data = text.encode()
+    assert len(data) < 128   # one-byte lengths are all these short strings need
+    return bytes([field << 3 | 2, len(data)]) + data
+
+
+def openapi_v2_json() -> Obj:
+    return {"swagger": "2.0", "info": dict(OPENAPI_V2_INFO), "paths": {}, "definitions": {}}
+
+
+def openapi_v2_protobuf() -> bytes:
+    """The same document as gnostic's openapi_v2.Document in protobuf (what client-go asks for):
+    swagger = 1, info = 2 {title = 1, version = 2}, paths = 8, definitions = 9."""
+    info = _pb_string(1, OPENAPI_V2_INFO["title"]) + _pb_string(2, OPENAPI_V2_INFO["version"])
+    return (_pb_string(1, "2.0") + bytes([2 << 3 | 2, len(info)]) + info
+            + bytes([8 << 3 | 2, 0, 9 << 3 | 2, 0]))

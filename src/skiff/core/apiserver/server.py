@@ -177,6 +177,11 @@ class ApiServer:
             return self._discovery_root(request, path == "/api")
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi(parts[2:])
+        if parts == ["openapi", "v2"]:
+            if "protobuf" in request.headers.get("Accept", ""):
+                return web.Response(body=discovery.openapi_v2_protobuf(),
+                                    headers={"Content-Type": discovery.OPENAPI_V2_PB_TYPE})
+            return web.json_response(discovery.openapi_v2_json())
         if parts[:1] == ["openapi"]:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if parts[:1] == ["api"] and len(parts) >= 2:
