@@ -30,6 +30,16 @@ from skiff.core.admission import Admission
 from skiff.core.apiserver.local_client import LocalClient
 from skiff.core.apiserver.registry import Registry
 from skiff.core.apiserver.server import ApiServer
+from skiff.core.auth import kinds as access_kinds
+from skiff.core.auth.controllers import (
+    AggregationReconciler,
+    DefaultServiceAccountReconciler,
+    PolicyInformer,
+    service_account_getter,
+)
+from skiff.core.auth.controllers import write_defaults as write_rbac_defaults
+from skiff.core.auth.gate import Gate, load_signer
+from skiff.core.auth.kinds import install_admission as install_rbac_admission
 from skiff.core.client import ApiError, Obj
 from skiff.core.clock import rfc3339, utcnow
 from skiff.core.controller import Manager
@@ -129,10 +139,12 @@ class Platform:
         self.on_step("certificates and token")
 
         self.store = open_store(home)
-        for k in builtin_kinds.KINDS:
+        # Built-ins, and the kinds of access control (rbac, authorization, authentication).
+        for k in [*builtin_kinds.KINDS, *access_kinds.KINDS]:
             self.kinds.add(k)
         self.admission = Admission()
         self.admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
+        install_rbac_admission(self.admission)
         self.registry = Registry(self.store, self.kinds, self.admission)
         self._bootstrap()
         self.client = LocalClient(self.registry)
@@ -140,12 +152,19 @@ class Platform:
         for install in domain_installers():
             install(self)
         self.on_step(f"store {home / 'skiff.db'} ({len(list(self.kinds))} kinds)")
+        # RBAC: the default roles written and the whole policy listed before the API listens.
+        write_rbac_defaults(self.registry)
+        self.gate = Gate(token, load_signer(home), service_account_getter(self.registry))
+        self.policy_informer = PolicyInformer(self.client, self.gate)
+        await self.policy_informer.start()
+        self._cleanup.append(self.policy_informer.stop)
 
         self.node = NodeRuntime(self.client, home, node_name=NODE_NAME, api_host=s.host, api_port=s.api_port,
                                 max_pods=s.max_pods,
                                 container_log_max_size=s.container_log_max_size,
                                 container_log_max_files=s.container_log_max_files)
-        api = ApiServer(self.registry, token, f"{s.host}:{s.api_port}", lambda: self.ready, self.node)
+        api = ApiServer(self.registry, token, f"{s.host}:{s.api_port}", lambda: self.ready, self.node,
+                        gate=self.gate)
         app = api.app()
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
@@ -162,6 +181,8 @@ class Platform:
         self.manager.add(CRDReconciler(self.client, self.kinds), workers=1)
         self.manager.add(NamespaceReconciler(self.client, self.kinds), workers=1)
         self.manager.add(DeploymentReconciler(self.client), workers=2)
+        self.manager.add(DefaultServiceAccountReconciler(self.client), workers=1)
+        self.manager.add(AggregationReconciler(self.client, self.gate.policy), workers=1)
         self.gc = GarbageCollector(self.client, self.kinds)
         await self.manager.start()
         await self.gc.start()

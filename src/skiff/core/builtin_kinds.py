@@ -539,7 +539,7 @@ KINDS: list[Kind] = [
          schema=SECRET, status_subresource=False, builtin=True),
     Kind(group="", version="v1", kind="ServiceAccount", plural="serviceaccounts",
          namespaced=True, schema=SERVICE_ACCOUNT, short_names=("sa",),
-         status_subresource=False, builtin=True),
+         status_subresource=False, extra_subresources=("token",), builtin=True),
     # Service names are DNS-1035 labels upstream (they become DNS names and env vars).
     Kind(group="", version="v1", kind="Service", plural="services", namespaced=True,
          schema=SERVICE, short_names=("svc",), categories=("all",), status_subresource=True,

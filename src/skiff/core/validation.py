@@ -191,8 +191,19 @@ def dns1035_label(name: str) -> str | None:
     return None
 
 
+def path_segment_name(name: str) -> str | None:
+    """path.ValidatePathSegmentName: RBAC names (system:aggregate-to-admin) need only be a
+    URL path segment."""
+    if name in (".", ".."):
+        return f"may not be '{name}'"
+    for bad in ("/", "%"):
+        if bad in name:
+            return f"may not contain '{bad}'"
+    return None
+
+
 NAME_RULES = {"dns1123-label": dns1123_label, "dns1123-subdomain": dns1123_subdomain,
-              "dns1035-label": dns1035_label}
+              "dns1035-label": dns1035_label, "path-segment": path_segment_name}
 
 
 def label_causes(labels: Any, path: str) -> list[Cause]:

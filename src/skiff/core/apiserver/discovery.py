@@ -34,7 +34,8 @@ def _subresources(k: Kind) -> list[tuple[str, list[str]]]:
     if k.status_subresource:
         subs.append(("status", ["get", "patch", "update"]))
     for s in k.extra_subresources:
-        subs.append((s, ["get", "patch", "update"] if s == "scale" else ["create", "get"]))
+        subs.append((s, ["get", "patch", "update"] if s == "scale"
+                     else ["create"] if s == "token" else ["create", "get"]))
     return subs
 
 
@@ -116,7 +117,9 @@ def schema_name(k: Kind, version: str) -> str:
     if k.builtin:
         if k.group == "apiextensions.k8s.io":
             return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{version}.{k.kind}"
-        g = {"": "core", "apps": "apps", "networking.k8s.io": "networking"}.get(k.group, k.group)
+        g = {"": "core", "apps": "apps", "networking.k8s.io": "networking",
+             "rbac.authorization.k8s.io": "rbac", "authorization.k8s.io": "authorization",
+             "authentication.k8s.io": "authentication"}.get(k.group, k.group)
         return f"io.k8s.api.{g}.{version}.{k.kind}"
     return ".".join(reversed(k.group.split("."))) + f".{version}.{k.kind}"
 

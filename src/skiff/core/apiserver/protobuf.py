@@ -12,8 +12,8 @@ The wire format is decoded by hand (varint, fixed32/64, length-delimited):
 only decoding of a handful of message types is needed, so a dependency on
 the protobuf package and generated code is not worth it. The message
 descriptors below are data, field number -> Field(json name, type, flags),
-taken from kubernetes v1.32 generated.proto files (k8s.io/api core/v1 and
-apps/v1; apimachinery meta/v1, runtime, util/intstr, api/resource).
+taken from kubernetes v1.32 generated.proto files (k8s.io/api core/v1,
+apps/v1, rbac/v1, authorization/v1 and authentication/v1; apimachinery meta/v1, runtime, util/intstr, api/resource).
 
 The result matches what the Go JSON encoding of the same object gives:
 Go's gogo-protobuf writes every non-pointer field, zero or not, so zero
@@ -429,6 +429,47 @@ MESSAGES: dict[str, dict[int, Field]] = {
         6: F("lastUpdateTime", "Time"), 7: F("lastTransitionTime", "Time"),
         4: F("reason", "string"), 5: F("message", "string"),
     },
+    # --- authorization.k8s.io/v1 and authentication.k8s.io/v1 (`kubectl auth can-i`,
+    # `kubectl create token`): create-only, answered by core/auth/reviews.py ---
+    "SelfSubjectAccessReview": {1: F("metadata", "ObjectMeta"),
+                                2: F("spec", "SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {1: F("resourceAttributes", "ResourceAttributes"),
+                                    2: F("nonResourceAttributes", "NonResourceAttributes")},
+    "ResourceAttributes": {
+        1: F("namespace", "string"), 2: F("verb", "string"), 3: F("group", "string"),
+        4: F("version", "string"), 5: F("resource", "string"), 6: F("subresource", "string"),
+        7: F("name", "string"),
+    },
+    "NonResourceAttributes": {1: F("path", "string"), 2: F("verb", "string")},
+    "SubjectAccessReview": {1: F("metadata", "ObjectMeta"), 2: F("spec", "SubjectAccessReviewSpec")},
+    "SubjectAccessReviewSpec": {
+        1: F("resourceAttributes", "ResourceAttributes"),
+        2: F("nonResourceAttributes", "NonResourceAttributes"), 3: F("user", "string"),
+        4: F("groups", "string", "r"), 6: F("uid", "string"),
+    },
+    "SelfSubjectRulesReview": {1: F("metadata", "ObjectMeta"),
+                               2: F("spec", "SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: F("namespace", "string")},
+    "SelfSubjectReview": {1: F("metadata", "ObjectMeta")},
+    "TokenRequest": {1: F("metadata", "ObjectMeta"), 2: F("spec", "TokenRequestSpec")},
+    "TokenRequestSpec": {1: F("audiences", "string", "r"), 4: F("expirationSeconds", "int64", "k"),
+                         3: F("boundObjectRef", "BoundObjectReference")},
+    "BoundObjectReference": {1: F("kind", "string"), 2: F("apiVersion", "string"),
+                             3: F("name", "string"), 4: F("uid", "string")},
+    # --- rbac.authorization.k8s.io/v1 (`kubectl create role|clusterrole|rolebinding|...`) ---
+    "Role": {1: F("metadata", "ObjectMeta"), 2: F("rules", "PolicyRule", "r")},
+    "ClusterRole": {1: F("metadata", "ObjectMeta"), 2: F("rules", "PolicyRule", "r"),
+                    3: F("aggregationRule", "AggregationRule")},
+    "PolicyRule": {1: F("verbs", "string", "r"), 2: F("apiGroups", "string", "r"),
+                   3: F("resources", "string", "r"), 4: F("resourceNames", "string", "r"),
+                   5: F("nonResourceURLs", "string", "r")},
+    "AggregationRule": {1: F("clusterRoleSelectors", "LabelSelector", "r")},
+    "RoleBinding": {1: F("metadata", "ObjectMeta"), 2: F("subjects", "Subject", "r"),
+                    3: F("roleRef", "RoleRef")},
+    "Subject": {1: F("kind", "string", "k"), 2: F("apiGroup", "string"),
+                3: F("name", "string", "k"), 4: F("namespace", "string")},
+    "RoleRef": {1: F("apiGroup", "string", "k"), 2: F("kind", "string", "k"),
+                3: F("name", "string", "k")},
 }
 
 # (apiVersion, kind) -> top-level message; anything else is refused.
@@ -440,6 +481,16 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "Service",
     ("v1", "Pod"): "Pod",
     ("apps/v1", "Deployment"): "Deployment",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "SubjectAccessReview",
+    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
+    ("rbac.authorization.k8s.io/v1", "Role"): "Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "RoleBinding",
 }
 
 

@@ -1,6 +1,6 @@
 """The HTTP(S) API server kubectl and the Python client talk to (aiohttp).
 
-Thin shell: authenticate (bearer token), parse the path into kind +
+Thin shell: authenticate and authorize (core/auth/gate.py: tokens, RBAC), parse the path into kind +
 namespace + name + subresource, decode the body (JSON, YAML apply patches,
 protobuf from imperative `kubectl create`), call the registry, and encode the
 answer (JSON, Table for `kubectl get`, chunked watch streams, WebSocket exec,
@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 from skiff.core import notimplemented, printers
 from skiff.core.apiserver import discovery
 from skiff.core.apiserver.registry import Registry, bad_request, json_body, parse_bool, yaml_body
+from skiff.core.auth.gate import Gate
 from skiff.core.bodies import truncated
 from skiff.core.client import ApiError, Obj, WatchEvent
 from skiff.core.clock import utcnow
@@ -121,9 +122,11 @@ async def _table_lines(events: AsyncIterator[WatchEvent], k: Kind, include_objec
 
 class ApiServer:
     def __init__(self, registry: Registry, token: str, server_address: str,
-                 ready: Callable[[], bool], pods: PodProcesses | None = None) -> None:
+                 ready: Callable[[], bool], pods: PodProcesses | None = None,
+                 gate: Gate | None = None) -> None:
         self.registry = registry
         self.token = token
+        self.gate = gate    # authentication + RBAC (core/auth); None: the one token, no RBAC
         self.server_address = server_address
         self.ready = ready
         self.pods = pods
@@ -158,6 +161,12 @@ class ApiServer:
     async def _auth(self, request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.path in ("/version", "/readyz", "/livez", "/healthz"):
+            return await handler(request)
+        if self.gate is not None:
+            # 401 / 403 as ApiError (the _errors middleware answers); the user for the reviews.
+            request["user"] = self.gate.check(
+                request.method, request.path, request.query, request.headers,
+                request.headers.get("Upgrade", "").lower() == "websocket")
             return await handler(request)
         if request.headers.get("Authorization", "") != f"Bearer {self.token}":
             return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
@@ -253,6 +262,15 @@ class ApiServer:
         q = request.query
         reg = self.registry
         dry = q.get("dryRun") == "All"
+        if self.gate is not None and self.gate.serves(t.kind.group, t.kind.plural, t.subresource):
+            # Reviews and TokenRequest: create-only, answered by core/auth, never stored.
+            if m != "POST":
+                raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method "
+                                                        f"on the requested resource ({m})")
+            body = await self._body(request)
+            return web.json_response(self.gate.create(t.kind.group, t.kind.plural, t.subresource,
+                                                      t.namespace, t.name, body, request["user"]),
+                                     status=201)
         if t.subresource in ("exec", "attach") and t.kind.kind == "Pod" and t.kind.builtin:
             return await self._exec(request, t)
         if t.subresource == "log" and t.kind.kind == "Pod" and t.kind.builtin:
