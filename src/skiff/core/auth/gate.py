@@ -135,16 +135,15 @@ class Gate:
         if not name:
             raise ApiError(400, "BadRequest", "requested impersonation of groups, uid or extra "
                                               "without impersonating a user")
-        checks: list[Attributes] = []
+        checks = [Attributes(user, "impersonate", True, resource="groups", name=g) for g in groups]
         if name.startswith(tokens.SA_PREFIX) and name.count(":") == 3:
             ns, sa = name[len(tokens.SA_PREFIX):].split(":", 1)
-            checks.append(Attributes(user, "impersonate", True, namespace=ns,
-                                     resource="serviceaccounts", name=sa))
-            if not groups:
+            checks.insert(0, Attributes(user, "impersonate", True, namespace=ns,
+                                        resource="serviceaccounts", name=sa))
+            if not groups:    # a ServiceAccount's own groups come with it, unchecked
                 groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]
         else:
-            checks.append(Attributes(user, "impersonate", True, resource="users", name=name))
-        checks += [Attributes(user, "impersonate", True, resource="groups", name=g) for g in groups]
+            checks.insert(0, Attributes(user, "impersonate", True, resource="users", name=name))
         if uid:
             checks.append(Attributes(user, "impersonate", True, api_group=AUTHN, resource="uids",
                                      name=uid))

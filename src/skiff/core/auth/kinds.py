@@ -125,17 +125,18 @@ def _q(v: Any) -> str:
 
 def _unsupported(path: str, value: Any, supported: list[str]) -> Cause:
     return Cause(path, "FieldValueNotSupported",
-                 f"{path}: Unsupported value: {_q(value)}: supported values: "
+                 f"Unsupported value: {_q(value)}: supported values: "
                  + ", ".join(_q(s) for s in supported))
 
 
 def _required(path: str, detail: str = "") -> Cause:
-    return Cause(path, "FieldValueRequired",
-                 f"{path}: Required value" + (f": {detail}" if detail else ""))
+    return Cause(path, "FieldValueRequired", "Required value" + (f": {detail}" if detail else ""))
 
 
+# Causes carry the message without the field (kubectl prints "field: message"); the
+# registry puts the field in front for the Status message.
 def _invalid(path: str, shown: str, detail: str) -> Cause:
-    return Cause(path, "FieldValueInvalid", f"{path}: Invalid value: {shown}: {detail}")
+    return Cause(path, "FieldValueInvalid", f"Invalid value: {shown}: {detail}")
 
 
 def _go_strings(v: Any) -> str:
