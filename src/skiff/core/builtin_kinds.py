@@ -546,7 +546,7 @@ KINDS: list[Kind] = [
          name_rule="dns1035-label", builtin=True),
     Kind(group="", version="v1", kind="Pod", plural="pods", namespaced=True, schema=POD,
          short_names=("po",), categories=("all",), status_subresource=True,
-         extra_subresources=("exec", "log"), name_rule="dns1123-subdomain", builtin=True),
+         extra_subresources=("exec", "log", "portforward"), name_rule="dns1123-subdomain", builtin=True),
     Kind(group="", version="v1", kind="Event", plural="events", namespaced=True, schema=EVENT,
          short_names=("ev",), status_subresource=False, builtin=True),
     Kind(group="apps", version="v1", kind="Deployment", plural="deployments", namespaced=True,

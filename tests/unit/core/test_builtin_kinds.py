@@ -782,7 +782,7 @@ FACTS = [
     ("ServiceAccount", "", "serviceaccounts", True, ("sa",), (), False, ("token",),
      "dns1123-subdomain"),
     ("Service", "", "services", True, ("svc",), ("all",), True, (), "dns1035-label"),
-    ("Pod", "", "pods", True, ("po",), ("all",), True, ("exec", "log"), "dns1123-subdomain"),
+    ("Pod", "", "pods", True, ("po",), ("all",), True, ("exec", "log", "portforward"), "dns1123-subdomain"),
     ("Event", "", "events", True, ("ev",), (), False, (), "dns1123-subdomain"),
     ("Deployment", "apps", "deployments", True, ("deploy",), ("all",), True, ("scale",),
      "dns1123-subdomain"),

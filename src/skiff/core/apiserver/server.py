@@ -275,6 +275,8 @@ class ApiServer:
             return await self._exec(request, t)
         if t.subresource == "log" and t.kind.kind == "Pod" and t.kind.builtin:
             return await self._log(request, t)
+        if t.subresource == "portforward" and t.kind.kind == "Pod" and t.kind.builtin:
+            return await self._port_forward(request, t)
         if t.subresource == "scale" and "scale" in t.kind.extra_subresources:
             return await self._scale(request, t)
         if t.subresource == "finalize" and t.kind.kind == "Namespace" and m == "PUT":
@@ -554,6 +556,12 @@ class ApiServer:
         except ConnectionResetError:
             pass            # the client went away (kubectl logs -f interrupted)
         return resp
+
+    async def _port_forward(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """pods/portforward: SPDY/3.1 in a WebSocket (kubectl 1.31+) or after an Upgrade."""
+        from skiff.core.apiserver import portforward_shell
+        pod = self.registry.get(t.kind, t.namespace, t.name)
+        return await portforward_shell.handle(request, pod)
 
     async def _exec(self, request: web.Request, t: Target) -> web.StreamResponse:
         if self.pods is None:
