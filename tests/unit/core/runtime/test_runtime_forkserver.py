@@ -174,3 +174,25 @@ def test_everything_dies_with_a_killed_parent(tmp_path: Path) -> None:
             parent.send_signal(signal.SIGKILL)
         parent.wait(DEADLINE)
         kill_marked(mark)
+
+
+def test_sweep_kills_only_the_recorded_process(tmp_path: Path) -> None:
+    """A pid file names a process by pid and start time: a reused pid is never killed."""
+    mark = marker()
+    proc = subprocess.Popen(["/bin/sleep", mark], start_new_session=True)
+    try:
+        pid_file = tmp_path / "forkserver.pid"
+        process.record_pid(pid_file, proc.pid)
+        created = psutil.Process(proc.pid).create_time()
+        pid_file.write_text(f"{proc.pid} {created - 5}\n")      # same pid, another process
+        assert process.sweep_supervisor(pid_file) is False
+        assert proc.poll() is None and not pid_file.exists()
+        process.record_pid(pid_file, proc.pid)
+        assert process.sweep_supervisor(pid_file) is True
+        proc.wait(DEADLINE)   # (the sweep may have reaped it: this test is its parent)
+        assert not marked(mark)
+        assert process.sweep_supervisor(pid_file) is False      # nothing recorded any more
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(DEADLINE)
