@@ -80,6 +80,10 @@ class FakeClient:
         return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items()
                 if k == ref.kind and (not namespace or ns == namespace)]
 
+    async def list_with_version(self, ref: Ref, namespace: str = "", label_selector: str = "",
+                                field_selector: str = "") -> tuple[list[Obj], str]:
+        return await self.list(ref, namespace), ""
+
     async def watch(self, ref: Ref, namespace: str = "",
                     resource_version: str = "") -> AsyncIterator[WatchEvent]:
         q: asyncio.Queue[WatchEvent] = asyncio.Queue()
