@@ -341,6 +341,98 @@ DEPLOYMENT_STATUS = open_obj({
 
 DEPLOYMENT = resource(DEPLOYMENT_SPEC, status=DEPLOYMENT_STATUS)
 
+# --- apps/v1 DaemonSet, StatefulSet, ControllerRevision; batch/v1 Job, CronJob -------
+# Acted on by core/reconcilers/{daemonset,statefulset,job,cronjob}.py.
+
+_ROLLING_STRATEGY_TYPES = enum("RollingUpdate", "OnDelete")
+
+DAEMONSET = resource(obj({
+    "selector": LABEL_SELECTOR,
+    "template": POD_TEMPLATE_SPEC,
+    "updateStrategy": obj({
+        "type": _ROLLING_STRATEGY_TYPES,
+        "rollingUpdate": obj({"maxUnavailable": INT_OR_STR, "maxSurge": INT_OR_STR}),
+    }),
+    "minReadySeconds": NON_NEGATIVE,
+    "revisionHistoryLimit": NON_NEGATIVE,
+}, required=("selector", "template")), status=open_obj({
+    "currentNumberScheduled": INT, "numberMisscheduled": INT, "desiredNumberScheduled": INT,
+    "numberReady": INT, "observedGeneration": INT, "updatedNumberScheduled": INT,
+    "numberAvailable": INT, "numberUnavailable": INT, "collisionCount": INT,
+    "conditions": arr(CONDITION),
+}))
+
+# A PersistentVolumeClaim as a StatefulSet's volumeClaimTemplates carry it (no storage is
+# provisioned: core/notimplemented.py says so on write).
+PVC_TEMPLATE = obj({
+    "apiVersion": STR, "kind": STR, "metadata": OBJECT_META,
+    "spec": open_obj({"accessModes": STR_LIST, "storageClassName": STR,
+                      "resources": RESOURCE_REQUIREMENTS, "volumeMode": STR,
+                      "selector": LABEL_SELECTOR}),
+    "status": open_obj(),
+})
+
+STATEFULSET = resource(obj({
+    "replicas": NON_NEGATIVE,
+    "selector": LABEL_SELECTOR,
+    "template": POD_TEMPLATE_SPEC,
+    "volumeClaimTemplates": arr(PVC_TEMPLATE),
+    "serviceName": STR,
+    "podManagementPolicy": enum("OrderedReady", "Parallel"),
+    "updateStrategy": obj({
+        "type": _ROLLING_STRATEGY_TYPES,
+        "rollingUpdate": obj({"partition": NON_NEGATIVE, "maxUnavailable": INT_OR_STR}),
+    }),
+    "revisionHistoryLimit": NON_NEGATIVE,
+    "minReadySeconds": NON_NEGATIVE,
+    "persistentVolumeClaimRetentionPolicy": obj({"whenDeleted": enum("Retain", "Delete"),
+                                                 "whenScaled": enum("Retain", "Delete")}),
+    "ordinals": obj({"start": NON_NEGATIVE}),
+}, required=("selector", "template")), status=open_obj({
+    "observedGeneration": INT, "replicas": INT, "readyReplicas": INT, "currentReplicas": INT,
+    "updatedReplicas": INT, "availableReplicas": INT, "currentRevision": STR,
+    "updateRevision": STR, "collisionCount": INT, "conditions": arr(CONDITION),
+}))
+
+JOB_SPEC = obj({
+    "parallelism": NON_NEGATIVE,
+    "completions": NON_NEGATIVE,
+    "activeDeadlineSeconds": NON_NEGATIVE,
+    "podFailurePolicy": ANY,     # accepted; the default failure counting applies
+    "successPolicy": ANY,        # accepted; success is reaching completions
+    "backoffLimit": NON_NEGATIVE,
+    "backoffLimitPerIndex": NON_NEGATIVE,
+    "maxFailedIndexes": NON_NEGATIVE,
+    "selector": LABEL_SELECTOR,
+    "manualSelector": BOOL,
+    "template": POD_TEMPLATE_SPEC,
+    "ttlSecondsAfterFinished": NON_NEGATIVE,
+    "completionMode": enum("NonIndexed", "Indexed"),
+    "suspend": BOOL,
+    "podReplacementPolicy": enum("TerminatingOrFailed", "Failed"),
+    "managedBy": STR,
+}, required=("template",))
+
+JOB = resource(JOB_SPEC, status=open_obj({
+    "conditions": arr(CONDITION), "startTime": DATE_TIME, "completionTime": DATE_TIME,
+    "active": INT, "succeeded": INT, "failed": INT, "terminating": INT, "ready": INT,
+    "completedIndexes": STR, "failedIndexes": STR, "uncountedTerminatedPods": open_obj(),
+}))
+
+CRONJOB = resource(obj({
+    "schedule": STR,
+    "timeZone": STR,
+    "startingDeadlineSeconds": INT,
+    "concurrencyPolicy": enum("Allow", "Forbid", "Replace"),
+    "suspend": BOOL,
+    "jobTemplate": obj({"metadata": OBJECT_META, "spec": JOB_SPEC}),
+    "successfulJobsHistoryLimit": NON_NEGATIVE,
+    "failedJobsHistoryLimit": NON_NEGATIVE,
+}, required=("schedule", "jobTemplate")), status=open_obj({
+    "active": arr(OBJECT_REFERENCE), "lastScheduleTime": DATE_TIME,
+    "lastSuccessfulTime": DATE_TIME,
+}))
+
 # --- core/v1 Service ------------------------------------------------------------
 
 SERVICE_PORT = obj({
@@ -451,6 +543,10 @@ EVENT = _no_status({
 })
 EVENT["required"] = ["involvedObject"]
 
+# apps/v1 ControllerRevision: a DaemonSet's or StatefulSet's template history (`rollout history`).
+CONTROLLER_REVISION = _no_status({"data": ANY, "revision": INT})
+CONTROLLER_REVISION["required"] = ["revision"]
+
 # --- networking.k8s.io/v1 NetworkPolicy (no status since 1.28) ------------------
 
 NETWORK_POLICY_PEER = obj({
@@ -552,6 +648,19 @@ KINDS: list[Kind] = [
     Kind(group="apps", version="v1", kind="Deployment", plural="deployments", namespaced=True,
          schema=DEPLOYMENT, short_names=("deploy",), categories=("all",),
          status_subresource=True, extra_subresources=("scale",), builtin=True),
+    Kind(group="apps", version="v1", kind="DaemonSet", plural="daemonsets", namespaced=True,
+         schema=DAEMONSET, short_names=("ds",), categories=("all",), status_subresource=True,
+         builtin=True),
+    Kind(group="apps", version="v1", kind="StatefulSet", plural="statefulsets", namespaced=True,
+         schema=STATEFULSET, short_names=("sts",), categories=("all",),
+         status_subresource=True, extra_subresources=("scale",), builtin=True),
+    Kind(group="apps", version="v1", kind="ControllerRevision", plural="controllerrevisions",
+         namespaced=True, schema=CONTROLLER_REVISION, status_subresource=False, builtin=True),
+    Kind(group="batch", version="v1", kind="Job", plural="jobs", namespaced=True, schema=JOB,
+         categories=("all",), status_subresource=True, builtin=True),
+    Kind(group="batch", version="v1", kind="CronJob", plural="cronjobs", namespaced=True,
+         schema=CRONJOB, short_names=("cj",), categories=("all",), status_subresource=True,
+         builtin=True),
     Kind(group="networking.k8s.io", version="v1", kind="NetworkPolicy",
          plural="networkpolicies", namespaced=True, schema=NETWORK_POLICY,
          short_names=("netpol",), status_subresource=False, builtin=True,

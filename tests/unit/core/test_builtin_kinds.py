@@ -786,6 +786,13 @@ FACTS = [
     ("Event", "", "events", True, ("ev",), (), False, (), "dns1123-subdomain"),
     ("Deployment", "apps", "deployments", True, ("deploy",), ("all",), True, ("scale",),
      "dns1123-subdomain"),
+    ("DaemonSet", "apps", "daemonsets", True, ("ds",), ("all",), True, (), "dns1123-subdomain"),
+    ("StatefulSet", "apps", "statefulsets", True, ("sts",), ("all",), True, ("scale",),
+     "dns1123-subdomain"),
+    ("ControllerRevision", "apps", "controllerrevisions", True, (), (), False, (),
+     "dns1123-subdomain"),
+    ("Job", "batch", "jobs", True, (), ("all",), True, (), "dns1123-subdomain"),
+    ("CronJob", "batch", "cronjobs", True, ("cj",), ("all",), True, (), "dns1123-subdomain"),
     ("NetworkPolicy", "networking.k8s.io", "networkpolicies", True, ("netpol",), (), False, (),
      "dns1123-subdomain"),
     ("CustomResourceDefinition", "apiextensions.k8s.io", "customresourcedefinitions", False,
@@ -824,8 +831,10 @@ def test_schema_envelope(k: Kind) -> None:
     assert {"apiVersion", "kind", "metadata"} <= set(props)
     # A status field exactly where the kind has one upstream.
     has_status = k.kind in {"Namespace", "Node", "Service", "Pod", "Deployment",
-                            "CustomResourceDefinition"}
+                            "CustomResourceDefinition", "DaemonSet", "StatefulSet", "Job",
+                            "CronJob"}
     assert ("status" in props) == has_status
     minimal = {"apiVersion": k.api_version, "kind": k.kind, "metadata": {"name": "x"}}
-    expected_missing = {"Event": ["involvedObject"]}.get(k.kind, [])
+    expected_missing = {"Event": ["involvedObject"],
+                        "ControllerRevision": ["revision"]}.get(k.kind, [])
     assert [c.field for c in validate(k.schema, minimal)] == expected_missing
