@@ -124,7 +124,9 @@ def test_store_is_asked_when_the_watch_has_not_shown_the_service_account() -> No
 def test_expiry_is_enforced_by_the_gate() -> None:
     w = World()
     t = w.token(600)
-    w.now = NOW + timedelta(hours=1)
+    h = headers(Authorization=f"Bearer {t}")
+    assert w.gate.check("GET", "/api/v1/namespaces/tenant-a/secrets", {}, h).name == APP
+    w.now = NOW + timedelta(hours=1)     # the signature is remembered; the expiry is not
     with pytest.raises(ApiError) as e:
         w.gate.check("GET", "/api/v1/namespaces/tenant-a/secrets", {}, headers(Authorization=f"Bearer {t}"))
     assert (e.value.code, e.value.message) == (401, "Unauthorized")

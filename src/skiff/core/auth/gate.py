@@ -41,6 +41,7 @@ UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS = "system:anonymous"
 ADMIN = UserInfo("skiff-admin", (MASTERS, AUTHENTICATED))
 KEY_FILE = "sa.key"
+VERIFIED_CACHE = 4096
 _IMPERSONATE = ("Impersonate-User", "Impersonate-Group", "Impersonate-Uid")
 
 
@@ -84,6 +85,9 @@ class Gate:
         self.policy = Policy()
         # (namespace, name) -> uid of each live ServiceAccount, from the watch.
         self.service_accounts: dict[tuple[str, str], str] = {}
+        # Tokens whose signature was checked (an RSA verify is most of a request's 90 us);
+        # expiry and the ServiceAccount are still checked on every request.
+        self._verified: dict[str, tokens.Claims] = {}
 
     # --- the ServiceAccounts the tokens are bound to (fed by the watch) ------------------
     def apply_service_account(self, event: str, obj: Mapping[str, Any]) -> None:
@@ -103,9 +107,17 @@ class Gate:
     def authenticate_token(self, token: str) -> UserInfo | None:
         if hmac.compare_digest(token.encode(), self._admin_token):
             return ADMIN
-        claims = self.signer.verify(token, self.clock())
-        if isinstance(claims, str):
-            return None
+        now = self.clock()
+        claims = self._verified.get(token)
+        if claims is None:
+            got = self.signer.verify(token, now)
+            if isinstance(got, str):
+                return None
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            claims = self._verified[token] = got
+        elif isinstance(tokens.check_claims(claims, now), str):
+            return None    # expired since it was verified
         ref = tokens.service_account_of(claims)
         if ref is None or not self._service_account_live(ref):
             return None
