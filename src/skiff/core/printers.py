@@ -261,6 +261,72 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[Obj]] = {
         _IMAGES,
         _col("Selector", description="Label selector for pods.", priority=1),
     ],
+    ("apps", "daemonsets"): [
+        _NAME,
+        _col("Desired", "integer", "The total number of nodes that should be running the "
+                                    "daemon pod (including nodes correctly running the daemon "
+                                    "pod)."),
+        _col("Current", "integer", "The number of nodes that are running at least 1 daemon "
+                                    "pod and are supposed to run the daemon pod."),
+        _col("Ready", "integer", "The number of nodes that should be running the daemon pod "
+                                  "and have one or more of the daemon pod running with a Ready "
+                                  "Condition."),
+        _col("Up-to-date", "integer", "The total number of nodes that are running updated "
+                                       "daemon pod"),
+        _col("Available", "integer", "The number of nodes that should be running the daemon "
+                                      "pod and have one or more of the daemon pod running and "
+                                      "available (ready for at least spec.minReadySeconds)"),
+        _col("Node Selector", description="NodeSelector is a selector which must be true for "
+                                          "the pod to fit on a node."),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _col("Selector", description="A label query over pods that are managed by the daemon "
+                                     "set.", priority=1),
+    ],
+    ("apps", "statefulsets"): [
+        _NAME,
+        _col("Ready", description="Number of the pod with ready state"),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+    ],
+    ("apps", "controllerrevisions"): [
+        _NAME,
+        _col("Controller", description="Controller of the object"),
+        _col("Revision", "integer", "Revision indicates the revision of the state represented "
+                                     "by Data."),
+        _AGE,
+    ],
+    ("batch", "jobs"): [
+        _NAME,
+        _col("Status", description="Status of the job."),
+        _col("Completions", description="The number of pods which reached phase Succeeded."),
+        _col("Duration", description="Time required to complete the job."),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _col("Selector", description="A label query over pods that should match the pod "
+                                     "count.", priority=1),
+    ],
+    ("batch", "cronjobs"): [
+        _NAME,
+        _col("Schedule", description="The schedule in Cron format, see "
+                                     "https://en.wikipedia.org/wiki/Cron."),
+        _col("Timezone", description="The time zone name for the given schedule, see "
+                                     "https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+        _col("Suspend", "boolean", "This flag tells the controller to suspend subsequent "
+                                   "executions, it does not apply to already started "
+                                   "executions.  Defaults to false."),
+        _col("Active", "integer", "A list of pointers to currently running jobs."),
+        _col("Last Schedule", description="Information when was the last time the job was "
+                                          "successfully scheduled."),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _col("Selector", description="A label query over pods that should match the pod "
+                                     "count.", priority=1),
+    ],
     ("networking.k8s.io", "networkpolicies"): [
         _NAME,
         _col("Pod-Selector", description="Selects the pods to which this NetworkPolicy object "
@@ -599,6 +665,96 @@ def _deployment_row(o: Obj, now: datetime) -> Row:
     ]
 
 
+def _template_containers(template: Any) -> tuple[str, str]:
+    """layoutContainerCells: container names and images, comma-joined."""
+    containers = [_d(c) for c in _l(_d(_d(template).get("spec")).get("containers"))]
+    return (",".join(str(c.get("name") or "") for c in containers),
+            ",".join(str(c.get("image") or "") for c in containers))
+
+
+def _daemonset_row(o: Obj, now: datetime) -> Row:
+    spec, status = _d(o.get("spec")), _d(o.get("status"))
+    tmpl = _d(spec.get("template"))
+    names, images = _template_containers(tmpl)
+    return [_meta(o).get("name", ""), _int(status.get("desiredNumberScheduled")),
+            _int(status.get("currentNumberScheduled")), _int(status.get("numberReady")),
+            _int(status.get("updatedNumberScheduled")), _int(status.get("numberAvailable")),
+            format_labels(_d(tmpl.get("spec")).get("nodeSelector")), _age(o, now),
+            names, images, format_label_selector(spec.get("selector"))]
+
+
+def _statefulset_row(o: Obj, now: datetime) -> Row:
+    spec, status = _d(o.get("spec")), _d(o.get("status"))
+    replicas = spec.get("replicas")
+    names, images = _template_containers(spec.get("template"))
+    return [_meta(o).get("name", ""),
+            f"{_int(status.get('readyReplicas'))}/{replicas if isinstance(replicas, int) else 1}",
+            _age(o, now), names, images]
+
+
+def _controllerrevision_row(o: Obj, now: datetime) -> Row:
+    """printControllerRevision: the controller as `kind.group/name` (formatResourceName)."""
+    controller = "<none>"
+    for ref in _l(_meta(o).get("ownerReferences")):
+        ref = _d(ref)
+        if ref.get("controller"):
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = str(ref.get("kind", "")) + (f".{group}" if group else "")
+            controller = f"{kind.lower()}/{ref.get('name', '')}"
+            break
+    return [_meta(o).get("name", ""), controller, _int(o.get("revision")), _age(o, now)]
+
+
+def _condition_true_of(status: Obj, type_: str) -> bool:
+    return any(_d(c).get("type") == type_ and _d(c).get("status") == "True"
+               for c in _l(status.get("conditions")))
+
+
+def _job_row(o: Obj, now: datetime) -> Row:
+    """printJob (v1.32): status from the conditions, completions, duration."""
+    spec, status = _d(o.get("spec")), _d(o.get("status"))
+    if _condition_true_of(status, "Complete"):
+        state = "Complete"
+    elif _condition_true_of(status, "Failed"):
+        state = "Failed"
+    elif _meta(o).get("deletionTimestamp"):
+        state = "Terminating"
+    elif _condition_true_of(status, "Suspended"):
+        state = "Suspended"
+    elif _condition_true_of(status, "FailureTarget"):
+        state = "FailureTarget"
+    elif _condition_true_of(status, "SuccessCriteriaMet"):
+        state = "SuccessCriteriaMet"
+    else:
+        state = "Running"
+    succeeded = _int(status.get("succeeded"))
+    completions, parallelism = spec.get("completions"), spec.get("parallelism")
+    if isinstance(completions, int):
+        done = f"{succeeded}/{completions}"
+    elif isinstance(parallelism, int) and parallelism > 1:
+        done = f"{succeeded}/1 of {parallelism}"
+    else:
+        done = f"{succeeded}/1"
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = "" if start is None else human_duration((end or now) - start)
+    names, images = _template_containers(spec.get("template"))
+    return [_meta(o).get("name", ""), state, done, duration, _age(o, now), names, images,
+            format_label_selector(spec.get("selector"))]
+
+
+def _cronjob_row(o: Obj, now: datetime) -> Row:
+    spec, status = _d(o.get("spec")), _d(o.get("status"))
+    last = status.get("lastScheduleTime")
+    suspend = spec.get("suspend")
+    job_spec = _d(_d(spec.get("jobTemplate")).get("spec"))
+    names, images = _template_containers(job_spec.get("template"))
+    return [_meta(o).get("name", ""), spec.get("schedule", ""), spec.get("timeZone") or "<none>",
+            "<unset>" if not isinstance(suspend, bool) else ("True" if suspend else "False"),
+            len(_l(status.get("active"))),
+            "<none>" if not last else translate_timestamp(last, now), _age(o, now),
+            names, images, format_label_selector(job_spec.get("selector"))]
+
+
 def _networkpolicy_row(o: Obj, now: datetime) -> Row:
     return [_meta(o).get("name", ""),
             format_label_selector(_d(o.get("spec")).get("podSelector")), _age(o, now)]
@@ -663,6 +819,11 @@ _BUILTIN_ROWS: dict[tuple[str, str], Callable[[Obj, datetime], Row]] = {
     ("", "events"): _event_row,
     ("apps", "deployments"): _deployment_row,
     ("networking.k8s.io", "networkpolicies"): _networkpolicy_row,
+    ("apps", "daemonsets"): _daemonset_row,
+    ("apps", "statefulsets"): _statefulset_row,
+    ("apps", "controllerrevisions"): _controllerrevision_row,
+    ("batch", "jobs"): _job_row,
+    ("batch", "cronjobs"): _cronjob_row,
 }
 
 
