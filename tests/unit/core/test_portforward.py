@@ -25,7 +25,7 @@ class Client:
         return self._take(self.s.receive(b"".join(self.enc.encode(f) for f in frames), now))
 
     def _take(self, actions: list[pf.Action]) -> list[pf.Action]:
-        ops = []
+        ops: list[pf.Action] = []
         for a in actions:
             if isinstance(a, pf.Send):
                 self.got += self.dec.feed(a.data)
