@@ -50,7 +50,9 @@ metadata: {name: websvc, namespace: default}
 spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: http}]
----
+"""
+
+DEPLOYMENT = """
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: hello, namespace: default}
@@ -73,7 +75,6 @@ spec:
 def pods(skiff: Skiff) -> Skiff:
     skiff.kubectl("apply", "-f", "-", input=MANIFESTS)
     skiff.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=30s")
-    skiff.kubectl("rollout", "status", "deployment/hello", "--timeout=30s")
     return skiff
 
 
@@ -183,13 +184,18 @@ def test_port_forward_spdy_fallback(pods: Skiff) -> None:
     assert re.search(r"POST https://\S+/pods/web/portforward 101", "".join(pf.stderr))
 
 
-def test_port_forward_service_and_deployment(pods: Skiff) -> None:
-    # kubectl resolves both to a pod itself; the service's port 80 -> targetPort http -> 8080
-    with port_forward(pods, "svc/websvc", 80) as svc, \
-            port_forward(pods, "deployment/hello", 8080) as dep:
+def test_port_forward_service(pods: Skiff) -> None:
+    # kubectl resolves the service to a pod itself: port 80 -> targetPort http -> 8080
+    with port_forward(pods, "svc/websvc", 80) as svc:
         assert curl(svc.url()).stdout == HELLO
+        assert curl(svc.url()).stdout == HELLO
+
+
+def test_port_forward_deployment(pods: Skiff) -> None:
+    pods.kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    pods.kubectl("rollout", "status", "deployment/hello", "--timeout=30s", timeout=40)
+    with port_forward(pods, "deployment/hello", 8080) as dep:
         assert curl(dep.url()).stdout == "hi from the deployment\n"
-        assert curl(svc.url()).stdout == HELLO
 
 
 @pytest.mark.parametrize("remote", [8888, 9999], ids=["declared-not-listening", "undeclared"])
