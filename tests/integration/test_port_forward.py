@@ -92,8 +92,11 @@ class PortForward:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        for stream, keep in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
-            threading.Thread(target=self._read, args=(stream, keep), daemon=True).start()
+        self.readers = [threading.Thread(target=self._read, args=(stream, keep), daemon=True)
+                        for stream, keep in ((self.proc.stdout, self.stdout),
+                                             (self.proc.stderr, self.stderr))]
+        for t in self.readers:
+            t.start()
         self.port = self._local_port()
 
     def _read(self, stream: object, keep: list[str]) -> None:
@@ -122,7 +125,14 @@ class PortForward:
         return f"http://127.0.0.1:{self.port}/"
 
     def wait_exit(self, timeout: float = 30) -> int:
-        return self.proc.wait(timeout)
+        rc = self.proc.wait(timeout)
+        self._drain()
+        return rc
+
+    def _drain(self) -> None:
+        """The process is gone; its last lines may still be in the pipes: read them all."""
+        for t in self.readers:
+            t.join(10)
 
     def stop(self, timeout: float = 10) -> int:
         """Ctrl-C, by PID, as a user ends it; kubectl then exits 0."""
@@ -134,6 +144,8 @@ class PortForward:
             self.proc.kill()
             self.proc.wait(5)
             raise
+        finally:
+            self._drain()
 
 
 @contextmanager
