@@ -49,6 +49,7 @@ from skiff.core.pki import ensure_api_pki
 from skiff.core.reconcilers.crd import CLEANUP, CRDReconciler, crd_status, validate_crd
 from skiff.core.reconcilers.deployment import DeploymentReconciler
 from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
+from skiff.core.reconcilers.replicaset import ReplicaSetReconciler
 from skiff.core.runtime.node import NodeRuntime
 from skiff.core.runtime.nodeobject import gather_facts, register_node
 from skiff.core.store import key_for, prefix_for
@@ -181,6 +182,7 @@ class Platform:
         self.manager.add(CRDReconciler(self.client, self.kinds), workers=1)
         self.manager.add(NamespaceReconciler(self.client, self.kinds), workers=1)
         self.manager.add(DeploymentReconciler(self.client), workers=2)
+        self.manager.add(ReplicaSetReconciler(self.client), workers=2)
         self.manager.add(DefaultServiceAccountReconciler(self.client), workers=1)
         self.manager.add(AggregationReconciler(self.client, self.gate.policy), workers=1)
         self.gc = GarbageCollector(self.client, self.kinds)

@@ -341,6 +341,18 @@ DEPLOYMENT_STATUS = open_obj({
 
 DEPLOYMENT = resource(DEPLOYMENT_SPEC, status=DEPLOYMENT_STATUS)
 
+# --- apps/v1 ReplicaSet (a Deployment's, one per pod template) --------------------
+
+REPLICASET = resource(obj({
+    "replicas": NON_NEGATIVE,
+    "minReadySeconds": NON_NEGATIVE,
+    "selector": LABEL_SELECTOR,
+    "template": POD_TEMPLATE_SPEC,
+}, required=("selector",)), status=open_obj({
+    "replicas": INT, "fullyLabeledReplicas": INT, "readyReplicas": INT, "availableReplicas": INT,
+    "terminatingReplicas": INT, "observedGeneration": INT, "conditions": arr(CONDITION),
+}))
+
 # --- apps/v1 DaemonSet, StatefulSet, ControllerRevision; batch/v1 Job, CronJob -------
 # Acted on by core/reconcilers/{daemonset,statefulset,job,cronjob}.py.
 
@@ -647,6 +659,9 @@ KINDS: list[Kind] = [
          short_names=("ev",), status_subresource=False, builtin=True),
     Kind(group="apps", version="v1", kind="Deployment", plural="deployments", namespaced=True,
          schema=DEPLOYMENT, short_names=("deploy",), categories=("all",),
+         status_subresource=True, extra_subresources=("scale",), builtin=True),
+    Kind(group="apps", version="v1", kind="ReplicaSet", plural="replicasets", namespaced=True,
+         schema=REPLICASET, short_names=("rs",), categories=("all",),
          status_subresource=True, extra_subresources=("scale",), builtin=True),
     Kind(group="apps", version="v1", kind="DaemonSet", plural="daemonsets", namespaced=True,
          schema=DAEMONSET, short_names=("ds",), categories=("all",), status_subresource=True,

@@ -327,6 +327,18 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[Obj]] = {
         _col("Selector", description="A label query over pods that should match the pod "
                                      "count.", priority=1),
     ],
+    ("apps", "replicasets"): [
+        _NAME,
+        _col("Desired", "integer", "Number of desired pods. This is a pointer to distinguish "
+                                   "between explicit zero and unspecified."),
+        _col("Current", "integer", "Replicas is the most recently observed number of replicas."),
+        _col("Ready", "integer", "The number of ready replicas for this replica set."),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _col("Selector", description="Selector is a label query over pods that should match "
+                                     "the replica count.", priority=1),
+    ],
     ("networking.k8s.io", "networkpolicies"): [
         _NAME,
         _col("Pod-Selector", description="Selects the pods to which this NetworkPolicy object "
@@ -755,6 +767,16 @@ def _cronjob_row(o: Obj, now: datetime) -> Row:
             names, images, format_label_selector(job_spec.get("selector"))]
 
 
+def _replicaset_row(o: Obj, now: datetime) -> Row:
+    spec, status = _d(o.get("spec")), _d(o.get("status"))
+    containers = _l(_d(_d(spec.get("template")).get("spec")).get("containers"))
+    return [_meta(o).get("name", ""), _int(spec.get("replicas", 1)), _int(status.get("replicas")),
+            _int(status.get("readyReplicas")), _age(o, now),
+            ",".join(str(_d(c).get("name", "")) for c in containers),
+            ",".join(str(_d(c).get("image", "")) for c in containers),
+            _selector_string(spec.get("selector"))]
+
+
 def _networkpolicy_row(o: Obj, now: datetime) -> Row:
     return [_meta(o).get("name", ""),
             format_label_selector(_d(o.get("spec")).get("podSelector")), _age(o, now)]
@@ -818,6 +840,7 @@ _BUILTIN_ROWS: dict[tuple[str, str], Callable[[Obj, datetime], Row]] = {
     ("", "services"): _service_row,
     ("", "events"): _event_row,
     ("apps", "deployments"): _deployment_row,
+    ("apps", "replicasets"): _replicaset_row,
     ("networking.k8s.io", "networkpolicies"): _networkpolicy_row,
     ("apps", "daemonsets"): _daemonset_row,
     ("apps", "statefulsets"): _statefulset_row,

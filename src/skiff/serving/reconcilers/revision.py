@@ -222,11 +222,12 @@ class RevisionReconciler:
                 RESOURCES_AVAILABLE, "NotOwned",
                 f'There is an existing Deployment "{want["metadata"]["name"]}" that we do not own.')
             return 5.0
-        elif differs(have, self._keep_selector(want, have)):
+        elif differs(have, self._carry_over(self._keep_selector(want, have), have)):
             upd = copy.deepcopy(have)
-            upd["spec"] = self._keep_selector(want, have)["spec"]
-            upd["metadata"]["labels"] = want["metadata"]["labels"]
-            upd["metadata"]["annotations"] = want["metadata"].get("annotations") or {}
+            merged = self._carry_over(self._keep_selector(want, have), have)
+            upd["spec"] = merged["spec"]
+            upd["metadata"]["labels"] = merged["metadata"]["labels"]
+            upd["metadata"]["annotations"] = merged["metadata"].get("annotations") or {}
             if not upd["metadata"]["annotations"]:
                 del upd["metadata"]["annotations"]
             try:
@@ -241,6 +242,17 @@ class RevisionReconciler:
                 POD, ns, label_selector=f"{REVISION_UID_LABEL}={rev['metadata']['uid']}")
         revision_status(rev, status, have, pods, created)
         return None
+
+    @staticmethod
+    def _carry_over(want: Obj, have: Obj) -> Obj:
+        """As upstream's checkAndUpdateDeployment: labels and annotations others put on the
+        Deployment (the Deployment controller's revision annotation) are kept beside ours."""
+        out: dict[str, Any] = copy.deepcopy(want)
+        for f in ("labels", "annotations"):
+            merged = {**((have.get("metadata") or {}).get(f) or {}), **(want["metadata"].get(f) or {})}
+            if merged:
+                out["metadata"][f] = merged
+        return out
 
     @staticmethod
     def _keep_selector(want: Obj, have: Obj) -> Obj:
