@@ -786,6 +786,8 @@ FACTS = [
     ("Event", "", "events", True, ("ev",), (), False, (), "dns1123-subdomain"),
     ("Deployment", "apps", "deployments", True, ("deploy",), ("all",), True, ("scale",),
      "dns1123-subdomain"),
+    ("ReplicaSet", "apps", "replicasets", True, ("rs",), ("all",), True, ("scale",),
+     "dns1123-subdomain"),
     ("DaemonSet", "apps", "daemonsets", True, ("ds",), ("all",), True, (), "dns1123-subdomain"),
     ("StatefulSet", "apps", "statefulsets", True, ("sts",), ("all",), True, ("scale",),
      "dns1123-subdomain"),
@@ -830,7 +832,7 @@ def test_schema_envelope(k: Kind) -> None:
     assert k.schema["type"] == "object"
     assert {"apiVersion", "kind", "metadata"} <= set(props)
     # A status field exactly where the kind has one upstream.
-    has_status = k.kind in {"Namespace", "Node", "Service", "Pod", "Deployment",
+    has_status = k.kind in {"Namespace", "Node", "Service", "Pod", "Deployment", "ReplicaSet",
                             "CustomResourceDefinition", "DaemonSet", "StatefulSet", "Job",
                             "CronJob"}
     assert ("status" in props) == has_status
