@@ -47,13 +47,18 @@ from skiff.core.home import lock_home, tighten, write_private
 from skiff.core.kinds import Kind, Kinds, crd_for, kinds_from_crd
 from skiff.core.pki import ensure_api_pki
 from skiff.core.reconcilers.crd import CLEANUP, CRDReconciler, crd_status, validate_crd
+from skiff.core.reconcilers.cronjob import CronJobReconciler
+from skiff.core.reconcilers.daemonset import DaemonSetReconciler
 from skiff.core.reconcilers.deployment import DeploymentReconciler
 from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
+from skiff.core.reconcilers.job import BACKOFF_BASE, JobReconciler
 from skiff.core.reconcilers.replicaset import ReplicaSetReconciler
+from skiff.core.reconcilers.statefulset import StatefulSetReconciler
 from skiff.core.runtime.node import NodeRuntime
 from skiff.core.runtime.nodeobject import gather_facts, register_node
 from skiff.core.store import key_for, prefix_for
 from skiff.core.store.sqlite import open_store
+from skiff.core.workloadadmission import install as install_workload_admission
 
 log = logging.getLogger("skiff")
 
@@ -146,6 +151,7 @@ class Platform:
         self.admission = Admission()
         self.admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
         install_rbac_admission(self.admission)
+        install_workload_admission(self.admission)
         self.registry = Registry(self.store, self.kinds, self.admission)
         self._bootstrap()
         self.client = LocalClient(self.registry)
@@ -182,6 +188,12 @@ class Platform:
         self.manager.add(CRDReconciler(self.client, self.kinds), workers=1)
         self.manager.add(NamespaceReconciler(self.client, self.kinds), workers=1)
         self.manager.add(DeploymentReconciler(self.client), workers=2)
+        # Workload controllers; the Job pod-failure backoff base is settable for tests.
+        backoff = float(os.environ.get("SKIFF_JOB_BACKOFF_BASE_SECONDS", BACKOFF_BASE))
+        self.manager.add(JobReconciler(self.client, backoff_base=backoff), workers=2)
+        self.manager.add(CronJobReconciler(self.client), workers=1)
+        self.manager.add(DaemonSetReconciler(self.client), workers=1)
+        self.manager.add(StatefulSetReconciler(self.client), workers=2)
         self.manager.add(ReplicaSetReconciler(self.client), workers=2)
         self.manager.add(DefaultServiceAccountReconciler(self.client), workers=1)
         self.manager.add(AggregationReconciler(self.client, self.gate.policy), workers=1)

@@ -23,10 +23,20 @@ GPU_WARNING = f"{GPU} is not scheduled yet: the pod runs, but no GPU is assigned
 _POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "Service": ("spec", "template", "spec"),          # serving.knative.dev
     "Configuration": ("spec", "template", "spec"),
     "Revision": ("spec",),
 }
+
+
+# Field-level notes: a field of an implemented kind that is accepted but not acted on.
+VOLUME_CLAIM_TEMPLATES_WARNING = ("spec.volumeClaimTemplates: no storage is provisioned: no "
+                                  "PersistentVolumeClaims are made and the pods run without "
+                                  "these volumes")
 
 
 def condition(k: Kind, now: str) -> Obj:
@@ -59,6 +69,8 @@ def warnings(k: Kind, obj: Obj) -> list[str]:
     out: list[str] = []
     if k.not_implemented:
         out.append(f'{k.resource} "{name}": {k.not_implemented}')
+    if k.builtin and k.kind == "StatefulSet" and ((obj.get("spec") or {}).get("volumeClaimTemplates")):
+        out.append(f'{k.resource} "{name}": {VOLUME_CLAIM_TEMPLATES_WARNING}')
     spec = _pod_spec(k, obj)
     if spec is not None and _asks_for_gpu(spec):
         out.append(f'{k.resource} "{name}": {GPU_WARNING}')

@@ -13,7 +13,7 @@ only decoding of a handful of message types is needed, so a dependency on
 the protobuf package and generated code is not worth it. The message
 descriptors below are data, field number -> Field(json name, type, flags),
 taken from kubernetes v1.32 generated.proto files (k8s.io/api core/v1,
-apps/v1, rbac/v1, authorization/v1 and authentication/v1; apimachinery meta/v1, runtime, util/intstr, api/resource).
+apps/v1, batch/v1, rbac/v1, authorization/v1 and authentication/v1; apimachinery meta/v1, runtime, util/intstr, api/resource).
 
 The result matches what the Go JSON encoding of the same object gives:
 Go's gogo-protobuf writes every non-pointer field, zero or not, so zero
@@ -429,6 +429,26 @@ MESSAGES: dict[str, dict[int, Field]] = {
         6: F("lastUpdateTime", "Time"), 7: F("lastTransitionTime", "Time"),
         4: F("reason", "string"), 5: F("message", "string"),
     },
+    # --- batch/v1 Job and CronJob (`kubectl create job|cronjob`, `create job --from`) ---
+    "Job": {1: F("metadata", "ObjectMeta"), 2: F("spec", "JobSpec")},
+    "JobSpec": {
+        1: F("parallelism", "int32", "k"), 2: F("completions", "int32", "k"),
+        3: F("activeDeadlineSeconds", "int64", "k"), 7: F("backoffLimit", "int32", "k"),
+        12: F("backoffLimitPerIndex", "int32", "k"), 13: F("maxFailedIndexes", "int32", "k"),
+        4: F("selector", "LabelSelector"), 5: F("manualSelector", "bool", "k"),
+        6: F("template", "PodTemplateSpec"), 8: F("ttlSecondsAfterFinished", "int32", "k"),
+        9: F("completionMode", "string", "k"), 10: F("suspend", "bool", "k"),
+        14: F("podReplacementPolicy", "string", "k"), 15: F("managedBy", "string", "k"),
+    },
+    "JobTemplateSpec": {1: F("metadata", "ObjectMeta"), 2: F("spec", "JobSpec")},
+    "CronJob": {1: F("metadata", "ObjectMeta"), 2: F("spec", "CronJobSpec")},
+    "CronJobSpec": {
+        1: F("schedule", "string"), 8: F("timeZone", "string", "k"),
+        2: F("startingDeadlineSeconds", "int64", "k"), 3: F("concurrencyPolicy", "string"),
+        4: F("suspend", "bool", "k"), 5: F("jobTemplate", "JobTemplateSpec"),
+        6: F("successfulJobsHistoryLimit", "int32", "k"),
+        7: F("failedJobsHistoryLimit", "int32", "k"),
+    },
     # --- authorization.k8s.io/v1 and authentication.k8s.io/v1 (`kubectl auth can-i`,
     # `kubectl create token`): create-only, answered by core/auth/reviews.py ---
     "SelfSubjectAccessReview": {1: F("metadata", "ObjectMeta"),
@@ -481,6 +501,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "Service",
     ("v1", "Pod"): "Pod",
     ("apps/v1", "Deployment"): "Deployment",
+    ("batch/v1", "Job"): "Job",
+    ("batch/v1", "CronJob"): "CronJob",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",

@@ -309,10 +309,12 @@ class Registry:
             obj["status"] = copy.deepcopy(status)
         elif k.not_implemented and k.status_subresource:
             obj["status"] = {"conditions": [notimplemented.condition(k, rfc3339(self.clock()))]}
+        # The uid first, as kube-apiserver fills it in before the strategy runs: a Job's
+        # generated selector (core/workloadadmission.py) is made of it.
+        meta["uid"] = str(uuid.uuid4())
         self._default_builtin(k, obj)
         self._validate(k, obj, None)
         self._check_namespace(k, meta.get("namespace", ""), creating=True)
-        meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339(self.clock())
         meta["generation"] = 1
         self._out(k, obj)
