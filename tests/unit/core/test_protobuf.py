@@ -285,7 +285,7 @@ def test_unknown_fields_are_skipped() -> None:
     (MAGIC + b"\x0a\x05ab", "truncated"),
     (MAGIC + b"\x0a" + b"\xff" * 11, "varint"),
     (MAGIC + b"\x0b", "wire type 3"),
-    (envelope("batch/v1", "Job", b""), "'Job'"),
+    (envelope("policy/v1", "PodDisruptionBudget", b""), "'PodDisruptionBudget'"),
     (envelope("v1", "Namespace", vi(1, 5)), "Namespace.metadata"),
     (envelope("v1", "Namespace", ld(1, vi(1, 5))), "ObjectMeta.name"),
     (envelope("v1", "Namespace", b"", encoding="gzip"), "gzip"),
