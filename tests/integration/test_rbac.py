@@ -217,3 +217,33 @@ def test_rolebinding_rules_and_printing(skiff: Skiff, tenant_tokens: dict[str, s
                                     "tenant-b").stdout.strip() == "yes", what="role bound")
     assert as_token(skiff, t, "auth", "can-i", "get", "configmaps/two", "-n",
                     "tenant-b").stdout.strip() == "no"
+
+
+def test_a_namespace_admin_cannot_grant_what_it_does_not_hold(skiff: Skiff) -> None:
+    """Escalation prevention: an `admin` of tenant-c may bind `edit` there (it holds all of it),
+    but not `cluster-admin`, and may not write a Role with permissions it lacks."""
+    skiff.kubectl("create", "namespace", "tenant-c")
+    skiff.kubectl("create", "serviceaccount", "boss", "-n", "tenant-c")
+    skiff.kubectl("create", "rolebinding", "boss-admin", "--clusterrole=admin",
+                  "--serviceaccount=tenant-c:boss", "-n", "tenant-c")
+    token = skiff.kubectl("create", "token", "boss", "-n", "tenant-c").stdout.strip()
+    ok = as_token(skiff, token, "create", "rolebinding", "dev-edit", "--clusterrole=edit",
+                  "--user=dev", "-n", "tenant-c")
+    assert ok.returncode == 0, ok.stderr
+    r = as_token(skiff, token, "create", "rolebinding", "dev-root", "--clusterrole=cluster-admin",
+                 "--user=dev", "-n", "tenant-c")
+    assert r.returncode != 0
+    assert 'rolebindings.rbac.authorization.k8s.io "dev-root" is forbidden: user ' \
+           '"system:serviceaccount:tenant-c:boss"' in r.stderr
+    assert "is attempting to grant RBAC permissions not currently held" in r.stderr
+    assert skiff.kubectl("get", "rolebinding", "dev-root", "-n", "tenant-c",
+                         check=False).returncode != 0
+    r = as_token(skiff, token, "create", "role", "nodes-reader", "--verb=get", "--resource=nodes",
+                 "-n", "tenant-c")
+    assert r.returncode != 0 and '{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}' in r.stderr
+    ok = as_token(skiff, token, "create", "role", "pod-reader", "--verb=get",
+                  "--resource=pods", "-n", "tenant-c")
+    assert ok.returncode == 0, ok.stderr
+    # and the admin of the platform may grant anything
+    skiff.kubectl("create", "rolebinding", "dev-root", "--clusterrole=cluster-admin",
+                  "--user=dev", "-n", "tenant-c")

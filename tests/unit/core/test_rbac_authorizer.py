@@ -350,3 +350,46 @@ def test_request_attributes(method: str, p: str, query: dict[str, str], ws: bool
     assert (a.verb, a.resource_request, a.namespace, a.api_group, a.resource, a.subresource,
             a.name) == want
     assert a.path == p
+
+
+# --- escalation prevention: Covers -------------------------------------------------------------
+
+def _r(**kw: Any) -> dict[str, Any]:
+    return kw
+
+
+@pytest.mark.parametrize("owner, requested, missing", [
+    ([_r(verbs=["*"], apiGroups=["*"], resources=["*"])],
+     [_r(verbs=["get", "delete"], apiGroups=["apps"], resources=["deployments"])], []),
+    ([_r(verbs=["get", "list"], apiGroups=[""], resources=["pods"])],
+     [_r(verbs=["get"], apiGroups=[""], resources=["pods"])], []),
+    ([_r(verbs=["get"], apiGroups=[""], resources=["pods"])],
+     [_r(verbs=["get", "delete"], apiGroups=[""], resources=["pods"])],
+     ['{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}']),
+    ([_r(verbs=["get"], apiGroups=[""], resources=["pods"])],      # "*" is covered only by "*"
+     [_r(verbs=["*"], apiGroups=[""], resources=["pods"])],
+     ['{APIGroups:[""], Resources:["pods"], Verbs:["*"]}']),
+    ([_r(verbs=["get"], apiGroups=[""], resources=["*/log"])],
+     [_r(verbs=["get"], apiGroups=[""], resources=["pods/log"])], []),
+    ([_r(verbs=["get"], apiGroups=[""], resources=["secrets"], resourceNames=["a"])],
+     [_r(verbs=["get"], apiGroups=[""], resources=["secrets"])],   # all names > one name
+     ['{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}']),
+    ([_r(verbs=["get"], apiGroups=[""], resources=["secrets"])],
+     [_r(verbs=["get"], apiGroups=[""], resources=["secrets"], resourceNames=["a", "b"])], []),
+    ([_r(verbs=["get"], nonResourceURLs=["/healthz/*"])],
+     [_r(verbs=["get"], nonResourceURLs=["/healthz/ping", "/metrics"])],
+     ['{NonResourceURLs:["/metrics"], Verbs:["get"]}']),
+])
+def test_covers(owner: list[dict[str, Any]], requested: list[dict[str, Any]],
+                missing: list[str]) -> None:
+    from skiff.core.auth.rbac import _go_rule, compile_rules, uncovered
+    got = uncovered(compile_rules(owner), compile_rules(requested))
+    assert got is not None and [_go_rule(r) for r in got] == missing
+
+
+def test_covers_refuses_a_huge_breakdown() -> None:
+    from skiff.core.auth.rbac import MAX_BREAKDOWN, compile_rules, uncovered
+    many = [_r(verbs=[f"v{i}" for i in range(200)], apiGroups=[""],
+               resources=[f"r{i}" for i in range(MAX_BREAKDOWN // 100)])]
+    assert uncovered(compile_rules([_r(verbs=["*"], apiGroups=["*"], resources=["*"])]),
+                     compile_rules(many)) is None

@@ -309,11 +309,13 @@ class ApiServer:
             return web.json_response(obj)
         if m == "POST" and not t.name:
             body = await self._body(request)
+            self._no_escalation(request, t, body)
             obj = reg.create(t.kind, t.namespace, body, dry_run=dry)
             return web.json_response(self._versioned(obj, t), status=201,
                                      headers=_warnings(t.kind, obj))
         if m == "PUT" and t.name:
             body = await self._body(request)
+            self._no_escalation(request, t, body)
             obj = reg.update(t.kind, t.namespace, t.name, body, t.subresource, dry_run=dry)
             return web.json_response(self._versioned(obj, t), headers=_warnings(t.kind, obj))
         if m == "PATCH" and t.name:
@@ -331,6 +333,10 @@ class ApiServer:
                     reg.get(t.kind, t.namespace, t.name)
                 except ApiError:
                     existed = False
+            if self._guards_escalation(request, t):
+                # The patched object decides: see it first (a dry run), then write it.
+                self._no_escalation(request, t, reg.patch(t.kind, t.namespace, t.name, pt, body,
+                                                          t.subresource, dry_run=True))
             obj = reg.patch(t.kind, t.namespace, t.name, pt, body, t.subresource, dry_run=dry)
             return web.json_response(self._versioned(obj, t), status=200 if existed else 201,
                                      headers=_warnings(t.kind, obj))
@@ -355,6 +361,16 @@ class ApiServer:
                                       "metadata": {"resourceVersion": str(rv)}, "items": items})
         raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the "
                                                 f"requested resource ({m})")
+
+    def _guards_escalation(self, request: web.Request, t: Target) -> bool:
+        return self.gate is not None and t.kind.group == "rbac.authorization.k8s.io" \
+            and not t.subresource and "user" in request
+
+    def _no_escalation(self, request: web.Request, t: Target, obj: Any) -> None:
+        """A Role, ClusterRole or binding grants only what its writer holds (core/auth)."""
+        if self._guards_escalation(request, t) and isinstance(obj, dict):
+            assert self.gate is not None
+            self.gate.check_escalation(t.kind.kind, t.namespace, obj, request["user"])
 
     def _versioned(self, obj: Obj, t: Target) -> Obj:
         if t.kind.group:

@@ -351,6 +351,96 @@ def forbidden_error(group: str, resource: str, name: str, err: str) -> ApiError:
     return ApiError(403, "Forbidden", message, details)
 
 
+# --- escalation prevention (pkg/registry/rbac/validation: ConfirmNoEscalation, Covers) ------
+
+MAX_BREAKDOWN = 10_000   # single-permission rules one check may expand a role into
+
+
+def _breakdown(r: Rule) -> Iterator[Rule]:
+    """BreakdownRule: one rule per verb x group x resource (x name), or per verb x URL."""
+    for group in sorted(r.api_groups):
+        for resource in sorted(r.resources):
+            for verb in sorted(r.verbs):
+                if r.resource_names:
+                    for name in sorted(r.resource_names):
+                        yield Rule(frozenset({verb}), frozenset({group}), frozenset({resource}),
+                                   frozenset({name}))
+                else:
+                    yield Rule(frozenset({verb}), frozenset({group}), frozenset({resource}))
+    for url in r.non_resource_urls:
+        for verb in sorted(r.verbs):
+            yield Rule(frozenset({verb}), non_resource_urls=(url,))
+
+
+def _has_all(owner: frozenset[str], wanted: frozenset[str]) -> bool:
+    return "*" in owner or wanted <= owner
+
+
+def _resource_covered(owner: frozenset[str], resource: str) -> bool:
+    if "*" in owner or resource in owner:
+        return True
+    sub = resource.partition("/")[2]
+    return bool(sub) and f"*/{sub}" in owner
+
+
+def _url_covered(owner: tuple[str, ...], url: str) -> bool:
+    return any(o == "*" or o == url or (o.endswith("*") and url.startswith(o[:-1])) for o in owner)
+
+
+def rule_covers(owner: Rule, r: Rule) -> bool:
+    """ruleCovers for one broken-down rule."""
+    if not _has_all(owner.verbs, r.verbs):
+        return False
+    if r.non_resource_urls:
+        return all(_url_covered(owner.non_resource_urls, u) for u in r.non_resource_urls)
+    if not _has_all(owner.api_groups, r.api_groups):
+        return False
+    if not all(_resource_covered(owner.resources, res) for res in r.resources):
+        return False
+    return not owner.resource_names or (bool(r.resource_names) and r.resource_names <= owner.resource_names)
+
+
+def uncovered(owner: Iterable[Rule], requested: Iterable[Rule]) -> list[Rule] | None:
+    """The single permissions of `requested` no rule of `owner` covers (empty: all covered);
+    None when the requested rules expand past MAX_BREAKDOWN (too large to check: refused)."""
+    owned = list(owner)
+    missing: list[Rule] = []
+    count = 0
+    for r in requested:
+        for single in _breakdown(r):
+            count += 1
+            if count > MAX_BREAKDOWN:
+                return None
+            if not any(rule_covers(o, single) for o in owned):
+                missing.append(single)
+    return missing
+
+
+def _go_rule(r: Rule) -> str:
+    """A missing permission as upstream prints it: {APIGroups:[""], Resources:["secrets"], ...}."""
+    def q(values: Iterable[str]) -> str:
+        return "[" + " ".join(f'"{v}"' for v in values) + "]"
+    parts = []
+    if r.non_resource_urls:
+        parts.append(f"NonResourceURLs:{q(r.non_resource_urls)}")
+    else:
+        parts += [f"APIGroups:{q(sorted(r.api_groups))}", f"Resources:{q(sorted(r.resources))}"]
+        if r.resource_names:
+            parts.append(f"ResourceNames:{q(sorted(r.resource_names))}")
+    parts.append(f"Verbs:{q(sorted(r.verbs))}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def escalation_error(user: UserInfo, missing: list[Rule] | None) -> str:
+    """The text of the Forbidden error ConfirmNoEscalation returns."""
+    groups = "[" + " ".join(user.groups) + "]"
+    head = f'user "{user.name}" (groups={groups}) is attempting to grant RBAC permissions not ' \
+           "currently held"
+    if missing is None:
+        return f"{head}: the role has more than {MAX_BREAKDOWN} single permissions to check"
+    return head + ":\n" + "\n".join(_go_rule(r) for r in missing)
+
+
 # --- ClusterRole aggregation (clusterroleaggregation controller) ---------------------------
 
 def aggregated_rules(cluster_roles: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Obj]]:
