@@ -277,7 +277,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime, backoff_base: float = BACKOFF
 
     # How many pods should run now.
     if completions is None:
-        want = 0 if succeeded > 0 else parallelism
+        # A work queue: after one success, leave whatever runs running, start nothing new.
+        want = len(active) if succeeded > 0 else parallelism
     else:
         want = min(parallelism, int(completions) - succeeded)
     want = max(min(want, MAX_ACTIVE_PODS), 0)
