@@ -10,7 +10,6 @@ these tests do not depend on the serving control plane; one end-to-end test goes
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import subprocess
 import time
@@ -24,7 +23,6 @@ from skiffproc import Skiff, new_skiff
 DOMAIN = "apps.openshift.example.com"
 NS = "gw-test"
 SEEDS = Path(__file__).resolve().parents[1] / "golden" / "seeds"
-ROUTE_RECONCILER = importlib.util.find_spec("skiff.serving.reconcilers.route") is not None
 
 
 def sh(*args: str, cwd: Path | None = None, check: bool = True,
@@ -321,7 +319,6 @@ def test_certificate_rotation(mesh: Mesh) -> None:
     mesh.wait_served(host, "Hello OpenShift!\n")
 
 
-@pytest.mark.skipif(not ROUTE_RECONCILER, reason="the serving control plane is not installed")
 def test_ksvc_passthrough_end_to_end(mesh: Mesh) -> None:
     """Seed 1.3 verification through a real ksvc: curl --cacert root.crt https://hello-default..."""
     s = mesh.s

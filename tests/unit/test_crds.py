@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from skiff.core import builtin_kinds
 from skiff.core.kinds import Kind, Kinds, crd_for, kinds_from_crd
 from skiff.core.validation import NAME_RULES, Cause, validate
 
@@ -26,16 +27,12 @@ DOMAINS = ("serving", "mesh", "eventing", "operator", "pipelines")
 CUSTOM: list[Kind] = [k for d in DOMAINS
                       for k in importlib.import_module(f"skiff.{d}.crds").KINDS]
 
-try:
-    from skiff.core import builtin_kinds
-    BUILTIN: list[Kind] | None = list(builtin_kinds.KINDS)
-except ImportError:  # written by another engineer; absent in a partial checkout
-    BUILTIN = None
+BUILTIN: list[Kind] = list(builtin_kinds.KINDS)
 
 
 def _registry() -> Kinds:
     ks = Kinds()
-    for k in [*(BUILTIN or []), *CUSTOM]:
+    for k in [*BUILTIN, *CUSTOM]:
         ks.add(k)
     return ks
 
@@ -58,8 +55,6 @@ def test_crd_round_trip(kind: Kind) -> None:
 
 @pytest.mark.parametrize("kind", CUSTOM, ids=_id)
 def test_crd_object_is_a_valid_crd(kind: Kind) -> None:
-    if BUILTIN is None:
-        pytest.skip("core/builtin_kinds.py (the CustomResourceDefinition schema) is absent")
     crd_kind = next(k for k in BUILTIN if k.kind == "CustomResourceDefinition")
     crd = crd_for(kind)
     assert validate(crd_kind.schema, crd) == []
@@ -76,7 +71,7 @@ def test_kind_declaration_is_consistent(kind: Kind) -> None:
 
 
 def test_resources_and_short_names_are_unique() -> None:
-    every = [*(BUILTIN or []), *CUSTOM]
+    every = [*BUILTIN, *CUSTOM]
     resources = [(k.group, k.plural) for k in every]
     assert len(resources) == len(set(resources))
     shorts = [s for k in every for s in k.short_names]
@@ -117,13 +112,10 @@ def _documents(path: Path) -> list[dict[str, Any]]:
 
 
 def _check(doc: dict[str, Any]) -> tuple[Kind, list[Cause]]:
-    """The kind of `doc` and its causes (schema and name), skipping absent built-ins."""
+    """The kind of `doc` and its causes (schema and name)."""
     api_version, kind_name = doc.get("apiVersion", ""), doc.get("kind", "")
-    group = api_version.rpartition("/")[0]
     kind = REGISTRY.for_api_version(api_version, kind_name)
     if kind is None:
-        if group not in CUSTOM_GROUPS and BUILTIN is None:
-            pytest.skip(f"built-in {api_version} {kind_name}: core/builtin_kinds.py is absent")
         pytest.fail(f"no kind serves {api_version} {kind_name}")
     causes = validate(kind.schema, doc)
     name = (doc.get("metadata") or {}).get("name")

@@ -409,7 +409,6 @@ KSVC = {
 
 
 def test_crd_columns() -> None:
-    pytest.importorskip("skiff.core.jsonpath")
     t = table(crd(KSVC_COLUMNS), [KSVC], NOW)
     cols = t["columnDefinitions"]
     assert [(c["name"], c["type"], c["priority"]) for c in cols] == [
@@ -426,7 +425,6 @@ def test_crd_columns() -> None:
 
 
 def test_crd_without_columns_gets_age() -> None:
-    pytest.importorskip("skiff.core.jsonpath")
     for k in (crd(None), crd([])):
         t = table(k, [KSVC], NOW)
         assert [(c["name"], c["type"]) for c in t["columnDefinitions"]] == [
@@ -435,7 +433,6 @@ def test_crd_without_columns_gets_age() -> None:
 
 
 def test_crd_bad_jsonpath_gives_empty_cell() -> None:
-    pytest.importorskip("skiff.core.jsonpath")
     k = crd([{"name": "Bad", "type": "string", "jsonPath": ".status[?(@.x=="}])
     assert table(k, [KSVC], NOW)["rows"][0]["cells"] == ["hello", None]
 
