@@ -18,8 +18,6 @@ conditions), gc.py (deleting a Deployment cascades to its ReplicaSets and pods).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,13 +27,12 @@ from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import rfc3339, utcnow
 from skiff.core.controller import Mapper, owned_by
 from skiff.core.printers import parse_time
+from skiff.core.reconcilers.podutil import is_active, revision_hash
 from skiff.core.reconcilers.replicaset import (
     BURST_REPLICAS,  # noqa: F401 - re-exported: the cap is the ReplicaSet controller's
     POD,
     REPLICASET,
-    is_active,
     owned_pods,
-    slow_start_batches,  # noqa: F401 - re-exported for the Deployment's tests
 )
 
 DEPLOYMENT = Ref("apps/v1", "Deployment")
@@ -61,8 +58,7 @@ def template_hash(template: Obj) -> str:
     """A stable, DNS-safe hash of a pod template (upstream: a safe-encoded fnv32)."""
     t = copy.deepcopy(template)
     ((t.get("metadata") or {}).get("labels") or {}).pop(HASH_LABEL, None)
-    digest = hashlib.sha256(json.dumps(_normalized(t), sort_keys=True).encode()).hexdigest()
-    return "".join(c for c in digest if c in "bcdfghjklmnpqrstvwxz2456789")[:10] or digest[:10]
+    return revision_hash(_normalized(t))
 
 
 def _int_or_percent(value: Any, total: int, round_up: bool) -> int:

@@ -4,11 +4,11 @@ Pods are named `<replicaset>-<5 characters>`, carry the template's labels
 and a controller ownerReference to the ReplicaSet, and are created as the
 upstream controller creates them: at most BURST_REPLICAS per sync, in
 slow-start batches of 1, 2, 4, 8 ... that stop at the first failure
-(slow_start_batches()), so a runaway replica count cannot flood the API or
+(podutil.slow_start_batches()), so a runaway replica count cannot flood the API or
 the node in one go (the node runs at most its max-pods and leaves the rest
 Pending). Scale-down deletes the least useful pods first (upstream's
 ActivePods order: unscheduled, pending, not ready, then the youngest).
-plan() and slow_start_batches() are the pure decisions (table-tested);
+plan() and scale_down_order() are the pure decisions (table-tested);
 ReplicaSetReconciler is the thin shell. Neighbours: deployment.py (owns
 ReplicaSets), core/runtime/ (the node that runs the pods), gc.py (cascades).
 """
@@ -23,43 +23,13 @@ from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.controller import Mapper, owned_by
+from skiff.core.reconcilers.podutil import is_active, is_ready, slow_start_batches
 from skiff.core.selectors import from_label_selector_object
 
 REPLICASET = Ref("apps/v1", "ReplicaSet")
 POD = Ref("v1", "Pod")
 BURST_REPLICAS = 500                # upstream replicaset controller's burstReplicas
-SLOW_START_INITIAL_BATCH_SIZE = 1   # upstream controller.SlowStartInitialBatchSize
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"   # upstream's utilrand alphanumerics
-
-
-def slow_start_batches(count: int, initial: int = SLOW_START_INITIAL_BATCH_SIZE) -> list[int]:
-    """The sizes of the batches that create `count` pods: initial, then doubling. Pure.
-
-    As upstream's slowStartBatch: each batch runs only if every call of the one before
-    succeeded, so a failing create (quota, a bad template, a full store) costs a few calls,
-    not `count`.
-    """
-    out: list[int] = []
-    remaining = max(count, 0)
-    size = min(remaining, max(initial, 1))
-    while size > 0:
-        out.append(size)
-        remaining -= size
-        size = min(2 * size, remaining)
-    return out
-
-
-def is_ready(pod: Obj) -> bool:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
-def is_active(pod: Obj) -> bool:
-    """Counted towards replicas: not being deleted, not finished (upstream FilterActivePods)."""
-    return not pod["metadata"].get("deletionTimestamp") and \
-        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 def scale_down_order(pods: list[Obj]) -> list[Obj]:
