@@ -95,11 +95,14 @@ def test_watch_sees_changes(skiff: Skiff) -> None:
                           str(skiff.home / "kubectl-cache"), "get", "cm", "-w", "-o", "name",
                           "--request-timeout=20s"], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
-        skiff.kubectl("create", "configmap", "w2")
+        assert p.stdout is not None
+        # The watch lists first: once w1 is printed it is watching, and w2 must follow.
         seen = []
         deadline = time.monotonic() + 15
-        assert p.stdout is not None
+        while time.monotonic() < deadline and "configmap/w1" not in seen:
+            seen.append(p.stdout.readline().strip())
+        assert "configmap/w1" in seen
+        skiff.kubectl("create", "configmap", "w2")
         while time.monotonic() < deadline:
             line = p.stdout.readline().strip()
             seen.append(line)

@@ -70,9 +70,11 @@ def test_existing_and_new_objects_are_reconciled_once_each(tmp_path: Path) -> No
         await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "default"}})
         await until(lambda: ("default", "b") in r.calls)
         # a burst of changes to one key: never two reconciles of it at once
+        before = r.calls.count(("default", "b"))
         for i in range(10):
             await c.patch(CM, "b", {"data": {"i": str(i)}}, "default")
-        await asyncio.sleep(0.2)
+        await until(lambda: r.calls.count(("default", "b")) > before)
+        await until(lambda: not ctl.q.queued and not ctl.q.active and not ctl.q.dirty)
         assert r.max_parallel_same_key == 1
         await ctl.stop()
     asyncio.run(main())
