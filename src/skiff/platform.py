@@ -103,8 +103,9 @@ def domain_installers() -> list[Callable[[Platform], None]]:
     """Each domain's install(platform): admission hooks, reconcilers (platform.manager.add),
     components (platform.components.append). Called once the store and client exist."""
     from skiff.mesh import setup as mesh
+    from skiff.operator import setup as operator
     from skiff.serving import setup as serving
-    return [serving.install, mesh.install]
+    return [serving.install, operator.install, mesh.install]   # operator reads serving's config
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:

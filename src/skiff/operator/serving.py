@@ -23,11 +23,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from skiff.core import conditions
 from skiff.core.client import Client, Obj, Ref
+from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Mapper
+from skiff.core.reconcile import get_or_none, write_status
 from skiff.core.validation import Cause
-from skiff.serving import conditions
-from skiff.serving.conditions import ConditionSet
+from skiff.operator.crds import KNATIVE_OPERATOR
 from skiff.serving.config import (
     KNATIVE_SERVING_NAMESPACE,
     ConfigHolder,
@@ -35,11 +37,11 @@ from skiff.serving.config import (
     effective_config,
     validate_spec_config,
 )
-from skiff.serving.reconcilers.base import KNATIVE_SERVING, get_or_none, write_status
 
 # The Knative Serving release OpenShift Serverless 1.31 is built on (1.10); the
 # patch level is the one skiff reports.
 SERVING_VERSION = "1.10.2"
+KNATIVE_SERVING = Ref(f"{KNATIVE_OPERATOR}/v1beta1", "KnativeServing")
 
 DEPENDENCIES_INSTALLED = "DependenciesInstalled"
 DEPLOYMENTS_AVAILABLE = "DeploymentsAvailable"

@@ -2,20 +2,19 @@
 
 platform.py calls install(platform) once the store, registry and in-process
 client exist; nothing here runs before that. Serving's control plane is the
-KnativeServing reconciler (operator/serving.py, the source of the config),
-the webhook (webhook.py) and one reconciler per kind: Service ->
-Configuration + Route -> Revision -> Deployment, and Route -> KIngress. They
-share one ConfigHolder, seeded with the defaults for the cluster's apps
-domain (`skiff up --domain`), so Serving works before any KnativeServing
-exists. The data plane that serves KIngresses is wired by mesh/setup.py.
+webhook (webhook.py) and one reconciler per kind: Service -> Configuration +
+Route -> Revision -> Deployment, and Route -> KIngress. They share one
+ConfigHolder (platform.serving_config), seeded with the defaults for the
+cluster's apps domain (`skiff up --domain`), so Serving works before any
+KnativeServing exists; the operator domain (operator/setup.py) registers the
+KnativeServing reconciler that keeps it up to date. The data plane that
+serves KIngresses is wired by mesh/setup.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from skiff.operator.crds import KNATIVE_OPERATOR
-from skiff.operator.serving import KnativeServingReconciler, validate_knative_serving
 from skiff.serving.config import ConfigHolder
 from skiff.serving.names import GROUP
 from skiff.serving.reconcilers.configuration import ConfigurationReconciler
@@ -39,10 +38,8 @@ def install(platform: Any) -> None:
     adm.validate(GROUP, "Configuration", wh.validate_configuration)
     adm.validate(GROUP, "Revision", wh.validate_revision)
     adm.validate(GROUP, "Route", wh.validate_route)
-    adm.validate(KNATIVE_OPERATOR, "KnativeServing", validate_knative_serving)
 
     client = platform.client
-    platform.manager.add(KnativeServingReconciler(client, holder), workers=1)
     platform.manager.add(ServiceReconciler(client), workers=2)
     platform.manager.add(ConfigurationReconciler(client), workers=2)
     platform.manager.add(RevisionReconciler(client, holder), workers=2)

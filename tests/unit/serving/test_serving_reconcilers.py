@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from skiff.serving import conditions
+from skiff.core import conditions
 from skiff.serving.config import effective_config
 from skiff.serving.reconcilers import configuration as cfgr
 from skiff.serving.reconcilers import revision as revr

@@ -19,6 +19,7 @@ from skiff.core.kinds import Kinds
 from skiff.core.store.sqlite import SQLiteStore
 from skiff.operator import crds as operator_crds
 from skiff.operator.serving import KnativeServingReconciler
+from skiff.operator.setup import install as install_operator
 from skiff.serving import crds as serving_crds
 from skiff.serving.config import ConfigHolder
 from skiff.serving.reconcilers.base import (
@@ -54,7 +55,8 @@ class World:
         self.manager_added: list[Any] = []
         self.settings = type("S", (), {"domain": DOMAIN})()
         self.manager = type("M", (), {"add": lambda _s, r, workers=1: self.manager_added.append(r)})()
-        install(self)   # the same wiring `skiff up` uses
+        install(self)   # the same wiring `skiff up` uses: serving, then the operator
+        install_operator(self)
         self.holder: ConfigHolder = self.serving_config   # type: ignore[attr-defined]
 
     def reconcilers(self) -> list[Any]:

@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import copy
 
+from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Mapper, owned_by
-from skiff.serving import conditions, resources
-from skiff.serving.conditions import ConditionSet
+from skiff.core.reconcile import get_or_none, now, write_status
+from skiff.serving import resources
 from skiff.serving.names import CONFIGURATION_GENERATION_LABEL, CONFIGURATION_LABEL, GROUP
-from skiff.serving.reconcilers.base import (
-    CONFIGURATION,
-    REVISION,
-    get_or_none,
-    now,
-    write_status,
-)
+from skiff.serving.reconcilers.base import CONFIGURATION, REVISION
 
 CONFIGURATION_CONDITIONS = ConditionSet(())
 

@@ -25,24 +25,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from skiff.core import conditions
 from skiff.core.apiserver.registry import default_workload
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Key, Mapper, owned_by
-from skiff.serving import conditions, names, resources
-from skiff.serving.conditions import ConditionSet
+from skiff.core.reconcile import KeySet, differs, get_or_none, write_status
+from skiff.serving import names, resources
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import REVISION_LABEL, REVISION_UID_LABEL
-from skiff.serving.reconcilers.base import (
-    DEPLOYMENT,
-    KNATIVE_SERVING,
-    POD,
-    REVISION,
-    KeySet,
-    differs,
-    get_or_none,
-    load_config,
-    write_status,
-)
+from skiff.serving.reconcilers.base import DEPLOYMENT, KNATIVE_SERVING, POD, REVISION, load_config
 
 RESOURCES_AVAILABLE = "ResourcesAvailable"
 CONTAINER_HEALTHY = "ContainerHealthy"

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import copy
 
+from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Mapper, owned_by
-from skiff.serving import conditions, domains, names, resources, traffic
-from skiff.serving.conditions import ConditionSet
+from skiff.core.reconcile import KeySet, Tracker, differs, get_or_none, now, write_status
+from skiff.serving import domains, names, resources, traffic
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import CONFIGURATION_LABEL, ROUTES_ANNOTATION
 from skiff.serving.reconcilers.base import (
@@ -33,13 +35,7 @@ from skiff.serving.reconcilers.base import (
     KNATIVE_SERVING,
     REVISION,
     ROUTE,
-    KeySet,
-    Tracker,
-    differs,
-    get_or_none,
     load_config,
-    now,
-    write_status,
 )
 
 ALL_TRAFFIC_ASSIGNED = "AllTrafficAssigned"

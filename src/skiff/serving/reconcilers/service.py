@@ -19,20 +19,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Mapper, owned_by
-from skiff.serving import conditions, resources
-from skiff.serving.conditions import ConditionSet
+from skiff.core.reconcile import differs, get_or_none, write_status
+from skiff.serving import resources
 from skiff.serving.names import GROUP
-from skiff.serving.reconcilers.base import (
-    CONFIGURATION,
-    REVISION,
-    ROUTE,
-    SERVICE,
-    differs,
-    get_or_none,
-    write_status,
-)
+from skiff.serving.reconcilers.base import CONFIGURATION, REVISION, ROUTE, SERVICE
 from skiff.serving.reconcilers.configuration import name_conflict
 
 CONFIGURATIONS_READY = "ConfigurationsReady"

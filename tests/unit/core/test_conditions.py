@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from skiff.serving import conditions
-from skiff.serving.conditions import ConditionSet
+from skiff.core import conditions
+from skiff.core.conditions import ConditionSet
 
 CS = ConditionSet(("A", "B"))
 
