@@ -2,69 +2,94 @@
 
 platform.py calls install(platform) once the store, registry and in-process
 client exist; nothing here runs before that. The ingress component started
-here is the whole external request path: the router (serving/router.py,
-the OpenShift route layer on --http-port/--https-port), the ingress gateway's
-data plane (mesh/gateway/proxy.py: its 443 listener on a loopback port and
-the knative-local-gateway on --local-gateway-port) and the controller that
-compiles Gateways, Secrets and KIngresses into it (mesh/gateway/controller.py).
-The router lives with serving but needs the gateway, so it is wired here.
+here is the whole external request path, in two processes:
+- in the platform (the control plane): the controller that compiles
+  Gateways, Secrets, KIngresses and pods (mesh/gateway/controller.py) and the
+  snapshot channel's server (dataplane/channel.py, a Unix socket in the home);
+- in the data-plane process (dataplane/main.py, supervised by
+  dataplane/supervisor.py): the router (serving/router.py, the OpenShift
+  route layer on --http-port/--https-port) and the ingress gateway's proxy
+  (mesh/gateway/proxy.py: its 443 listener on a loopback port the control
+  plane picks here, and the knative-local-gateway on --local-gateway-port).
+An HTTP/2 flood at the data plane so cannot take the API server's event loop.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from skiff.core.clock import utcnow
+from skiff.core.runtime.process import PortAllocator
+from skiff.dataplane.channel import SnapshotServer
+from skiff.dataplane.model import GatewaySettings
+from skiff.dataplane.supervisor import DataPlaneSupervisor
 from skiff.mesh.gateway.controller import GatewayController
-from skiff.mesh.gateway.proxy import GatewayProxy
-from skiff.mesh.gateway.snapshot import GatewaySettings
 
 log = logging.getLogger("skiff.mesh")
 
+SOCKET_PATH_MAX = 100       # sun_path is 108 bytes
+
+
+def channel_path(home: Path) -> Path:
+    """<home>/dataplane.sock, or a private temporary directory's when the home's path is too
+    long for a Unix socket."""
+    p = home / "dataplane.sock"
+    if len(str(p).encode()) <= SOCKET_PATH_MAX:
+        return p
+    return Path(tempfile.mkdtemp(prefix="skiff-")) / "dataplane.sock"
+
 
 class IngressComponent:
-    """Router + ingress gateway + its controller, started after the controllers, stopped first."""
+    """Control plane of the ingress + the data-plane process, started after the controllers,
+    stopped first (the data plane drains before pods stop)."""
 
     def __init__(self, platform: Any) -> None:
         self.platform = platform
-        self.proxy: GatewayProxy | None = None
+        self.server: SnapshotServer | None = None
+        self.supervisor: DataPlaneSupervisor | None = None
         self.controller: GatewayController | None = None
-        self.router: Any = None
 
     async def start(self) -> None:
-        from skiff.serving.router import Router, ensure_router_pki
+        from skiff.serving.router import ensure_router_pki
         p = self.platform
         s = p.settings
         pki = ensure_router_pki(s.home / "pki", s.domain, utcnow())
+        # The gateway's own 443 listener: a loopback port chosen here, because the compiled
+        # snapshot names it (passthrough splices to it) and the data plane binds it.
+        internal = PortAllocator(s.host).allocate()
         settings = GatewaySettings(host=s.host, http_port=s.http_port, https_port=s.https_port,
-                                   local_gateway_port=s.local_gateway_port, domain=s.domain)
+                                   local_gateway_port=s.local_gateway_port,
+                                   internal_https_port=internal, domain=s.domain)
         default_cert = (pki.ingress_cert.read_bytes(), pki.ingress_key.read_bytes())
         try:
-            self.proxy = GatewayProxy(settings, default_cert)
-            await self.proxy.start()
-            self.controller = GatewayController(p.client, self.proxy, settings, default_cert)
+            self.server = SnapshotServer(channel_path(s.home))
+            await self.server.start()
+            self.controller = GatewayController(p.client, self.server, settings, default_cert)
+            self.supervisor = DataPlaneSupervisor(self.server, s.home, settings,
+                                                  verbose=log.isEnabledFor(logging.DEBUG))
+            await self.supervisor.start()
             await self.controller.start()
-            self.router = Router(s.host, s.http_port, s.https_port, self.proxy, pki)
-            await self.router.start()
         except BaseException:
             await self.stop()
             raise
-        log.info("ingress: http %d, https %d (router CA %s), gateway 443 on %d, local gateway %d",
-                 s.http_port, s.https_port, pki.ca, self.proxy.internal_https_port,
-                 s.local_gateway_port)
+        log.info("ingress: data plane pid %s: http %d, https %d (router CA %s), gateway 443 on "
+                 "%d, local gateway %d", self.supervisor.pid, s.http_port, s.https_port, pki.ca,
+                 internal, s.local_gateway_port)
         p.on_step(f"ingress https://*.{s.domain}:{s.https_port} (router CA {pki.ca})")
 
     async def stop(self) -> None:
-        if self.router is not None:
-            await self.router.stop()
-            self.router = None
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+            self.supervisor = None
         if self.controller is not None:
             await self.controller.stop()
             self.controller = None
-        if self.proxy is not None:
-            await self.proxy.stop()
-            self.proxy = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
 
 
 def install(platform: Any) -> None:

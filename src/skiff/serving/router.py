@@ -10,6 +10,8 @@ that shape with one small, simple design:
 
 - settings.http_port: plain HTTP, served in-process by the gateway's HTTP
   handling for every external host (an edge route with insecure "Allow").
+  (The router and the gateway share one process: the data-plane process,
+  dataplane/main.py, apart from the API server and controllers.)
 - settings.https_port: each connection's ClientHello is peeked (not read:
   core/proxy/listener.py). If its SNI names a passthrough host (the
   gateway's snapshot knows, from the KIngress annotation), the raw TCP
@@ -96,6 +98,12 @@ def _issued_by(path: Path, ca: bytes) -> bool:
         return cert.issuer == x509.load_pem_x509_certificate(ca).subject
     except (OSError, ValueError):
         return False
+
+
+def router_pki_paths(pki: Path) -> RouterPKI:
+    """Where ensure_router_pki() keeps them (the data-plane process only reads them)."""
+    return RouterPKI(pki / "router-ca.crt", pki / "router.crt", pki / "router.key",
+                     pki / "ingress.crt", pki / "ingress.key")
 
 
 def ensure_router_pki(pki: Path, domain: str, now: dt.datetime) -> RouterPKI:

@@ -43,7 +43,7 @@ def proxy(paths: list[dict[str, Any]], endpoints: dict[str, int | list[int]] | N
                                            (ports if isinstance(ports, list) else [ports]))
                    for rev, ports in eps.items()}))
     gp = GatewayProxy(GatewaySettings(), CERT)
-    gp.swap(snap)
+    gp.swap(snap.dataplane())
     return gp
 
 

@@ -7,29 +7,38 @@ register it, so a missing kind is retried), Pods (readiness and
 skiff.dev/port give endpoints) and KnativeServings (the ingress mode). A
 change that matters to the data plane (each kind has a fingerprint, so
 status-only writes - ours included - do not recompile) schedules one
-compile a few milliseconds later, which batches bursts. Each compile calls
-the pure snapshot.compile_snapshot(), swaps the result into the
-GatewayProxy, and only then writes status: KIngress conditions
-(LoadBalancerReady, NetworkConfigured, Ready) and load balancers, and
-Gateway conditions (Ready, or why a server was skipped), each written only
-when it differs from what the object already says.
-Neighbours: snapshot.py (pure), proxy.py (data plane), mesh/setup.py.
+round a few milliseconds later, which batches bursts.
+
+A change of Gateways, Secrets, KIngresses or KnativeServings recompiles: the
+pure snapshot.compile_snapshot() makes a whole snapshot, which is published
+over the snapshot channel (dataplane/channel.py) to the data-plane process;
+once the data plane acks that version, status is written: KIngress
+conditions (LoadBalancerReady, NetworkConfigured, Ready) and load balancers,
+and Gateway conditions (Ready, or why a server was skipped), each written only
+when it differs from what the object already says. Without an ack within
+ACK_TIMEOUT no status is written; it is written when an ack comes later (the
+data plane restarted, or connected late). A change of Pods only recomputes the
+endpoints (snapshot.cluster_endpoints) and publishes the clusters that changed
+(Envoy's EDS): no route compile, no TLS context, and the data plane's split
+schedules carry on. Status does not depend on endpoints, so none is written.
+Neighbours: snapshot.py (pure), dataplane/channel.py, proxy.py (in the data
+plane), mesh/setup.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import rfc3339, utcnow
-from skiff.mesh.gateway.proxy import GatewayProxy
+from skiff.dataplane import model
+from skiff.dataplane.model import GatewaySettings
 from skiff.mesh.gateway.snapshot import (
     CLASS_ANNOTATION,
     CLASS_ANNOTATION_ALIAS,
@@ -38,10 +47,10 @@ from skiff.mesh.gateway.snapshot import (
     REVISION_LABEL,
     SECRET_NAMESPACE,
     Condition,
-    GatewaySettings,
     IngressStatus,
     Inputs,
     Snapshot,
+    cluster_endpoints,
     compile_snapshot,
     endpoints_from_pods,
 )
@@ -192,30 +201,65 @@ def _same_status(a: Obj, b: Obj) -> bool:
     return a2 == b2
 
 
+class Publisher(Protocol):
+    """Where snapshots go (dataplane/channel.py's SnapshotServer)."""
+
+    on_ack: Callable[[int], None]
+
+    def publish(self, snap: model.Snapshot) -> int: ...
+
+    def publish_endpoints(self, changes: dict[str, tuple[model.Endpoint, ...]]) -> int: ...
+
+    async def wait_acked(self, version: int, timeout: float) -> bool: ...
+
+
 class GatewayController:
     DEBOUNCE = 0.005
+    ACK_TIMEOUT = 5.0
 
-    def __init__(self, client: Client, proxy: GatewayProxy, settings: GatewaySettings,
+    def __init__(self, client: Client, publisher: Publisher, settings: GatewaySettings,
                  default_cert: tuple[bytes, bytes] | None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.client = client
-        self.proxy = proxy
+        self.publisher = publisher
+        publisher.on_ack = self._acked
         self.settings = settings
         self.default_cert = default_cert
         self.clock = clock
         self.gateways = Informer(client, GATEWAY, "", fp_gateway, self.changed)
         self.secrets = Informer(client, SECRET, SECRET_NAMESPACE, fp_secret, self.changed)
         self.ingresses = Informer(client, INGRESS, "", fp_ingress, self.changed)
-        self.pods = Informer(client, POD, "", fp_pod, self.changed)
+        self.pods = Informer(client, POD, "", fp_pod, self.endpoints_changed)
         self.servings = Informer(client, KNATIVE_SERVING, "", fp_knative_serving, self.changed)
         self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings]
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self.compiles = 0
+        self.endpoint_updates = 0
         self.snapshot: Snapshot | None = None
+        self.endpoints: dict[str, tuple[model.Endpoint, ...]] = {}
+        self._routes_dirty = False
+        self._endpoints_dirty = False
+        self._status_pending: int | None = None     # the version whose status awaits its ack
+        self._status_due = False
 
     def changed(self) -> None:
+        """Routes may have changed: recompile."""
+        self._routes_dirty = True
+        self._schedule()
+
+    def endpoints_changed(self) -> None:
+        """Only endpoints may have changed (a pod): an EDS update."""
+        self._endpoints_dirty = True
+        self._schedule()
+
+    def _acked(self, version: int) -> None:
+        if self._status_pending is not None and version >= self._status_pending:
+            self._status_due = True
+            self._dirty.set()
+
+    def _schedule(self) -> None:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.DEBOUNCE, self._fire)
 
@@ -260,8 +304,7 @@ class GatewayController:
             ingresses=list(self.ingresses.items.values()),
             endpoints=endpoints_from_pods(self.pods.items.values()),
             knative_servings=list(self.servings.items.values()),
-            settings=dataclasses.replace(self.settings,
-                                         internal_https_port=self.proxy.internal_https_port),
+            settings=self.settings,
             default_cert=self.default_cert,
         )
 
@@ -270,23 +313,54 @@ class GatewayController:
             await self._dirty.wait()
             self._dirty.clear()
             try:
-                await self.compile_and_apply()
+                if self._routes_dirty:
+                    await self.compile_and_apply()
+                elif self._endpoints_dirty:
+                    self.apply_endpoints()
+                elif self._status_due and self.snapshot is not None:
+                    self._status_due = False
+                    await self._status_after_ack(self.snapshot)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("gateway: compile failed")
                 await asyncio.sleep(0.5)
+                self._routes_dirty = True
                 self._dirty.set()
 
     async def compile_and_apply(self) -> None:
+        self._routes_dirty = self._endpoints_dirty = False
         snap = compile_snapshot(self.inputs())
-        self.proxy.swap(snap)
+        self.endpoints = dict(snap.endpoints)
+        version = self.publisher.publish(snap.dataplane())
         self.snapshot = snap
         self.compiles += 1
+        if not await self.publisher.wait_acked(version, self.ACK_TIMEOUT):
+            # no data plane serves it yet: the status waits for the ack (_acked)
+            log.info("gateway: version %d not acked in %.0f s; status waits", version,
+                     self.ACK_TIMEOUT)
+            self._status_pending = version
+            return
+        self._status_pending = None
+        await self._status_after_ack(snap)
+
+    async def _status_after_ack(self, snap: Snapshot) -> None:
+        self._status_pending = None
         retry = await self._write_status(snap)
         if retry:
             loop = asyncio.get_running_loop()
             loop.call_later(0.2, self.changed)
+
+    def apply_endpoints(self) -> int:
+        """Publish the clusters whose endpoints changed; how many."""
+        self._endpoints_dirty = False
+        new = cluster_endpoints(endpoints_from_pods(self.pods.items.values()))
+        changes = model.endpoint_changes(self.endpoints, new)
+        self.endpoints = new
+        if changes:
+            self.publisher.publish_endpoints(changes)
+            self.endpoint_updates += 1
+        return len(changes)
 
     async def _write_status(self, snap: Snapshot) -> bool:
         """Write what differs; True when a write lost a race and must be retried."""

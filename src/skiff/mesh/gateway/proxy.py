@@ -1,6 +1,8 @@
 """The ingress gateway's data plane: Envoy's job for Knative traffic, on core/proxy.
 
-GatewayProxy holds the current Snapshot (snapshot.py) and serves it:
+GatewayProxy holds the current Snapshot (the generic model of dataplane/model.py,
+compiled by snapshot.py in the control plane) and serves it inside the
+data-plane process (dataplane/main.py):
 - dispatch: Host (case-insensitive, port stripped; exact, then the most
   specific wildcard) -> the KIngress rule -> its first matching path
   (prefix, exact header matches) -> a split by percent (smooth weighted
@@ -35,6 +37,9 @@ request, so in-flight requests finish on the endpoint they were given; new
 TLS connections pick up new certificates (a rotated Secret) from the SNI
 callback, which reads the current snapshot. Round-robin counters and host
 caches live with each snapshot's runtime and start afresh with it.
+update_endpoints() is the endpoints-only update (a pod became ready or went
+away): it changes the runtime's cluster -> endpoints map in place, so the
+split schedules' positions survive it.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import logging
 import os
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from skiff.core.proxy.alloc import tune_allocator
@@ -63,7 +68,7 @@ from skiff.core.proxy.http1 import (
 from skiff.core.proxy.limits import Limits
 from skiff.core.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
 from skiff.core.proxy.tls import ClientHello, server_context
-from skiff.mesh.gateway.snapshot import (
+from skiff.dataplane.model import (
     EMPTY,
     GatewaySettings,
     HttpPath,
@@ -128,13 +133,15 @@ class _Runtime:
 
     def __init__(self, snap: Snapshot, contexts: dict[bytes, ssl.SSLContext]) -> None:
         self.snap = snap
+        self.endpoints = snap.endpoints
         self.tables = {"external": snap.external, "local": snap.local}
         for bind, li in snap.listeners.items():
             if bind != "http":
                 self.tables[bind] = li.table
         self.host_cache: dict[str, dict[bytes, VirtualHost | None]] = {t: {} for t in self.tables}
         self.simple: dict[str, dict[bytes, _Simple]] = {t: {} for t in self.tables}
-        self.counters: dict[int, int] = {}
+        self.counters: dict[int, int] = {}          # per path: its split schedule's position
+        self.ep_counters: dict[str, int] = {}       # per cluster: its endpoints' round robin
         self.extra: dict[int, bytes] = {}
         self.contexts: dict[str, list[tuple[Server, ssl.SSLContext]]] = {}
         self.sni_cache: dict[tuple[str, str | None], ssl.SSLContext | None] = {}
@@ -169,8 +176,9 @@ class _Runtime:
             path = vh.paths[0]
             if not path.headers and len(path.prefix) <= 1 and len(path.schedule) == 1:
                 split = path.splits[path.schedule[0]]
-                if len(split.endpoints) == 1:
-                    r = (split.endpoints[0], self.route_headers(path, split),
+                eps = self.endpoints.get(split.cluster, ())
+                if len(eps) == 1:
+                    r = (eps[0], self.route_headers(path, split),
                          path.rewrite_host.encode() if path.rewrite_host else None)
         cache = self.simple[table]
         if len(cache) >= _HOST_CACHE_MAX:
@@ -188,6 +196,19 @@ class _Runtime:
         n = self.counters.get(key, 0)
         self.counters[key] = n + 1
         return n
+
+    def next_endpoint(self, cluster: str) -> int:
+        n = self.ep_counters.get(cluster, 0)
+        self.ep_counters[cluster] = n + 1
+        return n
+
+    def update_endpoints(self, changes: Mapping[str, tuple[Endpoint, ...]]) -> None:
+        """EDS: new endpoints for some clusters. Routes, ssl contexts and the split counters
+        stay (so traffic splits keep their exact proportions under pod churn); only the host
+        caches that hold a chosen endpoint are dropped."""
+        self.snap = self.snap.with_endpoints(changes)
+        self.endpoints = self.snap.endpoints
+        self.simple = {t: {} for t in self.tables}
 
     def sni_context(self, bind: str, sni: str | None) -> ssl.SSLContext | None:
         key = (bind, sni)
@@ -266,6 +287,10 @@ class GatewayProxy:
             cfg.server = server
         self.rt = rt
 
+    def update_endpoints(self, changes: Mapping[str, tuple[Endpoint, ...]]) -> None:
+        """An endpoints-only update (EDS): the current routes keep serving, with their state."""
+        self.rt.update_endpoints(changes)
+
     # --- dispatch --------------------------------------------------------------------
     def _dispatcher(self, table: str) -> Callable[[RequestHead], Forward | Reply]:
         count = _ids.count
@@ -336,10 +361,10 @@ class GatewayProxy:
             split = path.splits[sched[0]]
         else:
             split = path.splits[sched[rt.next(id(path)) % len(sched)]]
-        eps = split.endpoints
+        eps = rt.endpoints.get(split.cluster, ())
         if not eps:
             return NO_HEALTHY_UPSTREAM
-        ep = eps[0] if len(eps) == 1 else eps[rt.next(id(split)) % len(eps)]
+        ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(split.cluster) % len(eps)]
         return (ep, rt.route_headers(path, split),
                 path.rewrite_host.encode() if path.rewrite_host else None)
 
@@ -437,6 +462,6 @@ def _str(b: bytes | None) -> str | None:
 def _route_headers(path: HttpPath, split: Split) -> bytes:
     """x-envoy-* and the KIngress appendHeaders for this path and split, formatted once."""
     return (b"x-envoy-attempt-count: 1\r\n"
-            + f"x-envoy-decorator-operation: {split.revision}.{split.namespace}"
-              f".svc.cluster.local:80/*\r\n".encode()
+            + (f"x-envoy-decorator-operation: {split.operation}\r\n".encode()
+               if split.operation else b"")
             + _header_lines(path.append_headers) + _header_lines(split.append_headers))

@@ -10,8 +10,11 @@ compile_snapshot(Inputs) is a pure function of
 - GatewaySettings (where the listeners are bound) and skiff's own
   certificate for the Kourier-mode HTTPS listener.
 It never reads the clock or a socket; the controller (controller.py) feeds
-it from watches and hands the Snapshot to the proxy (proxy.py), which swaps
-it in atomically. The same Snapshot carries the status the controller
+it from watches and pushes Snapshot.dataplane() (the generic model of
+dataplane/model.py) to the data-plane process, whose proxy (proxy.py) swaps
+it in atomically. Routes name clusters (cluster_name: "ns/revision"); the
+ready endpoints are a part of their own (cluster_endpoints), so a pod change
+is sent as an endpoints-only update without recompiling routes. The same Snapshot carries the status the controller
 writes back: Gateway conditions and KIngress conditions/load balancers.
 
 Listeners ("binds"): a Gateway server on port 443 binds the ingress
@@ -46,9 +49,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -56,8 +58,28 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from skiff.dataplane import model
+from skiff.dataplane.model import (  # noqa: F401  # the generic model, re-exported
+    ClusterEndpoints,
+    Endpoint,
+    GatewaySettings,
+    HttpPath,
+    Listener,
+    RouteTable,
+    Server,
+    Split,
+    VirtualHost,
+    build_table,
+    filter_table,
+    host_match_score,
+    host_matches,
+    http_path,
+    normalize_host,
+    patterns_intersect,
+    swrr_schedule,
+)
+
 Obj = dict[str, Any]
-Endpoint = tuple[str, int]
 NsName = tuple[str, str]
 
 ISTIO_CLASS = "istio.ingress.networking.knative.dev"
@@ -87,20 +109,6 @@ BINDS = ("http", "https", "local")
 
 
 @dataclass(frozen=True)
-class GatewaySettings:
-    host: str = "127.0.0.1"
-    http_port: int = 8080
-    https_port: int = 8443            # the router's; passthrough lands on internal_https_port
-    local_gateway_port: int = 8081
-    internal_https_port: int = 0      # the ingress gateway's own 443 listener (loopback)
-    domain: str = "apps.127.0.0.1.sslip.io"
-
-    def port_of(self, bind: str) -> int:
-        return {"http": self.http_port, "https": self.internal_https_port,
-                "local": self.local_gateway_port}[bind]
-
-
-@dataclass(frozen=True)
 class Condition:
     type: str
     status: str               # "True" | "False" | "Unknown"
@@ -114,109 +122,6 @@ class Condition:
         if self.message:
             d["message"] = self.message
         return d
-
-
-@dataclass(frozen=True)
-class Split:
-    namespace: str
-    revision: str
-    percent: int
-    append_headers: tuple[tuple[str, str], ...] = ()
-    endpoints: tuple[Endpoint, ...] = ()
-
-
-@dataclass(frozen=True)
-class HttpPath:
-    prefix: str = ""                                    # "" or "/": every path
-    headers: tuple[tuple[str, str], ...] = ()           # exact matches, lower-case names
-    splits: tuple[Split, ...] = ()
-    schedule: tuple[int, ...] = ()                      # smooth weighted round robin over splits
-    append_headers: tuple[tuple[str, str], ...] = ()
-    rewrite_host: str = ""
-
-    def matches(self, path: str, header: Callable[[str], str | None]) -> bool:
-        """Used by the proxy only when a path has conditions (a prefix, header matches)."""
-        if self.prefix and self.prefix != "/" and not path.startswith(self.prefix):
-            return False
-        return all(header(n) == v for n, v in self.headers)
-
-
-@dataclass(frozen=True)
-class VirtualHost:
-    ingress: str                                        # namespace/name
-    hosts: tuple[str, ...]
-    paths: tuple[HttpPath, ...]
-    redirect_http: bool = False                         # httpOption Redirected: plain HTTP -> 301
-
-
-@dataclass(frozen=True)
-class RouteTable:
-    exact: Mapping[str, VirtualHost] = field(default_factory=lambda: MappingProxyType({}))
-    wildcard: tuple[tuple[str, VirtualHost], ...] = ()  # (".suffix" or "*", vhost), most specific first
-
-    def lookup(self, host: str) -> VirtualHost | None:
-        vh = self.exact.get(host)
-        if vh is not None:
-            return vh
-        for suffix, wvh in self.wildcard:
-            if suffix == "*" or host.endswith(suffix):
-                return wvh
-        return None
-
-    def items(self) -> list[tuple[str, VirtualHost]]:
-        """(host pattern, vhost): exact hosts sorted, then wildcards most specific first."""
-        return sorted(self.exact.items()) + [("*" + s if s != "*" else s, vh)
-                                             for s, vh in self.wildcard]
-
-    def hosts(self) -> list[str]:
-        return [h for h, _ in self.items()]
-
-
-@dataclass(frozen=True)
-class Server:
-    gateway: str                                        # namespace/name
-    index: int
-    port: int
-    protocol: str
-    hosts: tuple[str, ...]
-    bind: str
-    tls_mode: str = ""                                  # SIMPLE | MUTUAL | ISTIO_MUTUAL | ""
-    secret: str = ""                                    # namespace/name of the credential
-    cert_pem: bytes = b""
-    key_pem: bytes = b""
-
-    @property
-    def terminates_tls(self) -> bool:
-        return bool(self.cert_pem)
-
-
-@dataclass(frozen=True)
-class Listener:
-    bind: str                                           # http | https | local
-    address: tuple[str, int]
-    servers: tuple[Server, ...]
-    table: RouteTable
-
-    @property
-    def tls(self) -> bool:
-        return any(s.terminates_tls for s in self.servers)
-
-    def server_for_sni(self, sni: str | None) -> Server | None:
-        """The TLS server whose hosts match `sni` most specifically; the first one by default."""
-        tls = [s for s in self.servers if s.terminates_tls]
-        if not tls:
-            return None
-        if sni:
-            best: tuple[int, int] | None = None
-            pick: Server | None = None
-            for i, s in enumerate(tls):
-                for h in s.hosts:
-                    score = host_match_score(h, sni)
-                    if score >= 0 and (best is None or (score, -i) > best):
-                        best, pick = (score, -i), s
-            if pick is not None:
-                return pick
-        return tls[0]
 
 
 @dataclass(frozen=True)
@@ -236,18 +141,24 @@ class Snapshot:
     passthrough_hosts: frozenset[str]
     gateway_status: Mapping[NsName, tuple[Condition, ...]]
     ingress_status: Mapping[NsName, IngressStatus]
+    endpoints: ClusterEndpoints = field(default_factory=lambda: model.EMPTY_ENDPOINTS)  # EDS
 
     @property
     def server_header(self) -> str:
         return SERVER_HEADER[self.mode]
+
+    def dataplane(self) -> model.Snapshot:
+        """The part the data plane serves: no status, no Istio vocabulary."""
+        return model.Snapshot(self.server_header, self.listeners, self.external, self.local,
+                              self.passthrough_hosts, self.endpoints)
 
     def describe(self) -> dict[str, Any]:
         """Plain data for golden tests and `skiff` diagnostics (certificates by Secret name)."""
         return {
             "mode": self.mode,
             "listeners": {b: _describe_listener(li) for b, li in sorted(self.listeners.items())},
-            "external": _describe_table(self.external),
-            "local": _describe_table(self.local),
+            "external": _describe_table(self.external, self.endpoints),
+            "local": _describe_table(self.local, self.endpoints),
             "passthrough": sorted(self.passthrough_hosts),
             "gateways": {f"{ns}/{n}": [c.as_dict() for c in cs]
                          for (ns, n), cs in sorted(self.gateway_status.items())},
@@ -275,104 +186,12 @@ class Inputs:
 # --- host matching ---------------------------------------------------------------------
 
 
-def normalize_host(host: str) -> str:
-    """Lower case, port and trailing dot removed ("Hello.Example.com:443" -> "hello.example.com")."""
-    h = host.strip().lower()
-    if h.startswith("["):
-        end = h.find("]")
-        return h[:end + 1] if end > 0 else h
-    if h.count(":") == 1:
-        h = h.split(":", 1)[0]
-    return h.rstrip(".")
-
-
 def gateway_host(h: str) -> str:
     """A Gateway server host without its namespace part ("*/x.com", "./x.com", "ns/x.com")."""
     return h.split("/", 1)[1].lower() if "/" in h else h.lower()
 
 
-def host_match_score(pattern: str, host: str) -> int:
-    """-1: no match; otherwise higher is more specific ("*" 0, "*.a.b" by suffix length, exact max)."""
-    if pattern == "*":
-        return 0
-    if pattern.startswith("*."):
-        return len(pattern) if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1 else -1
-    return 10_000 if pattern == host else -1
-
-
-def host_matches(pattern: str, host: str) -> bool:
-    return host_match_score(pattern, host) >= 0
-
-
-def patterns_intersect(a: str, b: str) -> bool:
-    """Whether some host name matches both patterns."""
-    if a == "*" or b == "*":
-        return True
-    if a.startswith("*.") and b.startswith("*."):
-        return a.endswith(b[1:]) or b.endswith(a[1:])
-    if a.startswith("*."):
-        return host_matches(a, b)
-    if b.startswith("*."):
-        return host_matches(b, a)
-    return a == b
-
-
-def build_table(vhosts: Iterable[tuple[str, VirtualHost]]) -> RouteTable:
-    """A table from (host pattern, vhost) pairs; the first pair for a host wins."""
-    exact: dict[str, VirtualHost] = {}
-    wild: dict[str, VirtualHost] = {}
-    for host, vh in vhosts:
-        if host == "*":
-            wild.setdefault("*", vh)
-        elif host.startswith("*."):
-            wild.setdefault(host[1:], vh)
-        else:
-            exact.setdefault(host, vh)
-    order = sorted(wild.items(), key=lambda kv: (kv[0] == "*", -len(kv[0]), kv[0]))
-    return RouteTable(MappingProxyType(exact), tuple(order))
-
-
-def filter_table(table: RouteTable, patterns: Sequence[str]) -> list[tuple[str, VirtualHost]]:
-    """The (host, vhost) pairs of `table` that a Gateway server with these hosts accepts."""
-    out: list[tuple[str, VirtualHost]] = []
-    for host, vh in table.exact.items():
-        if any(host_matches(p, host) for p in patterns):
-            out.append((host, vh))
-    for suffix, vh in table.wildcard:
-        pat = suffix if suffix == "*" else "*" + suffix
-        if any(patterns_intersect(p, pat) for p in patterns):
-            out.append((pat, vh))
-    return out
-
-
-# --- splits ----------------------------------------------------------------------------
-
-
-def swrr_schedule(weights: Sequence[int]) -> tuple[int, ...]:
-    """nginx's smooth weighted round robin, unrolled over one period: indices into weights.
-
-    Weights are reduced by their gcd, so [50, 50] -> (0, 1) and [90, 10] has period 10;
-    the proxy picks schedule[n % len] for the n-th request of a path.
-    """
-    ws = [max(0, int(w)) for w in weights]
-    if not any(ws):
-        return ()
-    g = 0
-    for w in ws:
-        g = math.gcd(g, w)
-    ws = [w // g for w in ws]
-    total = sum(ws)
-    current = [0] * len(ws)
-    out: list[int] = []
-    for _ in range(total):
-        best = 0
-        for i, w in enumerate(ws):
-            current[i] += w
-            if current[i] > current[best]:
-                best = i
-        current[best] -= total
-        out.append(best)
-    return tuple(out)
+# --- endpoints -------------------------------------------------------------------------
 
 
 def endpoints_from_pods(pods: Iterable[Obj]) -> dict[NsName, tuple[Endpoint, ...]]:
@@ -475,10 +294,10 @@ def _sorted_headers(h: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in (h or {}).items()))
 
 
-def compile_ingresses(ingresses: Sequence[Obj], endpoints: Mapping[NsName, tuple[Endpoint, ...]],
-                      mode: str) -> tuple[RouteTable, RouteTable, frozenset[str],
-                                          dict[NsName, IngressStatus]]:
-    """(external table, local table, passthrough hosts, status per Ingress)."""
+def compile_ingresses(ingresses: Sequence[Obj], mode: str
+                      ) -> tuple[RouteTable, RouteTable, frozenset[str], dict[NsName, IngressStatus]]:
+    """(external table, local table, passthrough hosts, status per Ingress). Routes name
+    clusters (cluster_name); endpoints are not part of them (cluster_endpoints)."""
     public, private = LOAD_BALANCERS[mode]
     external: list[tuple[str, VirtualHost]] = []
     local: list[tuple[str, VirtualHost]] = []
@@ -499,7 +318,7 @@ def compile_ingresses(ingresses: Sequence[Obj], endpoints: Mapping[NsName, tuple
         for rule in (ing.get("spec") or {}).get("rules") or []:
             visibility = rule.get("visibility") or "ExternalIP"
             hosts = tuple(normalize_host(str(h)) for h in rule.get("hosts") or [])
-            paths = tuple(_compile_path(p, ns, endpoints) for p in (rule.get("http") or {}).get("paths") or [])
+            paths = tuple(_compile_path(p, ns) for p in (rule.get("http") or {}).get("paths") or [])
             vh = VirtualHost(ident, hosts, paths, redirect and visibility != "ClusterLocal")
             target = local if visibility == "ClusterLocal" else external
             for h in hosts:
@@ -523,7 +342,17 @@ def compile_ingresses(ingresses: Sequence[Obj], endpoints: Mapping[NsName, tuple
     return build_table(external), build_table(local), frozenset(passthrough), status
 
 
-def _compile_path(p: Obj, ns: str, endpoints: Mapping[NsName, tuple[Endpoint, ...]]) -> HttpPath:
+def cluster_name(namespace: str, revision: str) -> str:
+    """A revision's cluster (Istio names it outbound|80||<rev>.<ns>.svc.cluster.local)."""
+    return f"{namespace}/{revision}"
+
+
+def cluster_endpoints(endpoints: Mapping[NsName, tuple[Endpoint, ...]]) -> dict[str, tuple[Endpoint, ...]]:
+    """The EDS part: endpoints_from_pods() keyed by cluster name."""
+    return {cluster_name(ns, rev): eps for (ns, rev), eps in endpoints.items() if eps}
+
+
+def _compile_path(p: Obj, ns: str) -> HttpPath:
     raw = [s for s in p.get("splits") or []]
     splits: list[Split] = []
     for s in raw:
@@ -533,14 +362,13 @@ def _compile_path(p: Obj, ns: str, endpoints: Mapping[NsName, tuple[Endpoint, ..
             continue
         sns = str(s.get("serviceNamespace") or ns)
         rev = str(s.get("serviceName") or "")
-        splits.append(Split(sns, rev, pct, _sorted_headers(s.get("appendHeaders")),
-                            tuple(endpoints.get((sns, rev), ()))))
+        splits.append(Split(cluster_name(sns, rev), pct, _sorted_headers(s.get("appendHeaders")),
+                            f"{rev}.{sns}.svc.cluster.local:80/*"))
     headers = tuple(sorted((str(k).lower(), str((v or {}).get("exact", "")))
                            for k, v in (p.get("headers") or {}).items()))
-    return HttpPath(prefix=str(p.get("path") or ""), headers=headers, splits=tuple(splits),
-                    schedule=swrr_schedule([s.percent for s in splits]),
-                    append_headers=_sorted_headers(p.get("appendHeaders")),
-                    rewrite_host=str(p.get("rewriteHost") or ""))
+    return http_path(prefix=str(p.get("path") or ""), headers=headers, splits=tuple(splits),
+                     append_headers=_sorted_headers(p.get("appendHeaders")),
+                     rewrite_host=str(p.get("rewriteHost") or ""))
 
 
 @dataclass
@@ -640,8 +468,7 @@ def compile_servers(gateways: Sequence[Obj], secrets: Mapping[str, Obj]
 
 def compile_snapshot(inp: Inputs) -> Snapshot:
     mode = ingress_mode(inp.knative_servings)
-    external, local, passthrough, ingress_status = compile_ingresses(inp.ingresses, inp.endpoints,
-                                                                      mode)
+    external, local, passthrough, ingress_status = compile_ingresses(inp.ingresses, mode)
     st = inp.settings
     listeners: dict[str, Listener] = {}
     gateway_status: dict[NsName, tuple[Condition, ...]] = {}
@@ -684,24 +511,25 @@ def compile_snapshot(inp: Inputs) -> Snapshot:
                                       (Server("knative-serving-ingress/kourier-internal", 0, 8081,
                                               "HTTP", ("*",), "local"),), local)
     return Snapshot(mode, MappingProxyType(listeners), external, local, passthrough,
-                    MappingProxyType(gateway_status), MappingProxyType(ingress_status))
+                    MappingProxyType(gateway_status), MappingProxyType(ingress_status),
+                    MappingProxyType(cluster_endpoints(inp.endpoints)))
 
 
 # --- describe --------------------------------------------------------------------------
 
 
-def _describe_table(t: RouteTable) -> dict[str, Any]:
+def _describe_table(t: RouteTable, endpoints: ClusterEndpoints) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for host, vh in t.items():
-        out[host] = {"ingress": vh.ingress, "paths": [_describe_path(p) for p in vh.paths],
+        out[host] = {"ingress": vh.ingress, "paths": [_describe_path(p, endpoints) for p in vh.paths],
                      **({"redirectHTTP": True} if vh.redirect_http else {})}
     return out
 
 
-def _describe_path(p: HttpPath) -> dict[str, Any]:
+def _describe_path(p: HttpPath, endpoints: ClusterEndpoints) -> dict[str, Any]:
     d: dict[str, Any] = {"splits": [
-        {"revision": f"{s.namespace}/{s.revision}", "percent": s.percent,
-         "endpoints": [f"{h}:{port}" for h, port in s.endpoints],
+        {"revision": s.cluster, "percent": s.weight,
+         "endpoints": [f"{h}:{port}" for h, port in endpoints.get(s.cluster, ())],
          **({"appendHeaders": dict(s.append_headers)} if s.append_headers else {})}
         for s in p.splits]}
     if p.prefix:

@@ -1,0 +1,317 @@
+"""The snapshot channel's wire format: versioned, length-prefixed JSON messages (pure).
+
+A frame is a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
+Every message is an object with "type" and, for updates, a "version":
+- control plane -> data plane:
+  "snapshot" (version, snapshot: listeners, route tables, endpoints; the
+  whole of dataplane/model.py's Snapshot; PEMs base64) and "endpoints"
+  (version, clusters: {cluster: [[host, port], ...]}, only the changed ones,
+  [] for none ready: Envoy's EDS next to LDS/RDS);
+- data plane -> control plane: "hello" (pid, the version it serves, and the
+  error that stopped it binding its listeners, if one did), "ack" (version)
+  and "nack" (version, error).
+Versions increase monotonically; ReceiverState.accept() refuses a message
+older than or equal to the one applied, so a data plane never goes back.
+Decoding checks every field's type and bounds frames by MAX_FRAME: a bad
+message raises CodecError and the receiver keeps the last good snapshot.
+A route table refers to its virtual hosts by index into one list, so a
+vhost shared by several tables (the external table and the 443 listener's)
+is sent once and stays one object, sharing its split counters, after decoding.
+
+Pure: no sockets, no asyncio. channel.py does the I/O on both ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from skiff.dataplane.model import (
+    Endpoint,
+    HttpPath,
+    Listener,
+    RouteTable,
+    Server,
+    Snapshot,
+    Split,
+    VirtualHost,
+    http_path,
+)
+
+PROTOCOL = 1
+MAX_FRAME = 32 * 1024 * 1024    # a snapshot of 1,000 routes is about 0.3 MB
+HEADER = struct.Struct(">I")
+
+
+class CodecError(ValueError):
+    """A message that cannot be applied: malformed, oversized or of an unknown type."""
+
+
+# --- frames ----------------------------------------------------------------------------
+
+
+def frame(msg: Mapping[str, Any]) -> bytes:
+    body = json.dumps(msg, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME:
+        raise CodecError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
+    return HEADER.pack(len(body)) + body
+
+
+def frame_length(header: bytes) -> int:
+    """The body length a frame header announces; CodecError when it is over the bound."""
+    (n,) = HEADER.unpack(header)
+    if n > MAX_FRAME:
+        raise CodecError(f"frame of {n} bytes exceeds {MAX_FRAME}")
+    return int(n)
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """A frame body as a message object with a known type."""
+    try:
+        msg = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CodecError(f"not JSON: {e}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise CodecError("not a message object with a type")
+    if msg["type"] not in ("snapshot", "endpoints", "hello", "ack", "nack"):
+        raise CodecError(f"unknown message type {msg['type']!r}")
+    if msg["type"] != "hello" and not _is_int(msg.get("version")):
+        raise CodecError("version must be an integer")
+    return msg
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+def snapshot_message(version: int, snap: Snapshot) -> dict[str, Any]:
+    return {"type": "snapshot", "protocol": PROTOCOL, "version": version,
+            "snapshot": encode_snapshot(snap)}
+
+
+def endpoints_message(version: int, changes: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, Any]:
+    return {"type": "endpoints", "protocol": PROTOCOL, "version": version,
+            "clusters": {c: [[h, p] for h, p in eps] for c, eps in sorted(changes.items())}}
+
+
+def hello_message(pid: int, version: int, error: str = "") -> dict[str, Any]:
+    return {"type": "hello", "protocol": PROTOCOL, "pid": pid, "version": version,
+            "error": error}
+
+
+def ack_message(version: int) -> dict[str, Any]:
+    return {"type": "ack", "version": version}
+
+
+def nack_message(version: int, error: str) -> dict[str, Any]:
+    return {"type": "nack", "version": version, "error": error}
+
+
+# --- the receiver's decision -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Update:
+    """A decoded update: a whole snapshot, or endpoint changes on top of the current one."""
+    version: int
+    snapshot: Snapshot | None = None
+    endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class ReceiverState:
+    """The data plane's side: the version it serves. accept() decides, the caller applies."""
+    version: int = 0
+
+    def accept(self, msg: Mapping[str, Any]) -> Update:
+        """The update a message asks for; CodecError (and nothing changes) when it is
+        malformed, of another protocol, or not newer than what is served."""
+        if msg.get("type") not in ("snapshot", "endpoints"):
+            raise CodecError(f"a data plane does not take {msg.get('type')!r} messages")
+        if msg.get("protocol") != PROTOCOL:
+            raise CodecError(f"protocol {msg.get('protocol')!r}, want {PROTOCOL}")
+        version = msg.get("version")
+        if not _is_int(version):
+            raise CodecError("version must be an integer")
+        assert isinstance(version, int)
+        if version <= self.version:
+            raise CodecError(f"version {version} is not newer than {self.version} (out of order)")
+        if msg["type"] == "snapshot":
+            return Update(version, snapshot=decode_snapshot(msg.get("snapshot")))
+        return Update(version, endpoints=decode_endpoints(msg.get("clusters")))
+
+    def applied(self, update: Update) -> None:
+        self.version = update.version
+
+
+# --- the snapshot as plain data --------------------------------------------------------
+
+
+def encode_snapshot(snap: Snapshot) -> dict[str, Any]:
+    vhosts: list[dict[str, Any]] = []
+    index: dict[int, int] = {}
+
+    def vh_ref(vh: VirtualHost) -> int:
+        i = index.get(id(vh))
+        if i is None:
+            i = index[id(vh)] = len(vhosts)
+            vhosts.append(_encode_vhost(vh))
+        return i
+
+    def table(t: RouteTable) -> dict[str, Any]:
+        return {"exact": {h: vh_ref(vh) for h, vh in t.exact.items()},
+                "wildcard": [[s, vh_ref(vh)] for s, vh in t.wildcard]}
+
+    external, local = table(snap.external), table(snap.local)
+    listeners = {b: {"address": [li.address[0], li.address[1]],
+                     "servers": [_encode_server(s) for s in li.servers],
+                     "table": table(li.table)} for b, li in snap.listeners.items()}
+    return {"serverHeader": snap.server_header, "vhosts": vhosts, "external": external,
+            "local": local, "listeners": listeners,
+            "passthroughHosts": sorted(snap.passthrough_hosts),
+            "endpoints": {c: [[h, p] for h, p in eps] for c, eps in snap.endpoints.items()}}
+
+
+def _encode_vhost(vh: VirtualHost) -> dict[str, Any]:
+    return {"ingress": vh.ingress, "hosts": list(vh.hosts), "redirectHTTP": vh.redirect_http,
+            "paths": [{"prefix": p.prefix, "headers": [list(h) for h in p.headers],
+                       "appendHeaders": [list(h) for h in p.append_headers],
+                       "rewriteHost": p.rewrite_host,
+                       "splits": [{"cluster": s.cluster, "weight": s.weight,
+                                   "appendHeaders": [list(h) for h in s.append_headers],
+                                   "operation": s.operation} for s in p.splits]}
+                      for p in vh.paths]}
+
+
+def _encode_server(s: Server) -> dict[str, Any]:
+    return {"gateway": s.gateway, "index": s.index, "port": s.port, "protocol": s.protocol,
+            "hosts": list(s.hosts), "bind": s.bind, "tlsMode": s.tls_mode, "secret": s.secret,
+            "cert": base64.b64encode(s.cert_pem).decode(),
+            "key": base64.b64encode(s.key_pem).decode()}
+
+
+def decode_snapshot(d: Any) -> Snapshot:
+    o = _obj(d, "snapshot")
+    vhosts = [_decode_vhost(v) for v in _list(o.get("vhosts"), "vhosts")]
+
+    def table(t: Any, where: str) -> RouteTable:
+        tt = _obj(t, where)
+        exact = {_str(h, where): _ref(vhosts, i, where)
+                 for h, i in _obj(tt.get("exact"), where).items()}
+        wild = tuple((_str(_pair(w, where)[0], where), _ref(vhosts, _pair(w, where)[1], where))
+                     for w in _list(tt.get("wildcard"), where))
+        return RouteTable(MappingProxyType(exact), wild)
+
+    listeners: dict[str, Listener] = {}
+    for bind, li in _obj(o.get("listeners"), "listeners").items():
+        lo = _obj(li, f"listener {bind}")
+        host, port = _pair(lo.get("address"), f"listener {bind} address")
+        listeners[bind] = Listener(
+            bind, (_str(host, "address"), _int(port, "address")),
+            tuple(_decode_server(s) for s in _list(lo.get("servers"), f"listener {bind}")),
+            table(lo.get("table"), f"listener {bind} table"))
+    return Snapshot(
+        server_header=_str(o.get("serverHeader"), "serverHeader"),
+        listeners=MappingProxyType(listeners),
+        external=table(o.get("external"), "external"),
+        local=table(o.get("local"), "local"),
+        passthrough_hosts=frozenset(_str(h, "passthroughHosts")
+                                    for h in _list(o.get("passthroughHosts"), "passthroughHosts")),
+        endpoints=MappingProxyType({c: eps for c, eps in
+                                    decode_endpoints(o.get("endpoints")).items() if eps}))
+
+
+def decode_endpoints(d: Any) -> dict[str, tuple[Endpoint, ...]]:
+    out: dict[str, tuple[Endpoint, ...]] = {}
+    for cluster, eps in _obj(d, "endpoints").items():
+        where = f"endpoints of {cluster}"
+        out[_str(cluster, where)] = tuple(
+            (_str(_pair(e, where)[0], where), _int(_pair(e, where)[1], where))
+            for e in _list(eps, where))
+    return out
+
+
+def _decode_vhost(d: Any) -> VirtualHost:
+    o = _obj(d, "vhost")
+    paths: list[HttpPath] = []
+    for p in _list(o.get("paths"), "paths"):
+        po = _obj(p, "path")
+        splits = tuple(Split(_str(so.get("cluster"), "cluster"), _int(so.get("weight"), "weight"),
+                             _headers(so.get("appendHeaders")), _str(so.get("operation"), "operation"))
+                       for so in (_obj(s, "split") for s in _list(po.get("splits"), "splits")))
+        paths.append(http_path(_str(po.get("prefix"), "prefix"), _headers(po.get("headers")),
+                               splits, _headers(po.get("appendHeaders")),
+                               _str(po.get("rewriteHost"), "rewriteHost")))
+    redirect = o.get("redirectHTTP")
+    if not isinstance(redirect, bool):
+        raise CodecError("redirectHTTP must be a boolean")
+    return VirtualHost(_str(o.get("ingress"), "ingress"),
+                       tuple(_str(h, "hosts") for h in _list(o.get("hosts"), "hosts")),
+                       tuple(paths), redirect)
+
+
+def _decode_server(d: Any) -> Server:
+    o = _obj(d, "server")
+    try:
+        cert = base64.b64decode(_str(o.get("cert"), "cert"), validate=True)
+        key = base64.b64decode(_str(o.get("key"), "key"), validate=True)
+    except (binascii.Error, ValueError):
+        raise CodecError("server certificate or key is not base64") from None
+    return Server(_str(o.get("gateway"), "gateway"), _int(o.get("index"), "index"),
+                  _int(o.get("port"), "port"), _str(o.get("protocol"), "protocol"),
+                  tuple(_str(h, "hosts") for h in _list(o.get("hosts"), "hosts")),
+                  _str(o.get("bind"), "bind"), _str(o.get("tlsMode"), "tlsMode"),
+                  _str(o.get("secret"), "secret"), cert, key)
+
+
+# --- checked access --------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _obj(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise CodecError(f"{where}: want an object")
+    return v
+
+
+def _list(v: Any, where: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise CodecError(f"{where}: want a list")
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise CodecError(f"{where}: want a string")
+    return v
+
+
+def _int(v: Any, where: str) -> int:
+    if not _is_int(v):
+        raise CodecError(f"{where}: want an integer")
+    return int(v)
+
+
+def _pair(v: Any, where: str) -> tuple[Any, Any]:
+    if not isinstance(v, list) or len(v) != 2:
+        raise CodecError(f"{where}: want a pair")
+    return v[0], v[1]
+
+
+def _ref(vhosts: list[VirtualHost], i: Any, where: str) -> VirtualHost:
+    if not _is_int(i) or not 0 <= int(i) < len(vhosts):
+        raise CodecError(f"{where}: no vhost {i!r}")
+    return vhosts[int(i)]
+
+
+def _headers(v: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((_str(k, "header"), _str(x, "header"))
+                 for k, x in (_pair(h, "header") for h in _list(v, "headers")))

@@ -1,0 +1,117 @@
+"""The data-plane process: the router and the ingress gateway, apart from the control plane.
+
+`python -m skiff.dataplane --home H --socket S --host ... --http-port ...` is
+started by the platform (supervisor.py) and runs what used to share the API
+server's event loop: the router (serving/router.py: --http-port, and
+--https-port with edge TLS or passthrough) and the gateway proxy
+(mesh/gateway/proxy.py: its 443 listener on the loopback port the control
+plane picked, and the knative-local-gateway). It binds every listener first,
+then connects to the control plane's socket (channel.run_client): the hello
+tells the platform it listens (or why it could not bind: exit code 3), and
+snapshots and endpoint updates arrive over the same connection. It never
+reads the store.
+
+Lifetime: it dies with the platform. The supervisor sets SIGKILL as its
+parent-death signal, and an EOF on stdin (the platform's pipe; the platform
+closes it, or the kernel does when the platform dies) stops it like SIGTERM
+does: listeners close, connections drain (core/proxy/limits.py's drain
+timeout), exit 0. If the control plane's socket goes away, it keeps serving
+the last snapshot and reconnects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from skiff.dataplane import channel, codec
+from skiff.dataplane.model import GatewaySettings
+
+log = logging.getLogger("skiff.dataplane")
+
+BIND_FAILED = 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m skiff.dataplane")
+    ap.add_argument("--home", required=True, type=Path)
+    ap.add_argument("--socket", required=True, type=Path)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--http-port", type=int, required=True)
+    ap.add_argument("--https-port", type=int, required=True)
+    ap.add_argument("--local-gateway-port", type=int, required=True)
+    ap.add_argument("--internal-https-port", type=int, required=True)
+    ap.add_argument("--domain", default="apps.127.0.0.1.sslip.io")
+    ap.add_argument("--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+class _StdinWatch(asyncio.Protocol):
+    """Sets `gone` when the platform's end of the stdin pipe closes."""
+
+    def __init__(self, gone: asyncio.Event) -> None:
+        self.gone = gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone.set()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from skiff.mesh.gateway.proxy import GatewayProxy
+    from skiff.serving.router import Router, router_pki_paths
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    if not sys.stdin.closed:
+        await loop.connect_read_pipe(lambda: _StdinWatch(stop), sys.stdin)
+
+    settings = GatewaySettings(host=args.host, http_port=args.http_port,
+                               https_port=args.https_port,
+                               local_gateway_port=args.local_gateway_port,
+                               internal_https_port=args.internal_https_port, domain=args.domain)
+    pki = router_pki_paths(args.home / "pki")
+    proxy = GatewayProxy(settings, (pki.ingress_cert.read_bytes(), pki.ingress_key.read_bytes()))
+    router = Router(args.host, args.http_port, args.https_port, proxy, pki)
+    try:
+        await proxy.start()
+        await router.start()
+    except OSError as e:
+        await router.stop()
+        await proxy.stop()
+        await channel.say_hello_and_close(args.socket, f"the data plane cannot listen: {e}")
+        return BIND_FAILED
+
+    receiver = codec.ReceiverState()
+
+    def apply(update: codec.Update) -> None:
+        if update.snapshot is not None:
+            proxy.swap(update.snapshot)
+        else:
+            proxy.update_endpoints(update.endpoints)
+
+    client = asyncio.create_task(channel.run_client(args.socket, receiver, apply))
+    await stop.wait()
+    client.cancel()
+    await asyncio.gather(client, return_exceptions=True)
+    await router.stop()
+    await proxy.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format=f"%(asctime)s dataplane[{os.getpid()}] %(name)s %(levelname)s "
+                               "%(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(args))
+    return uvloop.run(serve(args))

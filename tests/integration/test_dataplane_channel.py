@@ -1,0 +1,88 @@
+"""dataplane/channel.py over a real Unix socket, in one event loop: the control plane's
+SnapshotServer and a data plane's run_client. Acks per version; a data plane keeps its last
+snapshot while the control plane is away and resyncs when one returns (even one whose versions
+start again from zero); a frame over the bound drops the connection, not the snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+from skiff.dataplane import codec
+from skiff.dataplane.channel import SnapshotServer, run_client
+from skiff.dataplane.model import RouteTable, Snapshot
+
+DEADLINE = 10.0
+
+
+def snap(header: str, eps: dict[str, tuple[tuple[str, int], ...]] | None = None) -> Snapshot:
+    return Snapshot(header, {}, RouteTable(), RouteTable(), frozenset(), eps or {})
+
+
+async def until(cond: object, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DEADLINE
+    while not cond():  # type: ignore[operator]
+        assert loop.time() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_resync_after_the_control_plane_returns(tmp_path: Path) -> None:
+    path = tmp_path / "dp.sock"
+
+    async def go() -> None:
+        served: list[Snapshot] = []
+        receiver = codec.ReceiverState()
+
+        def apply(u: codec.Update) -> None:
+            served.append(u.snapshot if u.snapshot is not None
+                          else served[-1].with_endpoints(u.endpoints))
+
+        server = SnapshotServer(path)
+        await server.start()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        server.publish(snap("one"))                     # before any data plane: kept
+        client = asyncio.create_task(run_client(path, receiver, apply, retry=0.01))
+        await until(lambda: served and served[-1].server_header == "one", "the first snapshot")
+        v = server.publish_endpoints({"ns/rev": (("127.0.0.1", 1),)})
+        assert await server.wait_acked(v, DEADLINE)
+        assert served[-1].endpoints == {"ns/rev": (("127.0.0.1", 1),)}
+
+        await server.stop()                             # the control plane goes away
+        await asyncio.sleep(0.1)
+        assert served[-1].server_header == "one" and not client.done()
+        kept = receiver.version
+
+        fresh = SnapshotServer(path)                    # a new one, its versions from zero
+        await fresh.start()
+        fresh.publish(snap("two"))
+        await until(lambda: served[-1].server_header == "two", "the resync")
+        assert receiver.version > kept
+        assert await fresh.wait_acked(receiver.version, DEADLINE)
+
+        # a frame over the bound: the connection is dropped, the snapshot stays, and the
+        # data plane reconnects and is sent the current snapshot again
+        conn = fresh.conns[0]
+        conn.writer.write(codec.HEADER.pack(codec.MAX_FRAME + 1))
+        await until(lambda: fresh.conns and fresh.conns[0] is not conn, "a reconnect")
+        assert served[-1].server_header == "two"
+        v = fresh.publish(snap("three"))
+        assert await fresh.wait_acked(v, DEADLINE)
+        assert served[-1].server_header == "three"
+        client.cancel()
+        await asyncio.gather(client, return_exceptions=True)
+        await fresh.stop()
+
+    asyncio.run(go())
+
+
+def test_no_ack_without_a_data_plane(tmp_path: Path) -> None:
+    async def go() -> None:
+        server = SnapshotServer(tmp_path / "dp.sock")
+        await server.start()
+        v = server.publish(snap("one"))
+        assert not await server.wait_acked(v, 0.2)
+        await server.stop()
+    asyncio.run(go())

@@ -1,0 +1,118 @@
+"""The data plane runs in its own process (DESIGN.md), through a real `skiff up`: the router's
+and the gateway's listeners belong to a child of the platform; a kill -9 of that child is
+repaired by the supervisor (a new process, resynced from the control plane); the data plane
+never outlives the platform, whether it stops cleanly or is killed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from skiffproc import Skiff, new_skiff
+
+DOMAIN = "apps.127.0.0.1.sslip.io"
+HOST = f"hello-default.{DOMAIN}"
+
+
+def listener_pid(port: int) -> int | None:
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            return int(c.pid)
+    return None
+
+
+def curl(skiff: Skiff, host: str = HOST) -> str:
+    port = skiff.ports["--http-port"]
+    r = subprocess.run(["curl", "-s", "--max-time", "5", "--resolve", f"{host}:{port}:127.0.0.1",
+                        "-w", " %{http_code}", f"http://{host}:{port}/"],
+                       capture_output=True, text=True, timeout=30)
+    return r.stdout
+
+
+def dataplane_children(pid: int) -> list[psutil.Process]:
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [k for k in kids if "skiff.dataplane" in " ".join(_cmdline(k))]
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return list(p.cmdline())
+    except psutil.Error:
+        return []
+
+
+def gone(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(scope="module")
+def served(skiff: Skiff) -> Skiff:
+    r = skiff.skiff("service", "create", "hello", "--image",
+                    "docker.io/openshift/hello-openshift", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    skiff.wait_for(lambda: curl(skiff).endswith(" 200"), timeout=30, what="hello to answer")
+    return skiff
+
+
+def test_the_listeners_belong_to_a_child_process(served: Skiff) -> None:
+    assert served.proc is not None
+    platform = served.proc.pid
+    dp = dataplane_children(platform)
+    assert len(dp) == 1, dp
+    for flag in ("--http-port", "--https-port", "--local-gateway-port"):
+        assert listener_pid(served.ports[flag]) == dp[0].pid, flag
+    # the API server stays with the platform
+    assert listener_pid(served.api_port) == platform
+
+
+def test_kill_9_of_the_data_plane_is_repaired(served: Skiff) -> None:
+    assert served.proc is not None
+    old = dataplane_children(served.proc.pid)[0].pid
+    psutil.Process(old).send_signal(signal.SIGKILL)
+    platform = served.proc.pid
+    served.wait_for(lambda: (new := dataplane_children(platform))
+                    and new[0].pid != old, timeout=10, what="a new data plane")
+    # the new process gets the current snapshot: the route answers without any change to it
+    served.wait_for(lambda: curl(served).endswith(" 200"), timeout=10,
+                    what="hello to answer again")
+    assert "Hello OpenShift!" in curl(served)
+    # and it takes later changes too
+    r = served.skiff("service", "update", "hello", "-e", "RESPONSE=after the restart", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    served.wait_for(lambda: curl(served).startswith("after the restart"), timeout=30,
+                    what="the new revision through the new data plane")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_no_data_plane_outlives_the_platform(tmp_path: Path, how: str) -> None:
+    s = new_skiff(tmp_path)
+    s.start()
+    try:
+        assert s.proc is not None
+        dp = dataplane_children(s.proc.pid)
+        assert len(dp) == 1
+        if how == "SIGTERM":
+            assert s.stop() == 0
+        else:
+            s.proc.kill()
+            s.proc.wait(10)
+            s.proc = None
+        deadline = time.monotonic() + 10
+        while not gone(dp[0].pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(dp[0].pid), f"data plane {dp[0].pid} still runs after the platform's {how}"
+    finally:
+        if s.proc is not None:
+            s.proc.kill()
+            s.proc.wait(10)
