@@ -32,7 +32,7 @@ CRONJOB_MAX_NAME = 52    # validation.ValidateCronJob: 63 minus the 11 of the jo
 
 
 def _default_pod_template(tmpl: Any) -> None:
-    from skiff.core.apiserver.registry import default_workload  # the Pod defaults, shared
+    from skiff.core.defaults import default_workload  # the Pod defaults, shared
     if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
         tmpl.setdefault("metadata", {})
         default_workload("Pod", tmpl)

@@ -33,14 +33,14 @@ def deployment(replicas: int = 2, image: str = "docker.io/openshift/hello-opensh
 
 def hash_of(d: Obj) -> str:
     # the stored template is defaulted; hash what the reconciler will see
-    from skiff.core.apiserver.registry import default_workload
+    from skiff.core.defaults import default_workload
     d = copy.deepcopy(d)
     default_workload("Deployment", d)
     return template_hash(d["spec"]["template"])
 
 
 def replicaset(d: Obj, rev: int, replicas: int, available: int, uid: str = "rs-uid") -> Obj:
-    from skiff.core.apiserver.registry import default_workload
+    from skiff.core.defaults import default_workload
     d = copy.deepcopy(d)
     default_workload("Deployment", d)
     h = template_hash(d["spec"]["template"])

@@ -23,9 +23,9 @@ from typing import Any, Generic, TypeVar
 
 from skiff.core import bodies, notimplemented, selectors
 from skiff.core.admission import Admission
+from skiff.core.apiserver.strategy import strategy_for
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
 from skiff.core.clock import rfc3339, utcnow
-from skiff.core.corevalidation import VALIDATORS, DecodeError, decode_secret_data
 from skiff.core.kinds import Kind, Kinds
 from skiff.core.patch import (
     PatchError,
@@ -35,7 +35,6 @@ from skiff.core.patch import (
     merge_patch,
     strategic_merge_patch,
 )
-from skiff.core.runtime.status import qos_class
 from skiff.core.store import (
     AlreadyExists,
     Conflict,
@@ -138,9 +137,7 @@ class Registry:
                                     f'metadata.name: Invalid value: "{name}": {problem}' if name
                                     else f"metadata.name: Required value: {problem}"))
             causes += label_causes(meta.get("labels"), "metadata.labels")
-            builtin_rules = VALIDATORS.get(k.kind) if k.builtin else None
-            if builtin_rules is not None:
-                causes += builtin_rules(obj, old)
+            causes += strategy_for(k).validate(obj, old)
             causes += self.admission.run(k.group, k.kind, obj, old)
         if causes:
             raise invalid(k, name, causes)
@@ -312,7 +309,7 @@ class Registry:
         # The uid first, as kube-apiserver fills it in before the strategy runs: a Job's
         # generated selector (core/workloadadmission.py) is made of it.
         meta["uid"] = str(uuid.uuid4())
-        self._default_builtin(k, obj)
+        strategy_for(k).prepare_for_create(obj)
         self._validate(k, obj, None)
         self._check_namespace(k, meta.get("namespace", ""), creating=True)
         meta["creationTimestamp"] = rfc3339(self.clock())
@@ -339,34 +336,6 @@ class Registry:
         if av and av not in k.group_versions():
             raise bad_request(f'the API version in the data ({av}) does not match the expected API '
                               f'version ({k.api_version})')
-
-    def _default_builtin(self, k: Kind, obj: Obj) -> None:
-        if k.builtin and k.kind in ("Deployment", "Pod"):
-            default_workload(k.kind, obj)
-        if k.builtin and k.kind == "Namespace":
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-            obj.setdefault("status", {})["phase"] = "Active"
-            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
-        if k.builtin and k.kind == "Secret":
-            obj.setdefault("type", "Opaque")
-            self._decode_secret(obj)
-            string_data = obj.pop("stringData", None) or {}
-            if string_data and isinstance(string_data, dict):
-                data = obj.setdefault("data", {})
-                for key, val in string_data.items():
-                    data[key] = base64.b64encode(str(val).encode()).decode()
-        if k.builtin and k.kind == "Pod" and "status" not in obj:
-            # What client libraries assert on right after a create (the node fills in the rest).
-            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj)}
-        if k.builtin and k.kind == "Service" and "status" not in obj:
-            obj["status"] = {"loadBalancer": {}}
-
-    @staticmethod
-    def _decode_secret(obj: Obj) -> None:
-        try:
-            decode_secret_data(obj)
-        except DecodeError as e:
-            raise bad_request(str(e)) from None
 
     def update(self, k: Kind, namespace: str, name: str, body: Any, subresource: str = "",
                dry_run: bool = False) -> Obj:
@@ -416,7 +385,7 @@ class Registry:
         return obj
 
     def _commit_update(self, k: Kind, key: str, old: Obj, new: Obj, dry_run: bool) -> Obj:
-        self._default_builtin_update(k, new)
+        strategy_for(k).prepare_for_update(new)
         self._validate(k, new, old)   # runs the admission defaulters too
         # After defaulting, as kube-apiserver: a re-apply that defaulting makes equal is no change.
         if _spec_part(new) != _spec_part(old):
@@ -426,7 +395,7 @@ class Registry:
         old_rv = int(old["metadata"]["resourceVersion"])
         new["metadata"].pop("resourceVersion", None)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") \
-                and not self._held_by_builtin(k, new):
+                and not strategy_for(k).held(new):
             try:
                 return self._out(k, self.store.delete(key, old_rv))
             except Conflict:
@@ -447,20 +416,6 @@ class Registry:
             raise not_found(k, new["metadata"]["name"]) from None
         except TooLarge as e:
             raise too_large(k, new["metadata"]["name"], e) from None
-
-    def _default_builtin_update(self, k: Kind, obj: Obj) -> None:
-        if k.builtin and k.kind in ("Deployment", "Pod"):
-            default_workload(k.kind, obj)
-        if k.builtin and k.kind == "Secret":
-            self._decode_secret(obj)
-            if obj.get("stringData"):
-                self._default_builtin(k, obj)
-
-    def _held_by_builtin(self, k: Kind, obj: Obj) -> bool:
-        """Pods wait for the node to stop them; namespaces wait to be emptied."""
-        if k.builtin and k.kind == "Namespace":
-            return bool((obj.get("spec") or {}).get("finalizers"))
-        return False
 
     def patch(self, k: Kind, namespace: str, name: str, patch_type: str, body: Any,
               subresource: str = "", dry_run: bool = False) -> Obj:
@@ -528,8 +483,9 @@ class Registry:
         if dry_run:
             return self._out(k, old)
         meta = old["metadata"]
-        grace = self._grace(k, old, grace_period_seconds)
-        hold = bool(meta.get("finalizers")) or self._held_by_builtin(k, old) or grace > 0
+        strategy = strategy_for(k)
+        grace = strategy.grace(old, grace_period_seconds)
+        hold = bool(meta.get("finalizers")) or strategy.held(old) or grace > 0
         if propagation == "Orphan":
             self._orphan_dependents(meta["uid"])
         if hold:
@@ -539,9 +495,8 @@ class Registry:
             now = self.clock()
             new["metadata"]["deletionTimestamp"] = rfc3339(now + timedelta(seconds=max(grace, 0)))
             new["metadata"]["deletionGracePeriodSeconds"] = max(grace, 0)
-            if k.builtin and k.kind == "Namespace":
-                new.setdefault("status", {})["phase"] = "Terminating"
-            if not meta.get("finalizers") and not self._held_by_builtin(k, new) and grace <= 0:
+            strategy.on_delete(new)
+            if not meta.get("finalizers") and not strategy.held(new) and grace <= 0:
                 return self._out(k, self.store.delete(key))
             new["metadata"].pop("resourceVersion", None)
             return self._out(k, self.store.update(key, self._stored(k, new)))
@@ -549,18 +504,6 @@ class Registry:
             return self._out(k, self.store.delete(key))
         except NotFound:
             raise not_found(k, name) from None
-
-    def _grace(self, k: Kind, obj: Obj, requested: int | None) -> int:
-        """Graceful deletion applies to pods a node is running (kubelet must stop them first)."""
-        if not (k.builtin and k.kind == "Pod"):
-            return 0
-        spec = obj.get("spec") or {}
-        phase = (obj.get("status") or {}).get("phase")
-        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-            return 0
-        if requested is not None:
-            return requested if requested > 0 else 0
-        return int(spec.get("terminationGracePeriodSeconds", 30))
 
     def _orphan_dependents(self, uid: str) -> None:
         objs, _ = self.store.list("/")
@@ -592,51 +535,6 @@ class _Stream(Generic[T]):
     async def aclose(self) -> None:
         self._w.close()
         await self._events.aclose()
-
-
-def _default_pod_spec(spec: Obj) -> None:
-    """The pod spec defaults kube-apiserver fills in (kubectl shows them in -o yaml)."""
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("securityContext", {})
-    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        if not isinstance(c, dict):
-            continue
-        c.setdefault("terminationMessagePath", "/dev/termination-log")
-        c.setdefault("terminationMessagePolicy", "File")
-        image = str(c.get("image", ""))
-        tag = image.rsplit("/", 1)[-1]
-        latest = "@" not in image and (":" not in tag or tag.endswith(":latest"))
-        c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
-        c.setdefault("resources", {})
-        for p in c.get("ports") or []:
-            if isinstance(p, dict):
-                p.setdefault("protocol", "TCP")
-
-
-def default_workload(kind: str, obj: Obj) -> None:
-    """Defaults for Pods and Deployments, re-applied on every write (as apiserver defaulting is:
-    kubectl's apply patches `$retainKeys` away strategy.rollingUpdate, defaulting restores it)."""
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return
-    if kind == "Pod":
-        _default_pod_spec(spec)
-        return
-    spec.setdefault("replicas", 1)
-    spec.setdefault("revisionHistoryLimit", 10)
-    spec.setdefault("progressDeadlineSeconds", 600)
-    strategy = spec.setdefault("strategy", {})
-    if isinstance(strategy, dict):
-        strategy.setdefault("type", "RollingUpdate")
-        if strategy["type"] == "RollingUpdate":
-            strategy.setdefault("rollingUpdate", {"maxSurge": "25%", "maxUnavailable": "25%"})
-    tmpl = spec.get("template")
-    if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
-        tmpl.setdefault("metadata", {})
-        _default_pod_spec(tmpl["spec"])
 
 
 def parse_bool(v: str | None) -> bool:

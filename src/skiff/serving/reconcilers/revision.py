@@ -26,10 +26,10 @@ import copy
 from typing import Any
 
 from skiff.core import conditions
-from skiff.core.apiserver.registry import default_workload
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Key, Mapper, owned_by
+from skiff.core.defaults import default_workload
 from skiff.core.reconcile import KeySet, differs, get_or_none, write_status
 from skiff.serving import names, resources
 from skiff.serving.config import ConfigHolder, ServingConfig
