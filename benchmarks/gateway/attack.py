@@ -7,7 +7,8 @@ Not part of the test suite. Everything targets 127.0.0.1, and the whole attack p
 
 What runs:
 - a real `skiff up` (temporary home, free loopback ports) serving the Knative service `hello`
-  (hello-openshift): the router, the gateway and the API server in one process, as users run it;
+  (hello-openshift), as users run it: the API server and controllers in the platform process,
+  the router and the gateway in the data-plane process it supervises (python -m skiff.dataplane);
 - the normal client: a fixed-rate open loop (~200 requests/s over 4 keep-alive connections,
   run.py's client) through the router's HTTP port; and an API client: GET of one ConfigMap at
   ~50/s over one keep-alive HTTPS connection with the bearer token;

@@ -108,7 +108,7 @@ def serve_gateway(cfg: dict[str, Any]) -> None:
             endpoints={(NS, REV): (("127.0.0.1", cfg["backend"]),)},
             knative_servings=[{"spec": {"ingress": {"istio": {"enabled": True}}}}],
             settings=settings, default_cert=(cert, key)))
-        proxy.swap(snap)
+        proxy.swap(snap.dataplane())
         pki = RouterPKI(Path(cfg["ca"]), Path(cfg["cert"]), Path(cfg["key"]), Path(cfg["cert"]),
                         Path(cfg["key"]))
         router = Router("127.0.0.1", cfg["http"], cfg["https"], proxy, pki)

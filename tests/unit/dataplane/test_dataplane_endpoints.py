@@ -149,13 +149,20 @@ def test_a_pod_change_publishes_endpoints_only() -> None:
         await c.compile_and_apply()
     asyncio.run(go())
     assert [k for k, _ in pub.sent] == ["snapshot"] and c.compiles == 1
-    c.pods.items[("default", "b")] = pod("b", "hello-00002", 32001)
+    assert c.pods.apply("ADDED", pod("b", "hello-00002", 32001))
     assert c.apply_endpoints() == 1
-    c.pods.items[("default", "a")] = pod("a", "hello-00001", 31001, ready=False)
+    assert c.pods.apply("MODIFIED", pod("a", "hello-00001", 31001, ready=False))
     assert c.apply_endpoints() == 1
+    assert not c.pods.apply("MODIFIED", pod("a", "hello-00001", 31001, ready=False))
     assert c.apply_endpoints() == 0                     # nothing changed: nothing sent
+    assert c.pods.apply("ADDED", pod("c", "hello-00002", 32002))
+    assert c.pods.apply("DELETED", pod("b", "hello-00002", 32001))
+    assert c.apply_endpoints() == 1
+    c.pods.touched = None                               # a relist: everything looked at
+    assert c.apply_endpoints() == 0
     assert pub.sent[1:] == [("endpoints", {TWO: (("127.0.0.1", 32001),)}),
-                            ("endpoints", {ONE: ()})]
+                            ("endpoints", {ONE: ()}),
+                            ("endpoints", {TWO: (("127.0.0.1", 32002),)})]
     assert c.compiles == 1
 
 

@@ -50,9 +50,10 @@ from skiff.mesh.gateway.snapshot import (
     IngressStatus,
     Inputs,
     Snapshot,
-    cluster_endpoints,
+    cluster_name,
     compile_snapshot,
     endpoints_from_pods,
+    pod_endpoint,
 )
 
 log = logging.getLogger("skiff.gateway.controller")
@@ -117,8 +118,32 @@ class Informer:
         self.fingerprint = fingerprint
         self.on_change = on_change
         self.items: dict[Key, Obj] = {}
+        # keys changed since the owner last took them (take_touched); None: all (a relist)
+        self.touched: set[Key] | None = set()
         self.synced = asyncio.Event()
         self.available = False
+
+    def apply(self, ev_type: str, obj: Obj) -> bool:
+        """One watch event into the cache; whether it matters (its fingerprint changed)."""
+        k = self.key(obj)
+        old = self.items.get(k)
+        if ev_type == "DELETED":
+            if self.items.pop(k, None) is None:
+                return False
+        else:
+            self.items[k] = obj
+            if old is not None and self.fingerprint(old) == self.fingerprint(obj):
+                return False
+        self._touch(k)
+        return True
+
+    def _touch(self, k: Key) -> None:
+        if self.touched is not None:
+            self.touched.add(k)
+
+    def take_touched(self) -> set[Key] | None:
+        t, self.touched = self.touched, set()
+        return t
 
     @staticmethod
     def key(o: Obj) -> Key:
@@ -136,20 +161,14 @@ class Informer:
                 self.items = new
                 self.synced.set()
                 if changed:
+                    self.touched = None
                     self.on_change()
                 async for ev in self.client.watch(self.ref, self.namespace, rv):
                     if ev.type == "ERROR":
                         break
                     if ev.type not in ("ADDED", "MODIFIED", "DELETED"):
                         continue
-                    k = self.key(ev.object)
-                    old = self.items.get(k)
-                    if ev.type == "DELETED":
-                        if self.items.pop(k, None) is not None:
-                            self.on_change()
-                        continue
-                    self.items[k] = ev.object
-                    if old is None or self.fingerprint(old) != self.fingerprint(ev.object):
+                    if self.apply(ev.type, ev.object):
                         self.on_change()
             except asyncio.CancelledError:
                 raise
@@ -158,6 +177,7 @@ class Informer:
                     # the kind is not served (yet): nothing to see, look again later
                     if self.available or self.items:
                         self.items = {}
+                        self.touched = None
                         self.on_change()
                     self.available = False
                     self.synced.set()
@@ -239,6 +259,9 @@ class GatewayController:
         self.endpoint_updates = 0
         self.snapshot: Snapshot | None = None
         self.endpoints: dict[str, tuple[model.Endpoint, ...]] = {}
+        # the endpoints index: each pod's (cluster, endpoint), and each cluster's members
+        self._pod_endpoint: dict[Key, tuple[str, model.Endpoint]] = {}
+        self._members: dict[str, dict[Key, model.Endpoint]] = {}
         self._routes_dirty = False
         self._endpoints_dirty = False
         self._status_pending: int | None = None     # the version whose status awaits its ack
@@ -330,6 +353,8 @@ class GatewayController:
 
     async def compile_and_apply(self) -> None:
         self._routes_dirty = self._endpoints_dirty = False
+        self.pods.take_touched()
+        self._index_all_pods()
         snap = compile_snapshot(self.inputs())
         self.endpoints = dict(snap.endpoints)
         version = self.publisher.publish(snap.dataplane())
@@ -351,12 +376,55 @@ class GatewayController:
             loop = asyncio.get_running_loop()
             loop.call_later(0.2, self.changed)
 
+    def _index_all_pods(self) -> None:
+        self._pod_endpoint.clear()
+        self._members.clear()
+        for k in self.pods.items:
+            self._index_pod(k)
+
+    def _index_pod(self, k: Key) -> set[str]:
+        """Re-index one pod; the clusters whose members changed."""
+        pod = self.pods.items.get(k)
+        pe = pod_endpoint(pod) if pod is not None else None
+        new = (cluster_name(*pe[0]), pe[1]) if pe is not None else None
+        old = self._pod_endpoint.get(k)
+        if new == old:
+            return set()
+        touched = set()
+        if old is not None:
+            members = self._members.get(old[0], {})
+            members.pop(k, None)
+            if not members:
+                self._members.pop(old[0], None)
+            del self._pod_endpoint[k]
+            touched.add(old[0])
+        if new is not None:
+            self._members.setdefault(new[0], {})[k] = new[1]
+            self._pod_endpoint[k] = new
+            touched.add(new[0])
+        return touched
+
     def apply_endpoints(self) -> int:
-        """Publish the clusters whose endpoints changed; how many."""
+        """Publish the clusters whose endpoints changed; how many. Only the pods the watch
+        touched are looked at (all of them after a relist)."""
         self._endpoints_dirty = False
-        new = cluster_endpoints(endpoints_from_pods(self.pods.items.values()))
-        changes = model.endpoint_changes(self.endpoints, new)
-        self.endpoints = new
+        keys = self.pods.take_touched()
+        if keys is None:
+            self._index_all_pods()
+            clusters = set(self._members) | set(self.endpoints)
+        else:
+            clusters = set()
+            for k in keys:
+                clusters |= self._index_pod(k)
+        changes: dict[str, tuple[model.Endpoint, ...]] = {}
+        for c in clusters:
+            eps = tuple(sorted(set(self._members.get(c, {}).values())))
+            if eps != self.endpoints.get(c, ()):
+                changes[c] = eps
+                if eps:
+                    self.endpoints[c] = eps
+                else:
+                    self.endpoints.pop(c, None)
         if changes:
             self.publisher.publish_endpoints(changes)
             self.endpoint_updates += 1

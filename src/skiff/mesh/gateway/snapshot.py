@@ -194,23 +194,28 @@ def gateway_host(h: str) -> str:
 # --- endpoints -------------------------------------------------------------------------
 
 
+def pod_endpoint(p: Obj) -> tuple[NsName, Endpoint] | None:
+    """((namespace, revision), endpoint) of a Ready pod with a skiff.dev/port, not deleting."""
+    m = p.get("metadata") or {}
+    rev = (m.get("labels") or {}).get(REVISION_LABEL)
+    port = (m.get("annotations") or {}).get(PORT_ANNOTATION)
+    if not rev or not port or m.get("deletionTimestamp") or not _pod_ready(p):
+        return None
+    try:
+        ep = ((p.get("status") or {}).get("podIP") or "127.0.0.1", int(port))
+    except ValueError:
+        return None
+    return (str(m.get("namespace", "")), str(rev)), ep
+
+
 def endpoints_from_pods(pods: Iterable[Obj]) -> dict[NsName, tuple[Endpoint, ...]]:
-    """Ready endpoints per (namespace, revision): Ready pods with a skiff.dev/port, not deleting."""
-    out: dict[NsName, list[Endpoint]] = {}
+    """Ready endpoints per (namespace, revision) (pod_endpoint), each set sorted."""
+    out: dict[NsName, set[Endpoint]] = {}
     for p in pods:
-        m = p.get("metadata") or {}
-        rev = (m.get("labels") or {}).get(REVISION_LABEL)
-        port = (m.get("annotations") or {}).get(PORT_ANNOTATION)
-        if not rev or not port or m.get("deletionTimestamp"):
-            continue
-        if not _pod_ready(p):
-            continue
-        try:
-            ep = ((p.get("status") or {}).get("podIP") or "127.0.0.1", int(port))
-        except ValueError:
-            continue
-        out.setdefault((m.get("namespace", ""), rev), []).append(ep)
-    return {k: tuple(sorted(set(v))) for k, v in out.items()}
+        pe = pod_endpoint(p)
+        if pe is not None:
+            out.setdefault(pe[0], set()).add(pe[1])
+    return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
 def _pod_ready(p: Obj) -> bool:
