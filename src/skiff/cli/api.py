@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlparse
 
 import yaml
 
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 
 class ApiFailure(Exception):

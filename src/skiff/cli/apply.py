@@ -22,7 +22,6 @@ import yaml
 
 from skiff.cli.api import Api, ApiFailure
 
-Obj = dict[str, Any]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLACEHOLDER = re.compile(r"<[A-Za-z][A-Za-z0-9_ -]*>")
 _CALLOUT_LIST = re.compile(r"^\d{1,2} - ")

@@ -29,10 +29,11 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import ClassVar
 
-Obj = dict[str, Any]
+from skiff.core.client import Obj
+from skiff.core.clock import human_duration, parse_time, rfc3339, short_human_duration
 
 API_VERSION = "serving.knative.dev/v1"
 AUTOSCALING = "autoscaling.knative.dev"
@@ -649,10 +650,6 @@ def is_base_revision(service: Obj, revision: Obj, by_template_name: bool) -> boo
 
 
 # --- apply ----------------------------------------------------------------------------
-def rfc3339(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _scale_range(spec: str) -> tuple[int | None, int | None]:
     if ".." in spec:
         parts = spec.split("..")
@@ -1085,70 +1082,11 @@ def done_message(name: str, verb: str, revision: str, url: str, before: str = ""
 
 
 # --- presentation (kn's printers) --------------------------------------------------------------
-def parse_time(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-
-
-def human_duration(seconds: float) -> str:
-    """k8s duration.HumanDuration (kn list's AGE)."""
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    s = int(seconds)
-    if s < 60 * 2:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        return f"{minutes}m" if s % 60 == 0 else f"{minutes}m{s % 60}s"
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = s // 3600
-    if hours < 8:
-        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        days = hours // 24 % 365
-        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
-    return f"{hours // 24 // 365}y"
-
-
-def short_human_duration(seconds: float) -> str:
-    """k8s duration.ShortHumanDuration (kn describe's ages)."""
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h"
-    if s < 86400 * 365:
-        return f"{s // 86400}d"
-    return f"{s // (86400 * 365)}y"
-
-
 def age(timestamp: str, now: datetime, short: bool = False) -> str:
     t = parse_time(timestamp)
     if t is None:
         return ""
-    delta = (now - t).total_seconds()
+    delta = now - t
     return short_human_duration(delta) if short else human_duration(delta)
 
 

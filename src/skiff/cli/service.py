@@ -31,8 +31,7 @@ from rich.markup import escape
 from skiff.cli import knflags
 from skiff.cli.api import Api, ApiFailure, NoServer, kubeconfig_path
 from skiff.cli.knflags import EditFlags, KnError, TrafficFlags
-
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 service_app = typer.Typer(no_args_is_help=True, help="Manage Knative services (kn service).")
 out = Console(highlight=False)

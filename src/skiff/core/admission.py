@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from skiff.core.client import Obj
 from skiff.core.validation import Cause
 
-Obj = dict[str, Any]
 Defaulter = Callable[[Obj, Obj | None], None]          # mutates obj in place
 Validator = Callable[[Obj, Obj | None], list[Cause]]   # (new, old) -> causes
 

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from skiff.core.bodies import shown
+from skiff.core.client import Obj
 from skiff.core.validation import Cause
-
-Obj = dict[str, Any]
 
 MAX_SECRET_SIZE = 1024 * 1024   # core.MaxSecretSize; ConfigMaps share it
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")

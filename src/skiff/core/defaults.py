@@ -13,11 +13,9 @@ workload admission).
 from __future__ import annotations
 
 import base64
-from typing import Any
 
+from skiff.core.client import Obj
 from skiff.core.runtime.status import qos_class
-
-Obj = dict[str, Any]
 
 
 def _default_pod_spec(spec: Obj) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from skiff.core.client import Obj
 from skiff.core.kinds import Kind
 
-Obj = dict[str, Any]
 GPU = "nvidia.com/gpu"
 GPU_WARNING = f"{GPU} is not scheduled yet: the pod runs, but no GPU is assigned to it"
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from skiff.core.client import Obj
+from skiff.core.clock import human_age, human_duration, parse_time
 from skiff.core.kinds import Kind, PrinterColumn
 
 __all__ = [
@@ -33,66 +35,8 @@ __all__ = [
 ]
 
 Row = list[Any]
-Obj = dict[str, Any]
 
 # --- durations (k8s.io/apimachinery/pkg/util/duration) --------------------------
-
-
-def _go_seconds(d: timedelta) -> int:
-    """int(d.Seconds()) in Go: truncation toward zero."""
-    us = (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
-    return us // 1_000_000 if us >= 0 else -((-us) // 1_000_000)
-
-
-def human_duration(d: timedelta) -> str:
-    """duration.HumanDuration: ~2-3 significant figures ("5m3s", "3h", "2y45d")."""
-    seconds = _go_seconds(d)
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 60 * 2:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 10:
-        s = seconds % 60
-        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = seconds // 3600
-    if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
-    return f"{hours // 24 // 365}y"
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
-def human_age(then: datetime, now: datetime) -> str:
-    """How long ago `then` was, as kubectl's AGE column prints it."""
-    return human_duration(_aware(now) - _aware(then))
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp (metav1.Time or MicroTime) or None if absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return _aware(datetime.fromisoformat(value))
-    except ValueError:
-        return None
 
 
 def translate_timestamp(value: Any, now: datetime) -> str:

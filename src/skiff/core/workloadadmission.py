@@ -19,10 +19,9 @@ import zoneinfo
 from typing import Any
 
 from skiff.core.admission import Admission
+from skiff.core.client import Obj
 from skiff.core.selectors import from_label_selector_object
 from skiff.core.validation import Cause
-
-Obj = dict[str, Any]
 
 CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"

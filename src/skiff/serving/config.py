@@ -31,11 +31,10 @@ from typing import Any
 
 import yaml
 
+from skiff.core.client import Obj
 from skiff.core.validation import Cause, dns1123_subdomain
 from skiff.serving import domains
 from skiff.serving.names import ISTIO_INGRESS_CLASS, KOURIER_INGRESS_CLASS
-
-Obj = dict[str, Any]
 
 KNATIVE_SERVING_NAMESPACE = "knative-serving"
 EXAMPLE_KEY = "_example"

@@ -24,8 +24,8 @@ exists and write the difference).
 from __future__ import annotations
 
 import copy
-from typing import Any
 
+from skiff.core.client import Obj
 from skiff.serving import domains, names
 from skiff.serving.config import ServingConfig
 from skiff.serving.names import (
@@ -57,8 +57,6 @@ from skiff.serving.names import (
     VISIBILITY_EXTERNAL_IP,
 )
 from skiff.serving.traffic import DEFAULT_TARGET, RevisionTarget, TrafficConfig
-
-Obj = dict[str, Any]
 
 
 def controller_ref(owner: Obj) -> Obj:

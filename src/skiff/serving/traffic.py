@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+from skiff.core.client import Obj
 from skiff.core.validation import dns1035_label
 from skiff.serving import apis, domains
 from skiff.serving.apis import FieldError
@@ -33,7 +33,6 @@ from skiff.serving.names import (
     VISIBILITY_EXTERNAL_IP,
 )
 
-Obj = dict[str, Any]
 DEFAULT_TARGET = ""
 
 _QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")

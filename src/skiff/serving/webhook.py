@@ -26,6 +26,7 @@ import copy
 import json
 from typing import Any
 
+from skiff.core.client import Obj
 from skiff.core.validation import Cause, dns1035_label
 from skiff.serving import apis, names, traffic
 from skiff.serving.apis import FieldError
@@ -42,7 +43,6 @@ from skiff.serving.names import (
     VISIBILITY_LABEL,
 )
 
-Obj = dict[str, Any]
 _MAX_INT32 = 2147483647
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from skiff.core import printers
 from skiff.core.builtin_kinds import KINDS
+from skiff.core.clock import human_age
 from skiff.core.kinds import Kind, kinds_from_crd
-from skiff.core.printers import human_age, pod_status_reason, table
+from skiff.core.printers import pod_status_reason, table
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

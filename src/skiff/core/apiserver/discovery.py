@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
+from skiff.core.client import Obj
 from skiff.core.kinds import Kind, Kinds
-
-Obj = dict[str, Any]
 
 AGGREGATED_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 VERSION = {

@@ -14,9 +14,7 @@ Strategy, which does nothing. Neighbours: registry.py, core/defaults.py
 
 from __future__ import annotations
 
-from typing import Any
-
-from skiff.core.client import ApiError
+from skiff.core.client import ApiError, Obj
 from skiff.core.corevalidation import (
     DecodeError,
     decode_secret_data,
@@ -31,8 +29,6 @@ from skiff.core.defaults import (
 )
 from skiff.core.kinds import Kind
 from skiff.core.validation import Cause
-
-Obj = dict[str, Any]
 
 
 class Strategy:

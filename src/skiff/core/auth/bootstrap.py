@@ -18,11 +18,9 @@ edit and view).
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from skiff.core.auth.rbac import GROUP, aggregated_rules
-
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 READ = ["get", "list", "watch"]
 WRITE = ["create", "delete", "deletecollection", "patch", "update"]

@@ -29,11 +29,9 @@ from skiff.core.auth import rbac, reviews, tokens
 from skiff.core.auth.kinds import AUTHN, AUTHZ
 from skiff.core.auth.rbac import Attributes, Decision, Policy, UserInfo
 from skiff.core.auth.requestinfo import request_attributes
-from skiff.core.client import ApiError
+from skiff.core.client import ApiError, Obj
 from skiff.core.clock import utcnow
 from skiff.core.home import write_private
-
-Obj = dict[str, Any]
 
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"

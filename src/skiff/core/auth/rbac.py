@@ -22,10 +22,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skiff.core.client import ApiError
+from skiff.core.client import ApiError, Obj
 from skiff.core.selectors import SelectorError, from_label_selector_object
-
-Obj = dict[str, Any]
 
 GROUP = "rbac.authorization.k8s.io"
 SA_PREFIX = "system:serviceaccount:"

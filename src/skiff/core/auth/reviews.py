@@ -18,10 +18,9 @@ from typing import Any
 
 from skiff.core.auth import rbac, tokens
 from skiff.core.auth.rbac import Attributes, Decision, UserInfo
-from skiff.core.client import ApiError
+from skiff.core.client import ApiError, Obj
 from skiff.core.clock import rfc3339
 
-Obj = dict[str, Any]
 Authorize = Callable[[Attributes], Decision]
 
 AUTHZ_V1 = "authorization.k8s.io/v1"

@@ -24,9 +24,8 @@ from datetime import timedelta
 from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
-from skiff.core.clock import rfc3339, utcnow
+from skiff.core.clock import parse_time, rfc3339, utcnow
 from skiff.core.controller import Mapper, owned_by
-from skiff.core.printers import parse_time
 from skiff.core.reconcilers.podutil import is_active, revision_hash
 from skiff.core.reconcilers.replicaset import (
     BURST_REPLICAS,  # noqa: F401 - re-exported: the cap is the ReplicaSet controller's

@@ -14,9 +14,8 @@ finishes, its slot goes to the next waiting pod.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 DEFAULT_MAX_PODS = 110          # kubelet's --max-pods default
 SCHEDULER = "default-scheduler"

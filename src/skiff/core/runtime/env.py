@@ -19,9 +19,8 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _LABEL_PATH = re.compile(r"^metadata\.(labels|annotations)\['([^']*)'\]$")

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.clock import rfc3339
 from skiff.core.runtime import capacity, logread, logs, process
 from skiff.core.runtime.backoff import BackoffPolicy
 from skiff.core.runtime.execsession import ExecSession
@@ -36,7 +37,7 @@ from skiff.core.runtime.forkserver import ForkServer
 from skiff.core.runtime.images import HELLO_OPENSHIFT_MODULE
 from skiff.core.runtime.images.local import LocalImages
 from skiff.core.runtime.pod import POD, ContainerRun, NodeContext, PodWorker
-from skiff.core.runtime.status import Waiting, rfc3339, terminal
+from skiff.core.runtime.status import Waiting, terminal
 
 log = logging.getLogger("skiff.runtime")
 

@@ -19,11 +19,9 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from skiff.core.client import ApiError, Client, Ref
+from skiff.core.client import ApiError, Client, Obj, Ref
 
-Obj = dict[str, Any]
 NODE = Ref("v1", "Node")
 KUBELET_VERSION = "v1.32.0"   # the API skiff serves, as `kubectl version` shows it
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",

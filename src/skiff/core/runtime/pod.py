@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.clock import parse_time
 from skiff.core.runtime import backoff, env, images, logs, ports, prober, probes, process
 from skiff.core.runtime.execsession import ExecSession
 from skiff.core.runtime.images.local import LocalImages
@@ -53,15 +54,6 @@ ERR_IMAGE_PULL_SHOWN = 1.0      # seconds ErrImagePull shows before ImagePullBac
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass

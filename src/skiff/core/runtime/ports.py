@@ -13,9 +13,8 @@ host ports (process.py's PortAllocator) from the keys planned here.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 PORT_ANNOTATION = "skiff.dev/port"
 PORTS_ANNOTATION = "skiff.dev/ports"

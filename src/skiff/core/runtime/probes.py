@@ -12,11 +12,11 @@ runs the checks and the ticker; pod.py acts on the results.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from skiff.core.client import Obj
 from skiff.core.runtime import ports
 
-Obj = dict[str, Any]
 ProbeKind = Literal["tcp", "http", "exec", "grpc"]
 AGGRESSIVE_PERIOD = 0.05
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
+from skiff.core.client import Obj
+from skiff.core.clock import rfc3339
 from skiff.core.runtime.env import quantity
-
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -64,10 +63,6 @@ class PodObs:
     start_time: datetime | None = None
     host_ip: str = "127.0.0.1"
     pod_ip: str = "127.0.0.1"
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def exit_reason(exit_code: int) -> str:

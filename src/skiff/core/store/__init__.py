@@ -14,9 +14,9 @@ import builtins
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-Obj = dict[str, Any]
+from skiff.core.client import Obj
 
 
 class StoreError(Exception):

@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from skiff.core.bodies import MAX_OBJECT  # bytes of JSON per object, as etcd's request limit
+from skiff.core.client import Obj
 from skiff.core.home import make_private_dir, private_file
-from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, Obj, TooLarge, TooOld
+from skiff.core.store import AlreadyExists, Conflict, Event, NotFound, TooLarge, TooOld
 
 HISTORY = 20000          # events kept for watch resumption
 SMALL_EVENT = 4096       # history keeps longer event text zlib-compressed (CRDs shrink about 9x)
