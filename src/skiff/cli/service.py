@@ -28,7 +28,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from skiff.cli import knflags
+from skiff.cli import knflags, knprint, kntraffic
 from skiff.cli.api import Api, ApiFailure, NoServer, kubeconfig_path
 from skiff.cli.knflags import EditFlags, KnError, TrafficFlags
 from skiff.core.client import Obj
@@ -122,7 +122,7 @@ class Progress:
             self._status = None
 
     def message(self, elapsed: float, text: str) -> None:
-        say(knflags.progress_line(elapsed, text, self.previous))
+        say(knprint.progress_line(elapsed, text, self.previous))
         self.previous = text
         if self._status is not None:
             self._status.update(f"{self.what}: {escape(text)}")
@@ -141,7 +141,7 @@ def wait_ready(api: Api, namespace: str, name: str, resource_version: str,
 
         def handle(event_type: str, obj: Obj) -> bool:
             nonlocal error_at, error_text
-            seen = knflags.observe_ready(event_type, obj)
+            seen = knprint.observe_ready(event_type, obj)
             if seen.state == "ready":
                 return True
             if seen.state == "failed" and error_at is None:
@@ -198,7 +198,7 @@ def show_url(api: Api, namespace: str, name: str, verb: str, before: str = "") -
         raise KnError(f"cannot fetch service '{name}' in namespace '{namespace}' for extracting the URL: "
                       f"{e.status.get('message', e)}") from None
     status = svc.get("status") or {}
-    say(knflags.done_message(name, verb, str(status.get("latestReadyRevisionName", "")),
+    say(knprint.done_message(name, verb, str(status.get("latestReadyRevisionName", "")),
                              str(status.get("url", "")), before))
 
 
@@ -469,7 +469,7 @@ def update(
             new = knflags.apply_edits(svc, flags, now=utcnow(), base_revision=base,
                                       random=knflags.random_consonants(_rng), command="update")
             if tf.changed():
-                targets = knflags.compute_traffic(svc, tf, knflags.active_revisions(svc),
+                targets = kntraffic.compute_traffic(svc, tf, kntraffic.active_revisions(svc),
                                                   flags.any_mutation())
                 if targets:
                     new["spec"]["traffic"] = targets
@@ -577,7 +577,7 @@ def list_(
         if output:
             dump(result, output)
             return
-        for line in knflags.list_lines(items, utcnow(), all_namespaces, headers=not no_headers):
+        for line in knprint.list_lines(items, utcnow(), all_namespaces, headers=not no_headers):
             say(line)
 
 
@@ -603,5 +603,5 @@ def describe(
         revs = api.request("GET", revisions_path(ns),
                            query={"labelSelector": f"{knflags.SERVICE_LABEL}={name}"}).get("items") or []
         by_name = {r["metadata"]["name"]: r for r in revs}
-        for line in knflags.describe_lines(svc, by_name, utcnow(), verbose):
+        for line in knprint.describe_lines(svc, by_name, utcnow(), verbose):
             say(line)

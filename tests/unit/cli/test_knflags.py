@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from skiff.cli import knflags as k
-from skiff.cli.knflags import ActiveRevision, EditFlags, KnError, TrafficFlags
+from skiff.cli import kntraffic as kt
+from skiff.cli.knflags import EditFlags, KnError, TrafficFlags
+from skiff.cli.kntraffic import ActiveRevision
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 STAMP = "2024-05-01T12:00:00Z"
@@ -438,7 +440,7 @@ def with_traffic(targets: list[Obj]) -> Obj:
 
 
 def traffic(svc: Obj, mutation: bool = False, **kw: list[str]) -> list[Obj]:
-    return k.compute_traffic(svc, TrafficFlags(**kw), k.active_revisions(svc), mutation)
+    return kt.compute_traffic(svc, TrafficFlags(**kw), kt.active_revisions(svc), mutation)
 
 
 TRAFFIC_CASES: list[tuple[str, Obj, dict[str, list[str]], bool, list[Obj]]] = [
@@ -525,7 +527,7 @@ def test_traffic_errors(svc: Obj, flags: dict[str, list[str]], mutation: bool, m
 
 
 def test_active_revisions_come_from_status_traffic() -> None:
-    assert k.active_revisions(two_revisions()) == [ActiveRevision("hello-00001"),
+    assert kt.active_revisions(two_revisions()) == [ActiveRevision("hello-00001"),
                                                    ActiveRevision("hello-00002", ("current",))]
 
 
