@@ -28,6 +28,7 @@ import h2.settings
 import httptools
 import pytest
 
+from rawhttp import read_response
 from skiff.core.proxy.h2 import H2ServerProtocol
 from skiff.core.proxy.http1 import Forward, ProxyConfig, RequestHead, UpstreamPool, h1_factory
 from skiff.core.proxy.limits import Limits
@@ -215,26 +216,6 @@ def connect(port: int) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
-
-
-def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response (Content-Length framed) from a blocking socket."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a response head: {buf!r}")
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:])}
-    n = int(headers.get("content-length", "0"))
-    while len(body) < n:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside a response body")
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
 
 
 def closed_by_peer(s: socket.socket, deadline: float = DEADLINE) -> bool:

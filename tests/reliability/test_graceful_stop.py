@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rawhttp import read_response
 from skiffproc import new_skiff
 
 DOMAIN = "apps.127.0.0.1.sslip.io"
@@ -35,25 +36,6 @@ class Tally:
     ok_after_term: int = 0
     refused: int = 0                    # connect() refused: the listener was closed
     errors: list[str] = field(default_factory=list)
-
-
-def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a response head ({len(buf)} bytes)")
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:])}
-    n = int(headers.get("content-length", "0"))
-    while len(body) < n:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside a response body")
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
 
 
 def client(port: int, tally: Tally, lock: threading.Lock, termed: threading.Event) -> None:

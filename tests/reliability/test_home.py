@@ -12,31 +12,17 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from skiffproc import Skiff, free_port, new_skiff
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
-    s = new_skiff(tmp_path_factory.mktemp("home"))
-    s.start()
-    try:
-        yield s
-    finally:
-        if s.proc is not None:
-            s.stop()
 
 
 def _mode(p: Path) -> int:
     return stat.S_IMODE(p.lstat().st_mode)
 
 
-def test_a_second_up_on_the_same_home_exits_naming_the_holder(shared: Skiff) -> None:
-    s = shared
+def test_a_second_up_on_the_same_home_exits_naming_the_holder(skiff: Skiff) -> None:
+    s = skiff
     assert s.proc is not None
     s.kubectl("run", "keeper", "--image=docker.io/openshift/hello-openshift")
     s.wait_for(lambda: s.kubectl("get", "pod", "keeper", "-o",
@@ -58,8 +44,8 @@ def test_a_second_up_on_the_same_home_exits_naming_the_holder(shared: Skiff) -> 
     assert "Hello OpenShift" in out
 
 
-def test_every_file_in_the_home_is_private(shared: Skiff) -> None:
-    s = shared
+def test_every_file_in_the_home_is_private(skiff: Skiff) -> None:
+    s = skiff
     s.kubectl("create", "secret", "generic", "wildcard", "--from-literal=tls.key=very-secret")
     s.kubectl("logs", "keeper")   # the pod's log exists by now
     assert _mode(s.home) == 0o700
