@@ -210,6 +210,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--api-rate", type=float, default=50.0)
     ap.add_argument("--loris", type=int, default=200)
+    ap.add_argument("--dataplane-workers", type=int, default=1,
+                    help="skiff up --dataplane-workers (data-plane processes, SO_REUSEPORT)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--attacker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -226,6 +228,7 @@ def main() -> int:
     for k, v in ports.items():
         if k.startswith("--"):
             cmd += [k, str(v)]
+    cmd += ["--dataplane-workers", str(args.dataplane_workers)]
     procs: list[subprocess.Popen[bytes]] = []
     up = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(tmp / "up.log").open("wb"),
                           env=env)

@@ -79,6 +79,7 @@ class Settings:
     max_pods: int = 110        # kubelet's --max-pods: pods past it stay Pending (Unschedulable)
     container_log_max_size: int = 10 * 1024 * 1024    # bytes; the kubelet's containerLogMaxSize
     container_log_max_files: int = 5                  # the kubelet's containerLogMaxFiles
+    dataplane_workers: int = 1     # data-plane processes sharing the ingress ports (SO_REUSEPORT)
 
 
 def domain_kinds() -> list[Kind]:

@@ -116,3 +116,35 @@ def test_no_data_plane_outlives_the_platform(tmp_path: Path, how: str) -> None:
         if s.proc is not None:
             s.proc.kill()
             s.proc.wait(10)
+
+
+def test_two_workers_share_the_ports(tmp_path: Path) -> None:
+    """--dataplane-workers 2: two data-plane processes, each listening on every ingress port
+    (SO_REUSEPORT); a Knative service answers through them; both end with the platform."""
+    s = new_skiff(tmp_path)
+    s.extra_args = ["--dataplane-workers", "2"]
+    s.start()
+    try:
+        assert s.proc is not None
+        dp = dataplane_children(s.proc.pid)
+        assert len(dp) == 2, dp
+        pids = {p.pid for p in dp}
+        for flag in ("--http-port", "--https-port", "--local-gateway-port"):
+            port = s.ports[flag]
+            holders = {c.pid for c in psutil.net_connections(kind="tcp")
+                       if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+            assert holders == pids, flag
+        r = s.skiff("service", "create", "hello", "--image", "docker.io/openshift/hello-openshift",
+                    timeout=90)
+        assert r.returncode == 0, r.stdout + r.stderr
+        s.wait_for(lambda: curl(s).endswith(" 200"), timeout=30, what="hello to answer")
+        assert all(curl(s) == "Hello OpenShift!\n 200" for _ in range(10))
+        assert s.stop() == 0
+        deadline = time.monotonic() + 10
+        while not all(gone(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(gone(p) for p in pids)
+    finally:
+        if s.proc is not None:
+            s.proc.kill()
+            s.proc.wait(10)

@@ -77,6 +77,9 @@ def up(
         help="log files kept per container run, the current one included")] = 5,
     max_pods: Annotated[int, typer.Option(envvar="SKIFF_MAX_PODS",
                                           help="pods run at once; the rest stay Pending")] = 110,
+    dataplane_workers: Annotated[int, typer.Option(
+        envvar="SKIFF_DATAPLANE_WORKERS",
+        help="data-plane processes sharing the ingress ports (SO_REUSEPORT)")] = 1,
     example: Annotated[bool, typer.Option("--example/--no-example",
                                           help="apply the getting-started example once ready")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -96,12 +99,15 @@ def up(
              "use a quantity such as 10Mi or 500Ki")
     if container_log_max_files < 2:
         fail(f"--container-log-max-files {container_log_max_files} is too small", "use 2 or more")
+    if not 1 <= dataplane_workers <= 64:
+        fail(f"--dataplane-workers {dataplane_workers} is out of range", "use 1..64")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings(home=_home(home), api_port=api_port, http_port=http_port, https_port=https_port,
                         local_gateway_port=local_gateway_port, domain=domain, max_pods=max_pods,
                         container_log_max_size=log_max_size or 0,
-                        container_log_max_files=container_log_max_files)
+                        container_log_max_files=container_log_max_files,
+                        dataplane_workers=dataplane_workers)
     t0 = time.monotonic()
     status = err.status("starting skiff", spinner="dots") if sys.stderr.isatty() else contextlib.nullcontext()
 

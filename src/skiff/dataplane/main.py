@@ -11,6 +11,11 @@ tells the platform it listens (or why it could not bind: exit code 3), and
 snapshots and endpoint updates arrive over the same connection. It never
 reads the store.
 
+With --reuse-port, several such processes (workers, `skiff up
+--dataplane-workers N`) bind the same ports with SO_REUSEPORT and the kernel
+spreads connections over them; each gets the same snapshots and keeps its own
+split counters (each worker's share is exact, so the sum is within a period).
+
 Lifetime: it dies with the platform. The supervisor sets SIGKILL as its
 parent-death signal, and an EOF on stdin (the platform's pipe; the platform
 closes it, or the kernel does when the platform dies) stops it like SIGTERM
@@ -47,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--local-gateway-port", type=int, required=True)
     ap.add_argument("--internal-https-port", type=int, required=True)
     ap.add_argument("--domain", default="apps.127.0.0.1.sslip.io")
+    ap.add_argument("--reuse-port", action="store_true",
+                    help="SO_REUSEPORT on every listener: one of several workers")
     ap.add_argument("--verbose", action="store_true")
     return ap.parse_args(argv)
 
@@ -77,8 +84,10 @@ async def serve(args: argparse.Namespace) -> int:
                                local_gateway_port=args.local_gateway_port,
                                internal_https_port=args.internal_https_port, domain=args.domain)
     pki = router_pki_paths(args.home / "pki")
-    proxy = GatewayProxy(settings, (pki.ingress_cert.read_bytes(), pki.ingress_key.read_bytes()))
-    router = Router(args.host, args.http_port, args.https_port, proxy, pki)
+    proxy = GatewayProxy(settings, (pki.ingress_cert.read_bytes(), pki.ingress_key.read_bytes()),
+                         reuse_port=args.reuse_port)
+    router = Router(args.host, args.http_port, args.https_port, proxy, pki,
+                    reuse_port=args.reuse_port)
     try:
         await proxy.start()
         await router.start()

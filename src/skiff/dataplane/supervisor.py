@@ -5,8 +5,9 @@ with asyncio's subprocess API, in a session of its own (a terminal's Ctrl-C
 goes to the platform, which then stops the data plane gracefully), stdin a
 pipe from the platform, stderr the platform's own, SIGKILL as its
 parent-death signal (core/runtime/process.py's die_with_parent(), set in the
-child before exec), and its pid recorded in <home>/dataplane.pid so that a
-later start can sweep one a crash left. start() returns once the data plane's
+child before exec), and its pid recorded in <home>/dataplane.pid (dataplane-N.pid for
+worker N) so that a later start can sweep one a crash left. With several
+workers (--dataplane-workers) each is such a process, with --reuse-port. start() returns once the data plane's
 hello has come over the snapshot channel, which it sends after binding its
 listeners: ready means listening. A bind failure is raised as OSError.
 
@@ -64,42 +65,58 @@ def dataplane_argv(home: Path, socket: Path, settings: GatewaySettings,
 
 
 class DataPlaneSupervisor:
+    """One data-plane process per worker (SO_REUSEPORT when more than one), each restarted
+    on its own."""
+
     def __init__(self, server: SnapshotServer, home: Path, settings: GatewaySettings,
-                 verbose: bool = False) -> None:
+                 workers: int = 1, verbose: bool = False) -> None:
         self.server = server
         self.home = home
         self.settings = settings
+        self.workers = max(1, workers)
         self.verbose = verbose
-        self.pid_file = home / "dataplane.pid"
-        self.proc: asyncio.subprocess.Process | None = None
+        self.procs: list[asyncio.subprocess.Process | None] = [None] * self.workers
         self.restarts = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        p = self.procs[0]
+        return p.pid if p is not None else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p is not None]
+
+    def pid_file(self, worker: int) -> Path:
+        return self.home / ("dataplane.pid" if worker == 0 else f"dataplane-{worker}.pid")
 
     async def start(self) -> None:
-        # a data plane a crashed platform left (its parent-death signal makes this rare)
-        await asyncio.to_thread(sweep_supervisor, self.pid_file)
-        self.proc = await self._spawn()
-        error = await self._await_hello(self.proc, START_TIMEOUT)
+        # data planes a crashed platform left (their parent-death signal makes this rare)
+        for f in sorted(self.home.glob("dataplane*.pid")):
+            await asyncio.to_thread(sweep_supervisor, f)
+        for i in range(self.workers):
+            self.procs[i] = await self._spawn(i)
+        errors = await asyncio.gather(*(self._await_hello(p, START_TIMEOUT)
+                                        for p in self.procs if p is not None))
+        error = next((e for e in errors if e), "")
         if error:
-            await self._reap(self.proc, 5.0)
-            self.proc = None
+            await self.stop(5.0)
             raise OSError(error)
-        self._task = asyncio.create_task(self._watch())
+        self._tasks = [asyncio.create_task(self._watch(i)) for i in range(self.workers)]
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
+    async def _spawn(self, worker: int) -> asyncio.subprocess.Process:
         env = dict(os.environ)
         python_path_env(env)
+        argv = dataplane_argv(self.home, self.server.path, self.settings, self.verbose)
+        if self.workers > 1:
+            argv.append("--reuse-port")
         proc = await asyncio.create_subprocess_exec(
-            *dataplane_argv(self.home, self.server.path, self.settings, self.verbose),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=None,
-            env=env, start_new_session=True,
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=None, env=env, start_new_session=True,
             preexec_fn=functools.partial(_child_setup, os.getpid()))
-        record_pid(self.pid_file, proc.pid)
+        record_pid(self.pid_file(worker), proc.pid)
         return proc
 
     async def _await_hello(self, proc: asyncio.subprocess.Process, timeout: float) -> str:
@@ -121,21 +138,24 @@ class DataPlaneSupervisor:
             proc.kill()
         return f"the data plane did not listen within {timeout:.0f} s"
 
-    async def _watch(self) -> None:
-        while not self._stopping and self.proc is not None:
-            rc = await self.proc.wait()
+    async def _watch(self, worker: int) -> None:
+        while not self._stopping:
+            proc = self.procs[worker]
+            if proc is None:
+                return
+            rc = await proc.wait()
             if self._stopping:
                 return
             started = time.monotonic()
-            log.warning("data plane %d exited (code %s); restarting it", self.proc.pid, rc)
+            log.warning("data plane %d exited (code %s); restarting it", proc.pid, rc)
             self.restarts += 1
             while not self._stopping:
-                self.proc = await self._spawn()
-                error = await self._await_hello(self.proc, START_TIMEOUT)
+                proc = self.procs[worker] = await self._spawn(worker)
+                error = await self._await_hello(proc, START_TIMEOUT)
                 if not error:
                     break
                 log.warning("data plane restart failed: %s", error)
-                await self._reap(self.proc, 5.0)
+                await self._reap(proc, 5.0)
                 await asyncio.sleep(max(0.0, RESTART_BACKOFF - (time.monotonic() - started)))
                 started = time.monotonic()
 
@@ -150,15 +170,19 @@ class DataPlaneSupervisor:
     async def stop(self, timeout: float = 12.0) -> None:
         """SIGTERM (listeners close, connections drain), SIGKILL after `timeout`."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            await self._reap(proc, timeout)
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()
-        self.pid_file.unlink(missing_ok=True)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        procs = [p for p in self.procs if p is not None]
+        self.procs = [None] * self.workers
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(self._reap(p, timeout) for p in procs))
+        for p in procs:
+            if p.stdin is not None:
+                p.stdin.close()
+        for i in range(self.workers):
+            self.pid_file(i).unlink(missing_ok=True)

@@ -68,8 +68,9 @@ class IngressComponent:
             self.server = SnapshotServer(channel_path(s.home))
             await self.server.start()
             self.controller = GatewayController(p.client, self.server, settings, default_cert)
-            self.supervisor = DataPlaneSupervisor(self.server, s.home, settings,
-                                                  verbose=log.isEnabledFor(logging.DEBUG))
+            self.supervisor = DataPlaneSupervisor(
+                self.server, s.home, settings, workers=getattr(s, "dataplane_workers", 1),
+                verbose=log.isEnabledFor(logging.DEBUG))
             await self.supervisor.start()
             await self.controller.start()
         except BaseException:

@@ -127,8 +127,9 @@ class Router:
     """The external listeners: plain HTTP, and HTTPS with edge termination or SNI passthrough."""
 
     def __init__(self, host: str, http_port: int, https_port: int, backend: RouterBackend,
-                 pki: RouterPKI) -> None:
+                 pki: RouterPKI, reuse_port: bool = False) -> None:
         self.host = host
+        self.reuse_port = reuse_port     # several data-plane workers bind the same ports
         self.http_port = http_port
         self.https_port = https_port
         self.backend = backend
@@ -149,8 +150,9 @@ class Router:
         loop = asyncio.get_running_loop()
         self._http = await loop.create_server(self.backend.edge_factory(b"http", tls=False),
                                               self.host, self.http_port, reuse_address=True,
-                                              backlog=1024)
-        self._https = PeekingListener(self.host, self.https_port, self.decide, name="router")
+                                              reuse_port=self.reuse_port or None, backlog=1024)
+        self._https = PeekingListener(self.host, self.https_port, self.decide, name="router",
+                                      reuse_port=self.reuse_port)
         try:
             await self._https.start()
         except OSError:

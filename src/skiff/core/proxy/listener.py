@@ -135,8 +135,10 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 class PeekingListener:
     def __init__(self, host: str, port: int, decide: Decide, *, hello_timeout: float = 10.0,
-                 handshake_timeout: float = 10.0, name: str = "") -> None:
+                 handshake_timeout: float = 10.0, name: str = "",
+                 reuse_port: bool = False) -> None:
         self.host = host
+        self.reuse_port = reuse_port     # SO_REUSEPORT: data-plane workers share the port
         self.port = port
         self.decide = decide
         self.hello_timeout = hello_timeout
@@ -158,6 +160,8 @@ class PeekingListener:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
                              socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError:

@@ -249,8 +249,9 @@ class GatewayProxy:
     """The gateway's listeners and request dispatch over the current snapshot."""
 
     def __init__(self, settings: GatewaySettings, fallback_cert: tuple[bytes, bytes],
-                 limits: Limits = GATEWAY_LIMITS) -> None:
+                 limits: Limits = GATEWAY_LIMITS, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port     # several data-plane workers bind the same ports
         self.limits = limits
         self.pool = UpstreamPool()
         self._contexts: dict[bytes, ssl.SSLContext] = {}
@@ -422,10 +423,11 @@ class GatewayProxy:
         s = self.settings
         self._https = await loop.create_server(
             alpn_factory(self.configs["https"], b"https"), s.host, s.internal_https_port,
-            ssl=self._base_ctx, reuse_address=True, backlog=1024, ssl_handshake_timeout=10)
+            ssl=self._base_ctx, reuse_address=True, reuse_port=self.reuse_port or None,
+            backlog=1024, ssl_handshake_timeout=10)
         self.internal_https_port = int(self._https.sockets[0].getsockname()[1])
         self._local = PeekingListener(s.host, s.local_gateway_port, self._decide_local,
-                                      name="knative-local-gateway")
+                                      name="knative-local-gateway", reuse_port=self.reuse_port)
         try:
             await self._local.start()
         except OSError:
