@@ -78,7 +78,7 @@ def serve_gateway(cfg: dict[str, Any]) -> None:
 
     from skiff.mesh.gateway.proxy import GatewayProxy
     from skiff.mesh.gateway.snapshot import GatewaySettings, Inputs, compile_snapshot
-    from skiff.serving.router import Router, RouterPKI
+    from skiff.router.router import Router, RouterPKI
 
     cert = Path(cfg["cert"]).read_bytes()
     key = Path(cfg["key"]).read_bytes()
@@ -298,7 +298,7 @@ def main() -> int:
                                           "nginx_https")}
         env = dict(os.environ, PORT=str(ports["backend"]))
         procs.append(subprocess.Popen([sys.executable, "-m",
-                                       "skiff.core.runtime.images.hello_openshift"], env=env,
+                                       "skiff.node.images.hello_openshift"], env=env,
                                       stdout=subprocess.DEVNULL))
         wait_port(ports["backend"])
         cfg = {"backend": ports["backend"], "http": ports["http"], "https": ports["https"],

@@ -39,7 +39,7 @@ from skiff.dataplane.model import GatewaySettings
 from skiff.dataplane.supervisor import DataPlaneSupervisor
 from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.snapshot import compile_snapshot
-from skiff.serving.router import ensure_router_pki
+from skiff.router.router import ensure_router_pki
 
 DOMAIN = "bench.example.com"
 TARGET = f"target-bench.{DOMAIN}"
@@ -112,7 +112,7 @@ def pct(xs: list[float], p: float) -> float:
 
 async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     backend_port, http = free_port(), free_port()
-    backend = subprocess.Popen([sys.executable, "-m", "skiff.core.runtime.images.hello_openshift"],
+    backend = subprocess.Popen([sys.executable, "-m", "skiff.node.images.hello_openshift"],
                                env=dict(os.environ, PORT=str(backend_port)))
     try:
         pki = ensure_router_pki(home / "pki", DOMAIN, utcnow())

@@ -54,11 +54,11 @@ from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
 from skiff.core.reconcilers.job import BACKOFF_BASE, JobReconciler
 from skiff.core.reconcilers.replicaset import ReplicaSetReconciler
 from skiff.core.reconcilers.statefulset import StatefulSetReconciler
-from skiff.core.runtime.node import NodeRuntime
-from skiff.core.runtime.nodeobject import gather_facts, register_node
 from skiff.core.store import key_for, prefix_for
 from skiff.core.store.sqlite import open_store
 from skiff.core.workloadadmission import install as install_workload_admission
+from skiff.node.node import NodeRuntime
+from skiff.node.nodeobject import gather_facts, register_node
 
 log = logging.getLogger("skiff")
 

@@ -23,9 +23,9 @@ import pytest
 import uvloop
 
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
-from skiff.core.runtime import logformat
-from skiff.core.runtime.backoff import BackoffPolicy
-from skiff.core.runtime.node import NodeRuntime
+from skiff.node import logformat
+from skiff.node.backoff import BackoffPolicy
+from skiff.node.node import NodeRuntime
 
 T = TypeVar("T")
 POD = Ref("v1", "Pod")

@@ -1,4 +1,4 @@
-"""The proxy's limits (core/proxy/limits.py) against raw-socket and raw-h2 abusers, in process.
+"""The proxy's limits (dataplane/proxy/limits.py) against raw-socket and raw-h2 abusers, in process.
 
 Each test starts the proxy primitives on 127.0.0.1 port 0 (HTTP/1.1, and HTTP/2 with prior
 knowledge) in front of a tiny upstream, in a background event loop, with short timeouts. The
@@ -29,9 +29,9 @@ import httptools
 import pytest
 
 from rawhttp import read_response
-from skiff.core.proxy.h2 import H2ServerProtocol
-from skiff.core.proxy.http1 import Forward, ProxyConfig, RequestHead, UpstreamPool, h1_factory
-from skiff.core.proxy.limits import Limits
+from skiff.dataplane.proxy.h2 import H2ServerProtocol
+from skiff.dataplane.proxy.http1 import Forward, ProxyConfig, RequestHead, UpstreamPool, h1_factory
+from skiff.dataplane.proxy.limits import Limits
 
 DEADLINE = 10.0
 FAST = Limits(header_timeout=0.5, idle_timeout=0.5, request_timeout=0.8, drain_idle=0.2,

@@ -42,7 +42,7 @@ def fail(message: str, fix: str = "", code: int = 1) -> None:
 
 def log_size(raw: str) -> int | None:
     """A Kubernetes quantity ("10Mi", "500Ki", "1048576") as bytes; None if not a size."""
-    from skiff.core.runtime.env import quantity
+    from skiff.node.env import quantity
     try:
         value = quantity(raw)
     except ValueError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 
 from skiff.core.client import Obj
-from skiff.core.runtime.status import qos_class
+from skiff.node.status import qos_class
 
 
 def _default_pod_spec(spec: Obj) -> None:

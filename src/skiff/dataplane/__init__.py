@@ -5,5 +5,5 @@ versioned wire format (pure). channel.py: the Unix-socket shells on both ends (t
 plane's SnapshotServer, the data plane's client). main.py: the data-plane process
 (`python -m skiff.dataplane`). supervisor.py: starts it from the platform and restarts it.
 The proxy itself (GatewayProxy) and the router stay in mesh/gateway/proxy.py and
-serving/router.py; the proxy primitives in core/proxy.
+router/router.py; the proxy primitives in dataplane/proxy/.
 """

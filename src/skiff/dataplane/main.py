@@ -2,7 +2,7 @@
 
 `python -m skiff.dataplane --home H --socket S --host ... --http-port ...` is
 started by the platform (supervisor.py) and runs what used to share the API
-server's event loop: the router (serving/router.py: --http-port, and
+server's event loop: the router (router/router.py: --http-port, and
 --https-port with edge TLS or passthrough) and the gateway proxy
 (mesh/gateway/proxy.py: its 443 listener on the loopback port the control
 plane picked, and the knative-local-gateway). It binds every listener first,
@@ -19,7 +19,7 @@ split counters (each worker's share is exact, so the sum is within a period).
 Lifetime: it dies with the platform. The supervisor sets SIGKILL as its
 parent-death signal, and an EOF on stdin (the platform's pipe; the platform
 closes it, or the kernel does when the platform dies) stops it like SIGTERM
-does: listeners close, connections drain (core/proxy/limits.py's drain
+does: listeners close, connections drain (dataplane/proxy/limits.py's drain
 timeout), exit 0. If the control plane's socket goes away, it keeps serving
 the last snapshot and reconnects.
 """
@@ -70,7 +70,7 @@ class _StdinWatch(asyncio.Protocol):
 
 async def serve(args: argparse.Namespace) -> int:
     from skiff.mesh.gateway.proxy import GatewayProxy
-    from skiff.serving.router import Router, router_pki_paths
+    from skiff.router.router import Router, router_pki_paths
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

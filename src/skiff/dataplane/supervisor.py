@@ -4,7 +4,7 @@ DataPlaneSupervisor.start() spawns `python -m skiff.dataplane` (main.py)
 with asyncio's subprocess API, in a session of its own (a terminal's Ctrl-C
 goes to the platform, which then stops the data plane gracefully), stdin a
 pipe from the platform, stderr the platform's own, SIGKILL as its
-parent-death signal (core/runtime/process.py's die_with_parent(), set in the
+parent-death signal (node/process.py's die_with_parent(), set in the
 child before exec), and its pid recorded in <home>/dataplane.pid (dataplane-N.pid for
 worker N) so that a later start can sweep one a crash left. With several
 workers (--dataplane-workers) each is such a process, with --reuse-port. start() returns once the data plane's
@@ -32,15 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skiff.core.runtime.process import (
+from skiff.dataplane.channel import SnapshotServer
+from skiff.dataplane.model import GatewaySettings
+from skiff.node.process import (
     UNKNOWN_PARENT_EXIT,
     die_with_parent,
     python_path_env,
     record_pid,
     sweep_supervisor,
 )
-from skiff.dataplane.channel import SnapshotServer
-from skiff.dataplane.model import GatewaySettings
 
 log = logging.getLogger("skiff.dataplane.supervisor")
 

@@ -7,7 +7,7 @@ here is the whole external request path, in two processes:
   Gateways, Secrets, KIngresses and pods (mesh/gateway/controller.py) and the
   snapshot channel's server (dataplane/channel.py, a Unix socket in the home);
 - in the data-plane process (dataplane/main.py, supervised by
-  dataplane/supervisor.py): the router (serving/router.py, the OpenShift
+  dataplane/supervisor.py): the router (router/router.py, the OpenShift
   route layer on --http-port/--https-port) and the ingress gateway's proxy
   (mesh/gateway/proxy.py: its 443 listener on a loopback port the control
   plane picks here, and the knative-local-gateway on --local-gateway-port).
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.clock import utcnow
-from skiff.core.runtime.process import PortAllocator
 from skiff.dataplane.channel import SnapshotServer
 from skiff.dataplane.model import GatewaySettings
 from skiff.dataplane.supervisor import DataPlaneSupervisor
 from skiff.mesh.gateway.controller import GatewayController
+from skiff.node.process import PortAllocator
 
 log = logging.getLogger("skiff.mesh")
 
@@ -53,7 +53,7 @@ class IngressComponent:
         self.controller: GatewayController | None = None
 
     async def start(self) -> None:
-        from skiff.serving.router import ensure_router_pki
+        from skiff.router.router import ensure_router_pki
         p = self.platform
         s = p.settings
         pki = ensure_router_pki(s.home / "pki", s.domain, utcnow())

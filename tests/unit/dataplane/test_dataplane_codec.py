@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from skiff.core.pki import issue, make_ca
-from skiff.core.proxy.http1 import Forward, RequestHead
 from skiff.dataplane import codec
 from skiff.dataplane.model import GatewaySettings, Snapshot
+from skiff.dataplane.proxy.http1 import Forward, RequestHead
 from skiff.mesh.gateway.proxy import GatewayProxy
 from skiff.mesh.gateway.snapshot import Inputs, compile_snapshot
 

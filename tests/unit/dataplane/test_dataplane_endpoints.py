@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from skiff.core.pki import issue, make_ca
-from skiff.core.proxy.http1 import Forward, RequestHead
 from skiff.dataplane import model
 from skiff.dataplane.model import GatewaySettings
+from skiff.dataplane.proxy.http1 import Forward, RequestHead
 from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.proxy import GatewayProxy
 from skiff.mesh.gateway.snapshot import Inputs, compile_snapshot

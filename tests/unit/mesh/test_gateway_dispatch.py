@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from skiff.core.pki import issue, make_ca
-from skiff.core.proxy.http1 import Forward, Reply, RequestHead
+from skiff.dataplane.proxy.http1 import Forward, Reply, RequestHead
 from skiff.mesh.gateway.proxy import GatewayProxy, request_id
 from skiff.mesh.gateway.snapshot import GatewaySettings, Inputs, compile_snapshot
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skiff.core.apiserver import spdy
-from skiff.core.runtime import ports
+from skiff.node import ports
 
 PROTOCOL = "portforward.k8s.io"
 TUNNEL_PROTOCOL = "SPDY/3.1+" + PROTOCOL          # the WebSocket subprotocol (1.31+)

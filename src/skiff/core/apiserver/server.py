@@ -7,7 +7,7 @@ answer (JSON, Table for `kubectl get`, chunked watch streams, WebSocket exec,
 streamed logs). Every decision lives in the registry, discovery and printers
 modules. aiohttp is right here (the control plane, watch and WebSocket); the
 data plane never uses it. Neighbours: registry.py, discovery.py, protobuf.py,
-core/printers.py, core/runtime (exec and logs).
+core/printers.py, node/ (exec and logs).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from skiff.core.bodies import truncated
 from skiff.core.client import ApiError, Obj, WatchEvent
 from skiff.core.clock import utcnow
 from skiff.core.kinds import Kind
-from skiff.core.runtime import logread
+from skiff.node import logread
 
 log = logging.getLogger("skiff.apiserver")
 

@@ -11,7 +11,7 @@ one is available when maxSurge > 0; OnDelete waits for the user), and the
 status (desired/current/misscheduled/ready/updated/available/unavailable,
 observedGeneration). Templates are kept as ControllerRevisions (podutil), so
 `kubectl rollout history/status daemonset/x` work. Neighbours:
-core/controller.py, podutil.py, core/runtime (runs the pods).
+core/controller.py, podutil.py, node/ (runs the pods).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ counting applies). The pod-failure backoff (10 s doubling to 6 min upstream)
 has a configurable base (SKIFF_JOB_BACKOFF_BASE_SECONDS, read by
 platform.py) so that tests need not wait. JobReconciler is the thin shell.
 Neighbours: core/controller.py, podutil.py, core/workloadadmission.py
-(defaults, generated selector), core/runtime (runs the pods).
+(defaults, generated selector), node/ (runs the pods).
 """
 
 from __future__ import annotations

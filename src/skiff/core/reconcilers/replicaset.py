@@ -10,7 +10,7 @@ Pending). Scale-down deletes the least useful pods first (upstream's
 ActivePods order: unscheduled, pending, not ready, then the youngest).
 plan() and scale_down_order() are the pure decisions (table-tested);
 ReplicaSetReconciler is the thin shell. Neighbours: deployment.py (owns
-ReplicaSets), core/runtime/ (the node that runs the pods), gc.py (cascades).
+ReplicaSets), node/ (the node that runs the pods), gc.py (cascades).
 """
 
 from __future__ import annotations

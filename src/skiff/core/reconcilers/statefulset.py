@@ -17,7 +17,7 @@ updateRevision, which `kubectl rollout status statefulset/x` reads.
 volumeClaimTemplates are accepted but no storage is provisioned (no
 PersistentVolumeClaims are made): writes answer with a Warning
 (core/notimplemented.py). Neighbours: core/controller.py, podutil.py
-(revisions), core/runtime (runs the pods).
+(revisions), node/ (runs the pods).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ingress gateway's data plane: Envoy's job for Knative traffic, on core/proxy.
+"""The ingress gateway's data plane: Envoy's job for Knative traffic, on dataplane/proxy/.
 
 GatewayProxy holds the current Snapshot (the generic model of dataplane/model.py,
 compiled by snapshot.py in the control plane) and serves it inside the
@@ -19,11 +19,11 @@ data-plane process (dataplane/main.py):
   a loopback port behind the router, with one ssl context per Gateway server
   chosen by SNI (the most specific host; the first server by default) and
   ALPN h2/http/1.1; the local gateway (8081) on settings.local_gateway_port,
-  plain HTTP or TLS as its Gateway says. The router (serving/router.py)
+  plain HTTP or TLS as its Gateway says. The router (router/router.py)
   calls edge_factory() for its HTTP port and edge-terminated TLS, and
   splices passthrough hosts to passthrough_address.
 
-Limits (core/proxy/limits.py) are Envoy's defaults except the request timeout:
+Limits (dataplane/proxy/limits.py) are Envoy's defaults except the request timeout:
 Knative lets a revision take up to max-revision-timeout-seconds (600 s by
 default) and enforces a revision's timeoutSeconds itself; a KIngress path
 carries no timeout (net-kourier and net-istio set none on the route), so
@@ -54,20 +54,6 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from skiff.core.proxy.alloc import tune_allocator
-from skiff.core.proxy.h2 import alpn_factory
-from skiff.core.proxy.http1 import (
-    Endpoint,
-    Forward,
-    ProxyConfig,
-    Reply,
-    RequestHead,
-    UpstreamPool,
-    h1_factory,
-)
-from skiff.core.proxy.limits import Limits
-from skiff.core.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
-from skiff.core.proxy.tls import ClientHello, server_context
 from skiff.dataplane.model import (
     EMPTY,
     GatewaySettings,
@@ -78,6 +64,20 @@ from skiff.dataplane.model import (
     Split,
     VirtualHost,
 )
+from skiff.dataplane.proxy.alloc import tune_allocator
+from skiff.dataplane.proxy.h2 import alpn_factory
+from skiff.dataplane.proxy.http1 import (
+    Endpoint,
+    Forward,
+    ProxyConfig,
+    Reply,
+    RequestHead,
+    UpstreamPool,
+    h1_factory,
+)
+from skiff.dataplane.proxy.limits import Limits
+from skiff.dataplane.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
+from skiff.dataplane.proxy.tls import ClientHello, server_context
 
 log = logging.getLogger("skiff.gateway")
 

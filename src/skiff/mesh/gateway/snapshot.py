@@ -18,7 +18,7 @@ is sent as an endpoints-only update without recompiling routes. The same Snapsho
 writes back: Gateway conditions and KIngress conditions/load balancers.
 
 Listeners ("binds"): a Gateway server on port 443 binds the ingress
-gateway's TLS listener (reached through the router, serving/router.py, on
+gateway's TLS listener (reached through the router, router/router.py, on
 settings.https_port: passthrough hosts go there raw); port 80 binds the
 plain HTTP port (settings.http_port, where the router also serves every
 external host, as OpenShift routes with insecure "Allow" do); port 8081 and

@@ -1,0 +1,284 @@
+"""Listeners that look before they leap: peek the first bytes, then terminate, splice or serve.
+
+A PeekingListener accepts raw sockets and peeks (MSG_PEEK: nothing is
+consumed) until it has a whole TLS ClientHello, or sees that the client is
+not speaking TLS. Its `decide` callback, given the hello (or None for
+plain bytes), answers with one of:
+- Terminate(ctx, factory): TLS handshake here (uvloop's TLS), then `factory`'s protocol;
+- Plain(factory): serve the bytes as they are;
+- Splice(address): pass the raw stream, TLS and all, to another listener;
+- Reject(): close.
+Because nothing was read, the kernel still holds every byte for whichever
+transport takes the socket over. The router's HTTPS port (router/router.py)
+and the gateway's local listener (mesh/gateway/proxy.py) are built on it.
+
+Stopping comes in two steps: close() stops accepting (and drops connections
+still peeking or in their handshake) but leaves established connections to
+their protocols, which the owner drains (ProxyConfig.drain); stop() closes
+whatever is left. A client trickling its ClientHello is polled ever more
+slowly, and dropped at hello_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from skiff.dataplane.proxy.tls import MAX_HELLO, ClientHello, NotTLS, parse_client_hello
+
+log = logging.getLogger("skiff.proxy.listener")
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+@dataclass(frozen=True)
+class Terminate:
+    ctx: ssl.SSLContext
+    factory: ProtocolFactory
+
+
+@dataclass(frozen=True)
+class Plain:
+    factory: ProtocolFactory
+
+
+@dataclass(frozen=True)
+class Splice:
+    address: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str = ""
+
+
+Action = Terminate | Plain | Splice | Reject
+Decide = Callable[[ClientHello | None], Action]
+
+
+class _Pipe(asyncio.Protocol):
+    """One side of a TCP splice; half-closes are passed on, the pair closes when both ended."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Pipe | None = None
+        self.early: list[bytes] = []
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def link(self, peer: _Pipe) -> None:
+        self.peer = peer
+        if self.early and peer.transport is not None:
+            peer.transport.write(b"".join(self.early))
+        self.early = []
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+        else:
+            self.early.append(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer is None or peer.transport is None:
+            return False
+        if peer.eof:
+            peer.transport.close()
+            return False
+        if peer.transport.can_write_eof():
+            peer.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+async def splice(sock: socket.socket, address: tuple[str, int]) -> tuple[asyncio.BaseTransport,
+                                                                         asyncio.BaseTransport]:
+    """Join an accepted socket to a new connection to `address`, byte for byte."""
+    loop = asyncio.get_running_loop()
+    up_t, up_p = await loop.create_connection(_Pipe, address[0], address[1])
+    try:
+        down_t, down_p = await loop.connect_accepted_socket(_Pipe, sock)
+    except BaseException:
+        up_t.close()
+        raise
+    down_p.link(up_p)
+    up_p.link(down_p)
+    return down_t, up_t
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class PeekingListener:
+    def __init__(self, host: str, port: int, decide: Decide, *, hello_timeout: float = 10.0,
+                 handshake_timeout: float = 10.0, name: str = "",
+                 reuse_port: bool = False) -> None:
+        self.host = host
+        self.reuse_port = reuse_port     # SO_REUSEPORT: data-plane workers share the port
+        self.port = port
+        self.decide = decide
+        self.hello_timeout = hello_timeout
+        self.handshake_timeout = handshake_timeout
+        self.name = name or f"{host}:{port}"
+        self.sock: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        # not a WeakSet: uvloop's TLS transports cannot be weakly referenced
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.sock is not None
+        addr = self.sock.getsockname()
+        return str(addr[0]), int(addr[1])
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                             socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(1024)
+        sock.setblocking(False)
+        self.sock = sock
+        self._task = asyncio.get_running_loop().create_task(self._accept_loop())
+
+    async def close(self) -> None:
+        """Stop accepting; connections not yet handed to a transport are dropped, established
+        ones are left to their protocols (to drain)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        for t in list(self._handlers):
+            t.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """close(), then close every connection this listener handed over."""
+        await self.close()
+        for tr in list(self._transports):
+            tr.close()
+        self._transports.clear()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.sock is not None
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as e:         # EMFILE and friends: back off instead of spinning
+                log.warning("%s: accept failed: %s", self.name, e)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(self._handle(conn))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    def _track(self, *transports: asyncio.BaseTransport) -> None:
+        if len(self._transports) > 512:
+            self._transports = {t for t in self._transports if not t.is_closing()}
+        self._transports.update(transports)
+
+    async def _handle(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                hello: ClientHello | None = await self._peek(conn)
+            except NotTLS:
+                hello = None
+            action = self.decide(hello)
+            # from here on a transport owns the socket: it is never closed here again
+            if isinstance(action, Terminate):
+                tr, _ = await loop.connect_accepted_socket(
+                    action.factory, conn, ssl=action.ctx,
+                    ssl_handshake_timeout=self.handshake_timeout)
+                self._track(tr)
+            elif isinstance(action, Plain):
+                tr, _ = await loop.connect_accepted_socket(action.factory, conn)
+                self._track(tr)
+            elif isinstance(action, Splice):
+                self._track(*await splice(conn, action.address))
+            else:
+                conn.close()
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except (OSError, EOFError, TimeoutError, ssl.SSLError) as e:
+            log.debug("%s: connection dropped: %s", self.name, e)
+            conn.close()
+        except Exception:
+            log.exception("%s: connection failed", self.name)
+            conn.close()
+
+    async def _peek(self, conn: socket.socket) -> ClientHello:
+        """The ClientHello, read without consuming it; NotTLS for any other first bytes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hello_timeout
+        fd = conn.fileno()
+        pause = 0.002
+        while True:
+            try:
+                data: bytes | None = conn.recv(MAX_HELLO, socket.MSG_PEEK)
+            except BlockingIOError:
+                data = None
+            if data is not None:
+                if not data:
+                    raise EOFError("closed before sending anything")
+                hello = parse_client_hello(data)
+                if hello is not None:
+                    return hello
+                if len(data) >= MAX_HELLO:
+                    raise NotTLS("ClientHello too large")
+                # part of a hello: the socket stays readable while the bytes sit there
+                # unread, so poll gently instead of waiting for readiness
+                if loop.time() > deadline:
+                    raise TimeoutError
+                # a hello cut by the network completes in a moment; one trickled by a slowloris
+                # must not cost a wake-up every 2 ms for ten seconds
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.1)
+                continue
+            fut: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, fut)
+            try:
+                await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+            finally:
+                loop.remove_reader(fd)

@@ -1,0 +1,583 @@
+"""One pod's supervisor: kubelet's pod worker for a single pod.
+
+PodWorker admits the pod (spec.nodeName, loopback ports recorded in the
+skiff.dev/port(s) annotations), runs init containers in order (restartable
+"sidecar" init containers stay up), then every container in its own loop:
+resolve the image (images/), build the env (env.py, with the ConfigMaps and
+Secrets fetched through the Client), spawn (process.py), probe (prober.py),
+wait, and restart by restartPolicy with CrashLoopBackOff (backoff.py). Every
+change marks the pod dirty; a single writer builds the status (status.py)
+and patches it only when it differs from what it last wrote. terminate()
+stops all containers within a grace period. NodeRuntime (node.py) owns the
+workers and feeds them the pod objects it watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.clock import parse_time
+from skiff.node import backoff, env, images, logs, ports, prober, probes, process
+from skiff.node.execsession import ExecSession
+from skiff.node.images.local import LocalImages
+from skiff.node.status import (
+    ContainerObs,
+    PodObs,
+    Running,
+    State,
+    Terminated,
+    Waiting,
+    build_status,
+    exit_reason,
+)
+
+log = logging.getLogger("skiff.runtime")
+
+POD = Ref("v1", "Pod")
+CONFIGMAP = Ref("v1", "ConfigMap")
+SECRET = Ref("v1", "Secret")
+DEFAULT_GRACE = 30.0
+ERR_IMAGE_PULL_SHOWN = 1.0      # seconds ErrImagePull shows before ImagePullBackOff
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class NodeContext:
+    """What every pod worker shares: the node's identity, client and policies."""
+    client: Client
+    home: Path
+    node_name: str
+    api_host: str
+    api_port: int
+    crash_backoff: backoff.BackoffPolicy
+    image_backoff: backoff.BackoffPolicy
+    config_retry: float
+    ports: process.PortAllocator
+    local_images: LocalImages
+    node_allocatable: dict[str, float] = field(default_factory=dict)
+    forker: process.Forker | None = None
+    log_max_size: int = logs.DEFAULT_MAX_SIZE       # containerLogMaxSize, bytes
+    log_max_files: int = logs.DEFAULT_MAX_FILES     # containerLogMaxFiles
+    clock: Callable[[], datetime] = utcnow
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class _Gone(Exception):
+    """The pod left the store while we were working on it."""
+
+
+class ContainerRun:
+    """What the runtime knows about one container of the pod."""
+
+    def __init__(self, spec: Obj, init: bool, waiting: str = "ContainerCreating") -> None:
+        self.spec = spec
+        self.name: str = spec.get("name", "")
+        self.init = init
+        self.sidecar = init and spec.get("restartPolicy") == "Always"
+        self.state: State = Waiting(waiting)
+        self.last_state: Terminated | None = None
+        self.restart_count = 0
+        self.ready = False
+        self.started = False
+        self.image_id = ""
+        self.container_id = ""
+        self.proc: process.ContainerProcess | None = None
+        self.image: images.Image | None = None
+        self.env: dict[str, str] = {}
+        self.cwd: Path = Path("/")
+        self.crash_backoff: backoff.BackoffEntry | None = None
+        self.pull_backoff: backoff.BackoffEntry | None = None
+        self.execs: set[ExecSession] = set()
+
+    def obs(self) -> ContainerObs:
+        return ContainerObs(name=self.name, image=self.spec.get("image", ""), state=self.state,
+                            last_state=self.last_state, restart_count=self.restart_count,
+                            ready=self.ready, started=self.started, image_id=self.image_id,
+                            container_id=self.container_id)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and not self.proc.exited
+
+    def kill_execs(self) -> None:
+        for s in list(self.execs):
+            s.kill()
+        self.execs.clear()
+
+
+class PodWorker:
+    def __init__(self, ctx: NodeContext, pod: Obj) -> None:
+        self.ctx = ctx
+        self.pod: Obj = copy.deepcopy(pod)
+        meta = pod.get("metadata") or {}
+        self.uid: str = meta.get("uid", "")
+        self.namespace: str = meta.get("namespace", "")
+        self.name: str = meta.get("name", "")
+        spec = pod.get("spec") or {}
+        self.inits = [ContainerRun(c, init=True) for c in spec.get("initContainers") or []]
+        first_wait = "PodInitializing" if self.inits else "ContainerCreating"
+        self.containers = [ContainerRun(c, init=False, waiting=first_wait)
+                           for c in spec.get("containers") or []]
+        self.dir = logs.pod_dir(ctx.home, self.namespace, self.name, self.uid)
+        self.keys = ports.planned_keys(pod)
+        self.mapping: dict[str, int] = {}
+        status: Obj = pod.get("status") or {}
+        self.start_time = parse_time(status.get("startTime"))
+        self.terminating = False
+        self._done = False           # every regular container finished for good
+        self.gone = False
+        self.grace = self.spec_grace()
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._written: Obj | None = copy.deepcopy(status) if status else None
+        self._main: asyncio.Task[None] | None = None
+        self._status: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._recover(status)
+
+    # ---- bookkeeping -------------------------------------------------------------------
+
+    @property
+    def runs(self) -> list[ContainerRun]:
+        return [*self.inits, *self.containers]
+
+    def spec_grace(self) -> float:
+        g = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        return float(g) if g is not None else DEFAULT_GRACE
+
+    def deletion_grace(self) -> float:
+        g = (self.pod.get("metadata") or {}).get("deletionGracePeriodSeconds")
+        return float(g) if g is not None else self.spec_grace()
+
+    def container(self, name: str) -> ContainerRun | None:
+        return next((r for r in self.runs if r.name == name), None)
+
+    def observation(self) -> PodObs:
+        return PodObs(containers=[r.obs() for r in self.containers],
+                      init_containers=[r.obs() for r in self.inits], start_time=self.start_time)
+
+    def _recover(self, status: Obj) -> None:
+        """After a restart of skiff, carry restart counts on: this is a new run of each."""
+        now = self.ctx.clock()
+        seen = {s.get("name"): s for s in [*(status.get("initContainerStatuses") or []),
+                                           *(status.get("containerStatuses") or [])]}
+        for run in self.runs:
+            s = seen.get(run.name)
+            if not s:
+                continue
+            state, last = s.get("state") or {}, (s.get("lastState") or {}).get("terminated")
+            if "running" in state:
+                run.last_state = Terminated(255, "Unknown",
+                                            parse_time(state["running"].get("startedAt")), now)
+            elif "terminated" in state:
+                run.last_state = _terminated_from(state["terminated"], now)
+            elif last:
+                run.last_state = _terminated_from(last, now)
+            else:
+                continue
+            run.restart_count = int(s.get("restartCount") or 0) + 1
+
+    def changed(self) -> None:
+        self._dirty.set()
+
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep unless terminating; False when the pod is being stopped."""
+        if self._stop.is_set():
+            return False
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=max(seconds, 0.0))
+            return False
+        except TimeoutError:
+            return not self._stop.is_set()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._status = asyncio.ensure_future(self._status_loop())
+        self._main = asyncio.ensure_future(self._run())
+
+    def update(self, pod: Obj) -> None:
+        """The latest object from the watch (metadata, spec; status is ours)."""
+        self.pod = copy.deepcopy(pod)
+
+    async def _run(self) -> None:
+        try:
+            await self._admit()
+        except _Gone:
+            return
+        except Exception:
+            log.exception("pod %s/%s: admitting failed; running it anyway", self.namespace,
+                          self.name)
+        if self.start_time is None:
+            self.start_time = self.ctx.clock()
+        self.changed()
+        try:
+            if await self._run_inits():
+                for run in self.containers:
+                    if isinstance(run.state, Waiting) and run.state.reason == "PodInitializing":
+                        run.state = Waiting("ContainerCreating")
+                await asyncio.gather(*(self._container_loop(r) for r in self.containers))
+        except Exception:
+            log.exception("pod %s/%s: runtime error", self.namespace, self.name)
+        if not self.terminating:     # the pod is done for good: sidecars stop, ports go back
+            self._done = True
+            await asyncio.gather(*(r.proc.stop(self.grace) for r in self.inits
+                                   if r.sidecar and r.proc is not None))
+            self._release_ports()
+
+    async def _run_inits(self) -> bool:
+        """Init containers in order; restartable ones (sidecars) only need to have started."""
+        for run in self.inits:
+            if run.sidecar:
+                self._background(self._container_loop(run))
+                while not run.started and await self._pause(0.02):
+                    pass
+                continue
+            result = await self._container_loop(run)
+            if result is None or result.exit_code != 0:
+                return False
+        return not self.terminating
+
+    async def _admit(self) -> None:
+        recorded = ports.recorded(self.pod)
+        if not self.mapping:
+            self.mapping = {k: self.ctx.ports.allocate(prefer=recorded.get(k)) for k in self.keys}
+        want = ports.port_annotations(self.mapping, self.keys)
+        set_node = True
+        for _ in range(10):
+            meta, spec = self.pod.get("metadata") or {}, self.pod.get("spec") or {}
+            ann = meta.get("annotations") or {}
+            need_node = set_node and not spec.get("nodeName")
+            if not need_node and all(ann.get(k) == v for k, v in want.items()):
+                return
+            obj = copy.deepcopy(self.pod)
+            obj.setdefault("metadata", {}).setdefault("annotations", {}).update(want)
+            if need_node:
+                obj.setdefault("spec", {})["nodeName"] = self.ctx.node_name
+            try:
+                self.pod = await self.ctx.client.update(obj)
+            except ApiError as e:
+                if e.code == 404:
+                    raise _Gone() from e
+                if e.code == 409:
+                    self.pod = await self.ctx.client.get(POD, self.name, self.namespace)
+                elif e.code in (400, 403, 422) and need_node:
+                    log.warning("pod %s/%s: cannot set spec.nodeName (%s); leaving it empty",
+                                self.namespace, self.name, e.message)
+                    set_node = False
+                else:
+                    raise
+        raise ApiError(409, "Conflict", "too many conflicts admitting the pod")
+
+    def _release_ports(self) -> None:
+        for port in self.mapping.values():
+            self.ctx.ports.release(port)
+        self.mapping = {}
+
+    # ---- one container -----------------------------------------------------------------
+
+    def _should_restart(self, run: ContainerRun, code: int) -> bool:
+        policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+        if run.sidecar:
+            return True
+        if run.init:
+            return policy != "Never" and code != 0
+        return policy == "Always" or (policy == "OnFailure" and code != 0)
+
+    async def _container_loop(self, run: ContainerRun) -> Terminated | None:
+        """Run one container until it is done for good (its last state) or the pod stops."""
+        while not self.terminating and not (run.sidecar and self._done):
+            img = await self._image(run)
+            if img is None:
+                continue
+            container_env = await self._env(run, img)
+            if container_env is None:
+                continue
+            term = await self._start_and_wait(run, img, container_env)
+            finished = self.ctx.monotonic()
+            if self.terminating or (run.sidecar and self._done):
+                run.state = term
+                self.changed()
+                return None
+            if not self._should_restart(run, term.exit_code):
+                run.state = term
+                self.changed()
+                return term
+            delay = backoff.restart_delay(self.ctx.crash_backoff, run.crash_backoff, finished,
+                                          self.ctx.monotonic())
+            run.last_state = term
+            if delay > 0 and run.crash_backoff is not None:
+                run.state = Waiting("CrashLoopBackOff", backoff.crash_loop_message(
+                    run.crash_backoff.delay, run.name, self.name, self.namespace, self.uid))
+            else:
+                run.state = term
+            self.changed()
+            if not await self._pause(delay):
+                return None
+            run.crash_backoff = backoff.advance(self.ctx.crash_backoff, run.crash_backoff,
+                                                self.ctx.monotonic())
+            run.restart_count += 1
+        return None
+
+    async def _image(self, run: ContainerRun) -> images.Image | None:
+        res = images.resolve(run.spec.get("image", ""), self.ctx.local_images.lookup)
+        if isinstance(res, images.Image):
+            run.pull_backoff = None
+            return res
+        run.pull_backoff = backoff.advance(self.ctx.image_backoff, run.pull_backoff,
+                                           self.ctx.monotonic())
+        delay = run.pull_backoff.delay
+        run.state = Waiting("ErrImagePull", res.pull_message)
+        self.changed()
+        shown = min(ERR_IMAGE_PULL_SHOWN, delay / 2)
+        if await self._pause(shown):
+            run.state = Waiting("ImagePullBackOff", res.message)
+            self.changed()
+            await self._pause(delay - shown)
+        return None
+
+    async def _env(self, run: ContainerRun, img: images.Image) -> dict[str, str] | None:
+        refs = env.references(run.spec)
+        found: dict[str, dict[str, Obj]] = {"ConfigMap": {}, "Secret": {}}
+        problem = ""
+        for ref, names in ((CONFIGMAP, refs.configmaps), (SECRET, refs.secrets)):
+            for name in names:
+                try:
+                    found[ref.kind][name] = await self.ctx.client.get(ref, name, self.namespace)
+                except ApiError as e:
+                    if e.code != 404:
+                        problem = e.message
+        cwd = self._cwd(run, img)
+        base = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(cwd)}
+        if img.own_python:
+            base["PYTHONUNBUFFERED"] = "1"
+        base.update(img.env)
+        ctx = env.EnvContext(
+            port=ports.container_port(run.spec, self.mapping, self.keys),
+            api_host=self.ctx.api_host, api_port=self.ctx.api_port,
+            node_name=self.ctx.node_name, configmaps=found["ConfigMap"],
+            secrets=found["Secret"], image_env=base, node_allocatable=self.ctx.node_allocatable)
+        built = env.build_env(self.pod, run.spec, ctx)
+        if isinstance(built, env.EnvError) or problem:
+            message = problem or (built.message if isinstance(built, env.EnvError) else "")
+            run.state = Waiting("CreateContainerConfigError", message)
+            self.changed()
+            await self._pause(self.ctx.config_retry)
+            return None
+        run.cwd = cwd
+        return built
+
+    def _cwd(self, run: ContainerRun, img: images.Image) -> Path:
+        for candidate in (run.spec.get("workingDir"), img.workdir):
+            if candidate and os.path.isdir(candidate):
+                return Path(candidate)
+        return self.dir / run.name / "root"
+
+    async def _start_and_wait(self, run: ContainerRun, img: images.Image,
+                              container_env: dict[str, str]) -> Terminated:
+        argv = env.expand_argv(images.argv(img, run.spec.get("command"), run.spec.get("args")),
+                               container_env)
+        cdir = self.dir / run.name
+        started_at = self.ctx.clock()
+        run.image, run.image_id, run.env = img, img.image_id, container_env
+        # The child writes into a pipe that the writer frames and rotates (logs.py).
+        writer = logs.LogWriter(cdir, run.restart_count, self.ctx.log_max_size,
+                                self.ctx.log_max_files)
+        try:
+            proc = await process.spawn(argv, container_env, run.cwd, writer.start(),
+                                       cdir / "pid", own_python=img.own_python,
+                                       forker=self.ctx.forker)
+        except process.SpawnError as e:
+            message = f"failed to start container process: {e}: unknown"
+            writer.note(message)
+            await writer.close()
+            return Terminated(128, "StartError", started_at, self.ctx.clock(), message=message)
+        except BaseException:
+            await asyncio.shield(writer.close(0))
+            raise
+        try:
+            run.proc = proc
+            run.container_id = f"skiff://{self.uid}/{run.name}/{run.restart_count}"
+            run.state = Running(started_at)
+            if self.terminating:
+                await proc.stop(self.grace)
+            probe_tasks = self._start_probes(run, proc)
+            self.changed()
+            try:
+                code = await proc.wait()
+            finally:
+                for t in probe_tasks:
+                    t.cancel()
+                run.kill_execs()
+        finally:
+            # the run's last lines are in the file before its status says it ended
+            await asyncio.shield(writer.close())
+        run.ready = run.started = False
+        return Terminated(code, exit_reason(code), started_at, self.ctx.clock())
+
+    def _start_probes(self, run: ContainerRun,
+                      proc: process.ContainerProcess) -> list[asyncio.Task[None]]:
+        tasks: list[asyncio.Task[None]] = []
+        if run.init and not run.sidecar:
+            run.started = True
+            return tasks
+
+        def spec_of(key: str) -> probes.ProbeSpec | None:
+            return probes.parse(run.spec.get(key), self.pod, run.spec, self.mapping, self.keys)
+
+        startup, readiness, liveness = (spec_of("startupProbe"), spec_of("readinessProbe"),
+                                        spec_of("livenessProbe"))
+
+        def loop(spec: probes.ProbeSpec, on_change: Callable[[bool], None]) -> asyncio.Task[None]:
+            async def run_check() -> bool:
+                img = run.image
+                return await prober.check(spec, run.env, run.cwd, bool(img and img.own_python))
+            task = asyncio.ensure_future(prober.probe_loop(spec, run_check, on_change))
+            tasks.append(task)
+            return task
+
+        def kill(spec: probes.ProbeSpec) -> None:
+            grace = spec.termination_grace if spec.termination_grace is not None else self.grace
+            self._background(proc.stop(grace))
+
+        def on_ready(ok: bool) -> None:
+            if ok != run.ready:
+                run.ready = ok
+                self.changed()
+
+        def on_live(ok: bool) -> None:
+            if not ok and liveness is not None:
+                log.info("pod %s/%s container %s: liveness probe failed, restarting",
+                         self.namespace, self.name, run.name)
+                kill(liveness)
+
+        def after_startup() -> None:
+            run.started = True
+            if readiness is None:
+                run.ready = True
+            else:
+                loop(readiness, on_ready)
+            if liveness is not None:
+                loop(liveness, on_live)
+            self.changed()
+
+        if startup is None:
+            after_startup()
+            return tasks
+        startup_task: asyncio.Task[None] | None = None
+
+        def on_startup(ok: bool) -> None:
+            if ok:
+                after_startup()
+                if startup_task is not None:
+                    startup_task.cancel()
+            elif startup is not None:
+                kill(startup)
+
+        startup_task = loop(startup, on_startup)
+        return tasks
+
+    # ---- status ------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        while not self.gone:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if not await self.flush_status():
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+
+    async def flush_status(self) -> bool:
+        """Write the status if it changed; False when the write failed (retry later)."""
+        base = self.pod if self._written is None else {**self.pod, "status": self._written}
+        new = build_status(base, self.observation(), self.ctx.clock())
+        if new == self._written:
+            return True
+        patch: Obj = dict(new)
+        for key in self._written or {}:
+            patch.setdefault(key, None)
+        try:
+            await self.ctx.client.patch(POD, self.name, {"status": patch}, self.namespace,
+                                        subresource="status")
+        except ApiError as e:
+            if e.code == 404:
+                self.gone = True
+                return True
+            log.warning("pod %s/%s: status write failed: %s", self.namespace, self.name,
+                        e.message)
+            return False
+        except Exception:
+            log.exception("pod %s/%s: status write failed", self.namespace, self.name)
+            return False
+        self._written = new
+        return True
+
+    # ---- stopping ----------------------------------------------------------------------
+
+    async def terminate(self, grace: float, write_status: bool = True) -> None:
+        """Stop every container: SIGTERM, SIGKILL after `grace`; idempotent, may shorten."""
+        if not write_status and self._status is not None:
+            self._status.cancel()
+        self.grace = min(self.grace, grace) if self.terminating else grace
+        self.terminating = True
+        self._stop.set()
+        for run in self.runs:
+            run.kill_execs()
+        await asyncio.gather(*(r.proc.stop(grace) for r in self.runs if r.proc is not None))
+        if self._main is not None and not self._main.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._main), timeout=grace + 5)
+            except TimeoutError:
+                self._main.cancel()
+        for t in list(self._bg):
+            t.cancel()
+        self._release_ports()
+
+    async def delete_gracefully(self) -> None:
+        """metadata.deletionTimestamp is set: stop within its grace, then finalize."""
+        await self.terminate(self.deletion_grace())
+        await self.flush_status()
+        try:
+            current = await self.ctx.client.get(POD, self.name, self.namespace)
+            if (current.get("metadata") or {}).get("uid") == self.uid:
+                await self.ctx.client.delete(POD, self.name, self.namespace,
+                                             grace_period_seconds=0)
+        except ApiError as e:
+            if e.code != 404:
+                log.warning("pod %s/%s: finalizing delete failed: %s", self.namespace,
+                            self.name, e.message)
+
+    async def dispose(self) -> None:
+        """The pod is gone from the store: stop everything, forget its files."""
+        self.gone = True
+        await self.terminate(self.deletion_grace(), write_status=False)
+        if self._status is not None:
+            self._status.cancel()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.dir)
+
+
+def _terminated_from(t: Obj, now: datetime) -> Terminated:
+    code = int(t.get("exitCode") or 0)
+    return Terminated(code, t.get("reason") or exit_reason(code), parse_time(t.get("startedAt")),
+                      parse_time(t.get("finishedAt")) or now, t.get("message") or "")

@@ -1,0 +1,198 @@
+"""The fork server as the pods' supervisor: nothing it forked outlives it or skiff, and a spawn
+skiff gives up on never leaves an untracked child. Real processes; every wait has a deadline.
+
+Processes are found by a marker argument (a unique sleep length) in their command line, so
+only processes these tests started are ever looked at or killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from skiff.node import process
+from skiff.node.forkserver import ForkServer
+from skiff.node.images import HELLO_OPENSHIFT_MODULE
+
+DEADLINE = 10.0
+
+
+def marker() -> str:
+    """A sleep length no other process on the machine uses: 3000.<random digits>."""
+    return f"3000.{uuid.uuid4().int % 10**12:012d}"
+
+
+def marked(mark: str) -> list[psutil.Process]:
+    """The live `sleep <mark>` processes."""
+    out = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            cmd = p.info["cmdline"] or []
+            if (len(cmd) == 2 and cmd[0].endswith("sleep") and cmd[1] == mark
+                    and p.info["status"] != psutil.STATUS_ZOMBIE):
+                out.append(p)
+    return out
+
+
+def wait_until(check: object, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {DEADLINE}s waiting for {what}")
+
+
+def kill_marked(mark: str) -> None:
+    for p in marked(mark):
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def shell(mark: str) -> list[str]:
+    # the leader and a child of its own in its group, as a shell entrypoint has
+    return ["/bin/sh", "-c", f"sleep {mark} & sleep {mark}; wait"]
+
+
+def test_closing_kills_every_group_it_holds(tmp_path: Path) -> None:
+    mark = marker()
+
+    async def body() -> None:
+        fs = ForkServer([HELLO_OPENSHIFT_MODULE])
+        await fs.start()
+        try:
+            argv = shell(mark)
+            pid, exited = await fs.spawn_exec(argv[0], argv, {"PATH": os.defpath}, tmp_path,
+                                              tmp_path / "log")
+            assert os.getpgid(pid) == pid
+            await asyncio.to_thread(wait_until, lambda: len(marked(mark)) == 2, "two sleeps")
+        finally:
+            await fs.close()
+        await asyncio.wait_for(exited, DEADLINE)
+        await asyncio.to_thread(wait_until, lambda: not marked(mark), "no sleep left")
+    try:
+        asyncio.run(body())
+    finally:
+        kill_marked(mark)
+
+
+def test_failed_exec_is_a_spawn_error(tmp_path: Path) -> None:
+    async def body() -> None:
+        fs = ForkServer([HELLO_OPENSHIFT_MODULE])
+        await fs.start()
+        try:
+            data = tmp_path / "data"
+            data.write_text("not a program")
+            data.chmod(0o644)
+            with pytest.raises(process.SpawnError, match='exec: "data": Permission denied'):
+                await fs.spawn_exec(str(data), ["data"], {}, tmp_path, tmp_path / "log")
+            pid, exited = await fs.spawn_exec("/bin/sh", ["sh", "-c", "exit 3"], {}, tmp_path,
+                                              tmp_path / "log")
+            assert await asyncio.wait_for(exited, DEADLINE) == 3
+        finally:
+            await fs.close()
+    asyncio.run(body())
+
+
+def test_a_timed_out_spawn_leaves_no_child(tmp_path: Path) -> None:
+    """The child blocks opening its log (a FIFO nobody reads): the spawn times out, and the
+    child the template made for it is killed, not left running untracked."""
+    mark = marker()
+    fifo = tmp_path / "log.pipe"
+    os.mkfifo(fifo)
+
+    async def body() -> None:
+        fs = ForkServer([HELLO_OPENSHIFT_MODULE], spawn_timeout=0.5)
+        await fs.start()
+        assert fs.proc is not None
+        template = psutil.Process(fs.proc.pid)
+        try:
+            with pytest.raises(TimeoutError):
+                await fs.spawn_exec("/bin/sleep", ["sleep", mark], {}, tmp_path, fifo)
+            await asyncio.to_thread(wait_until, lambda: not template.children(), "no child")
+            # and the template still serves
+            pid, exited = await fs.spawn_exec("/bin/true", ["true"], {}, tmp_path,
+                                              tmp_path / "log")
+            assert await asyncio.wait_for(exited, DEADLINE) == 0
+        finally:
+            await fs.close()
+        assert not marked(mark)
+    try:
+        asyncio.run(body())
+    finally:
+        kill_marked(mark)
+
+
+PARENT = """
+import asyncio, os, sys
+from pathlib import Path
+from skiff.node.forkserver import ForkServer
+from skiff.node.images import HELLO_OPENSHIFT_MODULE
+from skiff.node import process
+
+async def main():
+    mark, tmp = sys.argv[1], Path(sys.argv[2])
+    fs = ForkServer([HELLO_OPENSHIFT_MODULE])
+    await fs.start()
+    argv = ["/bin/sh", "-c", f"sleep {mark} & sleep {mark}; wait"]
+    await fs.spawn_exec(argv[0], argv, {"PATH": os.defpath}, tmp, tmp / "a.log")
+    # and one started without the fork server: its parent-death signal is skiff's
+    await process.spawn(["/bin/sleep", mark], {"PATH": os.defpath}, tmp, tmp / "b.log")
+    print(fs.proc.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_everything_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    mark = marker()
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, mark, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        template = int(parent.stdout.readline())
+        wait_until(lambda: len(marked(mark)) == 3, "three sleeps")
+        parent.kill()   # SIGKILL: no cleanup of its own
+        parent.wait(DEADLINE)
+        wait_until(lambda: not marked(mark), "no sleep left")
+        wait_until(lambda: not psutil.pid_exists(template)
+                   or psutil.Process(template).status() == psutil.STATUS_ZOMBIE,
+                   "the template gone")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            parent.send_signal(signal.SIGKILL)
+        parent.wait(DEADLINE)
+        kill_marked(mark)
+
+
+def test_sweep_kills_only_the_recorded_process(tmp_path: Path) -> None:
+    """A pid file names a process by pid and start time: a reused pid is never killed."""
+    mark = marker()
+    proc = subprocess.Popen(["/bin/sleep", mark], start_new_session=True)
+    try:
+        pid_file = tmp_path / "forkserver.pid"
+        process.record_pid(pid_file, proc.pid)
+        created = psutil.Process(proc.pid).create_time()
+        pid_file.write_text(f"{proc.pid} {created - 5}\n")      # same pid, another process
+        assert process.sweep_supervisor(pid_file) is False
+        assert proc.poll() is None and not pid_file.exists()
+        process.record_pid(pid_file, proc.pid)
+        assert process.sweep_supervisor(pid_file) is True
+        proc.wait(DEADLINE)   # (the sweep may have reaped it: this test is its parent)
+        assert not marked(mark)
+        assert process.sweep_supervisor(pid_file) is False      # nothing recorded any more
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(DEADLINE)
