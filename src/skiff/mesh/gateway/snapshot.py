@@ -58,6 +58,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from skiff.core.client import Obj
 from skiff.dataplane import model
 from skiff.dataplane.model import (  # noqa: F401  # the generic model, re-exported
     ClusterEndpoints,
@@ -79,7 +80,6 @@ from skiff.dataplane.model import (  # noqa: F401  # the generic model, re-expor
     swrr_schedule,
 )
 
-Obj = dict[str, Any]
 NsName = tuple[str, str]
 
 ISTIO_CLASS = "istio.ingress.networking.knative.dev"
