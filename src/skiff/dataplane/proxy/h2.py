@@ -42,6 +42,8 @@ from hyperframe.frame import GoAwayFrame
 
 from skiff.dataplane.proxy.http1 import (
     HEADERS_TOO_LARGE,
+    NO_CONN,
+    ConnContext,
     Exchange,
     H1ServerProtocol,
     ProxyConfig,
@@ -140,6 +142,7 @@ class H2Exchange(Exchange):
     def send_body(self, data: bytes) -> None:
         if self.ended or not data:
             return
+        self.sent += len(data)
         self.buf.append(data)
         self.buf_size += len(data)
         self.pump()
@@ -196,6 +199,7 @@ class H2Exchange(Exchange):
             p.stream_done(self.sid)
             return
         if r.body and self.head.method != b"HEAD":
+            self.sent = len(r.body)
             self.buf = [r.body]
             self.buf_size = len(r.body)
             self.end_pending = True
@@ -227,6 +231,7 @@ class H2ServerProtocol(asyncio.Protocol):
             client_side=False, header_encoding=None))
         self.transport: asyncio.Transport | None = None
         self.client = b""
+        self.conn_ctx = NO_CONN
         self.streams: dict[int, H2Exchange] = {}
         self.closed = False
         self.since = 0.0               # cfg.now when the connection last became idle
@@ -240,7 +245,8 @@ class H2ServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
+        self.conn_ctx = ConnContext(transport)
+        peer = self.conn_ctx.peer
         self.client = str(peer[0]).encode() if peer else b""
         lim = self.cfg.limits
         settings = _Settings(client=False, initial_values={
@@ -468,7 +474,8 @@ class H2ServerProtocol(asyncio.Protocol):
         # not toward the number of headers
         if header_list_too_large(size, len(headers) - pseudo, lim):
             ex0 = H2Exchange(cfg, RequestHead(method, target, authority, [], {}, self.client,
-                                              self.scheme, "2", True, False, -1), self, sid)
+                                              self.scheme, "2", True, False, -1, self.conn_ctx),
+                             self, sid)
             self.streams[sid] = ex0
             ex0.reply(HEADERS_TOO_LARGE)
             self.drain()               # as HTTP/1.1 does: the connection ends after the 431
@@ -480,7 +487,7 @@ class H2ServerProtocol(asyncio.Protocol):
         clen = int(cl) if cl is not None and cl.isdigit() else -1
         chunked = not ended and clen < 0
         head = RequestHead(method, target or b"/", authority or cap.get(b"host", b""), lines, cap,
-                           self.client, self.scheme, "2", True, chunked, clen)
+                           self.client, self.scheme, "2", True, chunked, clen, self.conn_ctx)
         ex = H2Exchange(cfg, head, self, sid)
         ex.since = cfg.now
         self.streams[sid] = ex
@@ -489,7 +496,10 @@ class H2ServerProtocol(asyncio.Protocol):
             ex.end()
 
     def stream_done(self, sid: int) -> None:
-        if self.streams.pop(sid, None) is not None:
+        ex = self.streams.pop(sid, None)
+        if ex is not None:
+            if ex.hooks:
+                ex.end_hooks()
             self.closed_streams += 1
             if not self.streams:
                 self._idle()

@@ -13,7 +13,18 @@ formatted once, one write per direction when a message fits in one read):
 - RequestHead: method, target, host, end-to-end header lines (lower-cased,
   already "name: value\\r\\n"), and the `captured` headers held back from
   pass-through (framing, hop-by-hop, and those the dispatcher rewrites).
-- dispatch(head) -> Forward(endpoint, extra header lines) | Reply(local answer).
+- dispatch(head) -> Forward(endpoint, extra header lines[, cluster]) | Reply(local
+  answer) | Defer(awaitable of a Forward or Reply): the activator's seam, a request
+  held (its body too, by backpressure) until a pod is ready, bounded by a timeout
+  (503 as Knative's activator answers) and cancelled when the client goes away.
+- head.conn: the ConnContext of the request's downstream connection (peer and
+  local address, SNI, ALPN, the client certificate chain and its SPIFFE ID).
+- ProxyConfig.hooks: RequestHooks whose start() and end() run exactly once per
+  dispatched request, however it ends (access logs, metrics, concurrency); with
+  none set the per-request cost is one truthiness test.
+- Forward.cluster (cluster.py): an upstream with TLS settings; the pool keys
+  connections by (address, UpstreamTlsContext), verifies the peer's SAN and
+  answers Envoy's 503 when the connection (or its TLS) fails or times out.
 - Exchange: one request/response crossing the proxy; owns the upstream half
   (pool, retry of a reused connection that died before answering, body
   framing, flow control). H1Exchange and h2.H2Exchange write the downstream half.
@@ -38,24 +49,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Protocol, cast
 
 import httptools
 
+from skiff.dataplane.proxy.cluster import (
+    Cluster,
+    UpstreamTlsContext,
+    connect_failure_body,
+    peer_names,
+    san_matches,
+    san_mismatch_reason,
+)
 from skiff.dataplane.proxy.limits import (
     Limits,
     Phase,
     Verdict,
+    defer_timeout,
     head_fits,
     sweep_period,
     too_many_headers,
     verdict,
 )
+from skiff.dataplane.proxy.tls import client_context, peer_chain, requested_sni
 
 log = logging.getLogger("skiff.proxy")
 
@@ -67,6 +89,9 @@ CORE_CAPTURE = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 _RESP_DROP = HOP_BY_HOP | {b"server"}
 
 Endpoint = tuple[str, int]
+# What the upstream pool keys connections by: a plain endpoint, or an endpoint with the TLS
+# settings the connection was made with (never shared with other settings).
+PoolKey = Endpoint | tuple[Endpoint, UpstreamTlsContext]
 _perf = time.perf_counter
 # Response headers that send a response down the parser's path (they need rewriting).
 _REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server|keep-alive|upgrade|"
@@ -140,14 +165,79 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
+class ConnContext:
+    """What a request knows of its downstream connection: one per connection, shared by its
+    requests. Addresses are taken when the connection is made; the TLS facts (SNI, ALPN, the
+    client's certificate chain and SPIFFE ID) are read on first use, so plain requests that
+    never ask pay nothing for them."""
+    __slots__ = ("peer", "local", "_ssl", "_tls_read", "_sni", "_alpn", "_chain", "_spiffe")
+
+    def __init__(self, transport: asyncio.BaseTransport | None) -> None:
+        get = transport.get_extra_info if transport is not None else None
+        self.peer: tuple[str, int] | None = get("peername") if get else None
+        self.local: tuple[str, int] | None = get("sockname") if get else None
+        self._ssl = get("ssl_object") if get else None
+        self._tls_read = False
+        self._sni: str | None = None
+        self._alpn: str | None = None
+        self._chain: tuple[bytes, ...] = ()
+        self._spiffe: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self._ssl is not None
+
+    def _read_tls(self) -> None:
+        self._tls_read = True
+        o = self._ssl
+        if o is None:
+            return
+        self._sni = requested_sni(o)
+        self._alpn = o.selected_alpn_protocol()
+        self._chain = peer_chain(o)
+        if self._chain:
+            self._spiffe = peer_names(self._chain[0]).spiffe_id
+
+    @property
+    def sni(self) -> str | None:
+        if not self._tls_read:
+            self._read_tls()
+        return self._sni
+
+    @property
+    def alpn(self) -> str | None:
+        if not self._tls_read:
+            self._read_tls()
+        return self._alpn
+
+    @property
+    def peer_certificates(self) -> tuple[bytes, ...]:
+        """The client's certificate chain, DER, leaf first (() without a client certificate)."""
+        if not self._tls_read:
+            self._read_tls()
+        return self._chain
+
+    @property
+    def spiffe_id(self) -> str | None:
+        """The client certificate's SPIFFE ID (its spiffe:// URI SAN), as Istio's source.principal
+        is derived from it."""
+        if not self._tls_read:
+            self._read_tls()
+        return self._spiffe
+
+
+NO_CONN = ConnContext(None)
+
+
 class RequestHead:
     """A parsed request head, as a dispatcher sees it."""
     __slots__ = ("method", "target", "host", "lines", "captured", "client", "scheme", "version",
-                 "keep_alive", "chunked", "content_length")
+                 "keep_alive", "chunked", "content_length", "conn")
 
     def __init__(self, method: bytes, target: bytes, host: bytes, lines: list[bytes],
                  captured: dict[bytes, bytes], client: bytes, scheme: bytes, version: str,
-                 keep_alive: bool, chunked: bool, content_length: int) -> None:
+                 keep_alive: bool, chunked: bool, content_length: int,
+                 conn: ConnContext = NO_CONN) -> None:
         self.method = method
         self.target = target
         self.host = host                  # Host / :authority as sent (may carry a port)
@@ -159,6 +249,7 @@ class RequestHead:
         self.keep_alive = keep_alive
         self.chunked = chunked            # request body framed by chunked encoding
         self.content_length = content_length   # -1: none given
+        self.conn = conn                  # the downstream connection's context
 
     @property
     def has_body(self) -> bool:
@@ -177,13 +268,16 @@ class RequestHead:
 
 
 class Forward:
-    """Send the request to `endpoint`, adding `extra` header lines (and maybe another Host)."""
-    __slots__ = ("endpoint", "extra", "host")
+    """Send the request to `endpoint`, adding `extra` header lines (and maybe another Host);
+    `cluster` names TLS settings and a connect timeout (None: plain, the pool's timeout)."""
+    __slots__ = ("endpoint", "extra", "host", "cluster")
 
-    def __init__(self, endpoint: Endpoint, extra: bytes = b"", host: bytes | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, extra: bytes = b"", host: bytes | None = None,
+                 cluster: Cluster | None = None) -> None:
         self.endpoint = endpoint
         self.extra = extra
         self.host = host
+        self.cluster = cluster
 
 
 class Reply:
@@ -197,11 +291,46 @@ class Reply:
         self.headers = headers
 
 
-Dispatch = Callable[[RequestHead], "Forward | Reply"]
+class Defer:
+    """Decide later: `awaitable` resolves to a Forward or a Reply (or another Defer). The
+    request is held meanwhile; its body is buffered up to Exchange.PENDING_LIMIT, then read
+    no further (HTTP/2: not acknowledged), so backpressure reaches the client. After `timeout`
+    seconds (None: the listener's request timeout; 0: none) the client gets `timeout_reply`.
+    A client that goes away cancels the wait: a coroutine is cancelled; a Future is not (it
+    may be shared by many held requests, as an activator's "pod ready" signal), only this
+    request stops waiting for it."""
+    __slots__ = ("awaitable", "timeout", "timeout_reply")
 
-CONNECT_FAILURE = Reply(503, b"upstream connect error or disconnect/reset before headers. "
-                             b"reset reason: connection failure",
-                        ((b"content-type", b"text/plain"),))
+    def __init__(self, awaitable: Awaitable[Forward | Reply | Defer], timeout: float | None = None,
+                 timeout_reply: Reply | None = None) -> None:
+        self.awaitable = awaitable
+        self.timeout = timeout
+        self.timeout_reply = timeout_reply
+
+
+Decision = Forward | Reply | Defer
+Dispatch = Callable[[RequestHead], Decision]
+
+
+class RequestHooks(Protocol):
+    """Per-request callbacks (concurrency counting, metrics, access logs). start() runs when
+    the request is dispatched; end() exactly once after it, however the request ended.
+    `status` is what the client got (0: nothing, its connection was reset), `bytes_sent` the
+    response body bytes written, `duration` seconds since start, `error` an Envoy response
+    flag or None: UF upstream connection failure, UC upstream reset, UT timeout (a deferred
+    wait's too), DC downstream went away. Exceptions are logged and do not touch the request."""
+
+    def start(self, ctx: ConnContext, head: RequestHead) -> None: ...
+
+    def end(self, ctx: ConnContext, head: RequestHead, status: int, bytes_sent: int,
+            duration: float, error: str | None) -> None: ...
+
+_TEXT = ((b"content-type", b"text/plain"),)
+CONNECT_FAILURE = Reply(503, connect_failure_body("connection failure"), _TEXT)
+CONNECT_TIMEOUT = Reply(503, connect_failure_body("connection timeout"), _TEXT)
+# Knative's activator answers a request whose wait for capacity ran out with 503 and the
+# error's text (context.DeadlineExceeded).
+DEFER_TIMEOUT = Reply(503, b"context deadline exceeded\n", _TEXT)
 RESET_BEFORE_HEADERS = Reply(503, b"upstream connect error or disconnect/reset before headers. "
                                   b"reset reason: connection termination",
                              ((b"content-type", b"text/plain"),))
@@ -227,14 +356,16 @@ class ServerConnection(Protocol):
 class ProxyConfig:
     """What every connection of one listener shares: the dispatcher, the pool, response policy.
 
-    `server` and `service_time` may be changed at any time (a snapshot swap); they are read
-    per response.
+    `server`, `service_time` and `hooks` may be changed at any time (a snapshot swap); they
+    are read per response (hooks: per request, at its start).
     """
 
     def __init__(self, dispatch: Dispatch, pool: UpstreamPool, *, server: bytes = b"",
                  service_time: bool = False, capture: frozenset[bytes] = frozenset(),
-                 strip_prefix: bytes = b"", limits: Limits | None = None) -> None:
+                 strip_prefix: bytes = b"", limits: Limits | None = None,
+                 hooks: Sequence[RequestHooks] = ()) -> None:
         self.dispatch = dispatch
+        self.hooks: tuple[RequestHooks, ...] = tuple(hooks)   # may be replaced at any time
         self.pool = pool
         self.limits = limits or Limits()
         self.conns: set[ServerConnection] = set()
@@ -321,13 +452,21 @@ class Exchange:
     req_done = False
     started = False      # response head sent downstream
     finished = False
-    endpoint: Endpoint = ("", 0)
+    endpoint: PoolKey = ("", 0)
+    cluster: Cluster | None = None
     head_bytes = b""
     retried = False
     reused = False
     t0 = 0.0
     since = 0.0          # cfg.now when the request head arrived (the request timeout's start)
     connecting: asyncio.Task[None] | None = None
+    deferred: asyncio.Task[None] | None = None
+    # what the hooks are told (RequestHooks); `hooks` is set at start and emptied at end
+    hooks: tuple[RequestHooks, ...] = ()
+    t_start = 0.0
+    status = 0
+    sent = 0
+    error: str | None = None
 
     def __init__(self, cfg: ProxyConfig, head: RequestHead) -> None:
         self.cfg = cfg
@@ -371,15 +510,49 @@ class Exchange:
     # request side
     def begin(self) -> None:
         """Dispatch and start the upstream request (the request body may still be arriving)."""
+        cfg = self.cfg
+        if cfg.hooks:
+            self.start_hooks(cfg.hooks)
         try:
-            d = self.cfg.dispatch(self.head)
+            d = cfg.dispatch(self.head)
         except Exception:
             log.exception("dispatch failed for %r", self.head.host)
             d = INTERNAL_ERROR
-        if isinstance(d, Reply):
+        if isinstance(d, Forward):
+            self.forward(d)
+        elif isinstance(d, Reply):
             self.reply(d)
+        else:
+            self.defer(d)
+
+    def defer(self, d: Defer) -> None:
+        self.deferred = asyncio.get_running_loop().create_task(self._wait(d))
+
+    async def _wait(self, d: Defer) -> None:
+        aw = d.awaitable
+        if asyncio.isfuture(aw):
+            aw = asyncio.shield(aw)        # possibly shared: leaving must not cancel it for others
+        r: Decision
+        try:
+            async with asyncio.timeout(defer_timeout(d.timeout, self.cfg.limits)):
+                r = await aw
+        except TimeoutError:
+            self.error = "UT"
+            r = d.timeout_reply or DEFER_TIMEOUT
+        except Exception:
+            log.exception("deferred dispatch failed for %r", self.head.host)
+            r = INTERNAL_ERROR
+        self.deferred = None
+        if self.finished:
             return
-        fwd = d
+        if isinstance(r, Forward):
+            self.forward(r)
+        elif isinstance(r, Reply):
+            self.reply(r)
+        else:
+            self.defer(r)
+
+    def forward(self, fwd: Forward) -> None:
         head = self.head
         if head.chunked:
             framing = b"transfer-encoding: chunked\r\n"
@@ -387,7 +560,13 @@ class Exchange:
             framing = b"content-length: %d\r\n" % head.content_length
         else:
             framing = b""
-        self.endpoint = ep = fwd.endpoint
+        cluster = fwd.cluster
+        if cluster is None:
+            ep: PoolKey = fwd.endpoint
+        else:
+            self.cluster = cluster
+            ep = fwd.endpoint if cluster.tls is None else (fwd.endpoint, cluster.tls)
+        self.endpoint = ep
         self.head_bytes = data = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
                                            fwd.host or head.host, b"\r\n", b"".join(head.lines),
                                            fwd.extra, framing, b"\r\n"))
@@ -417,12 +596,18 @@ class Exchange:
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
+        pool = self.cfg.pool
+        cluster = self.cluster
         try:
-            conn = await self.cfg.pool.connect(self.endpoint)
-        except (TimeoutError, OSError):
+            if cluster is None:
+                conn = await pool.connect(self.endpoint)
+            else:
+                conn = await pool.connect(self.endpoint, cluster.connect_timeout)
+        except (TimeoutError, OSError) as e:
             self.connecting = None
             if not self.finished:
-                self.reply(CONNECT_FAILURE)
+                self.error = "UF"
+                self.reply(connect_failure_reply(e))
             return
         self.connecting = None
         if self.finished:
@@ -479,6 +664,7 @@ class Exchange:
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                       clen: bytes | None, no_body: bool) -> None:
         self.started = True
+        self.status = status
         self.send_head(status, reason, headers, clen, no_body)
 
     def response_end(self) -> None:
@@ -496,8 +682,10 @@ class Exchange:
                 self.retried = True
                 self._acquire(fresh=True)
                 return
+            self.error = "UC"
             self.reply(RESET_BEFORE_HEADERS)
             return
+        self.error = "UC"
         self.finished = True
         self.abort_downstream()
 
@@ -505,30 +693,65 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.status = r.status
         self.send_reply(r)
 
     def expire(self) -> None:
-        """The request timeout: 504 if no response has begun, else the downstream is reset."""
-        if self.finished:
+        """The request timeout: 504 if no response has begun, else the downstream is reset.
+        A deferred dispatch is left to its own deadline (Defer.timeout, 503)."""
+        if self.finished or self.deferred is not None:
             return
-        started = self.started
-        self.abort()                     # the upstream connection is mid-message: closed
-        if started:
+        self.error = "UT"
+        self._drop_upstream()            # the upstream connection is mid-message: closed
+        if self.started:
+            self.finished = True
             self.abort_downstream()
         else:
-            self.finished = False
             self.reply(UPSTREAM_TIMEOUT)
 
     def abort(self) -> None:
         """The downstream went away: drop the upstream connection (it is mid-message)."""
         self.finished = True
+        self._drop_upstream()
+        if self.hooks:
+            if self.error is None:
+                self.error = "DC"
+            self.end_hooks()
+
+    def _drop_upstream(self) -> None:
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
+        if self.deferred is not None:
+            self.deferred.cancel()
+            self.deferred = None
         up = self.up
         self.up = None
         if up is not None:
             up.detach_and_close()
+
+    # hooks
+    def start_hooks(self, hooks: tuple[RequestHooks, ...]) -> None:
+        self.hooks = hooks
+        self.t_start = _perf()
+        head = self.head
+        for h in hooks:
+            try:
+                h.start(head.conn, head)
+            except Exception:
+                log.exception("request hook %r failed at start", h)
+
+    def end_hooks(self) -> None:
+        """Tell the hooks the request is over (once: `hooks` is emptied)."""
+        hooks = self.hooks
+        self.hooks = ()
+        head = self.head
+        duration = _perf() - self.t_start
+        for h in hooks:
+            try:
+                h.end(head.conn, head, self.status, self.sent, duration, self.error)
+            except Exception:
+                log.exception("request hook %r failed at end", h)
 
     def pause_response(self) -> None:
         up = self.up
@@ -548,10 +771,29 @@ class Exchange:
         return b"x-envoy-upstream-service-time: " + self.service_time_ms() + b"\r\n"
 
 
+def connect_failure_reply(e: BaseException) -> Reply:
+    """Envoy's 503 for an upstream connection that failed before the request was sent."""
+    if isinstance(e, TimeoutError):
+        return CONNECT_TIMEOUT
+    if isinstance(e, UpstreamTlsError):
+        return Reply(503, connect_failure_body("connection failure", f"TLS error: {e}"), _TEXT)
+    if isinstance(e, ssl.SSLError):
+        reason = e.reason or type(e).__name__
+        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+            reason = f"{reason}: {e.verify_message}"
+        return Reply(503, connect_failure_body("connection failure", f"TLS error: {reason}"),
+                     _TEXT)
+    return CONNECT_FAILURE
+
+
+class UpstreamTlsError(ConnectionError):
+    """The upstream's TLS identity is not the one its cluster expects (a SAN mismatch)."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to an endpoint; serves one Exchange at a time."""
 
-    def __init__(self, pool: UpstreamPool, key: Endpoint) -> None:
+    def __init__(self, pool: UpstreamPool, key: PoolKey) -> None:
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -651,6 +893,9 @@ class UpstreamConnection(asyncio.Protocol):
         t = proto.transport
         if t is not None:
             t.write(b"".join((head, tail, data[end + 2:])))
+        if ex.hooks:
+            ex.status = int(head[9:12])
+            ex.sent = blen
         if blen < clen:
             self.fast_left = clen - blen
             return True
@@ -658,6 +903,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
         ex.up = None
         ex.finished = True
+        if ex.hooks:
+            ex.end_hooks()
         if ex.req_done:
             pool = self.pool
             idle = pool.idle.get(self.key)
@@ -758,15 +1005,21 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per endpoint (LIFO, so a warm connection is reused first)."""
+    """Idle keep-alive connections per endpoint (LIFO, so a warm connection is reused first).
+
+    A key is an endpoint, or (endpoint, UpstreamTlsContext) for a TLS cluster: connections
+    made with one client identity or trust are reused only for the same settings. A TLS
+    connection is handed out only after its peer showed a certificate with one of the
+    expected SANs (tls.match_san); else it is closed and connect() raises UpstreamTlsError."""
 
     def __init__(self, max_idle_per_endpoint: int = 512, connect_timeout: float = 5.0) -> None:
         self.max_idle = max_idle_per_endpoint
-        self.connect_timeout = connect_timeout
-        self.idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self.connect_timeout = connect_timeout      # Envoy's cluster connect_timeout default
+        self.idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.live: set[UpstreamConnection] = set()
+        self.ssl_contexts: dict[UpstreamTlsContext, ssl.SSLContext] = {}
 
-    def take(self, key: Endpoint) -> UpstreamConnection | None:
+    def take(self, key: PoolKey) -> UpstreamConnection | None:
         idle = self.idle.get(key)
         while idle:
             c = idle.pop()
@@ -785,11 +1038,33 @@ class UpstreamPool:
         elif c.transport is not None:
             c.transport.close()
 
-    async def connect(self, key: Endpoint) -> UpstreamConnection:
+    async def connect(self, key: PoolKey, timeout: float | None = None) -> UpstreamConnection:
+        """A new connection for `key`, within `timeout` (None: the pool's connect_timeout; 0:
+        none) including the TLS handshake. Raises TimeoutError, OSError (ssl.SSLError for a
+        failed handshake) or UpstreamTlsError."""
         loop = asyncio.get_running_loop()
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self, key), key[0], key[1]),
-            self.connect_timeout)
+        t = self.connect_timeout if timeout is None else timeout
+        if isinstance(key[1], int):
+            host, port = key
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self, key), host, port),
+                t or None)
+            return proto
+        (host, port), tls = key
+        ctx = self.ssl_contexts.get(tls)
+        if ctx is None:
+            ctx = self.ssl_contexts[tls] = client_context(tls)
+        tr, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self, key), host, port, ssl=ctx,
+                                   server_hostname=tls.sni or "",
+                                   ssl_handshake_timeout=t or None),
+            t or None)
+        if tls.match_san:
+            der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
+            names = peer_names(der[0]) if der else peer_names(b"")
+            if not san_matches(tls.match_san, names):
+                tr.close()
+                raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
         return proto
 
     def opened(self, c: UpstreamConnection) -> None:
@@ -875,11 +1150,13 @@ class H1Exchange(Exchange):
             t.write(b"".join((head, tail, b"\r\n", body)))
 
     def send_raw(self, data: bytes) -> None:
+        self.sent += len(data)
         t = self.proto.transport
         if t is not None:
             t.write(data)
 
     def send_body(self, data: bytes) -> None:
+        self.sent += len(data)
         if self.resp_chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         if self.out:
@@ -909,9 +1186,12 @@ class H1Exchange(Exchange):
             self.close_after = True    # the unread body would be taken for the next request
         close = self.close_after or not self.head.keep_alive or self.proto.closing
         self.close_after = close
+        head_only = self.head.method == b"HEAD"
+        if not head_only:
+            self.sent = len(r.body)
         t = self.proto.transport
         if t is not None:
-            t.write(format_reply(r, self.cfg.server_line, close, self.head.method == b"HEAD"))
+            t.write(format_reply(r, self.cfg.server_line, close, head_only))
         self.proto.exchange_done(self)
 
     def abort_downstream(self) -> None:
@@ -952,6 +1232,7 @@ class H1ServerProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client = b""
+        self.conn = NO_CONN
         self.queue: deque[H1Exchange] = deque()
         self.current: H1Exchange | None = None
         self.paused = False
@@ -962,7 +1243,8 @@ class H1ServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
+        self.conn = conn = ConnContext(transport)
+        peer = conn.peer
         self.client = str(peer[0]).encode() if peer else b""
         cfg = self.cfg
         cfg.register(self)
@@ -1069,7 +1351,7 @@ class H1ServerProtocol(asyncio.Protocol):
             clen = int(cl)     # llhttp has already rejected a malformed Content-Length
         head = RequestHead(p.get_method(), self.url, cap.get(b"host", b""), self.lines, cap,
                            self.client, self.scheme, p.get_http_version(), p.should_keep_alive(),
-                           chunked, clen)
+                           chunked, clen, self.conn)
         self.url = b""
         self.lines = []
         self.captured = {}
@@ -1103,6 +1385,8 @@ class H1ServerProtocol(asyncio.Protocol):
 
     # exchange bookkeeping
     def exchange_done(self, ex: H1Exchange) -> None:
+        if ex.hooks:
+            ex.end_hooks()
         q = self.queue
         if q and q[0] is ex:
             q.popleft()

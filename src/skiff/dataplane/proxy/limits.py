@@ -7,7 +7,7 @@ the HTTP/2 rapid-reset attack (CVE-2023-44487), and a 15 s route timeout.
 Where Envoy waits an hour (the HCM idle timeout) skiff picks 300 s; the
 request-headers timeout, which Envoy leaves off, is 15 s (nginx's
 client_header_timeout idea), counted from the connection's start or from the
-first byte of a request's head.
+first byte of a request's head. A deferred dispatch waits at most the request timeout.
 
 The shells that enforce these (ProxyConfig's sweeper and the server
 protocols in http1.py and h2.py) ask the functions here what to do; nothing
@@ -67,6 +67,13 @@ def verdict(phase: Phase, elapsed: float, limits: Limits, draining: bool = False
         return Verdict.HEADER_TIMEOUT if elapsed >= limits.header_timeout else Verdict.KEEP
     limit = min(limits.drain_idle, limits.idle_timeout) if draining else limits.idle_timeout
     return Verdict.CLOSE if elapsed >= limit else Verdict.KEEP
+
+
+def defer_timeout(requested: float | None, limits: Limits) -> float | None:
+    """How long a deferred dispatch (an activator holding a request until a pod is ready) may
+    wait: its own timeout when it names one, else the request timeout; None: no bound."""
+    t = limits.request_timeout if requested is None else requested
+    return t if t > 0 else None
 
 
 def sweep_period(limits: Limits, draining: bool = False) -> float:

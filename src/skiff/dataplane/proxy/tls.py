@@ -7,7 +7,12 @@ passing the raw stream through and terminating it. server_context() turns
 PEM bytes (a Secret's tls.crt/tls.key, as the snapshot carries them) into an
 ssl.SSLContext with ALPN h2 + http/1.1; the private key never touches the
 disk (a memfd on Linux, a 0600 temporary file elsewhere), because ssl can
-only load certificates from paths.
+only load certificates from paths. With `client_ca` a server context asks
+for client certificates (mTLS downstream); each context notes the SNI a
+client asked for on its ssl object (note_sni), where http1.ConnContext
+reads it. client_context() is the upstream side: an ssl context from a
+cluster's UpstreamTlsContext (cluster.py), verified against its CA; the
+peer's SAN is checked after the handshake by http1.UpstreamPool.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ClientHello", "NotTLS", "parse_client_hello", "server_context", "ALPN"]
+from skiff.dataplane.proxy.cluster import UpstreamTlsContext
+
+__all__ = ["ClientHello", "NotTLS", "parse_client_hello", "server_context", "client_context",
+           "note_sni", "requested_sni", "peer_chain", "ALPN"]
 
 ALPN = ("h2", "http/1.1")
 
@@ -134,9 +143,54 @@ def _pem_path(pem: bytes) -> Iterator[str]:
         os.unlink(f.name)
 
 
-def server_context(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ALPN) -> ssl.SSLContext:
+_SNI_ATTR = "skiff_sni"
+
+
+def note_sni(sslobj: Any, name: str | None) -> None:
+    """Remember on the connection's ssl object the server name its client asked for: a
+    server-side ssl object does not keep it. Called from SNI callbacks."""
+    try:
+        setattr(sslobj, _SNI_ATTR, name.lower().rstrip(".") if name else None)
+    except AttributeError:
+        pass
+
+
+def requested_sni(sslobj: Any) -> str | None:
+    return getattr(sslobj, _SNI_ATTR, None)
+
+
+def _note_sni_callback(sslobj: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
+    note_sni(sslobj, name)
+
+
+def peer_chain(sslobj: Any) -> tuple[bytes, ...]:
+    """The peer's certificate chain as DER, leaf first; () when it showed none. Python 3.11
+    has no public accessor for the chain (3.13's get_verified_chain): the private one is used
+    where it exists, else only the leaf."""
+    if sslobj is None:
+        return ()
+    inner = getattr(sslobj, "_sslobj", None)
+    get = getattr(inner, "get_verified_chain", None) or getattr(inner, "get_unverified_chain",
+                                                                None)
+    if get is not None:
+        try:
+            chain = get() or []
+            out = tuple(c.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+                        for c in chain)
+            if out:
+                return out
+        except (ssl.SSLError, ValueError, AttributeError):
+            pass
+    leaf = sslobj.getpeercert(binary_form=True)
+    return (leaf,) if leaf else ()
+
+
+def server_context(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ALPN,
+                   client_ca: bytes | None = None,
+                   require_client_cert: bool = False) -> ssl.SSLContext:
     """A server-side context for this certificate chain and key (raises ssl.SSLError if they
-    do not load or do not match)."""
+    do not load or do not match). With `client_ca`, clients are asked for a certificate
+    issued by it (required when `require_client_cert`, as Istio's ISTIO_MUTUAL/STRICT)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION
@@ -144,4 +198,28 @@ def server_context(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ALPN
         ctx.load_cert_chain(path)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
+    if client_ca is not None:
+        ctx.load_verify_locations(cadata=client_ca.decode())
+        ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    ctx.sni_callback = _note_sni_callback
+    return ctx
+
+
+def client_context(tls: UpstreamTlsContext) -> ssl.SSLContext:
+    """A client-side context for originating TLS to an upstream. Host names are not checked
+    by ssl: the peer is identified by tls.match_san (URI SANs included), after the handshake."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    ctx.check_hostname = False
+    if tls.ca_pem is not None:
+        ctx.load_verify_locations(cadata=tls.ca_pem.decode())
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert_pem is not None and tls.key_pem is not None:
+        with _pem_path(tls.cert_pem + b"\n" + tls.key_pem) as path:
+            ctx.load_cert_chain(path)
+    if tls.alpn:
+        ctx.set_alpn_protocols(list(tls.alpn))
     return ctx

@@ -77,7 +77,7 @@ from skiff.dataplane.proxy.http1 import (
 )
 from skiff.dataplane.proxy.limits import Limits
 from skiff.dataplane.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
-from skiff.dataplane.proxy.tls import ClientHello, server_context
+from skiff.dataplane.proxy.tls import ClientHello, note_sni, server_context
 
 log = logging.getLogger("skiff.gateway")
 
@@ -396,6 +396,7 @@ class GatewayProxy:
         return (self.settings.host, self.internal_https_port)
 
     def _sni_https(self, sslobj: Any, name: str | None, _base: ssl.SSLContext) -> int | None:
+        note_sni(sslobj, name)           # for the requests' ConnContext (head.conn.sni)
         ctx = self.rt.sni_context("https", name)
         if ctx is None:
             return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE   # no Gateway server binds 443
