@@ -81,6 +81,9 @@ def decode_yaml(raw: bytes) -> Any:
         raise BodyError(400, f"the body of the request is nested too deeply: the limit is "
                              f"{MAX_DEPTH} levels") from None
     except yaml.YAMLError as e:
+        if "maximum nesting depth" in str(e):   # libyaml's own limit (PyYAML >= 6.0.4)
+            raise BodyError(400, f"the body of the request is nested too deeply: the limit is "
+                                 f"{MAX_DEPTH} levels") from None
         raise BodyError(400, f"error decoding YAML: {e}") from None
     check_value(value)
     return value
