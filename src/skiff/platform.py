@@ -100,6 +100,13 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
 
+def domain_early_starts() -> list[Callable[[Platform], Awaitable[None]]]:
+    """What a domain starts before the store opens, because it takes long and needs nothing
+    of it (the data-plane process). Each registers its own stop with on_cleanup()."""
+    from skiff.mesh import setup as mesh
+    return [mesh.early]
+
+
 def domain_installers() -> list[Callable[[Platform], None]]:
     """Each domain's install(platform): admission hooks, reconcilers (platform.manager.add),
     components (platform.components.append). Called once the store and client exist."""
@@ -145,6 +152,8 @@ class Platform:
             write_private(token_file, secrets.token_urlsafe(32).encode())
         token = token_file.read_text().strip()
         self.on_step("certificates and token")
+        for early in domain_early_starts():
+            await early(self)
 
         self.store = open_store(home)
         # Built-ins, and the kinds of access control (rbac, authorization, authentication).
@@ -208,7 +217,7 @@ class Platform:
         self._node_task = asyncio.create_task(self.node.run())
         for c in self.components:
             await c.start()
-            self._cleanup.append(c.stop)
+            self.on_cleanup(c.stop)
         self.ready = True
         self.on_step("controllers and node runtime")
 
@@ -283,6 +292,11 @@ class Platform:
         if self._lock_fd is not None:
             os.close(self._lock_fd)   # the home is free for the next `skiff up`
             self._lock_fd = None
+
+    def on_cleanup(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` when the platform stops (once, however often it is registered)."""
+        if fn not in self._cleanup:
+            self._cleanup.append(fn)
 
     def _pod_grace(self) -> float:
         node = getattr(self, "node", None)

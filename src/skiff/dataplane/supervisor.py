@@ -93,11 +93,20 @@ class DataPlaneSupervisor:
         return self.home / ("dataplane.pid" if worker == 0 else f"dataplane-{worker}.pid")
 
     async def start(self) -> None:
+        await self.spawn()
+        await self.ready()
+
+    async def spawn(self) -> None:
+        """Start the processes; ready() waits for them. Apart, so that the platform can start
+        them first and do its own start-up while they start theirs."""
         # data planes a crashed platform left (their parent-death signal makes this rare)
         for f in sorted(self.home.glob("dataplane*.pid")):
             await asyncio.to_thread(sweep_supervisor, f)
         for i in range(self.workers):
             self.procs[i] = await self._spawn(i)
+
+    async def ready(self) -> None:
+        """Once every process listens (its hello came); OSError with why one does not."""
         errors = await asyncio.gather(*(self._await_hello(p, START_TIMEOUT)
                                         for p in self.procs if p is not None))
         error = next((e for e in errors if e), "")

@@ -51,35 +51,50 @@ class IngressComponent:
         self.server: SnapshotServer | None = None
         self.supervisor: DataPlaneSupervisor | None = None
         self.controller: GatewayController | None = None
+        self.pki: Any = None
+        self.settings: GatewaySettings | None = None
 
-    async def start(self) -> None:
+    async def spawn(self) -> None:
+        """The part that needs no store: the router's certificates, the internal port, the
+        snapshot channel and the data-plane processes, started without waiting for them."""
         from skiff.router.router import ensure_router_pki
-        p = self.platform
-        s = p.settings
-        pki = ensure_router_pki(s.home / "pki", s.domain, utcnow())
+        s = self.platform.settings
+        self.pki = ensure_router_pki(s.home / "pki", s.domain, utcnow())
         # The gateway's own 443 listener: a loopback port chosen here, because the compiled
         # snapshot names it (passthrough splices to it) and the data plane binds it.
-        internal = PortAllocator(s.host).allocate()
-        settings = GatewaySettings(host=s.host, http_port=s.http_port, https_port=s.https_port,
-                                   local_gateway_port=s.local_gateway_port,
-                                   internal_https_port=internal, domain=s.domain)
-        default_cert = (pki.ingress_cert.read_bytes(), pki.ingress_key.read_bytes())
+        self.settings = GatewaySettings(
+            host=s.host, http_port=s.http_port, https_port=s.https_port,
+            local_gateway_port=s.local_gateway_port,
+            internal_https_port=PortAllocator(s.host).allocate(), domain=s.domain)
         try:
             self.server = SnapshotServer(channel_path(s.home))
             await self.server.start()
-            self.controller = GatewayController(p.client, self.server, settings, default_cert)
             self.supervisor = DataPlaneSupervisor(
-                self.server, s.home, settings, workers=getattr(s, "dataplane_workers", 1),
+                self.server, s.home, self.settings, workers=getattr(s, "dataplane_workers", 1),
                 verbose=log.isEnabledFor(logging.DEBUG))
-            await self.supervisor.start()
+            await self.supervisor.spawn()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start(self) -> None:
+        if self.supervisor is None:
+            await self.spawn()
+        assert self.supervisor is not None and self.server is not None and self.settings is not None
+        p = self.platform
+        s = p.settings
+        default_cert = (self.pki.ingress_cert.read_bytes(), self.pki.ingress_key.read_bytes())
+        try:
+            await self.supervisor.ready()
+            self.controller = GatewayController(p.client, self.server, self.settings, default_cert)
             await self.controller.start()
         except BaseException:
             await self.stop()
             raise
         log.info("ingress: data plane pid %s: http %d, https %d (router CA %s), gateway 443 on "
-                 "%d, local gateway %d", self.supervisor.pid, s.http_port, s.https_port, pki.ca,
-                 internal, s.local_gateway_port)
-        p.on_step(f"ingress https://*.{s.domain}:{s.https_port} (router CA {pki.ca})")
+                 "%d, local gateway %d", self.supervisor.pid, s.http_port, s.https_port,
+                 self.pki.ca, self.settings.internal_https_port, s.local_gateway_port)
+        p.on_step(f"ingress https://*.{s.domain}:{s.https_port} (router CA {self.pki.ca})")
 
     async def stop(self) -> None:
         if self.supervisor is not None:
@@ -93,6 +108,15 @@ class IngressComponent:
             self.server = None
 
 
+async def early(platform: Any) -> None:
+    """First thing at start-up, before the store: spawn the data plane, whose own start-up
+    (an interpreter, its imports, TLS contexts, binding) then overlaps the control plane's."""
+    ingress = IngressComponent(platform)
+    platform.early_ingress = ingress
+    platform.on_cleanup(ingress.stop)
+    await ingress.spawn()
+
+
 def install(platform: Any) -> None:
     """Register the mesh domain's admission hooks, reconcilers and components on `platform`."""
-    platform.components.append(IngressComponent(platform))
+    platform.components.append(getattr(platform, "early_ingress", None) or IngressComponent(platform))
