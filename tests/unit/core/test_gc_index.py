@@ -63,3 +63,15 @@ def test_memory_of_deleted_uids_is_bounded() -> None:
         ix.put(DEP, obj(u, u))
         ix.remove(u)
     assert list(ix.gone) == ["b", "c"]
+
+
+def test_a_relist_deletes_what_went_during_the_gap() -> None:
+    ix = OwnerIndex()
+    ix.put(DEP, obj("d1", "kept"))
+    ix.put(DEP, obj("d2", "gone"))
+    ix.put(POD, obj("p1", "of-kept", "d1"))
+    ix.put(POD, obj("p2", "of-gone", "d2"))
+    # the Deployment watch broke; d2 was deleted meanwhile: the re-list has d1 only
+    assert ix.resync(DEP, [obj("d1", "kept")]) == [(POD, "ns", "of-gone")]
+    assert ix.resync(DEP, [obj("d1", "kept")]) == []   # nothing more the second time
+    assert ix.resync(POD, [obj("p1", "of-kept", "d1")]) == []

@@ -72,6 +72,18 @@ class OwnerIndex:
                 out.append(entry[0])
         return out
 
+    def resync(self, ref: Ref, objs: list[Obj]) -> list[Target]:
+        """A fresh list of one kind (a re-list after a broken watch): objects of the kind the
+        list no longer has were deleted during the gap and go as a DELETED event would; the
+        listed ones are put. Returns the dependents to delete now."""
+        listed = {o["metadata"]["uid"] for o in objs}
+        out: list[Target] = []
+        for uid in [u for u, (t, _) in self.objects.items() if t[0] == ref and u not in listed]:
+            out += self.remove(uid)
+        for o in objs:
+            out += self.put(ref, o)
+        return out
+
     def orphans(self) -> list[Target]:
         """Objects none of whose owners exist (owners deleted while skiff was down)."""
         return [t for t, owners in self.objects.values()
@@ -101,9 +113,9 @@ class GarbageCollector:
         """Index every kind, delete what lost its owners while skiff was down, then watch."""
         listed: list[tuple[Kind, str]] = []
         for k in list(self.kinds):
-            rv = await self._index(k)
-            if rv is not None:
-                listed.append((k, rv))
+            indexed = await self._index(k)
+            if indexed is not None:
+                listed.append((k, indexed[0]))
         for target in self.index.orphans():
             await self._delete(target)
         for k, rv in listed:
@@ -135,15 +147,14 @@ class GarbageCollector:
                 log.exception("gc: CRD watch failed")
             await asyncio.sleep(0.5)
 
-    async def _index(self, k: Kind) -> str | None:
-        """List one kind into the index; the resourceVersion to watch from ("" if empty)."""
+    async def _index(self, k: Kind) -> tuple[str, list[Target]] | None:
+        """List one kind into the index: the resourceVersion to watch from ("" if empty) and
+        the dependents of objects deleted since the last list (None: the kind is not served)."""
         try:
             items, rv = await self.client.list_with_version(_ref(k))
         except ApiError:
             return None
-        for o in items:
-            self.index.put(_ref(k), o)
-        return rv
+        return rv, self.index.resync(_ref(k), items)
 
     async def _watch(self, k: Kind, rv: str | None) -> None:
         ref = _ref(k)
@@ -151,10 +162,13 @@ class GarbageCollector:
         while True:
             try:
                 if rv is None:
-                    rv = await self._index(k)
-                    if rv is None and self.kinds.get(k.group, k.plural) is None:
+                    indexed = await self._index(k)
+                    if indexed is None and self.kinds.get(k.group, k.plural) is None:
                         self._watched.discard((k.group, k.plural))
                         return   # the CRD is gone
+                    rv = indexed[0] if indexed is not None else None
+                    for target in indexed[1] if indexed is not None else []:
+                        await self._delete(target)
                 async for ev in self.client.watch(ref, resource_version=rv or ""):
                     delay = RELIST_MIN
                     if ev.type == "DELETED":
