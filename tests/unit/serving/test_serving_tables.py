@@ -6,13 +6,18 @@ from typing import Any
 
 import pytest
 
+from skiff.operator import crds as operator_crds
 from skiff.serving import crds
+from skiff.serving.config import ConfigHolder
 from skiff.serving.reconcilers.configuration import ConfigurationReconciler
+from skiff.serving.reconcilers.revision import RevisionReconciler
+from skiff.serving.reconcilers.route import RouteReconciler
 from skiff.serving.reconcilers.service import ServiceReconciler
 from tabletest import Row, run
 
 Obj = dict[str, Any]
 IMAGE = "docker.io/openshift/hello-openshift"
+DOMAIN = "apps.example.com"
 TRAFFIC = [{"configurationName": "hello", "latestRevision": True, "percent": 100}]
 SVC_OWNER = [{"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "hello",
               "uid": "svc-uid", "controller": True, "blockOwnerDeletion": True}]
@@ -116,3 +121,85 @@ CONFIG_ROWS = [
 @pytest.mark.parametrize("row", CONFIG_ROWS, ids=str)
 def test_configuration_reconciler(row: Row) -> None:
     run(row, ConfigurationReconciler, crds.KINDS)
+
+
+# --- Revision and Route ------------------------------------------------------------------------
+
+def revision(ready: bool = False) -> Obj:
+    # As the webhook leaves it: the container named.
+    rev: Obj = {"apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+                "metadata": {"name": "hello-00001", "namespace": "default", "uid": "rev-uid",
+                             "generation": 1,
+                             "labels": {"serving.knative.dev/configuration": "hello",
+                                        "serving.knative.dev/service": "hello"}},
+                "spec": {"containers": [{"name": "user-container", "image": IMAGE}]}}
+    if ready:
+        rev["status"] = {"observedGeneration": 1,
+                         "conditions": [{"type": "Ready", "status": "True"}]}
+    return rev
+
+
+NOT_OURS = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "hello-00001-deployment", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}},
+                                  "spec": {"containers": [{"name": "c", "image": IMAGE}]}}}}
+
+REVISION_ROWS = [
+    Row("a new Revision gets its Deployment and says it is deploying", [revision()],
+        "default/hello-00001",
+        want_creates=[{"kind": "Deployment",
+                       "metadata": {"name": "hello-00001-deployment",
+                                    "labels": {"serving.knative.dev/revision": "hello-00001",
+                                               "serving.knative.dev/revisionUID": "rev-uid"},
+                                    "ownerReferences": [{"kind": "Revision", "uid": "rev-uid"}]}}],
+        want_status_updates=[{"status": {"conditions": conds(
+            ("Active", "Unknown", "Queued"), ("ContainerHealthy", "Unknown", "Deploying"),
+            ("Ready", "Unknown", "Deploying"), ("ResourcesAvailable", "Unknown", "Deploying"))}}]),
+    Row("a Deployment of that name that is not ours stops it", [revision(), NOT_OURS],
+        "default/hello-00001",
+        want_status_updates=[{"status": {"conditions": conds(
+            ("ContainerHealthy", "Unknown", ""), ("Ready", "False", "NotOwned"),
+            ("ResourcesAvailable", "False", "NotOwned"))}}]),
+]
+
+
+@pytest.mark.parametrize("row", REVISION_ROWS, ids=str)
+def test_revision_reconciler(row: Row) -> None:
+    run(row, lambda c: RevisionReconciler(c, ConfigHolder(DOMAIN)), [*crds.KINDS, *operator_crds.KINDS])
+
+
+ROUTE = {"apiVersion": "serving.knative.dev/v1", "kind": "Route",
+         "metadata": {"name": "hello", "namespace": "default", "uid": "route-uid", "generation": 1},
+         "spec": {"traffic": [{"revisionName": "hello-00001", "percent": 100}]}}
+# Targeted by revisionName only: the Configuration carries no routes annotation of this Route.
+CONFIG_READY = config("True", latestReadyRevisionName="hello-00001",
+                      latestCreatedRevisionName="hello-00001")
+CONFIG_READY["metadata"] = {k: v for k, v in CONFIG_READY["metadata"].items() if k != "annotations"}
+
+ROUTE_ROWS = [
+    Row("a ready Revision is routed: the KIngress, the status, the Revision marked active",
+        [ROUTE, revision(ready=True), CONFIG_READY], "default/hello",
+        want_creates=[{"kind": "Ingress", "metadata": {"name": "hello"},
+                       "spec": {"rules": [
+                           {"hosts": ["hello.default", "hello.default.svc",
+                                      "hello.default.svc.cluster.local"],
+                            "visibility": "ClusterLocal"},
+                           {"hosts": [f"hello-default.{DOMAIN}"], "visibility": "ExternalIP"}]}}],
+        want_status_updates=[{"status": {"url": f"https://hello-default.{DOMAIN}"}}],
+        want_patches=[("Revision", "hello-00001",
+                       {"metadata": {"labels": {"serving.knative.dev/routingState": "active"}}})]),
+    Row("a Revision whose Configuration is gone is not routed", [ROUTE, revision(ready=True)],
+        "default/hello",
+        want_status_updates=[{"status": {"conditions": [
+            {"type": "AllTrafficAssigned", "status": "False", "reason": "RevisionMissing",
+             "message": 'Configuration "hello" referenced in traffic not found.'},
+            {"type": "CertificateProvisioned"}, {"type": "IngressReady"},
+            {"type": "Ready", "status": "False", "reason": "RevisionMissing"}]}}],
+        want_patches=[("Revision", "hello-00001", {})]),
+]
+
+
+@pytest.mark.parametrize("row", ROUTE_ROWS, ids=str)
+def test_route_reconciler(row: Row) -> None:
+    run(row, lambda c: RouteReconciler(c, ConfigHolder(DOMAIN)), [*crds.KINDS, *operator_crds.KINDS])
