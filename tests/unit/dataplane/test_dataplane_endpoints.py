@@ -82,6 +82,47 @@ def test_split_proportions_stay_exact_under_endpoint_churn(weights: tuple[int, i
     assert seen == {ONE: n * weights[0] // 100, TWO: n * weights[1] // 100}
 
 
+OTHER = {"metadata": {"name": "other", "namespace": "default", "generation": 1},
+         "spec": {"rules": [{"hosts": ["other-default.apps.example.com"], "visibility": "ExternalIP",
+                             "http": {"paths": [{"splits": [{"serviceName": "other-00001",
+                                                             "serviceNamespace": "default",
+                                                             "percent": 100}]}]}}]}}
+
+
+@pytest.mark.parametrize("weights,n,every", [((50, 50), 400, 1), ((90, 10), 400, 3),
+                                             ((20, 80), 1000, 7)])
+def test_split_proportions_stay_exact_across_full_recompiles(weights: tuple[int, int], n: int,
+                                                             every: int) -> None:
+    """A snapshot recompiled for an unrelated reason (another service appears and goes)
+    keeps each unchanged path's split position: the proportions stay exact."""
+    eps = {("default", "hello-00001"): (("127.0.0.1", 31001),),
+           ("default", "hello-00002"): (("127.0.0.1", 32001),)}
+    alone = Inputs(ingresses=[kingress(weights)], endpoints=eps)
+    with_other = Inputs(ingresses=[kingress(weights), OTHER], endpoints=eps)
+    gp = GatewayProxy(GatewaySettings(), CERT)
+    gp.swap(compile_snapshot(alone).dataplane())
+    seen: collections.Counter[str] = collections.Counter()
+    for i in range(n):
+        r = gp.configs["external"].dispatch(head())
+        assert isinstance(r, Forward)
+        seen[cluster_of(r.endpoint[1])] += 1
+        if i % every == every - 1:
+            before = gp.rt
+            gp.swap(compile_snapshot(with_other if (i // every) % 2 == 0 else alone).dataplane())
+            assert gp.rt is not before          # a full swap, not an endpoint update
+    assert seen == {ONE: n * weights[0] // 100, TWO: n * weights[1] // 100}
+
+
+def test_a_changed_split_starts_its_schedule_afresh() -> None:
+    eps = {("default", "hello-00001"): (("127.0.0.1", 31001),),
+           ("default", "hello-00002"): (("127.0.0.1", 32001),)}
+    gp = GatewayProxy(GatewaySettings(), CERT)
+    gp.swap(compile_snapshot(Inputs(ingresses=[kingress((50, 50))], endpoints=eps)).dataplane())
+    gp.configs["external"].dispatch(head())
+    gp.swap(compile_snapshot(Inputs(ingresses=[kingress((90, 10))], endpoints=eps)).dataplane())
+    assert gp.rt.counters == {}             # new weights: a new schedule from its start
+
+
 def test_an_endpoint_update_is_served_at_once_and_round_robin_continues() -> None:
     snap = compile_snapshot(Inputs(ingresses=[kingress((100,))])).dataplane()
     gp = GatewayProxy(GatewaySettings(), CERT)

@@ -192,6 +192,31 @@ class _Runtime:
             extra = self.extra[id(split)] = _route_headers(path, split)
         return extra
 
+    def carry_over(self, old: _Runtime) -> None:
+        """A full swap keeps the state of what did not change: each path whose match and
+        splits are the same (in the same table, for the same host) continues its split
+        schedule where it was, and each cluster its endpoints' round robin. So split
+        percentages stay exact when a snapshot is recompiled for an unrelated reason (another
+        service, a certificate), as they do under endpoint-only updates. Counters are keyed by
+        the path objects' identity on the hot path; this maps them across the two snapshots."""
+        positions: dict[tuple[str, str, HttpPath], int] = {}
+        for name, table in old.tables.items():
+            for host, vh in table.items():
+                for path in vh.paths:
+                    n = old.counters.get(id(path))
+                    if n:
+                        positions[(name, host, path)] = n
+        if positions:
+            for name, table in self.tables.items():
+                for host, vh in table.items():
+                    for path in vh.paths:
+                        n = positions.get((name, host, path))
+                        if n:
+                            self.counters[id(path)] = n
+        for cluster, n in old.ep_counters.items():
+            if cluster in self.endpoints:
+                self.ep_counters[cluster] = n
+
     def next(self, key: int) -> int:
         n = self.counters.get(key, 0)
         self.counters[key] = n + 1
@@ -278,6 +303,7 @@ class GatewayProxy:
     # --- the snapshot ----------------------------------------------------------------
     def swap(self, snap: Snapshot) -> None:
         rt = _Runtime(snap, self._contexts)
+        rt.carry_over(self.rt)
         live = {hashlib.sha256(s.cert_pem + b"\0" + s.key_pem).digest()
                 for li in snap.listeners.values() for s in li.servers if s.terminates_tls}
         for k in list(self._contexts):
