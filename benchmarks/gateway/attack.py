@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import NGINX_CONF as NGINX_RUN_CONF  # noqa: E402
 from run import _pct, fixed_rate, free_port, wait_port  # noqa: E402
 
 DOMAIN = "apps.127.0.0.1.sslip.io"
@@ -358,7 +359,10 @@ def phases(args: argparse.Namespace, http_port: int, https_port: int, second: di
 
 # --- skiff ---------------------------------------------------------------------------------------
 
-def run_skiff(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def start_skiff(tmp: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], dict[str, int], Path]:
+    """A real `skiff up` in tmp serving the ksvc `hello` (and a ConfigMap `bench` for the API
+    client), once hello answers through the router: (the process, its ports, its home). The
+    caller stops it (stop())."""
     home = tmp / "home"
     ports = {"api": free_port(), "--http-port": free_port(), "--https-port": free_port(),
              "--local-gateway-port": free_port()}
@@ -368,7 +372,7 @@ def run_skiff(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for k, v in ports.items():
         if k.startswith("--"):
             cmd += [k, str(v)]
-    cmd += ["--dataplane-workers", str(args.dataplane_workers)]
+    cmd += ["--dataplane-workers", str(workers)]
     up = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(tmp / "up.log").open("wb"),
                           env=env)
     try:
@@ -384,9 +388,23 @@ def run_skiff(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         "--image", "docker.io/openshift/hello-openshift"], check=True,
                        capture_output=True, timeout=90, env=env)
         wait_http(ports["--http-port"], 30, "hello through skiff")
-        second = {"name": "api", "port": ports["api"], "ca": home / "pki" / "ca.crt",
-                  "token": (home / "token").read_text().strip()}
-        return phases(args, ports["--http-port"], ports["--https-port"], second, [up.pid])
+    except BaseException:
+        stop(up)
+        raise
+    return up, ports, home
+
+
+def api_client(ports: dict[str, int], home: Path) -> dict[str, Any]:
+    """The second client's settings: GET of ConfigMap `bench` with the kubeconfig's token."""
+    return {"name": "api", "port": ports["api"], "ca": home / "pki" / "ca.crt",
+            "token": (home / "token").read_text().strip()}
+
+
+def run_skiff(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    up, ports, home = start_skiff(tmp, args.dataplane_workers)
+    try:
+        return phases(args, ports["--http-port"], ports["--https-port"], api_client(ports, home),
+                      [up.pid])
     finally:
         stop(up)
 
@@ -395,38 +413,8 @@ def run_skiff(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 # run.py's config plus `http2` on the TLS listener; no timeout or HTTP/2 limit is set, so
 # nginx's defaults apply (see the module docstring)
-NGINX_CONF = """
-worker_processes {workers};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream backend {{ server 127.0.0.1:{backend}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{http};
-    listen 127.0.0.1:{https} ssl http2;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Request-Id $request_id;
-    }}
-  }}
-}}
-"""
+NGINX_CONF = NGINX_RUN_CONF.replace(" ssl;", " ssl http2;")
+assert NGINX_CONF != NGINX_RUN_CONF
 
 
 def nginx_log_summary(path: Path) -> dict[str, int]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from attack import free_port, measure, stop, tree_cpu, wait_http  # noqa: E402
+from attack import api_client, measure, start_skiff, stop, tree_cpu  # noqa: E402
 
 
 async def burst(port: int, token: str, ca: str, creates: int, concurrency: int) -> dict[str, Any]:
@@ -72,34 +71,10 @@ def main() -> int:
         print(json.dumps(asyncio.run(burst(**cfg))), flush=True)
         return 0
     with tempfile.TemporaryDirectory(prefix="skiff-isolation-") as tmp_s:
-        tmp = Path(tmp_s)
-        home = tmp / "home"
-        ports = {"api": free_port(), "--http-port": free_port(), "--https-port": free_port(),
-                 "--local-gateway-port": free_port()}
-        env = dict(os.environ, SKIFF_HOME=str(home), KUBECONFIG=str(home / "kubeconfig"))
-        cmd = [sys.executable, "-m", "skiff.cli.main", "up", "--home", str(home), "--api-port",
-               str(ports["api"])]
-        for k, v in ports.items():
-            if k.startswith("--"):
-                cmd += [k, str(v)]
-        up = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                              stderr=(tmp / "up.log").open("wb"), env=env)
+        up, ports, home = start_skiff(Path(tmp_s))
         try:
-            deadline = time.monotonic() + 30
-            while not (home / "kubeconfig").exists():
-                if time.monotonic() > deadline or up.poll() is not None:
-                    raise RuntimeError("skiff up did not start: " + (tmp / "up.log").read_text())
-                time.sleep(0.1)
-            kc = ["kubectl", "--kubeconfig", str(home / "kubeconfig")]
-            subprocess.run([*kc, "create", "configmap", "bench", "--from-literal=k=v"],
-                           check=True, capture_output=True, timeout=60)
-            subprocess.run([sys.executable, "-m", "skiff.cli.main", "service", "create", "hello",
-                            "--image", "docker.io/openshift/hello-openshift"], check=True,
-                           capture_output=True, timeout=90, env=env)
-            wait_http(ports["--http-port"], 30, "hello through skiff")
-            token = (home / "token").read_text().strip()
-            second = {"name": "api", "port": ports["api"], "ca": home / "pki" / "ca.crt",
-                      "token": token}
+            second = api_client(ports, home)
+            token = second["token"]
             measure(ports["--http-port"], second, 2.0, args.rate, args.api_rate)   # warm-up
             quiet = measure(ports["--http-port"], second, args.measure, args.rate, args.api_rate)
             cfg = {"port": ports["api"], "token": token, "ca": str(home / "pki" / "ca.crt"),

@@ -518,6 +518,10 @@ class Exchange:
         except Exception:
             log.exception("dispatch failed for %r", self.head.host)
             d = INTERNAL_ERROR
+        self.act(d)
+
+    def act(self, d: Decision) -> None:
+        """Carry out a dispatch decision: forward, reply, or hold the request until it resolves."""
         if isinstance(d, Forward):
             self.forward(d)
         elif isinstance(d, Reply):
@@ -543,14 +547,8 @@ class Exchange:
             log.exception("deferred dispatch failed for %r", self.head.host)
             r = INTERNAL_ERROR
         self.deferred = None
-        if self.finished:
-            return
-        if isinstance(r, Forward):
-            self.forward(r)
-        elif isinstance(r, Reply):
-            self.reply(r)
-        else:
-            self.defer(r)
+        if not self.finished:
+            self.act(r)
 
     def forward(self, fwd: Forward) -> None:
         head = self.head
