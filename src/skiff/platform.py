@@ -57,6 +57,7 @@ from skiff.core.reconcilers.statefulset import StatefulSetReconciler
 from skiff.core.store import key_for, prefix_for
 from skiff.core.store.sqlite import open_store
 from skiff.core.workloadadmission import install as install_workload_admission
+from skiff.node.network.podnet import choose as choose_network
 from skiff.node.node import NodeRuntime
 from skiff.node.nodeobject import gather_facts, register_node
 
@@ -80,6 +81,9 @@ class Settings:
     container_log_max_size: int = 10 * 1024 * 1024    # bytes; the kubelet's containerLogMaxSize
     container_log_max_files: int = 5                  # the kubelet's containerLogMaxFiles
     dataplane_workers: int = 1     # data-plane processes sharing the ingress ports (SO_REUSEPORT)
+    pod_network: str = "auto"      # namespaces (own netns and IP per pod), loopback, or auto
+    pod_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/16"     # ClusterIPs; routed to the pod network's bridge
 
 
 def domain_kinds() -> list[Kind]:
@@ -132,6 +136,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:
 class Platform:
     settings: Settings
     on_step: Callable[[str], None] = lambda _msg: None
+    on_note: Callable[[str], None] = lambda msg: log.warning("%s", msg)
     ready: bool = False
     kinds: Kinds = field(default_factory=Kinds)
     components: list[Component] = field(default_factory=list)
@@ -177,10 +182,16 @@ class Platform:
         await self.policy_informer.start()
         self._cleanup.append(self.policy_informer.stop)
 
+        # The pod network before the node: pods get namespaces from their first start.
+        self.network, note = await choose_network(s.pod_network, s.pod_cidr, s.service_cidr)
+        self.on_cleanup(self.network.stop)
+        if note:
+            self.on_note(note)
         self.node = NodeRuntime(self.client, home, node_name=NODE_NAME, api_host=s.host, api_port=s.api_port,
                                 max_pods=s.max_pods,
                                 container_log_max_size=s.container_log_max_size,
-                                container_log_max_files=s.container_log_max_files)
+                                container_log_max_files=s.container_log_max_files,
+                                network=self.network)
         api = ApiServer(self.registry, token, f"{s.host}:{s.api_port}", lambda: self.ready, self.node,
                         gate=self.gate)
         app = api.app()

@@ -80,6 +80,15 @@ def up(
     dataplane_workers: Annotated[int, typer.Option(
         envvar="SKIFF_DATAPLANE_WORKERS",
         help="data-plane processes sharing the ingress ports (SO_REUSEPORT)")] = 1,
+    pod_network: Annotated[str, typer.Option(
+        envvar="SKIFF_POD_NETWORK",
+        help="namespaces: a network namespace and IP per pod (needs root); loopback: pods "
+             "share 127.0.0.1; auto: namespaces where possible")] = "auto",
+    pod_cidr: Annotated[str, typer.Option(envvar="SKIFF_POD_CIDR",
+                                          help="pod IP range (inside skiff's namespaces)")]
+    = "10.244.0.0/16",
+    service_cidr: Annotated[str, typer.Option(envvar="SKIFF_SERVICE_CIDR",
+                                              help="Service ClusterIP range")] = "10.96.0.0/16",
     example: Annotated[bool, typer.Option("--example/--no-example",
                                           help="apply the getting-started example once ready")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -101,21 +110,30 @@ def up(
         fail(f"--container-log-max-files {container_log_max_files} is too small", "use 2 or more")
     if not 1 <= dataplane_workers <= 64:
         fail(f"--dataplane-workers {dataplane_workers} is out of range", "use 1..64")
+    if pod_network not in ("auto", "namespaces", "loopback"):
+        fail(f"--pod-network {pod_network} is not a mode", "use auto, namespaces or loopback")
+    from skiff.node.network.podnet import host_networks, validate_cidrs
+    for problem in validate_cidrs(pod_cidr, service_cidr, host_networks()):
+        fail(problem, "choose private ranges that do not overlap each other or the host's")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings(home=_home(home), api_port=api_port, http_port=http_port, https_port=https_port,
                         local_gateway_port=local_gateway_port, domain=domain, max_pods=max_pods,
                         container_log_max_size=log_max_size or 0,
                         container_log_max_files=container_log_max_files,
-                        dataplane_workers=dataplane_workers)
+                        dataplane_workers=dataplane_workers, pod_network=pod_network,
+                        pod_cidr=pod_cidr, service_cidr=service_cidr)
     t0 = time.monotonic()
     status = err.status("starting skiff", spinner="dots") if sys.stderr.isatty() else contextlib.nullcontext()
 
     def step(msg: str) -> None:
         err.print(f"[green]✓[/green] {msg} [dim]({(time.monotonic() - t0) * 1000:.0f} ms)[/dim]")
 
+    def note(msg: str) -> None:
+        err.print(f"[yellow]![/yellow] {msg}")
+
     async def main() -> None:
-        platform = Platform(settings, on_step=step)
+        platform = Platform(settings, on_step=step, on_note=note)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,4 +1,5 @@
-"""`kubectl exec` on this machine: a host process with a container's env and cwd.
+"""`kubectl exec` on this machine: a host process with a container's env and cwd,
+inside the pod's sandbox (network namespace, resolv.conf, hostname) when it has one.
 
 ExecSession.start() runs a command in its own process group, with pipes
 (stdout and stderr apart) or, for tty, a pseudo-terminal (one merged output
@@ -15,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import pty
 import signal
 import struct
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from skiff.node.network.sandbox import enter
 from skiff.node.process import (
     exit_code,
     not_found_message,
@@ -30,6 +33,13 @@ from skiff.node.process import (
     python_path_env,
     resolve_executable,
 )
+
+
+def _in_pod(sandbox: dict[str, str] | None) -> None:
+    """In the exec'd child: the pod's umask, and its sandbox when it has one."""
+    pod_umask()
+    if sandbox:
+        enter(sandbox)
 
 
 class ExecSession:
@@ -50,7 +60,8 @@ class ExecSession:
     @classmethod
     async def start(cls, command: Sequence[str], env: Mapping[str, str], cwd: Path,
                     stdin: bool = False, tty: bool = False,
-                    own_python: bool = False) -> ExecSession:
+                    own_python: bool = False,
+                    sandbox: Mapping[str, str] | None = None) -> ExecSession:
         if not command:
             return cls.failed("exec: no command specified", 126)
         exe = resolve_executable(command[0], env.get("PATH", os.defpath), own_python)
@@ -60,10 +71,11 @@ class ExecSession:
         full_env = dict(env)
         if own_python:
             python_path_env(full_env)
+        setup = functools.partial(_in_pod, dict(sandbox) if sandbox else None)
         if tty:
-            return await cls._start_tty(exe, command, full_env, cwd)
+            return await cls._start_tty(exe, command, full_env, cwd, setup)
         proc = await asyncio.create_subprocess_exec(
-            exe, *command[1:], cwd=str(cwd), env=full_env, start_new_session=True, preexec_fn=pod_umask,
+            exe, *command[1:], cwd=str(cwd), env=full_env, start_new_session=True, preexec_fn=setup,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
@@ -71,12 +83,12 @@ class ExecSession:
 
     @classmethod
     async def _start_tty(cls, exe: str, command: Sequence[str], env: dict[str, str],
-                         cwd: Path) -> ExecSession:
+                         cwd: Path, setup: Callable[[], None]) -> ExecSession:
         env.setdefault("TERM", "xterm")
         master, slave = pty.openpty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                exe, *command[1:], cwd=str(cwd), env=env, start_new_session=True, preexec_fn=pod_umask,
+                exe, *command[1:], cwd=str(cwd), env=env, start_new_session=True, preexec_fn=setup,
                 stdin=slave, stdout=slave, stderr=slave)
         except BaseException:
             os.close(master)

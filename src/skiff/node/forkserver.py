@@ -49,6 +49,7 @@ from typing import Any
 
 import psutil
 
+from skiff.node.network import sandbox
 from skiff.node.process import (
     PYTHON_NAMES,
     SpawnError,
@@ -89,6 +90,8 @@ def _setup_child(req: dict[str, Any], template: int) -> None:
     os.dup2(devnull, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)
+    if req.get("sandbox"):
+        sandbox.enter(req["sandbox"])    # the pod's network, mounts and hostname
 
 
 def _child(req: dict[str, Any], main: Callable[[], object], template: int) -> None:
@@ -349,17 +352,22 @@ class ForkServer:
         return None
 
     async def spawn(self, module: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
-                    log_file: Path) -> tuple[int, asyncio.Future[int]]:
-        """Fork a child that runs `module`'s main() with argv[3:] (argv is python -m MODULE ...)."""
+                    log_file: Path, sandbox: Mapping[str, str] | None = None,
+                    ) -> tuple[int, asyncio.Future[int]]:
+        """Fork a child that runs `module`'s main() with argv[3:] (argv is python -m MODULE ...),
+        inside the pod's sandbox (sandbox.Sandbox.wire()) when there is one."""
         return await self._request({"module": module, "argv": [module, *argv[3:]],
-                                    "env": dict(env), "cwd": str(cwd), "log": str(log_file)})
+                                    "env": dict(env), "cwd": str(cwd), "log": str(log_file),
+                                    **({"sandbox": dict(sandbox)} if sandbox else {})})
 
     async def spawn_exec(self, exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
-                         log_file: Path) -> tuple[int, asyncio.Future[int]]:
+                         log_file: Path, sandbox: Mapping[str, str] | None = None,
+                         ) -> tuple[int, asyncio.Future[int]]:
         """Fork a child that execs `exe`; a failed exec raises SpawnError (kubelet's StartError)."""
         try:
             return await self._request({"exec": exe, "argv": list(argv), "env": dict(env),
-                                        "cwd": str(cwd), "log": str(log_file)})
+                                        "cwd": str(cwd), "log": str(log_file),
+                                        **({"sandbox": dict(sandbox)} if sandbox else {})})
         except SpawnError as e:
             raise SpawnError(f'exec: "{argv[0]}": {e}') from None
 

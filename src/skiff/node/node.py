@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ from skiff.node.execsession import ExecSession
 from skiff.node.forkserver import ForkServer
 from skiff.node.images import HELLO_OPENSHIFT_MODULE
 from skiff.node.images.local import LocalImages
+from skiff.node.network import sandbox
+from skiff.node.network.podnet import LoopbackNetwork, PodNetwork
 from skiff.node.pod import POD, ContainerRun, NodeContext, PodWorker
 from skiff.node.status import Waiting, terminal
 
@@ -56,7 +58,8 @@ class NodeRuntime:
                  fork_server: bool = True,
                  max_pods: int = capacity.DEFAULT_MAX_PODS,
                  container_log_max_size: int = logs.DEFAULT_MAX_SIZE,
-                 container_log_max_files: int = logs.DEFAULT_MAX_FILES) -> None:
+                 container_log_max_files: int = logs.DEFAULT_MAX_FILES,
+                 network: PodNetwork | None = None) -> None:
         self.client = client
         self.home = Path(home)
         self.node_name = node_name
@@ -69,7 +72,8 @@ class NodeRuntime:
             local_images=LocalImages(self.home),
             node_allocatable={"cpu": float(os.cpu_count() or 1),
                               "memory": float(psutil.virtual_memory().total)},
-            log_max_size=container_log_max_size, log_max_files=container_log_max_files)
+            log_max_size=container_log_max_size, log_max_files=container_log_max_files,
+            network=network or LoopbackNetwork())
         self.forks = (ForkServer([HELLO_OPENSHIFT_MODULE], pid_file=self.home / FORK_SERVER_PID)
                       if fork_server else None)
         self.max_pods = max_pods
@@ -313,9 +317,19 @@ class NodeRuntime:
             raise ApiError(400, "BadRequest",
                            f'unable to upgrade connection: container not found ("{run.name}")')
         session = await ExecSession.start(command, run.env, run.cwd, stdin=stdin, tty=tty,
-                                          own_python=bool(run.image and run.image.own_python))
+                                          own_python=bool(run.image and run.image.own_python),
+                                          sandbox=w.sandbox.wire() if w.sandbox else None)
         run.execs.add(session)
         return session
+
+    def dialer(self, namespace: str, name: str) -> Callable[[int], Awaitable[Any]] | None:
+        """How port-forward reaches the pod's ports: from inside its network namespace, or
+        None for a pod on the shared loopback (its recorded port mapping tells)."""
+        w = self.worker(namespace, name)
+        if w is None or w.sandbox is None:
+            return None
+        netns = w.sandbox.netns
+        return lambda port: sandbox.dial(netns, port)
 
     def log_path(self, namespace: str, name: str, container: str = "",
                  previous: bool = False) -> Path:

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
-from skiff.core.clock import parse_time
+from skiff.core.clock import parse_time, rfc3339
 from skiff.node import backoff, env, images, logs, ports, prober, probes, process
 from skiff.node.execsession import ExecSession
 from skiff.node.images.local import LocalImages
+from skiff.node.network.podnet import LoopbackNetwork, NetworkError, PodNetwork
+from skiff.node.network.sandbox import Sandbox
 from skiff.node.status import (
     ContainerObs,
     PodObs,
@@ -71,6 +73,7 @@ class NodeContext:
     local_images: LocalImages
     node_allocatable: dict[str, float] = field(default_factory=dict)
     forker: process.Forker | None = None
+    network: PodNetwork = field(default_factory=LoopbackNetwork)
     log_max_size: int = logs.DEFAULT_MAX_SIZE       # containerLogMaxSize, bytes
     log_max_files: int = logs.DEFAULT_MAX_FILES     # containerLogMaxFiles
     clock: Callable[[], datetime] = utcnow
@@ -136,6 +139,8 @@ class PodWorker:
         self.dir = logs.pod_dir(ctx.home, self.namespace, self.name, self.uid)
         self.keys = ports.planned_keys(pod)
         self.mapping: dict[str, int] = {}
+        self.sandbox: Sandbox | None = None
+        self.host_network = bool(spec.get("hostNetwork"))
         status: Obj = pod.get("status") or {}
         self.start_time = parse_time(status.get("startTime"))
         self.terminating = False
@@ -169,7 +174,17 @@ class PodWorker:
 
     def observation(self) -> PodObs:
         return PodObs(containers=[r.obs() for r in self.containers],
-                      init_containers=[r.obs() for r in self.inits], start_time=self.start_time)
+                      init_containers=[r.obs() for r in self.inits], start_time=self.start_time,
+                      pod_ip=self.pod_ip)
+
+    @property
+    def pod_ip(self) -> str:
+        return self.sandbox.ip if self.sandbox is not None else "127.0.0.1"
+
+    @property
+    def isolated(self) -> bool:
+        """The pod has a network namespace of its own (its ports are its own)."""
+        return self.sandbox is not None
 
     def _recover(self, status: Obj) -> None:
         """After a restart of skiff, carry restart counts on: this is a new run of each."""
@@ -221,9 +236,12 @@ class PodWorker:
         self.pod = copy.deepcopy(pod)
 
     async def _run(self) -> None:
+        if not await self._make_sandbox():
+            return
         try:
             await self._admit()
         except _Gone:
+            await self._release_network()
             return
         except Exception:
             log.exception("pod %s/%s: admitting failed; running it anyway", self.namespace,
@@ -243,7 +261,54 @@ class PodWorker:
             self._done = True
             await asyncio.gather(*(r.proc.stop(self.grace) for r in self.inits
                                    if r.sidecar and r.proc is not None))
-            self._release_ports()
+            await self._release_network()
+
+    async def _make_sandbox(self) -> bool:
+        """The pod's network namespace and IP (the kubelet's RunPodSandbox through the CNI).
+        Retried while it fails, as the kubelet does, with a FailedCreatePodSandBox event;
+        False when the pod is stopped first."""
+        if self.host_network or self.ctx.network.mode != "namespaces":
+            return True
+        told = False
+        while not self._stop.is_set():
+            try:
+                self.sandbox = await self.ctx.network.setup(
+                    self.namespace, self.name, self._hostname(), self.dir)
+                return True
+            except NetworkError as e:
+                log.warning("pod %s/%s: %s", self.namespace, self.name, e)
+                if not told:
+                    told = True
+                    self._background(self._event("Warning", "FailedCreatePodSandBox",
+                                                 f"Failed to create pod sandbox: {e}"))
+                if not await self._pause(2.0):
+                    break
+        return False
+
+    def _hostname(self) -> str:
+        spec = self.pod.get("spec") or {}
+        return str(spec.get("hostname") or self.name)[:63]
+
+    async def _event(self, type_: str, reason: str, message: str) -> None:
+        now = rfc3339(self.ctx.clock())
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+                 "involvedObject": {"kind": "Pod", "namespace": self.namespace,
+                                    "name": self.name, "uid": self.uid, "apiVersion": "v1"},
+                 "type": type_, "reason": reason, "message": message[:1024],
+                 "source": {"component": "kubelet", "host": self.ctx.node_name},
+                 "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+        with contextlib.suppress(Exception):
+            await self.ctx.client.create(event)
+
+    async def _release_network(self) -> None:
+        self._release_ports()
+        sb, self.sandbox = self.sandbox, None
+        if sb is not None:
+            try:
+                await self.ctx.network.teardown(sb)
+            except Exception:
+                log.exception("pod %s/%s: removing its network failed", self.namespace, self.name)
 
     async def _run_inits(self) -> bool:
         """Init containers in order; restartable ones (sidecars) only need to have started."""
@@ -260,7 +325,9 @@ class PodWorker:
 
     async def _admit(self) -> None:
         recorded = ports.recorded(self.pod)
-        if not self.mapping:
+        if not self.mapping and self.isolated:
+            self.mapping = ports.own_ports(self.keys)
+        elif not self.mapping:
             self.mapping = {k: self.ctx.ports.allocate(prefer=recorded.get(k)) for k in self.keys}
         want = ports.port_annotations(self.mapping, self.keys)
         set_node = True
@@ -290,8 +357,9 @@ class PodWorker:
         raise ApiError(409, "Conflict", "too many conflicts admitting the pod")
 
     def _release_ports(self) -> None:
-        for port in self.mapping.values():
-            self.ctx.ports.release(port)
+        if not self.isolated:     # an isolated pod's ports are its own, not the host's
+            for port in self.mapping.values():
+                self.ctx.ports.release(port)
         self.mapping = {}
 
     # ---- one container -----------------------------------------------------------------
@@ -374,7 +442,7 @@ class PodWorker:
         base.update(img.env)
         ctx = env.EnvContext(
             port=ports.container_port(run.spec, self.mapping, self.keys),
-            api_host=self.ctx.api_host, api_port=self.ctx.api_port,
+            api_host=self.ctx.api_host, api_port=self.ctx.api_port, pod_ip=self.pod_ip,
             node_name=self.ctx.node_name, configmaps=found["ConfigMap"],
             secrets=found["Secret"], image_env=base, node_allocatable=self.ctx.node_allocatable)
         built = env.build_env(self.pod, run.spec, ctx)
@@ -406,7 +474,8 @@ class PodWorker:
         try:
             proc = await process.spawn(argv, container_env, run.cwd, writer.start(),
                                        cdir / "pid", own_python=img.own_python,
-                                       forker=self.ctx.forker)
+                                       forker=self.ctx.forker,
+                                       sandbox=self.sandbox.wire() if self.sandbox else None)
         except process.SpawnError as e:
             message = f"failed to start container process: {e}: unknown"
             writer.note(message)
@@ -443,7 +512,8 @@ class PodWorker:
             return tasks
 
         def spec_of(key: str) -> probes.ProbeSpec | None:
-            return probes.parse(run.spec.get(key), self.pod, run.spec, self.mapping, self.keys)
+            return probes.parse(run.spec.get(key), self.pod, run.spec, self.mapping, self.keys,
+                                host=self.pod_ip, isolated=self.isolated)
 
         startup, readiness, liveness = (spec_of("startupProbe"), spec_of("readinessProbe"),
                                         spec_of("livenessProbe"))
@@ -551,7 +621,7 @@ class PodWorker:
                 self._main.cancel()
         for t in list(self._bg):
             t.cancel()
-        self._release_ports()
+        await self._release_network()
 
     async def delete_gracefully(self) -> None:
         """metadata.deletionTimestamp is set: stop within its grace, then finalize."""

@@ -1,6 +1,9 @@
-"""Which loopback ports a pod gets, and how in-pod ports map to them. Pure.
+"""Which ports a pod gets, and how in-pod ports map to them. Pure.
 
-All pods share the host's loopback, so a pod cannot bind the containerPort
+A pod with a network namespace of its own (node/network/podnet.py) binds the
+ports its spec names: own_ports() maps each to itself, $PORT is the first
+(8080 when none is declared), and a probe on an undeclared port dials that
+port. In the shared-loopback fallback all pods share the host's loopback, so a pod cannot bind the containerPort
 its spec names. The runtime gives every declared containerPort a free host
 port (and a pod with none one port still), tells each container its first
 one as $PORT, and records the mapping on the pod: annotation skiff.dev/port
@@ -19,6 +22,7 @@ from skiff.core.client import Obj
 PORT_ANNOTATION = "skiff.dev/port"
 PORTS_ANNOTATION = "skiff.dev/ports"
 DEFAULT_KEY = "default"     # the pod's port when no container declares one
+DEFAULT_OWN_PORT = 8080     # ... and its number where the pod has a network of its own
 
 
 def planned_keys(pod: Obj) -> list[str]:
@@ -30,6 +34,12 @@ def planned_keys(pod: Obj) -> list[str]:
             if key and key not in keys and (p.get("protocol") or "TCP") == "TCP":
                 keys.append(key)
     return keys or [DEFAULT_KEY]
+
+
+def own_ports(keys: list[str]) -> dict[str, int]:
+    """The mapping of a pod with its own network namespace: every port is itself (and the
+    undeclared default is 8080, Knative's and hello-openshift's)."""
+    return {k: int(k) if k.isdigit() else DEFAULT_OWN_PORT for k in keys}
 
 
 def recorded(pod: Obj) -> dict[str, int]:
@@ -57,7 +67,7 @@ def container_port(container: Obj, mapping: dict[str, int], keys: list[str]) -> 
 
 
 def port_for(pod: Obj, container: Obj, port: object, mapping: dict[str, int],
-             keys: list[str]) -> int | None:
+             keys: list[str], isolated: bool = False) -> int | None:
     """A probe's (or Service targetPort's) port -> the host port to dial.
 
     Accepts a number, a numeric string or a port name; 0/absent means the
@@ -71,11 +81,14 @@ def port_for(pod: Obj, container: Obj, port: object, mapping: dict[str, int],
         for c in [container, *((pod.get("spec") or {}).get("containers") or [])]:
             for p in c.get("ports") or []:
                 if p.get("name") == port:
-                    return port_for(pod, container, p.get("containerPort"), mapping, keys)
+                    return port_for(pod, container, p.get("containerPort"), mapping, keys,
+                                    isolated)
         return None
     num = str(int(str(port)))
     if num in mapping:
         return mapping[num]
+    if isolated:
+        return int(num)
     # In a real pod a port the spec does not declare is still the container's own (each pod has
     # its own network namespace); here every pod shares loopback and its app can only listen on
     # $PORT, so an undeclared port means $PORT, never whatever else on the host owns that number.

@@ -46,7 +46,7 @@ class ProbeState:
 
 
 def parse(probe: Obj | None, pod: Obj, container: Obj, mapping: dict[str, int],
-          keys: list[str]) -> ProbeSpec | None:
+          keys: list[str], host: str = "127.0.0.1", isolated: bool = False) -> ProbeSpec | None:
     if not probe:
         return None
     period_raw = probe.get("periodSeconds")
@@ -65,8 +65,9 @@ def parse(probe: Obj | None, pod: Obj, container: Obj, mapping: dict[str, int],
         h = probe.get(key)
         if h is None:
             continue
-        port = ports.port_for(pod, container, h.get("port"), mapping, keys)
-        host = h.get("host") or "127.0.0.1"
+        port = ports.port_for(pod, container, h.get("port"), mapping, keys, isolated)
+        # The kubelet probes the pod's IP (from the node), unless the probe names a host.
+        host = h.get("host") or host
         if kind == "http":
             headers = tuple((str(x.get("name", "")), str(x.get("value", "")))
                             for x in h.get("httpHeaders") or [])

@@ -185,10 +185,12 @@ class Forker(Protocol):
     def module_for(self, argv: Sequence[str]) -> str | None: ...
 
     async def spawn(self, module: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
-                    log_file: Path) -> tuple[int, asyncio.Future[int]]: ...
+                    log_file: Path, sandbox: Mapping[str, str] | None = None,
+                    ) -> tuple[int, asyncio.Future[int]]: ...
 
     async def spawn_exec(self, exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
-                         log_file: Path) -> tuple[int, asyncio.Future[int]]: ...
+                         log_file: Path, sandbox: Mapping[str, str] | None = None,
+                         ) -> tuple[int, asyncio.Future[int]]: ...
 
 
 def pod_umask() -> None:
@@ -199,7 +201,8 @@ def pod_umask() -> None:
 
 async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file: Path,
                 pid_file: Path | None = None, own_python: bool = False,
-                forker: Forker | None = None) -> ContainerProcess:
+                forker: Forker | None = None,
+                sandbox: Mapping[str, str] | None = None) -> ContainerProcess:
     if not argv:
         raise SpawnError("no command specified")
     exe = resolve_executable(argv[0], env.get("PATH", os.defpath), own_python)
@@ -215,33 +218,38 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file
             python_path_env(full_env)
         try:
             if module is not None:
-                pid_exit = await forker.spawn(module, argv, env, cwd, log_file)
+                pid_exit = await forker.spawn(module, argv, env, cwd, log_file, sandbox)
             else:
-                pid_exit = await forker.spawn_exec(exe, argv, full_env, cwd, log_file)
+                pid_exit = await forker.spawn_exec(exe, argv, full_env, cwd, log_file, sandbox)
         except (OSError, RuntimeError, TimeoutError) as e:
             # The fork server cancelled the request (it never leaves an untracked child).
             log.warning("fork server could not start %s (%s); starting it afresh",
                         module or argv[0], e)
     if pid_exit is None:
-        pid_exit = await _exec(exe, argv, env, cwd, log_file, own_python)
+        pid_exit = await _exec(exe, argv, env, cwd, log_file, own_python, sandbox)
     pid, exited = pid_exit
     if pid_file is not None:
         record_pid(pid_file, pid)
     return ContainerProcess(pid, exited, pid_file)
 
 
-def _child_setup(skiff: int) -> None:
-    """In the child, before exec: the pod's umask; SIGKILL when skiff dies (even by SIGKILL)."""
+def _child_setup(skiff: int, sandbox: Mapping[str, str] | None = None) -> None:
+    """In the child, before exec: the pod's umask; SIGKILL when skiff dies (even by SIGKILL);
+    the pod's sandbox (network, mounts, hostname) when it has one."""
     pod_umask()
     if not die_with_parent(signal.SIGKILL, skiff):
         os._exit(UNKNOWN_PARENT_EXIT)
+    if sandbox:
+        from skiff.node.network.sandbox import enter
+        enter(dict(sandbox))
 
 
 UNKNOWN_PARENT_EXIT = 255
 
 
 async def _exec(exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
-                log_file: Path, own_python: bool) -> tuple[int, asyncio.Future[int]]:
+                log_file: Path, own_python: bool,
+                sandbox: Mapping[str, str] | None = None) -> tuple[int, asyncio.Future[int]]:
     full_env = dict(env)
     if own_python:
         python_path_env(full_env)
@@ -250,7 +258,7 @@ async def _exec(exe: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path
         proc = await asyncio.create_subprocess_exec(
             exe, *argv[1:], stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
             cwd=str(cwd), env=full_env, start_new_session=True,
-            preexec_fn=functools.partial(_child_setup, os.getpid()))
+            preexec_fn=functools.partial(_child_setup, os.getpid(), sandbox))
     except OSError as e:
         raise SpawnError(f'exec: "{argv[0]}": {e.strerror or e}') from e
     finally:

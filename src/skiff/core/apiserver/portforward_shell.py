@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -38,6 +39,10 @@ OUTBOX_LIMIT = 1 << 20            # bytes queued for the client before pod reade
 POD_WRITE_LIMIT = 1 << 20         # bytes queued for one pod socket before the client waits
 RAW_READ_LIMIT = 1 << 20          # bytes read ahead on a raw SPDY connection
 MAX_MESSAGE = spdy.DEFAULT_MAX_FRAME + 64 * 1024
+
+# Connects to a port of the pod from inside its network namespace (the node's dial()); None
+# for a pod on the shared loopback, whose ports are found through its recorded mapping.
+Dialer = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 class Wire(Protocol):
@@ -155,9 +160,11 @@ class _Outbox:
 class Forwarder:
     """Runs one connection's session: client frames in, pod sockets out."""
 
-    def __init__(self, wire: Wire, pod: dict[str, Any], label: str) -> None:
+    def __init__(self, wire: Wire, pod: dict[str, Any], label: str,
+                 dialer: Dialer | None = None) -> None:
         self.wire = wire
         self.pod = pod
+        self.dialer = dialer
         self.label = label
         meta = pod.get("metadata") or {}
         self.pod_name = str(meta.get("name", ""))
@@ -272,17 +279,21 @@ class Forwarder:
 
     async def _pod(self, rid: str, pc: _PodConn) -> None:
         """Dial the pod's port, then copy pod -> client until EOF."""
-        host_port = portforward.target_port(self.pod, pc.port)
+        host_port = (pc.port if self.dialer is not None
+                     else portforward.target_port(self.pod, pc.port))
         try:
-            if host_port is None:
+            if self.dialer is not None:
+                reader, writer = await asyncio.wait_for(self.dialer(pc.port), DIAL_TIMEOUT)
+            elif host_port is None:
                 raise ConnectionRefusedError(f"dial tcp4 127.0.0.1:{pc.port}: connect: "
                                              "connection refused")
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(POD_HOST, host_port), DIAL_TIMEOUT)
         except (OSError, TimeoutError) as e:
             detail = (str(e) if host_port is None else
-                      f"dial tcp4 127.0.0.1:{pc.port} (node port {host_port}): "
-                      f"{_reason(e)}")
+                      f"dial tcp4 127.0.0.1:{pc.port}: {_reason(e)}" if self.dialer is not None
+                      else f"dial tcp4 127.0.0.1:{pc.port} (node port {host_port}): "
+                           f"{_reason(e)}")
             await self._apply(self.session.failed(rid, self._error(pc.port, detail)))
             self.conns.pop(rid, None)
             return
@@ -321,7 +332,8 @@ def _reason(e: BaseException) -> str:
     return str(getattr(e, "strerror", None) or e)
 
 
-async def handle(request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+async def handle(request: web.Request, pod: dict[str, Any],
+                 dialer: Dialer | None = None) -> web.StreamResponse:
     """pods/portforward: upgrade (WebSocket tunnel or SPDY/3.1) and forward until the client goes."""
     meta = pod.get("metadata") or {}
     label = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
@@ -339,7 +351,7 @@ async def handle(request: web.Request, pod: dict[str, Any]) -> web.StreamRespons
                                               f"the WebSocket subprotocol {portforward.TUNNEL_PROTOCOL}")
         await ws.prepare(request)
         log.info("port-forward %s: SPDY/3.1 tunneled in WebSocket", label)
-        await Forwarder(WebSocketWire(ws), pod, label).run()
+        await Forwarder(WebSocketWire(ws), pod, label, dialer).run()
         return ws
     if upgrade.startswith("spdy/3.1"):
         offered = [p.strip() for v in request.headers.getall("X-Stream-Protocol-Version", [])
@@ -358,7 +370,7 @@ async def handle(request: web.Request, pod: dict[str, Any]) -> web.StreamRespons
         request.protocol.keep_alive(False)
         wire._writer = await resp.prepare(request)
         log.info("port-forward %s: SPDY/3.1 after an HTTP upgrade", label)
-        await Forwarder(wire, pod, label).run()
+        await Forwarder(wire, pod, label, dialer).run()
         return resp
     raise ApiError(400, "BadRequest", "unable to upgrade connection: port-forward needs a "
                                       f"WebSocket ({portforward.TUNNEL_PROTOCOL}) or SPDY/3.1 "

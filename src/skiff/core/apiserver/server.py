@@ -74,6 +74,8 @@ class PodProcesses(Protocol):
 
     def log_path(self, namespace: str, name: str, container: str, previous: bool = False) -> Any: ...
 
+    def dialer(self, namespace: str, name: str) -> Any: ...
+
 
 @dataclass
 class Target:
@@ -577,7 +579,8 @@ class ApiServer:
         """pods/portforward: SPDY/3.1 in a WebSocket (kubectl 1.31+) or after an Upgrade."""
         from skiff.core.apiserver import portforward_shell
         pod = self.registry.get(t.kind, t.namespace, t.name)
-        return await portforward_shell.handle(request, pod)
+        dialer = self.pods.dialer(t.namespace, t.name) if self.pods is not None else None
+        return await portforward_shell.handle(request, pod, dialer)
 
     async def _exec(self, request: web.Request, t: Target) -> web.StreamResponse:
         if self.pods is None:

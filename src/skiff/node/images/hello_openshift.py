@@ -2,8 +2,9 @@
 
 Answers every request (any method, any path) with $RESPONSE, or
 "Hello OpenShift!", plus a newline, like the upstream Go program. Listens
-on 127.0.0.1:$PORT (the node runtime assigns $PORT per pod; 8080 when run by
-hand). HTTP/1.1 with keep-alive and pipelining; an asyncio Protocol with
+on $PORT (8080 when run by hand): on every address of the pod's own network
+namespace, as the upstream program does, or on 127.0.0.1 only when it shares
+the host's network (skiff's loopback fallback, or run by hand). HTTP/1.1 with keep-alive and pipelining; an asyncio Protocol with
 httptools parsing on uvloop when available, the data-plane stack DESIGN.md
 measured. Started by the node runtime (pod.py) as
 `python -m skiff.node.images.hello_openshift`; imports nothing else
@@ -105,15 +106,26 @@ async def serve(port: int, body: bytes, host: str = "127.0.0.1") -> None:
         await stop.wait()
 
 
+def bind_address() -> str:
+    """All addresses inside a network namespace of its own; loopback only on the host's."""
+    try:
+        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
+            return "0.0.0.0"
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
 def main() -> None:
     port = int(os.environ.get("PORT") or "8080")
+    host = bind_address()
     body = (os.environ.get("RESPONSE") or "Hello OpenShift!").encode() + b"\n"
     if uvloop is not None:
         uvloop.install()
     try:
-        asyncio.run(serve(port, body))
+        asyncio.run(serve(port, body, host))
     except OSError as e:
-        print(f"hello-openshift: cannot listen on 127.0.0.1:{port}: {e}", file=sys.stderr)
+        print(f"hello-openshift: cannot listen on {host}:{port}: {e}", file=sys.stderr)
         sys.exit(1)
 
 
