@@ -566,7 +566,8 @@ NETWORK_POLICY_PEER = obj({
     "namespaceSelector": LABEL_SELECTOR,
     "ipBlock": obj({"cidr": STR, "except": STR_LIST}, required=("cidr",)),
 })
-NETWORK_POLICY_PORT = obj({"protocol": PROTOCOL, "port": INT_OR_STR, "endPort": PORT})
+# endPort's range is netpolvalidation.py's to check, in upstream's words.
+NETWORK_POLICY_PORT = obj({"protocol": PROTOCOL, "port": INT_OR_STR, "endPort": INT})
 
 NETWORK_POLICY = _no_status({"spec": obj({
     "podSelector": LABEL_SELECTOR,
@@ -574,6 +575,38 @@ NETWORK_POLICY = _no_status({"spec": obj({
     "egress": arr(obj({"ports": arr(NETWORK_POLICY_PORT), "to": arr(NETWORK_POLICY_PEER)})),
     "policyTypes": arr(enum("Ingress", "Egress")),
 })})
+
+# --- discovery.k8s.io/v1 EndpointSlice and core/v1 Endpoints (kept by the EndpointSlice
+# controller, core/reconcilers/endpointslice.py) -------------------------------------------
+
+ENDPOINT_PORT = obj({"name": STR, "protocol": PROTOCOL, "port": INT, "appProtocol": STR})
+
+ENDPOINT_SLICE = _no_status({
+    "addressType": enum("IPv4", "IPv6", "FQDN"),
+    "endpoints": arr(obj({
+        "addresses": STR_LIST,
+        "conditions": obj({"ready": BOOL, "serving": BOOL, "terminating": BOOL}),
+        "hostname": STR,
+        "targetRef": OBJECT_REFERENCE,
+        "deprecatedTopology": STR_MAP,
+        "nodeName": STR,
+        "zone": STR,
+        "hints": obj({"forZones": arr(obj({"name": STR}, required=("name",))),
+                      "forNodes": arr(obj({"name": STR}, required=("name",)))}),
+    }, required=("addresses",))),
+    "ports": arr(ENDPOINT_PORT),
+})
+ENDPOINT_SLICE["required"] = ["addressType", "endpoints"]
+
+ENDPOINT_ADDRESS = obj({"ip": STR, "hostname": STR, "nodeName": STR,
+                        "targetRef": OBJECT_REFERENCE}, required=("ip",))
+
+ENDPOINTS = _no_status({"subsets": arr(obj({
+    "addresses": arr(ENDPOINT_ADDRESS),
+    "notReadyAddresses": arr(ENDPOINT_ADDRESS),
+    "ports": arr(obj({"name": STR, "port": INT, "protocol": PROTOCOL, "appProtocol": STR},
+                     required=("port",))),
+}))})
 
 # --- apiextensions.k8s.io/v1 CustomResourceDefinition ---------------------------
 
@@ -652,6 +685,11 @@ KINDS: list[Kind] = [
     Kind(group="", version="v1", kind="Service", plural="services", namespaced=True,
          schema=SERVICE, short_names=("svc",), categories=("all",), status_subresource=True,
          name_rule="dns1035-label", builtin=True),
+    Kind(group="", version="v1", kind="Endpoints", plural="endpoints", namespaced=True,
+         schema=ENDPOINTS, singular="endpoints", short_names=("ep",),
+         status_subresource=False, builtin=True),
+    Kind(group="discovery.k8s.io", version="v1", kind="EndpointSlice", plural="endpointslices",
+         namespaced=True, schema=ENDPOINT_SLICE, status_subresource=False, builtin=True),
     Kind(group="", version="v1", kind="Pod", plural="pods", namespaced=True, schema=POD,
          short_names=("po",), categories=("all",), status_subresource=True,
          extra_subresources=("exec", "log", "portforward"), name_rule="dns1123-subdomain", builtin=True),

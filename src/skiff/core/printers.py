@@ -174,6 +174,38 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[Obj]] = {
         _col("Selector", description="Route service traffic to pods with label keys and values "
                                      "matching this selector.", priority=1),
     ],
+    ("", "endpoints"): [
+        _NAME,
+        _col("Endpoints", description="The set of all endpoints is the union of all subsets. "
+                                      "Addresses are placed into subsets according to the IPs "
+                                      "they share. A single address with multiple ports, some "
+                                      "of which are ready and some of which are not (because "
+                                      "they come from different containers) will result in "
+                                      "the address being displayed in different subsets for "
+                                      "the different ports. No address will appear in both "
+                                      "Addresses and NotReadyAddresses in the same subset. Sets "
+                                      "of addresses and ports that comprise a service."),
+        _AGE,
+    ],
+    ("discovery.k8s.io", "endpointslices"): [
+        _NAME,
+        _col("AddressType", description="addressType specifies the type of address carried by "
+                                         "this EndpointSlice. All addresses in this slice must "
+                                         "be the same type. This field is immutable after "
+                                         "creation. The following address types are currently "
+                                         "supported: * IPv4: Represents an IPv4 Address. * "
+                                         "IPv6: Represents an IPv6 Address. * FQDN: Represents "
+                                         "a Fully Qualified Domain Name."),
+        _col("Ports", description="ports specifies the list of network ports exposed by each "
+                                  "endpoint in this slice. Each port must have a unique name. "
+                                  "When ports is empty, it indicates that there are no defined "
+                                  "ports. When a port is defined with a nil port value, it "
+                                  "indicates \"all ports\". Each slice may include a maximum "
+                                  "of 100 ports."),
+        _col("Endpoints", description="endpoints is a list of unique endpoints in this slice. "
+                                      "Each slice may include a maximum of 1000 endpoints."),
+        _AGE,
+    ],
     ("", "events"): [
         _col("Last Seen", description="The time at which the most recent occurrence of this "
                                       "event was recorded."),
@@ -604,6 +636,51 @@ def _service_row(o: Obj, now: datetime) -> Row:
             ",".join(pieces) or "<none>", _age(o, now), format_labels(spec.get("selector"))]
 
 
+def _with_more(items: list[str], count: int, most: int = 3) -> str:
+    """listWithMoreString: the first `most`, then "+ N more..."; "<unset>" when empty."""
+    text = ",".join(items[:most])
+    if count > most:
+        return f"{text} + {count - most} more..."
+    return text or "<unset>"
+
+
+def _endpoints_row(o: Obj, now: datetime) -> Row:
+    """printEndpoints: formatEndpoints, ip:port for each port of each subset (3 at most)."""
+    subsets = _l(o.get("subsets"))
+    if not subsets:
+        cell = "<none>"
+    else:
+        shown: list[str] = []
+        count = 0
+        for ss in subsets:
+            ss = _d(ss)
+            addrs = [str(_d(a).get("ip", "")) for a in _l(ss.get("addresses"))]
+            ports = _l(ss.get("ports"))
+            for port in ports or [None]:
+                count += len(addrs)
+                for ip in addrs:
+                    if len(shown) < 3:
+                        num = _d(port).get("port") if port is not None else None
+                        if num is None:
+                            shown.append(ip)
+                        else:
+                            shown.append(f"[{ip}]:{num}" if ":" in ip else f"{ip}:{num}")
+        cell = ",".join(shown) + (f" + {count - 3} more..." if count > 3 else "")
+    return [_meta(o).get("name", ""), cell, _age(o, now)]
+
+
+def _endpointslice_row(o: Obj, now: datetime) -> Row:
+    """printEndpointSlice: formatDiscoveryPorts and formatDiscoveryEndpoints."""
+    ports: list[str] = []
+    for p in _l(o.get("ports")):
+        p = _d(p)
+        ports.append(str(p["port"]) if p.get("port") is not None
+                     else str(p["name"]) if p.get("name") is not None else "*")
+    addrs = [str(a) for e in _l(o.get("endpoints")) for a in _l(_d(e).get("addresses"))]
+    return [_meta(o).get("name", ""), str(o.get("addressType") or ""),
+            _with_more(ports, len(ports)), _with_more(addrs, len(addrs)), _age(o, now)]
+
+
 def _deployment_row(o: Obj, now: datetime) -> Row:
     spec, status = _d(o.get("spec")), _d(o.get("status"))
     replicas = spec.get("replicas")
@@ -782,6 +859,8 @@ _BUILTIN_ROWS: dict[tuple[str, str], Callable[[Obj, datetime], Row]] = {
     ("", "secrets"): _secret_row,
     ("", "serviceaccounts"): _serviceaccount_row,
     ("", "services"): _service_row,
+    ("", "endpoints"): _endpoints_row,
+    ("discovery.k8s.io", "endpointslices"): _endpointslice_row,
     ("", "events"): _event_row,
     ("apps", "deployments"): _deployment_row,
     ("apps", "replicasets"): _replicaset_row,

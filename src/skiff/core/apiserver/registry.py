@@ -23,9 +23,10 @@ from typing import Any, Generic, TypeVar
 
 from skiff.core import bodies, notimplemented, selectors
 from skiff.core.admission import Admission
-from skiff.core.apiserver.strategy import strategy_for
+from skiff.core.apiserver.strategy import Strategies
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
 from skiff.core.clock import rfc3339, utcnow
+from skiff.core.clusterip import DEFAULT_SERVICE_CIDR
 from skiff.core.kinds import Kind, Kinds
 from skiff.core.patch import (
     PatchError,
@@ -81,11 +82,12 @@ def _spec_part(obj: Obj) -> Obj:
 
 class Registry:
     def __init__(self, store: Store, kinds: Kinds, admission: Admission | None = None,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
         self.store = store
         self.kinds = kinds
         self.admission = admission or Admission()
         self.clock = clock
+        self.strategies = Strategies(store, service_cidr)
 
     # --- helpers ------------------------------------------------------------
     def kind_for(self, ref: Ref) -> Kind:
@@ -137,7 +139,7 @@ class Registry:
                                     f'metadata.name: Invalid value: "{name}": {problem}' if name
                                     else f"metadata.name: Required value: {problem}"))
             causes += label_causes(meta.get("labels"), "metadata.labels")
-            causes += strategy_for(k).validate(obj, old)
+            causes += self.strategies.for_kind(k).validate(obj, old)
             causes += self.admission.run(k.group, k.kind, obj, old)
         if causes:
             raise invalid(k, name, causes)
@@ -309,7 +311,7 @@ class Registry:
         # The uid first, as kube-apiserver fills it in before the strategy runs: a Job's
         # generated selector (core/workloadadmission.py) is made of it.
         meta["uid"] = str(uuid.uuid4())
-        strategy_for(k).prepare_for_create(obj)
+        self.strategies.for_kind(k).prepare_for_create(obj)
         self._validate(k, obj, None)
         self._check_namespace(k, meta.get("namespace", ""), creating=True)
         meta["creationTimestamp"] = rfc3339(self.clock())
@@ -385,7 +387,7 @@ class Registry:
         return obj
 
     def _commit_update(self, k: Kind, key: str, old: Obj, new: Obj, dry_run: bool) -> Obj:
-        strategy_for(k).prepare_for_update(new)
+        self.strategies.for_kind(k).prepare_for_update(new, old)
         self._validate(k, new, old)   # runs the admission defaulters too
         # After defaulting, as kube-apiserver: a re-apply that defaulting makes equal is no change.
         if _spec_part(new) != _spec_part(old):
@@ -395,7 +397,7 @@ class Registry:
         old_rv = int(old["metadata"]["resourceVersion"])
         new["metadata"].pop("resourceVersion", None)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") \
-                and not strategy_for(k).held(new):
+                and not self.strategies.for_kind(k).held(new):
             try:
                 return self._out(k, self.store.delete(key, old_rv))
             except Conflict:
@@ -483,7 +485,7 @@ class Registry:
         if dry_run:
             return self._out(k, old)
         meta = old["metadata"]
-        strategy = strategy_for(k)
+        strategy = self.strategies.for_kind(k)
         grace = strategy.grace(old, grace_period_seconds)
         hold = bool(meta.get("finalizers")) or strategy.held(old) or grace > 0
         if propagation == "Orphan":
