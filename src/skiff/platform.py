@@ -27,6 +27,7 @@ from aiohttp import web
 
 from skiff.core import builtin_kinds
 from skiff.core.admission import Admission
+from skiff.core.apiserver import kubernetesservice
 from skiff.core.apiserver.local_client import LocalClient
 from skiff.core.apiserver.registry import Registry
 from skiff.core.apiserver.server import ApiServer
@@ -50,6 +51,7 @@ from skiff.core.reconcilers.crd import CLEANUP, CRDReconciler, crd_status, valid
 from skiff.core.reconcilers.cronjob import CronJobReconciler
 from skiff.core.reconcilers.daemonset import DaemonSetReconciler
 from skiff.core.reconcilers.deployment import DeploymentReconciler
+from skiff.core.reconcilers.endpointslice import EndpointSliceReconciler
 from skiff.core.reconcilers.gc import GarbageCollector, NamespaceReconciler
 from skiff.core.reconcilers.job import BACKOFF_BASE, JobReconciler
 from skiff.core.reconcilers.replicaset import ReplicaSetReconciler
@@ -168,8 +170,10 @@ class Platform:
         self.admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
         install_rbac_admission(self.admission)
         install_workload_admission(self.admission)
-        self.registry = Registry(self.store, self.kinds, self.admission)
+        self.registry = Registry(self.store, self.kinds, self.admission,
+                                 service_cidr=s.service_cidr)
         self._bootstrap()
+        kubernetesservice.ensure(self.registry, s.service_cidr, s.host, s.api_port)
         self.client = LocalClient(self.registry)
         self.manager = Manager(self.client)
         for install in domain_installers():
@@ -217,6 +221,7 @@ class Platform:
         self.manager.add(DaemonSetReconciler(self.client), workers=1)
         self.manager.add(StatefulSetReconciler(self.client), workers=2)
         self.manager.add(ReplicaSetReconciler(self.client), workers=2)
+        self.manager.add(EndpointSliceReconciler(self.client), workers=2)
         self.manager.add(DefaultServiceAccountReconciler(self.client), workers=1)
         self.manager.add(AggregationReconciler(self.client, self.gate.policy), workers=1)
         self.gc = GarbageCollector(self.client, self.kinds)
