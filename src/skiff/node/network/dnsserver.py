@@ -25,6 +25,7 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
@@ -39,6 +40,9 @@ MAX_TCP_CONNECTIONS = 128
 TCP_IDLE = 10.0                 # RFC 7766 suggests seconds, not minutes
 MAX_QUERY = 4096                # a query is a name and an OPT record: far below this
 MAX_REPLY = 65535               # what an upstream may send back (TCP framing's limit)
+CACHE_ENTRIES = 2048            # memoised in-zone replies; small ones only (below), so <= ~10 MiB
+CACHE_MAX_KEY = 512
+CACHE_MAX_REPLY = 4096
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ class _UdpServer(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport: no isinstance.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -112,7 +116,8 @@ class DnsServer:
                  upstreams: list[str] | None = None, zone: str = "cluster.local",
                  apps_domain: str | None = None, apps_ip: str | None = None,
                  forward_timeout: float = FORWARD_TIMEOUT, max_forwards: int = MAX_FORWARDS,
-                 max_tcp_connections: int = MAX_TCP_CONNECTIONS, tcp_idle: float = TCP_IDLE) -> None:
+                 max_tcp_connections: int = MAX_TCP_CONNECTIONS, tcp_idle: float = TCP_IDLE,
+                 cache_entries: int = CACHE_ENTRIES) -> None:
         self.view = view
         self.host = host
         self.port = port
@@ -130,6 +135,12 @@ class DnsServer:
         self._forwards = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._conns: set[asyncio.StreamWriter] = set()
+        # answer() is a pure function of the message after its ID and of the view, so an
+        # in-zone reply is memoised by those bytes (and the transport, for truncation) until
+        # the view changes: a hit costs a dict lookup instead of a parse, answer and pack.
+        self.cache_entries = cache_entries
+        self._cache: dict[tuple[bool, bytes], bytes] = {}
+        self._cache_generation = -1
 
     @property
     def forwards_in_flight(self) -> int:
@@ -212,6 +223,13 @@ class DnsServer:
         """(_, _, bytes): the reply, at once (the name is ours, or the message is bad).
         (request, reply or None, None): the slow path (forward, or chase a CNAME upstream).
         (None, None, None): drop it."""
+        if self._cache_generation != self.view.generation:
+            self._cache.clear()
+            self._cache_generation = self.view.generation
+        key = (tcp, bytes(data[2:]))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return None, None, bytes(data[:2]) + hit
         try:
             request = DNSRecord.parse(data)
         except Exception:
@@ -226,7 +244,12 @@ class DnsServer:
             return request, None, pack_udp(failure(request, RCODE.SERVFAIL), limit)
         if reply is None or external_target(request, reply, self.zone, self.apps_domain):
             return request, reply, None
-        return request, reply, pack_udp(reply, limit)
+        out = pack_udp(reply, limit)
+        if self.cache_entries > 0 and len(data) <= CACHE_MAX_KEY and len(out) <= CACHE_MAX_REPLY:
+            if len(self._cache) >= self.cache_entries:
+                del self._cache[next(iter(self._cache))]    # the oldest entry
+            self._cache[key] = out[2:]
+        return request, reply, out
 
     async def _slow(self, request: DNSRecord, reply: DNSRecord | None, data: bytes,
                     tcp: bool) -> bytes:

@@ -130,11 +130,17 @@ async def tcp_query(port: int, *qs: DNSRecord) -> list[DNSRecord]:
         writer.close()
 
 
-def run(fn: Callable[[], Any]) -> None:
+def run(fn: Callable[[], Any], loop: str = "asyncio") -> None:
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(asyncio.wait_for(fn(), 30))
+        return
     asyncio.run(asyncio.wait_for(fn(), 30))
 
 
-def test_udp_in_zone_and_apps_domain() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])   # `skiff up` runs on uvloop
+def test_udp_in_zone_and_apps_domain(loop: str) -> None:
     async def main() -> None:
         async with dns_server([]) as srv:
             assert srv.port != 0
@@ -144,7 +150,9 @@ def test_udp_in_zone_and_apps_domain() -> None:
             assert [str(rr.rdata) for rr in r.rr] == ["10.244.0.1"]
             r = await udp_query(srv.port, DNSRecord.question("nope.team-alpha-1.svc.cluster.local"))
             assert r.header.rcode == RCODE.NXDOMAIN
-    run(main)
+            (r,) = await tcp_query(srv.port, DNSRecord.question("x.apps.example.test"))
+            assert [str(rr.rdata) for rr in r.rr] == ["10.244.0.1"]
+    run(main, loop)
 
 
 def test_tcp_answers_several_messages_on_one_connection() -> None:
@@ -229,7 +237,8 @@ def test_tcp_connections_are_capped_and_idle_ones_closed() -> None:
     run(main)
 
 
-def test_names_not_ours_are_forwarded_to_the_upstream() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_names_not_ours_are_forwarded_to_the_upstream(loop: str) -> None:
     async def main() -> None:
         with upstream_peer() as up:
             async with dns_server([up]) as srv:
@@ -248,7 +257,7 @@ def test_names_not_ours_are_forwarded_to_the_upstream() -> None:
                 assert [(QTYPE[rr.rtype], str(rr.rdata)) for rr in r.rr] == [
                     ("CNAME", "upstream.example."), ("A", "192.0.2.7")]
                 assert srv.forwards_in_flight == 0
-    run(main)
+    run(main, loop)
 
 
 def test_a_silent_upstream_is_servfail_within_the_deadline() -> None:
@@ -300,3 +309,20 @@ def test_upstream_and_resolv_conf_parsing() -> None:
     text = "# comment\nsearch example\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\n" \
            "nameserver bogus\nnameserver 1.1.1.1\nnameserver 8.8.8.8\noptions edns0\n"
     assert resolv_conf_nameservers(text) == ["127.0.0.53", "fe80::1", "1.1.1.1"]
+
+
+def test_memoised_replies_carry_each_querys_id_and_follow_the_view() -> None:
+    async def main() -> None:
+        async with dns_server([]) as srv:
+            name = "test-webapp.team-alpha-1.svc.cluster.local"
+            for _ in range(3):      # udp_query checks each reply's ID against its query's
+                r = await udp_query(srv.port, DNSRecord.question(name))
+                assert [str(rr.rdata) for rr in r.rr] == ["10.96.0.20"]
+            srv.view.apply("Service", {"metadata": {"namespace": "team-alpha-1", "name": "test-webapp"},
+                                       "spec": {"clusterIP": "10.96.0.21"}})
+            r = await udp_query(srv.port, DNSRecord.question(name))
+            assert [str(rr.rdata) for rr in r.rr] == ["10.96.0.21"]
+            srv.view.delete("Service", {"metadata": {"namespace": "team-alpha-1", "name": "test-webapp"}})
+            (r,) = await tcp_query(srv.port, DNSRecord.question(name))
+            assert r.header.rcode == RCODE.NXDOMAIN
+    run(main)
