@@ -287,8 +287,9 @@ class Forwarder:
             elif host_port is None:
                 raise ConnectionRefusedError(f"dial tcp4 127.0.0.1:{pc.port}: connect: "
                                              "connection refused")
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(POD_HOST, host_port), DIAL_TIMEOUT)
+            else:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(POD_HOST, host_port), DIAL_TIMEOUT)
         except (OSError, TimeoutError) as e:
             detail = (str(e) if host_port is None else
                       f"dial tcp4 127.0.0.1:{pc.port}: {_reason(e)}" if self.dialer is not None

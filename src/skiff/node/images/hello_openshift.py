@@ -107,9 +107,10 @@ async def serve(port: int, body: bytes, host: str = "127.0.0.1") -> None:
 
 
 def bind_address() -> str:
-    """All addresses inside a network namespace of its own; loopback only on the host's."""
+    """All addresses inside a network namespace of its own; loopback only on the host's.
+    (The parent, the node's fork server or skiff or a shell, is on the host's network.)"""
     try:
-        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
+        if os.stat("/proc/self/ns/net").st_ino != os.stat(f"/proc/{os.getppid()}/ns/net").st_ino:
             return "0.0.0.0"
     except OSError:
         pass

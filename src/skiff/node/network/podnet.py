@@ -46,7 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from skiff.node.network.sandbox import NETNS_DIR, Sandbox, hosts_file, netns_name
+from skiff.node.network.sandbox import (
+    NETNS_DIR,
+    Sandbox,
+    create_netns,
+    hosts_file,
+    inside,
+    netns_name,
+    remove_netns,
+)
 
 log = logging.getLogger("skiff.network")
 
@@ -241,7 +249,7 @@ class NamespaceNetwork:
                 await self._refill
         if self._lock_fd is not None:
             with contextlib.suppress(Exception):
-                await self._run(self._sweep)
+                await self._run(self._sweep, False)
             os.close(self._lock_fd)
             self._lock_fd = None
         self._pool.clear()
@@ -305,18 +313,23 @@ class NamespaceNetwork:
             self._bridge_index = idx
 
     def _prepare_one(self) -> _Prepared:
-        from pyroute2 import IPRoute, NetNS, netns
+        from pyroute2 import IPRoute
         sid = secrets.token_hex(5)
         ip = self.ipam.allocate()
         name = netns_name(sid)
         try:
-            netns.create(name)
-            with IPRoute() as ipr:
-                ipr.link("add", ifname=f"skv{sid}", kind="veth",
-                         peer={"ifname": "eth0", "net_ns_fd": name})
-                idx = ipr.link_lookup(ifname=f"skv{sid}")[0]
-                ipr.link("set", index=idx, master=self._bridge_index, state="up")
-            with NetNS(name) as ns:
+            path = create_netns(name)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                with IPRoute() as ipr:
+                    ipr.link("add", ifname=f"skv{sid}", kind="veth",
+                             peer={"ifname": "eth0", "net_ns_fd": fd})
+                    idx = ipr.link_lookup(ifname=f"skv{sid}")[0]
+                    ipr.link("set", index=idx, master=self._bridge_index, state="up")
+            finally:
+                os.close(fd)
+            # pyroute2's NetNS would fork a helper; this thread joins the namespace instead.
+            with inside(path), IPRoute() as ns:
                 eth0 = ns.link_lookup(ifname="eth0")[0]
                 ns.addr("add", index=eth0, address=ip, prefixlen=32)
                 ns.link("set", index=eth0, state="up")
@@ -332,24 +345,24 @@ class NamespaceNetwork:
         return _Prepared(sid, ip)
 
     def _remove(self, sid: str, ip: str | None = None) -> None:
-        from pyroute2 import IPRoute, netns
+        from pyroute2 import IPRoute
         if ip is not None:
             self.ipam.release(ip)     # here: the worker thread is the only one that allocates
         with contextlib.suppress(Exception), IPRoute() as ipr:
             for idx in ipr.link_lookup(ifname=f"skv{sid}"):
                 ipr.link("del", index=idx)
-        with contextlib.suppress(FileNotFoundError):
-            netns.remove(netns_name(sid))
+        remove_netns(netns_name(sid))
 
-    def _sweep(self) -> None:
-        """Remove every namespace, link, route and table skiff's pod network makes."""
-        from pyroute2 import IPRoute, netns
+    def _sweep(self, left: bool = True) -> None:
+        """Remove every namespace, link, route and table skiff's pod network makes (`left`:
+        what a previous run left behind, worth a line in the log)."""
+        from pyroute2 import IPRoute
         removed = 0
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(NETNS_DIR):
                 if NETNS_RE.match(name):
                     with contextlib.suppress(Exception):
-                        netns.remove(name)
+                        remove_netns(name)
                         removed += 1
         with IPRoute() as ipr:
             for link in ipr.get_links():
@@ -359,7 +372,7 @@ class NamespaceNetwork:
                         ipr.link("del", index=link["index"])   # its routes go with it
         with contextlib.suppress(Exception):
             self.sweep_tables()
-        if removed:
+        if removed and left:
             log.info("pod network: removed %d namespaces left behind", removed)
 
 

@@ -18,10 +18,12 @@ through ctypes; the calls are few and their flags are stable kernel ABI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import socket
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -107,33 +109,79 @@ def hosts_file(ip: str, hostname: str) -> str:
 
 _dialer = ThreadPoolExecutor(1, thread_name_prefix="skiff-netns-dial")
 
+MNT_DETACH = 2
 
-def _socket_in(netns: str) -> socket.socket:
-    """A TCP socket made inside `netns` (a socket stays in the namespace it was made in).
-    Runs on its own thread, which goes back to where it was before returning."""
+
+@contextlib.contextmanager
+def inside(netns: str) -> Iterator[None]:
+    """Run the calling thread inside `netns` for the block (sockets made there stay there).
+    Only for threads skiff owns: the thread goes back to where it was when the block ends."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         join_netns(netns)
         try:
-            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            yield
         finally:
             _check(_lib().setns(own, CLONE_NEWNET), "setns back")
     finally:
         os.close(own)
 
 
-async def dial(netns: str, port: int, host: str = "127.0.0.1",
+def create_netns(name: str) -> str:
+    """`ip netns add NAME` without a fork: a fresh network namespace pinned by a bind mount
+    on /run/netns/NAME. (A library that forks a helper here would share the event loop's
+    signal wake-up fd with it, and a signal to that helper would look like one to skiff.)"""
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    path = f"{NETNS_DIR}/{name}"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        lib = _lib()
+        _check(lib.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            _check(lib.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None),
+                   f"bind the namespace on {path}")
+        finally:
+            _check(lib.setns(own, CLONE_NEWNET), "setns back")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(own)
+    return path
+
+
+def remove_netns(name: str) -> None:
+    """`ip netns delete NAME`: the namespace goes once nothing else holds it."""
+    path = f"{NETNS_DIR}/{name}"
+    _lib().umount2(path.encode(), MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _connect_in(netns: str, host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection made from inside `netns` (a socket stays in the namespace it was made
+    in). Blocking, on a thread of its own, which goes back where it was before returning."""
+    with inside(netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        sock.setblocking(False)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def dial(netns: str, port: int, host: str = "127.0.0.1", timeout: float = 5.0,
                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to host:port as seen from inside the pod (the kubelet's port-forward dials the
     pod's own localhost from within its network namespace)."""
     loop = asyncio.get_running_loop()
-    sock = await loop.run_in_executor(_dialer, _socket_in, netns)
-    try:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
+    sock = await loop.run_in_executor(_dialer, _connect_in, netns, host, port, timeout)
     return await asyncio.open_connection(sock=sock)
 
 
