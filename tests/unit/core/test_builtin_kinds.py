@@ -797,6 +797,9 @@ FACTS = [
     ("CronJob", "batch", "cronjobs", True, ("cj",), ("all",), True, (), "dns1123-subdomain"),
     ("NetworkPolicy", "networking.k8s.io", "networkpolicies", True, ("netpol",), (), False, (),
      "dns1123-subdomain"),
+    ("Endpoints", "", "endpoints", True, ("ep",), (), False, (), "dns1123-subdomain"),
+    ("EndpointSlice", "discovery.k8s.io", "endpointslices", True, (), (), False, (),
+     "dns1123-subdomain"),
     ("CustomResourceDefinition", "apiextensions.k8s.io", "customresourcedefinitions", False,
      ("crd", "crds"), ("api-extensions",), True, (), "dns1123-subdomain"),
 ]
@@ -838,5 +841,6 @@ def test_schema_envelope(k: Kind) -> None:
     assert ("status" in props) == has_status
     minimal = {"apiVersion": k.api_version, "kind": k.kind, "metadata": {"name": "x"}}
     expected_missing = {"Event": ["involvedObject"],
-                        "ControllerRevision": ["revision"]}.get(k.kind, [])
+                        "ControllerRevision": ["revision"],
+                        "EndpointSlice": ["addressType", "endpoints"]}.get(k.kind, [])
     assert [c.field for c in validate(k.schema, minimal)] == expected_missing
