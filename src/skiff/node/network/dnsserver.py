@@ -12,6 +12,9 @@ client's size (512, or its EDNS size) or come back truncated with TC; at most
 capped, idle-timed and answered one message at a time (RFC 7766 framing);
 messages over 4 KiB are refused. No input ends the server: a message that
 does not parse gets FORMERR (or nothing, when even its header is missing).
+In-zone replies are memoised by the message's bytes after its ID until the
+view changes (at most 2,048 small ones): that is what keeps the in-zone p99
+far under 1 ms (benchmarks/dns/run.py).
 Neighbours: dns.py (answers), dnsview.py (the view and its watch), node/network
 (the bridge address it listens on).
 """
