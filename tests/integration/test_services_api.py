@@ -54,6 +54,10 @@ def test_expose_gives_a_clusterip_and_endpointslices_list_the_ready_pod(skiff: S
     assert ep_table.split("\n")[0].split() == ["NAME", "ENDPOINTS", "AGE"]
     assert ":8080" in ep_table
     assert "Endpoints:" in skiff.kubectl("describe", "service", "hello").stdout
+    skiff.kubectl("delete", "service", "hello")
+    skiff.wait_for(lambda: not skiff.kubectl_json(
+        "get", "endpointslices", "-l", "kubernetes.io/service-name=hello")["items"],
+        timeout=30, what="the slices of a deleted Service to go with it")
 
 
 def test_bad_requests_get_upstreams_errors(skiff: Skiff) -> None:
