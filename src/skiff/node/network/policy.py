@@ -39,9 +39,12 @@ Layout, so that 1,000 pods under 100 policies stay a few thousand set
 elements and a short walk per new connection: `map ingress-isolated` /
 `egress-isolated` / `egress-host-isolated` (pod IP -> the chain of its
 namespace); per namespace, one rule per policy rule and protocol, matching
-named sets (`pol<k>-pods` the policy's pods, `pol<k>-in<i>-peers` an interval
-set of peer addresses, `pol<k>-in<i>-named` ip . proto . port for named
-ports); the chain ends in drop. Rule comments name the policy and rule.
+named sets (`pol<k>-pods` the policy's pods, `pol<k>-in<i>-peers` the peer
+pods' addresses, `pol<k>-in<i>-cidrs` an interval set of its ipBlocks,
+`pol<k>-in<i>-named` ip . proto . port for named ports; a set whose content
+an earlier one already has is not declared again); the chain ends in drop.
+Rule comments name the policy and rule. Pods are sorted by address once, and
+every set keeps that order, so the script is deterministic without re-sorting.
 
 Pure. Neighbours: nft.py (applies), proxier.py (Services, its own table),
 core/selectors.py (label matching).
@@ -50,6 +53,7 @@ core/selectors.py (label matching).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +77,7 @@ class PolicyPod:
     ip: str
     labels: Mapping[str, str]
     named_ports: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (name, proto)
+    label_key: tuple[tuple[str, str], ...] = ()       # sorted labels: a memo key
 
 
 def policy_types(spec: Obj) -> list[str]:
@@ -97,9 +102,11 @@ def _policed_pods(pods: Iterable[Obj]) -> list[PolicyPod]:
             for p in c.get("ports") or []:
                 if p.get("name") and isinstance(p.get("containerPort"), int):
                     named.setdefault((p["name"], p.get("protocol") or "TCP"), p["containerPort"])
+        labels = meta.get("labels") or {}
         out.append(PolicyPod(meta.get("namespace") or "default", meta.get("name") or "", ip,
-                             meta.get("labels") or {}, named))
-    return sorted(out, key=lambda p: (p.namespace, p.name))
+                             labels, named, tuple(sorted(labels.items()))))
+    # By address: every set and map built from this order is sorted without sorting again.
+    return sorted(out, key=lambda p: _ip_key(p.ip))
 
 
 def _selector(sel: Any) -> LabelSelector | None:
@@ -147,8 +154,32 @@ def _ip_block(block: Obj) -> list[IPv4Net]:
     return nets
 
 
-def _peers(items: list[Obj] | None, ns: str, pods: list[PolicyPod],
-           ns_labels: Mapping[str, Mapping[str, str]]) -> _Peers:
+class _Matcher:
+    """Label-selector matching, memoised: pods share few distinct label sets."""
+
+    def __init__(self, pods: list[PolicyPod], ns_labels: Mapping[str, Mapping[str, str]]) -> None:
+        self.by_ns: dict[str, list[PolicyPod]] = {}
+        for p in pods:
+            self.by_ns.setdefault(p.namespace, []).append(p)
+        self.ns_labels = ns_labels
+        self._cache: dict[LabelSelector, dict[tuple[tuple[str, str], ...], bool]] = {}
+
+    def pods(self, ns_sel: LabelSelector | None, pod_sel: LabelSelector,
+             ns: str) -> list[PolicyPod]:
+        """Pods matching pod_sel in ns (ns_sel None) or in every namespace ns_sel matches."""
+        spaces = ([ns] if ns_sel is None else
+                  [n for n in self.by_ns if ns_sel.matches(self.ns_labels.get(n, {}))])
+        if pod_sel.empty:
+            return [p for n in spaces for p in self.by_ns.get(n, ())]
+        memo = self._cache.setdefault(pod_sel, {})
+        for n in spaces:
+            for p in self.by_ns.get(n, ()):
+                if p.label_key not in memo:
+                    memo[p.label_key] = pod_sel.matches(p.labels)
+        return [p for n in spaces for p in self.by_ns.get(n, ()) if memo[p.label_key]]
+
+
+def _peers(items: list[Obj] | None, ns: str, matcher: _Matcher) -> _Peers:
     if not items:
         return _Peers()
     chosen: dict[str, PolicyPod] = {}
@@ -164,12 +195,12 @@ def _peers(items: list[Obj] | None, ns: str, pods: list[PolicyPod],
         ns_sel = _selector(peer.get("namespaceSelector")) if has_ns else None
         if pod_sel is None or (has_ns and ns_sel is None):
             continue
-        for p in pods:
-            in_ns = (ns_sel.matches(ns_labels.get(p.namespace, {})) if ns_sel is not None
-                     else p.namespace == ns)
-            if in_ns and pod_sel.matches(p.labels):
-                chosen[p.ip] = p
-    return _Peers(list(chosen.values()), nets)
+        for p in matcher.pods(ns_sel, pod_sel, ns):
+            chosen[p.ip] = p
+    pods = list(chosen.values())
+    if len(items) > 1:
+        pods.sort(key=lambda p: _ip_key(p.ip))
+    return _Peers(pods, nets)
 
 
 @dataclass
@@ -208,20 +239,36 @@ def _elements(values: Iterable[str]) -> str:
     return ", ".join(values)
 
 
-def _addr_set(name: str, nets: list[IPv4Net]) -> str:
-    body = [f"set {name} {{", "\t\ttype ipv4_addr", "\t\tflags interval"]
-    merged = list(ipaddress.collapse_addresses(nets))
-    if merged:
-        body.append("\t\telements = { " + _elements(
-            str(n.network_address) if n.prefixlen == 32 else str(n) for n in merged) + " }")
-    return "\n".join(body) + "\n\t}"
+def _ip_key(ip: str) -> bytes:
+    return socket.inet_aton(ip)
 
 
-def _hash_set(name: str, type_: str, elements: list[str]) -> str:
-    body = [f"set {name} {{", f"\t\ttype {type_}"]
-    if elements:
-        body.append("\t\telements = { " + _elements(elements) + " }")
-    return "\n".join(body) + "\n\t}"
+class _Sets:
+    """Named sets, declared once per distinct content (many rules admit the same peers)."""
+
+    def __init__(self) -> None:
+        self.decls: list[str] = []
+        self._names: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def add(self, name: str, type_: str, elements: list[str], interval: bool = False) -> str:
+        key = (type_ + (" interval" if interval else ""), tuple(elements))
+        if key in self._names:
+            return self._names[key]
+        self._names[key] = name
+        body = [f"set {name} {{", f"\t\ttype {type_}"] + (["\t\tflags interval"] if interval else [])
+        if elements:
+            body.append("\t\telements = { " + _elements(elements) + " }")
+        self.decls.append("\n".join(body) + "\n\t}")
+        return name
+
+    def addresses(self, name: str, pods: Iterable[PolicyPod]) -> str:
+        """A set of pod addresses; pods come in address order (_policed_pods), unique."""
+        return self.add(name, "ipv4_addr", [p.ip for p in pods])
+
+    def networks(self, name: str, nets: list[IPv4Net]) -> str:
+        merged = [str(n.network_address) if n.prefixlen == 32 else str(n)
+                  for n in ipaddress.collapse_addresses(nets)]
+        return self.add(name, "ipv4_addr", merged, interval=True)
 
 
 def _vmap(name: str, elements: list[str]) -> str:
@@ -256,7 +303,8 @@ def compile_policies(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]
     for p in policed:
         ns_labels.setdefault(p.namespace, {NAMESPACE_NAME_LABEL: p.namespace})
 
-    decls: list[str] = []
+    matcher = _Matcher(policed, ns_labels)
+    sets = _Sets()
     # Per namespace and direction, the rules of its chain; per direction, pod IP -> namespace.
     rules: dict[tuple[str, str], list[str]] = {}
     isolated: dict[str, dict[str, str]] = {"ingress": {}, "egress": {}}
@@ -271,11 +319,10 @@ def compile_policies(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]
         sel = _selector(spec.get("podSelector"))
         if sel is None:
             continue
-        targets = [p for p in policed if p.namespace == ns and sel.matches(p.labels)]
+        targets = list(matcher.pods(None, sel, ns))
         if not targets:
             continue
-        pods_set = f"pol{k}-pods"
-        decls.append(_hash_set(pods_set, "ipv4_addr", [p.ip for p in targets]))
+        pods_set = sets.addresses(f"pol{k}-pods", targets)
         for ptype in policy_types(spec):
             direction = ptype.lower()
             if direction not in isolated:
@@ -283,15 +330,16 @@ def compile_policies(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]
             for p in targets:
                 isolated[direction][p.ip] = ns
             for i, rule in enumerate(spec.get(direction) or []):
-                peers = _peers(rule.get("from" if direction == "ingress" else "to"),
-                               ns, policed, ns_labels)
+                peers = _peers(rule.get("from" if direction == "ingress" else "to"), ns, matcher)
                 ports = _ports(rule.get("ports"))
                 tag = f"pol{k}-{direction[:2]}{i}"
                 comment = _comment(f"{ns}/{pname} {direction}[{i}]")
-                compiled = _rule(direction, tag, pods_set, targets, peers, ports, policed, decls)
+                remotes = _remotes(tag, peers, sets)
+                compiled = _rule(direction, tag, pods_set, targets, peers, remotes, ports,
+                                 policed, sets)
                 rules.setdefault((ns, direction), []).extend(f"{r} {comment}" for r in compiled)
                 if direction == "egress":
-                    host = _host_rule(tag, peers, ports)
+                    host = _host_rule(peers, remotes, ports)
                     rules.setdefault((ns, "egress-host"), []).extend(
                         " ".join(filter(None, (f"ip saddr @{pods_set}", r, "accept", comment)))
                         for r in host)
@@ -300,7 +348,7 @@ def compile_policies(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]
     maps: dict[str, list[str]] = {"ingress-isolated": [], "egress-isolated": [],
                                   "egress-host-isolated": []}
     for direction, members in isolated.items():
-        for ip, ns in sorted(members.items(), key=lambda kv: ipaddress.ip_address(kv[0])):
+        for ip, ns in sorted(members.items(), key=lambda kv: _ip_key(kv[0])):
             if direction == "ingress":
                 maps["ingress-isolated"].append(f"{ip} : goto ingress-{ns}")
             else:
@@ -315,7 +363,7 @@ def compile_policies(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]
     base = [
         f'comment "NetworkPolicy for pods in {pod_cidr} (bridge {bridge_ip})"',
         *(_vmap(name, elems) for name, elems in maps.items()),
-        *decls,
+        *sets.decls,
         _chain("forward", ["ct state established,related accept",
                            "ip saddr vmap @egress-isolated",
                            "ip daddr vmap @ingress-isolated"],
@@ -327,46 +375,62 @@ def compile_policies(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]
     return replace_table("inet", table, [*base, *chains])
 
 
+@dataclass(frozen=True)
+class _Remotes:
+    """The far side's named sets: pod addresses (a hash set) and ipBlocks (an interval set)."""
+    pods: str | None
+    nets: str | None
+
+
+def _remotes(tag: str, peers: _Peers, sets: _Sets) -> _Remotes:
+    if peers.anyone:
+        return _Remotes(None, None)
+    return _Remotes(sets.addresses(f"{tag}-peers", peers.pods or [])
+                    if peers.pods else None,
+                    sets.networks(f"{tag}-cidrs", peers.nets) if peers.nets else None)
+
+
 def _rule(direction: str, tag: str, pods_set: str, targets: list[PolicyPod], peers: _Peers,
-          ports: _Ports, policed: list[PolicyPod], decls: list[str]) -> list[str]:
-    """nft rules (without verdict's comment) for one policy rule in the forward path."""
+          remotes: _Remotes, ports: _Ports, policed: list[PolicyPod], sets: _Sets) -> list[str]:
+    """nft rules (without their comment) for one policy rule in the forward path."""
     ingress = direction == "ingress"
     local, remote = ("daddr", "saddr") if ingress else ("saddr", "daddr")
     verdict = "accept" if ingress else "return"   # egress allowed: go on to the ingress check
-    head = f"ip {local} @{pods_set}"
-    if not peers.anyone:
-        nets = [IPv4Net(p.ip) for p in peers.pods or []] + peers.nets
-        if not nets:
-            return []
-        decls.append(_addr_set(f"{tag}-peers", nets))
-        head += f" ip {remote} @{tag}-peers"
+    local_match = f"ip {local} @{pods_set}"
+    if peers.anyone:
+        heads = [local_match]
+    else:
+        heads = [f"{local_match} ip {remote} @{name}" for name in (remotes.pods, remotes.nets)
+                 if name]
     if ports.any:
-        return [f"{head} {verdict}"]
+        return [f"{head} {verdict}" for head in heads]
     out = [f"{head} meta l4proto {proto} th dport {{ {_elements(nums)} }} {verdict}"
-           for proto, nums in sorted(ports.numbers.items())]
-    out += [f"{head} meta l4proto {proto} {verdict}" for proto in sorted(ports.protocols)]
+           for head in heads for proto, nums in sorted(ports.numbers.items())]
+    out += [f"{head} meta l4proto {proto} {verdict}"
+            for head in heads for proto in sorted(ports.protocols)]
     if ports.named:
         # Named ports resolve on the destination: the policy's pods for ingress, the
-        # peers (any pod, when the rule has no `to`) for egress.
+        # peers (any pod, when the rule has no `to`) for egress; never on ipBlocks.
         dests = targets if ingress else (policed if peers.anyone else peers.pods or [])
         elems = sorted({f"{p.ip} . {_PROTOCOLS[proto]} . {p.named_ports[(name, proto)]}"
                         for p in dests for name, proto in ports.named
                         if (name, proto) in p.named_ports})
-        if elems:
-            decls.append(_hash_set(f"{tag}-named", "ipv4_addr . inet_proto . inet_service", elems))
-            out.append(f"{head} ip daddr . meta l4proto . th dport @{tag}-named {verdict}")
+        pod_heads = [local_match] if peers.anyone else (
+            [f"{local_match} ip {remote} @{remotes.pods}"] if remotes.pods else [])
+        if elems and pod_heads:
+            named = sets.add(f"{tag}-named", "ipv4_addr . inet_proto . inet_service", elems)
+            out.append(f"{pod_heads[0]} ip daddr . meta l4proto . th dport @{named} {verdict}")
     return out
 
 
-def _host_rule(tag: str, peers: _Peers, ports: _Ports) -> list[str]:
+def _host_rule(peers: _Peers, remotes: _Remotes, ports: _Ports) -> list[str]:
     """Match parts of one egress rule for pod -> host (input hook), on the original destination.
 
-    The peers set (declared by _rule for the forward path) holds addresses; pod IPs in it
-    never equal the host's, so only ipBlocks (or no `to`) can admit the host.
+    Pod selectors never select the host, so only ipBlocks (or no `to`) can admit it.
     """
-    if not peers.anyone and not peers.nets:
+    if not peers.anyone and not remotes.nets:
         return []
-    head = "" if peers.anyone else f"ct original ip daddr @{tag}-peers"
+    head = "" if peers.anyone else f"ct original ip daddr @{remotes.nets}"
     if ports.any:
         return [head]
     out = [f"{head} meta l4proto {proto} ct original proto-dst {{ {_elements(nums)} }}"

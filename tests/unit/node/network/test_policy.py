@@ -111,7 +111,13 @@ def test_ip_block_except_and_merged_peers() -> None:
         {"ipBlock": {"cidr": "10.244.0.0/24", "except": ["10.244.0.0/25"]}},
         {"podSelector": {"matchLabels": {"app": "db"}}}]}])
     script = compile_policies([pol], PODS, NAMESPACES, **NET)
-    assert elements(script, "pol0-in0-peers") == {"10.244.0.3", "10.244.0.128/25"}
+    # pods in a hash set, ipBlocks in an interval set: one rule each
+    assert elements(script, "pol0-in0-peers") == {"10.244.0.3"}
+    assert elements(script, "pol0-in0-cidrs") == {"10.244.0.128/25"}
+    rules = chain(script, "ingress-a")
+    assert [r.split(" accept")[0] for r in rules[:-1]] == [
+        "ip daddr @pol0-pods ip saddr @pol0-in0-peers",
+        "ip daddr @pol0-pods ip saddr @pol0-in0-cidrs"]
 
 
 def test_ports_numbers_ranges_protocols_and_named_ports_per_destination() -> None:
@@ -138,9 +144,18 @@ def test_egress_named_ports_resolve_on_the_peers_and_never_match_the_host() -> N
                                                   "10.244.0.4 . tcp . 9090"}
     host = chain(script, "egress-host-a")
     assert len(host) == 2 and host[-1] == "drop"
-    assert host[0].startswith("ip saddr @pol0-pods ct original ip daddr @pol0-eg1-peers "
+    assert host[0].startswith("ip saddr @pol0-pods ct original ip daddr @pol0-eg1-cidrs "
                               "meta l4proto udp ct original proto-dst { 53 } accept")
     assert chain(script, "egress-a")[0].endswith('return comment "a/out egress[0]"')
+
+
+def test_identical_peer_sets_are_declared_once() -> None:
+    same = {"from": [{"namespaceSelector": {}}]}
+    script = compile_policies([netpol("a", "one", podSelector={}, ingress=[same]),
+                               netpol("a", "two", podSelector={}, ingress=[same])],
+                              PODS, NAMESPACES, **NET)
+    assert "set pol0-in0-peers" in script and "set pol1-in0-peers" not in script
+    assert chain(script, "ingress-a")[1].startswith("ip daddr @pol0-pods ip saddr @pol0-in0-peers")
 
 
 def test_policies_that_select_nothing_or_cannot_be_read_do_nothing() -> None:
