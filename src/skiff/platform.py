@@ -13,6 +13,7 @@ live in core/ and the domains.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -59,7 +60,9 @@ from skiff.core.reconcilers.statefulset import StatefulSetReconciler
 from skiff.core.store import key_for, prefix_for
 from skiff.core.store.sqlite import open_store
 from skiff.core.workloadadmission import install as install_workload_admission
+from skiff.node.network.agent import NetworkAgent
 from skiff.node.network.podnet import choose as choose_network
+from skiff.node.network.podnet import first_host
 from skiff.node.node import NodeRuntime
 from skiff.node.nodeobject import gather_facts, register_node
 
@@ -153,7 +156,8 @@ class Platform:
         # First, before anything is written: a second platform on this home stops here.
         self._lock_fd = lock_home(home)
         tighten(home)
-        ca, crt, key = ensure_api_pki(home, utcnow())
+        ca, crt, key = ensure_api_pki(home, utcnow(), extra_ips=(
+            first_host(s.service_cidr), first_host(s.pod_cidr)))
         token_file = home / "token"
         if not token_file.exists():
             write_private(token_file, secrets.token_urlsafe(32).encode())
@@ -191,7 +195,11 @@ class Platform:
         self.on_cleanup(self.network.stop)
         if note:
             self.on_note(note)
-        self.node = NodeRuntime(self.client, home, node_name=NODE_NAME, api_host=s.host, api_port=s.api_port,
+        self._mark_policy_enforcement(note)
+        # Pods reach the API server as a cluster's do: the kubernetes Service's ClusterIP.
+        api_host, api_port = ((first_host(s.service_cidr), 443) if self.network.bridge_ip
+                              else (s.host, s.api_port))
+        self.node = NodeRuntime(self.client, home, node_name=NODE_NAME, api_host=api_host, api_port=api_port,
                                 max_pods=s.max_pods,
                                 container_log_max_size=s.container_log_max_size,
                                 container_log_max_files=s.container_log_max_files,
@@ -230,12 +238,38 @@ class Platform:
         # The kubelet registers its Node before it runs pods.
         await register_node(self.client, gather_facts(
             NODE_NAME, home, s.host, s.max_pods, "skiff://0.1.0"), rfc3339(utcnow()))
+        if self.network.bridge_ip is not None:
+            await self._start_network_agent()
         self._node_task = asyncio.create_task(self.node.run())
         for c in self.components:
             await c.start()
             self.on_cleanup(c.stop)
         self.ready = True
         self.on_step("controllers and node runtime")
+
+    async def _start_network_agent(self) -> None:
+        """kube-proxy, NetworkPolicy and cluster DNS for the pod network (node/network/agent.py);
+        the rules are in place before the first pod starts."""
+        s = self.settings
+        assert self.network.bridge_ip is not None
+        self.network_agent = NetworkAgent(
+            self.client, bridge_ip=self.network.bridge_ip, pod_cidr=s.pod_cidr, domain=s.domain,
+            host_ports={443: s.https_port, 80: s.http_port, s.api_port: s.api_port})
+        await self.network_agent.start()
+        self.on_cleanup(self.network_agent.stop)
+        if not await self.network_agent.wait_synced(AGENT_SYNC_S):
+            log.warning("pod network: the service and policy rules are not in place after "
+                        "%.0f s; pods start anyway", AGENT_SYNC_S)
+        self.on_step(f"pod network {s.pod_cidr} on {self.network.bridge_ip} (DNS, services, "
+                     "NetworkPolicy)")
+
+    def _mark_policy_enforcement(self, note: str) -> None:
+        """NetworkPolicy is enforced with namespaces; on the shared loopback it says it is not."""
+        k = self.kinds.for_api_version("networking.k8s.io/v1", "NetworkPolicy")
+        if k is not None:
+            why = (f"NetworkPolicy is not enforced: {note.partition(': ')[2] or note}"
+                   if note else "")
+            self.kinds.add(dataclasses.replace(k, not_implemented=why))
 
     def _bootstrap(self) -> None:
         """Register stored CRDs, then create or refresh the domains' CRDs and the system namespaces."""
@@ -333,6 +367,7 @@ class Platform:
 COMPONENT_STOP_S = 15.0   # a component's stop: the gateway drains within 5 s of it
 POD_MARGIN_S = 5.0        # past the longest pod grace period
 STOP_STEP_S = 5.0         # any other step of stop()
+AGENT_SYNC_S = 10.0       # the pod network's first rules, before pods start
 
 
 async def _within(aw: Awaitable[Any], seconds: float, what: str) -> None:

@@ -73,17 +73,35 @@ def ensure_ca(crt: Path, key: Path, cn: str, now: dt.datetime) -> bool:
     return True
 
 
-def ensure_api_pki(home: Path, now: dt.datetime) -> tuple[Path, Path, Path]:
-    """(ca.crt, apiserver.crt, apiserver.key) under <home>/pki, made on first use."""
+API_NAMES = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local"]
+
+
+def _covers(crt: Path, names: list[str], ips: list[str]) -> bool:
+    """Whether the certificate already names every DNS name and IP (else it is reissued)."""
+    try:
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound, OSError):
+        return False
+    have_ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    have_names = set(san.get_values_for_type(x509.DNSName))
+    return set(ips) <= have_ips and set(names) <= have_names
+
+
+def ensure_api_pki(home: Path, now: dt.datetime,
+                   extra_ips: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:
+    """(ca.crt, apiserver.crt, apiserver.key) under <home>/pki, made on first use; the
+    serving certificate also names `extra_ips` (the kubernetes Service's ClusterIP and the
+    pod network's bridge address, where pods reach the API server)."""
     pki = home / "pki"
     make_private_dir(pki)
     ca_crt, ca_key = pki / "ca.crt", pki / "ca.key"
     crt, key = pki / "apiserver.crt", pki / "apiserver.key"
     if ensure_ca(ca_crt, ca_key, "skiff-ca", now):
         crt.unlink(missing_ok=True)
-    if not crt.exists() or not key.exists():
+    ips = ["127.0.0.1", "::1", *extra_ips]
+    if not crt.exists() or not key.exists() or not _covers(crt, API_NAMES, ips):
         write_pair(crt, key, issue(
-            ca_crt.read_bytes(), ca_key.read_bytes(), "skiff-apiserver",
-            ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ["127.0.0.1", "::1"], now))
+            ca_crt.read_bytes(), ca_key.read_bytes(), "skiff-apiserver", API_NAMES, ips, now))
     return ca_crt, crt, key

@@ -445,3 +445,9 @@ def host_networks() -> list[str]:
                 with contextlib.suppress(ValueError):
                     nets.append(str(ipaddress.ip_network(f"{a.address}/{a.netmask}", strict=False)))
     return nets
+
+
+def first_host(cidr: str) -> str:
+    """The first usable address of a range: the bridge's of the pod CIDR, the kubernetes
+    Service's of the service CIDR."""
+    return str(ipaddress.ip_network(cidr, strict=False).network_address + 1)
