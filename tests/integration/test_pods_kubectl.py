@@ -32,14 +32,17 @@ spec:
 """
 
 
-def pod_port(skiff: Skiff, name: str) -> int:
-    return int(skiff.kubectl_json("get", "pod", name)["metadata"]["annotations"]["skiff.dev/port"])
+def pod_url(skiff: Skiff, name: str) -> str:
+    """Where the host reaches the pod's app: its IP (its own, or 127.0.0.1 on the shared
+    loopback) and the port it listens on (the runtime's record)."""
+    pod = skiff.kubectl_json("get", "pod", name)
+    return f"http://{pod['status']['podIP']}:{pod['metadata']['annotations']['skiff.dev/port']}/"
 
 
 def test_pod_ready_and_serving(skiff: Skiff) -> None:
     skiff.kubectl("apply", "-f", "-", input=POD.format(name="web", image="docker.io/openshift/hello-openshift"))
     skiff.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=30s")
-    out = subprocess.run(["curl", "-s", f"http://127.0.0.1:{pod_port(skiff, 'web')}/"],
+    out = subprocess.run(["curl", "-s", pod_url(skiff, "web")],
                          capture_output=True, text=True, timeout=10).stdout
     assert out == "hi from web\n"
     row = skiff.kubectl("get", "pod", "web", "--no-headers").stdout.split()
@@ -102,13 +105,21 @@ def test_deployment_keeps_replicas_and_exec_by_deployment(skiff: Skiff) -> None:
 def test_graceful_delete_stops_the_process(skiff: Skiff) -> None:
     skiff.kubectl("apply", "-f", "-", input=POD.format(name="bye", image="docker.io/openshift/hello-openshift"))
     skiff.kubectl("wait", "--for=condition=Ready", "pod/bye", "--timeout=30s")
-    port = pod_port(skiff, "bye")
-    pids = [c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-            and c.status == "LISTEN"]
+    # The container's processes, found by the env the pod gave them (in a network namespace of
+    # its own, the pod's listener is not among the host's sockets).
+    pids = [p.pid for p in psutil.process_iter()
+            if _environ(p).get("RESPONSE") == "hi from bye"]
     assert pids
     skiff.kubectl("delete", "pod", "bye", "--timeout=30s")
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def _environ(p: psutil.Process) -> dict[str, str]:
+    try:
+        return p.environ()
+    except psutil.Error:
+        return {}
 
 
 def test_restart_keeps_objects_and_restarts_pods(tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
@@ -129,7 +140,7 @@ def test_restart_keeps_objects_and_restarts_pods(tmp_path_factory) -> None:  # t
         s.start()
         assert s.kubectl_json("get", "cm", "kept")["data"] == {"a": "b"}
         s.kubectl("wait", "--for=condition=Ready", "pod/keep", "--timeout=30s")
-        out = subprocess.run(["curl", "-s", f"http://127.0.0.1:{pod_port(s, 'keep')}/"],
+        out = subprocess.run(["curl", "-s", pod_url(s, "keep")],
                              capture_output=True, text=True, timeout=10).stdout
         assert out == "hi from keep\n"
     finally:

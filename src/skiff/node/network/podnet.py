@@ -326,6 +326,9 @@ class NamespaceNetwork:
                              peer={"ifname": "eth0", "net_ns_fd": fd})
                     idx = ipr.link_lookup(ifname=f"skv{sid}")[0]
                     ipr.link("set", index=idx, master=self._bridge_index, state="up")
+                # A pod that reaches itself through its Service: the DNATed packet goes back
+                # out of the port it came in on (kubelet's hairpin-veth mode does the same).
+                Path(f"/sys/class/net/skv{sid}/brport/hairpin_mode").write_text("1")
             finally:
                 os.close(fd)
             # pyroute2's NetNS would fork a helper; this thread joins the namespace instead.
