@@ -118,6 +118,21 @@ class Skiff:
         raise TimeoutError(f"timed out after {timeout}s waiting for {what or fn}: last={last!r}")
 
 
+def wait_pod_network_free(timeout: float = 180) -> None:
+    """Only one skiff at a time owns the machine's pod network (a flock); a test that needs it
+    waits for another run's skiff (a benchmark, say) to let it go."""
+    import fcntl
+    path = Path("/run/skiff/podnet.lock")
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        with path.open("rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.5)
+
+
 def new_skiff(tmp: Path) -> Skiff:
     return Skiff(home=tmp / "home", api_port=free_port(),
                  ports={"--http-port": free_port(), "--https-port": free_port(),

@@ -95,6 +95,7 @@ def up(
 ) -> None:
     """Run the platform in the foreground until Ctrl-C."""
     from skiff.core.home import HomeInUse
+    from skiff.node.network.podnet import NetworkError
     from skiff.platform import Platform, Settings
     for name, port in (("--api-port", api_port), ("--http-port", http_port),
                        ("--https-port", https_port), ("--local-gateway-port", local_gateway_port)):
@@ -141,6 +142,9 @@ def up(
         try:
             with status:
                 await platform.start()
+        except NetworkError as e:
+            await platform.stop()
+            fail(str(e), "stop the skiff that owns it, or run this one with --pod-network loopback")
         except HomeInUse as e:
             fail(str(e), f"stop that one first{f' (kill {e.pid})' if e.pid else ''}, or pick another "
                          "home with --home")

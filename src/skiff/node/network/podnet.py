@@ -265,8 +265,11 @@ class NamespaceNetwork:
             prepared = await self._run(self._prepare_one)
         self._live[prepared.sid] = prepared.ip
         self._kick()
-        pod_dir.mkdir(parents=True, exist_ok=True)
-        resolv, hosts = pod_dir / "resolv.conf", pod_dir / "hosts"
+        # Beside the namespace, as `ip netns` keeps /etc/netns/NAME: what every process of the
+        # pod reads (so not private, and not in skiff's private home), gone with the pod.
+        files = self.lock_dir / "netns" / netns_name(prepared.sid)
+        files.mkdir(mode=0o755, parents=True, exist_ok=True)
+        resolv, hosts = files / "resolv.conf", files / "hosts"
         assert self.bridge_ip is not None
         resolv.write_text(resolv_conf(namespace, self.bridge_ip))
         hosts.write_text(hosts_file(prepared.ip, hostname))
@@ -355,6 +358,7 @@ class NamespaceNetwork:
             for idx in ipr.link_lookup(ifname=f"skv{sid}"):
                 ipr.link("del", index=idx)
         remove_netns(netns_name(sid))
+        shutil.rmtree(self.lock_dir / "netns" / netns_name(sid), ignore_errors=True)
 
     def _sweep(self, left: bool = True) -> None:
         """Remove every namespace, link, route and table skiff's pod network makes (`left`:
@@ -367,6 +371,10 @@ class NamespaceNetwork:
                     with contextlib.suppress(Exception):
                         remove_netns(name)
                         removed += 1
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.lock_dir / "netns"):
+                if NETNS_RE.match(name):
+                    shutil.rmtree(self.lock_dir / "netns" / name, ignore_errors=True)
         with IPRoute() as ipr:
             for link in ipr.get_links():
                 ifname = link.get_attr("IFLA_IFNAME") or ""
@@ -381,6 +389,7 @@ class NamespaceNetwork:
 
 def _take_lock(lock_dir: Path) -> int:
     lock_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(lock_dir, 0o755)     # skiff's umask is 077; pods read their resolv.conf below it
     path = lock_dir / "podnet.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
