@@ -62,7 +62,7 @@ BRIDGE = "skiff0"
 LOCK_DIR = Path("/run/skiff")
 NETNS_RE = re.compile(r"^skiff-[0-9a-f]{10}$")
 VETH_RE = re.compile(r"^skv[0-9a-f]{10}$")
-TABLES = ("skiff-proxy", "skiff-policy")       # what the service proxy and NetworkPolicy own
+TABLES = ("skiff-proxy", "skiff-policy", "skiff-fence")   # the proxy's, NetworkPolicy's, ours
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
 POOL_SIZE = 4
@@ -314,6 +314,7 @@ class NamespaceNetwork:
             svc = ipaddress.IPv4Network(self.service_cidr)
             ipr.route("add", dst=str(svc.network_address), dst_len=svc.prefixlen, oif=idx)
             self._bridge_index = idx
+        _run_nft(fence_rules())
 
     def _prepare_one(self) -> _Prepared:
         from pyroute2 import IPRoute
@@ -385,6 +386,22 @@ class NamespaceNetwork:
             self.sweep_tables()
         if removed and left:
             log.info("pod network: removed %d namespaces left behind", removed)
+
+
+def fence_rules(bridge: str = BRIDGE, table: str = "skiff-fence") -> str:
+    """Pod traffic stays on the machine: forwarding is on for the bridge, so without this a
+    pod's packet to an outside address would be routed out of the host's own interfaces."""
+    return (f"table inet {table} {{}}\ndelete table inet {table}\n"
+            f"table inet {table} {{\n"
+            f"  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;\n"
+            f'    iifname "{bridge}" oifname != "{bridge}" drop\n'
+            f'    oifname "{bridge}" iifname != "{bridge}" drop\n  }}\n}}\n')
+
+
+def _run_nft(script: str) -> None:
+    from skiff.node.network.nft import Nft
+    with Nft() as nft:
+        nft.run(script)
 
 
 def _take_lock(lock_dir: Path) -> int:
