@@ -289,3 +289,43 @@ def test_port_forward_and_exec_reach_the_pods_own_localhost(net: Skiff) -> None:
     names = [line.split()[1] for line in out.splitlines()]
     assert names == ["lo", "eth0"]
     assert f"inet {pods[0]['status']['podIP']}/32" in out
+
+
+KSVC = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: test-webapp, namespace: {ns}}}
+spec:
+  template:
+    spec:
+      containers:
+        - image: docker.io/openshift/hello-openshift
+          env: [{{name: RESPONSE, value: "Hello Serverless!"}}]
+"""
+
+
+def test_knative_service_by_cluster_name_and_external_url_from_a_pod(net: Skiff) -> None:
+    """Chapter 2.4 with a Knative Service, as the guide has it: the cluster name goes through
+    the knative-local-gateway (the Route's ExternalName Service -> the gateway's ClusterIP),
+    the external URL through the router on the bridge address, with no port."""
+    ns = "team-bravo-1"
+    namespace(net, ns)
+    apply(net, KSVC.format(ns=ns))
+    net.kubectl("wait", "--for=condition=Ready", "ksvc/test-webapp", "-n", ns, "--timeout=60s")
+    curl_ready(net, ns)
+    svc = net.kubectl_json("get", "svc", "test-webapp", "-n", ns)
+    assert svc["spec"]["type"] == "ExternalName"
+    # Kourier unless a KnativeServing picks Istio (OpenShift Serverless's default)
+    assert svc["spec"]["externalName"] in ("kourier-internal.knative-serving-ingress.svc.cluster.local",
+                                           "knative-local-gateway.istio-system.svc.cluster.local")
+    gw_name, gw_ns = svc["spec"]["externalName"].split(".")[:2]
+    gw = net.kubectl_json("get", "endpointslices", "-n", gw_ns, "-l",
+                          f"kubernetes.io/service-name={gw_name}")["items"]
+    assert any(e["addresses"] == ["127.0.0.1"] for sl in gw for e in sl.get("endpoints") or [])
+    r = net.kubectl("exec", "deployment/curl", "-n", ns, "-i", "--", "curl", "-s", "-v", "-m", "5",
+                    f"http://test-webapp.{ns}:80")
+    assert r.stdout == "Hello Serverless!\n", r.stderr
+    url = net.kubectl_json("get", "ksvc", "test-webapp", "-n", ns)["status"]["url"]
+    assert url.startswith("https://") and ":" not in url.removeprefix("https://")
+    ext = curl_pod(net, ns, "-k", url)
+    assert ext.stdout == "Hello Serverless!\n", ext.stderr

@@ -26,6 +26,7 @@ from skiff.dataplane.channel import SnapshotServer
 from skiff.dataplane.model import GatewaySettings
 from skiff.dataplane.supervisor import DataPlaneSupervisor
 from skiff.mesh.gateway.controller import GatewayController
+from skiff.mesh.gateway.endpoints import GatewayEndpointsReconciler, ensure_services
 from skiff.node.process import PortAllocator
 
 log = logging.getLogger("skiff.mesh")
@@ -88,6 +89,8 @@ class IngressComponent:
             await self.supervisor.ready()
             self.controller = GatewayController(p.client, self.server, self.settings, default_cert)
             await self.controller.start()
+            if getattr(getattr(p, "network", None), "bridge_ip", None):
+                await ensure_services(p.client)   # pods reach the gateways by their Services
         except BaseException:
             await self.stop()
             raise
@@ -119,4 +122,7 @@ async def early(platform: Any) -> None:
 
 def install(platform: Any) -> None:
     """Register the mesh domain's admission hooks, reconcilers and components on `platform`."""
-    platform.components.append(getattr(platform, "early_ingress", None) or IngressComponent(platform))
+    ingress = getattr(platform, "early_ingress", None) or IngressComponent(platform)
+    platform.components.append(ingress)
+    platform.manager.add(GatewayEndpointsReconciler(platform.client, lambda: ingress.settings),
+                         workers=1)

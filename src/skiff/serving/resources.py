@@ -425,3 +425,26 @@ def routing_meta_patch(obj: Obj, route_name: str, remove: bool, is_revision: boo
     if labels:
         patch_meta["labels"] = labels
     return {"metadata": patch_meta}
+
+
+def make_k8s_service(route: Obj, ingress: Obj) -> Obj | None:
+    """MakeK8sService: the Service named like the Route that makes `<route>.<ns>` (and
+    .svc, .svc.cluster.local) a cluster name: an ExternalName to the ingress's private load
+    balancer (knative-local-gateway.istio-system.svc.cluster.local), port 80 http2. None until
+    the Ingress reports that load balancer."""
+    lb = ((ingress.get("status") or {}).get("privateLoadBalancer") or {}).get("ingress") or []
+    target = next((i.get("domainInternal") for i in lb if i.get("domainInternal")), None)
+    if not target:
+        return None
+    m = route["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"],
+            "labels": {**(m.get("labels") or {}), ROUTE_LABEL: m["name"]},
+            "annotations": _without_last_applied(m.get("annotations")),
+            "ownerReferences": [controller_ref(route)],
+        },
+        "spec": {"type": "ExternalName", "externalName": target, "sessionAffinity": "None",
+                 "ports": [{"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 80}]},
+    }

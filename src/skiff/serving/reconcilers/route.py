@@ -19,6 +19,7 @@ resources.py, domains.py, mesh/gateway (serves the Ingress).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 from skiff.core import conditions
@@ -40,6 +41,7 @@ from skiff.serving.reconcilers.base import (
 
 ALL_TRAFFIC_ASSIGNED = "AllTrafficAssigned"
 INGRESS_READY = "IngressReady"
+K8S_SERVICE = Ref("v1", "Service")
 CERTIFICATE_PROVISIONED = "CertificateProvisioned"
 ROUTE_CONDITIONS = ConditionSet((ALL_TRAFFIC_ASSIGNED, INGRESS_READY, CERTIFICATE_PROVISIONED))
 
@@ -160,6 +162,7 @@ class RouteReconciler:
     def secondary(self) -> list[tuple[Ref, Mapper]]:
         return [
             (INGRESS, owned_by("Route", names.GROUP)),
+            (K8S_SERVICE, owned_by("Route", names.GROUP)),
             (CONFIGURATION, self.tracker.mapper("Configuration")),
             (REVISION, self.tracker.mapper("Revision", CONFIGURATION_LABEL)),
             (KNATIVE_SERVING, self.known.all()),
@@ -227,7 +230,28 @@ class RouteReconciler:
                     raise
                 return 0.1
         propagate_ingress(status, have)
+        await self._k8s_service(route, have)
         return None
+
+    async def _k8s_service(self, route: Obj, ingress: Obj) -> None:
+        """The Route's cluster name (<route>.<ns>.svc.cluster.local): an ExternalName Service to
+        the local gateway, as upstream's route reconciler keeps it."""
+        want = resources.make_k8s_service(route, ingress)
+        if want is None:
+            return
+        ns = route["metadata"]["namespace"]
+        have = await get_or_none(self.client, K8S_SERVICE, want["metadata"]["name"], ns)
+        if have is None:
+            with contextlib.suppress(ApiError):      # 409: made meanwhile; next pass compares
+                await self.client.create(want)
+        elif resources.is_controlled_by(have, route) and (
+                any(have.get("spec", {}).get(k) != v for k, v in want["spec"].items())
+                or (have["metadata"].get("labels") or {}) != want["metadata"]["labels"]):
+            upd = copy.deepcopy(have)
+            upd["spec"] = {**have.get("spec", {}), **want["spec"]}
+            upd["metadata"]["labels"] = want["metadata"]["labels"]
+            with contextlib.suppress(ApiError):
+                await self.client.update(upd)
 
     async def _label(self, route: Obj, configurations: dict[str, Obj],
                      revisions: dict[str, Obj]) -> None:
