@@ -106,13 +106,18 @@ class NetworkAgent:
                 self._changed(ref.kind)
                 async for ev in self.client.watch(ref, resource_version=rv if rv != "0" else ""):
                     delay = RELIST_MIN
+                    key = _key(ev.object)
+                    before = cache.get(key)
                     if ev.type in ("ADDED", "MODIFIED"):
-                        cache[_key(ev.object)] = ev.object
+                        cache[key] = ev.object
                     elif ev.type == "DELETED":
-                        cache.pop(_key(ev.object), None)
+                        cache.pop(key, None)
                     else:
                         break        # ERROR (410 Gone): list afresh
-                    self._changed(ref.kind)
+                    # Most pod events are status churn (probes, restarts) that no rule reads.
+                    if ref.kind != "Pod" or ev.type != "MODIFIED" \
+                            or before is None or policy_view(before) != policy_view(ev.object):
+                        self._changed(ref.kind)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -171,6 +176,14 @@ class NetworkAgent:
     def _retry_later(self) -> None:
         loop = asyncio.get_running_loop()
         loop.call_later(RETRY_APPLY, self._wake.set)
+
+
+def policy_view(pod: Obj) -> tuple[object, ...]:
+    """What of a pod the NetworkPolicy rules read: its address, labels, ports, whether it is
+    policed at all (hostNetwork, finished)."""
+    m, spec, st = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    return (st.get("podIP"), st.get("phase") in ("Succeeded", "Failed"), m.get("labels"),
+            spec.get("hostNetwork"), [c.get("ports") for c in spec.get("containers") or []])
 
 
 def _key(o: Obj) -> tuple[str, str]:

@@ -40,6 +40,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ TABLES = ("skiff-proxy", "skiff-policy", "skiff-fence")   # the proxy's, Network
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
 POOL_SIZE = 4
+REFILL_QUIET = 0.25     # seconds without a pod start before the pool refills (while not empty)
 
 
 class NetworkError(Exception):
@@ -227,6 +229,7 @@ class NamespaceNetwork:
         self._lock_fd: int | None = None
         self._bridge_index = 0
         self._closed = False
+        self._last_take = 0.0
 
     # -- lifecycle
 
@@ -285,11 +288,16 @@ class NamespaceNetwork:
     # -- the pool
 
     def _kick(self) -> None:
+        self._last_take = time.monotonic()
         if not self._closed and (self._refill is None or self._refill.done()):
             self._refill = asyncio.ensure_future(self._fill())
 
     async def _fill(self) -> None:
         while not self._closed and len(self._pool) < self.pool_size:
+            # Refill once pods have stopped arriving for a moment: netlink work costs CPU that
+            # the pods just handed a namespace need for their own start (the pool is for them).
+            while self._pool and (quiet := time.monotonic() - self._last_take) < REFILL_QUIET:
+                await asyncio.sleep(REFILL_QUIET - quiet)
             try:
                 self._pool.append(await self._run(self._prepare_one))
             except Exception as e:
