@@ -329,3 +329,54 @@ def test_knative_service_by_cluster_name_and_external_url_from_a_pod(net: Skiff)
     assert url.startswith("https://") and ":" not in url.removeprefix("https://")
     ext = curl_pod(net, ns, "-k", url)
     assert ext.stdout == "Hello Serverless!\n", ext.stderr
+
+
+GUIDE_15_AS_PRINTED = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-from-openshift-monitoring-ns
+  namespace: {ns}
+spec:
+  ingress:
+    - from:
+      - namespaceSelector:
+          matchLabels:
+            name: "openshift-monitoring"
+      podSelector: {{}}
+"""
+
+GUIDE_15 = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-from-openshift-monitoring-ns
+  namespace: {ns}
+spec:
+  ingress:
+    - from:
+      - namespaceSelector:
+          matchLabels:
+            name: "openshift-monitoring"
+  podSelector: {{}}
+"""
+
+
+def test_guide_15_policy_as_printed_is_refused_and_as_meant_admits_monitoring(net: Skiff) -> None:
+    """1.5: the PDF puts podSelector inside the ingress rule; skiff names the field. The
+    intended policy admits only namespaces labelled name=openshift-monitoring."""
+    namespace(net, "pn-served")
+    namespace(net, "pn-monitoring", name="openshift-monitoring")
+    namespace(net, "pn-elsewhere")
+    web(net, "pn-served", name="metrics")
+    for ns in ("pn-monitoring", "pn-elsewhere"):
+        curl_ready(net, ns)
+    bad = net.kubectl("apply", "-f", "-", input=GUIDE_15_AS_PRINTED.format(ns="pn-served"),
+                      check=False)
+    assert bad.returncode != 0
+    assert "podSelector" in bad.stderr and "ingress[0]" in bad.stderr, bad.stderr
+    apply(net, GUIDE_15.format(ns="pn-served"))
+    url = "http://metrics.pn-served/"
+    net.wait_for(lambda: curl_pod(net, "pn-elsewhere", "--connect-timeout", "1", url).returncode == 28,
+                 timeout=15, interval=0.2, what="others refused")
+    assert curl_pod(net, "pn-monitoring", "--connect-timeout", "1", url).returncode == 0
