@@ -485,6 +485,8 @@ def _cond(key: str, label: str, values: Sequence[str], not_values: Sequence[str]
     the chain cannot use makes the whole rule unusable (raises _Skip); otherwise (DENY,
     AUDIT, CUSTOM) such values are dropped, which widens the rule."""
     http_only, build = attribute(key)
+    if not values and not not_values:
+        return None
     if for_tcp and http_only:
         if strict:
             raise _Skip(f"{key!r} is HTTP only")
