@@ -67,10 +67,14 @@ class _Skip(Exception):
 # --- the tree ---------------------------------------------------------------------------
 
 class Node:
-    __slots__ = ()
+    """A matcher; `fn` is the same test flattened into one callable (what decide() runs:
+    a rule costs one call per leaf, not one per tree level)."""
+
+    __slots__ = ("fn",)
+    fn: Test
 
     def match(self, r: Request, path: str) -> bool:
-        raise NotImplementedError
+        return self.fn(r, path)
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -85,11 +89,13 @@ class Cond(Node):
                  pos: Test | None, neg: Test | None) -> None:
         self.key, self.values, self.not_values = key, tuple(values), tuple(not_values)
         self.pos, self.neg = pos, neg
-
-    def match(self, r: Request, path: str) -> bool:
-        if self.pos is not None and not self.pos(r, path):
-            return False
-        return self.neg is None or not self.neg(r, path)
+        if pos is not None and neg is not None:
+            self.fn = lambda r, p: pos(r, p) and not neg(r, p)
+        elif neg is not None:
+            self.fn = lambda r, p: not neg(r, p)
+        else:
+            assert pos is not None
+            self.fn = pos
 
     def describe(self) -> str:
         parts = []
@@ -105,12 +111,16 @@ class AllOf(Node):
 
     def __init__(self, items: Iterable[Node]) -> None:
         self.items = tuple(items)
-
-    def match(self, r: Request, path: str) -> bool:
-        for n in self.items:
-            if not n.match(r, path):
-                return False
-        return True
+        fns = tuple(n.fn for n in self.items)
+        if not fns:
+            self.fn = lambda r, p: True
+        elif len(fns) == 1:
+            self.fn = fns[0]
+        elif len(fns) == 2:
+            a, b = fns
+            self.fn = lambda r, p: a(r, p) and b(r, p)
+        else:
+            self.fn = lambda r, p: all(f(r, p) for f in fns)
 
     def describe(self) -> str:
         return " and ".join(f"({n.describe()})" for n in self.items) or "any"
@@ -121,12 +131,13 @@ class AnyOf(Node):
 
     def __init__(self, items: Iterable[Node]) -> None:
         self.items = tuple(items)
-
-    def match(self, r: Request, path: str) -> bool:
-        for n in self.items:
-            if n.match(r, path):
-                return True
-        return False
+        fns = tuple(n.fn for n in self.items)
+        if not fns:
+            self.fn = lambda r, p: False
+        elif len(fns) == 1:
+            self.fn = fns[0]
+        else:
+            self.fn = lambda r, p: any(f(r, p) for f in fns)
 
     def describe(self) -> str:
         return " or ".join(f"({n.describe()})" for n in self.items) or "nothing"
@@ -135,8 +146,8 @@ class AnyOf(Node):
 class _Never(Node):
     __slots__ = ()
 
-    def match(self, r: Request, path: str) -> bool:
-        return False
+    def __init__(self) -> None:
+        self.fn = lambda r, p: False
 
     def describe(self) -> str:
         return "nothing"
@@ -214,7 +225,10 @@ def _ip_test(values: Sequence[str], attr: Callable[[Request], str]) -> Test:
         if a is None:
             return False
         ver, x = a
-        return any(v == ver and (x & m) == n for v, n, m in nets)
+        for v, n, m in nets:
+            if v == ver and (x & m) == n:
+                return True
+        return False
     return test
 
 
@@ -234,7 +248,7 @@ def _principal_test(values: Sequence[str]) -> Test:
     m = _strings(values)
 
     def test(r: Request, _p: str) -> bool:
-        uri = r.principal_uri()
+        uri = r.uri
         if uri is None:
             return False
         if m.present:
@@ -252,11 +266,18 @@ def _namespace_test(values: Sequence[str]) -> Test:
     patterns = tuple(re.compile(".*/ns/" + ".*".join(re.escape(p) for p in v.split("*")) + "/.*",
                                 re.DOTALL) for v in values if "*" in v)
 
+    if len(literal) == 1 and not patterns:
+        only = literal[0]
+        return lambda r, _p: r.uri is not None and only in r.uri
+
     def test(r: Request, _p: str) -> bool:
-        uri = r.principal_uri()
+        uri = r.uri
         if uri is None:
             return False
-        return any(s in uri for s in literal) or any(p.fullmatch(uri) for p in patterns)
+        for s in literal:
+            if s in uri:
+                return True
+        return any(p.fullmatch(uri) for p in patterns)
     return test
 
 
@@ -270,7 +291,7 @@ def _service_account_test(values: Sequence[str], policy_ns: str) -> Test:
                                re.DOTALL))
 
     def test(r: Request, _p: str) -> bool:
-        uri = r.principal_uri()
+        uri = r.uri
         return uri is not None and any(p.fullmatch(uri) for p in pats)
     return test
 
@@ -288,7 +309,7 @@ def _trust_domain_test(values: Sequence[str]) -> Test:
     pre = tuple(prefixes)
 
     def test(r: Request, _p: str) -> bool:
-        uri = r.principal_uri()
+        uri = r.uri
         if uri is None:
             return False
         return (bool(pre) and uri.startswith(pre)) or any(p.fullmatch(uri) for p in pats)
@@ -388,6 +409,8 @@ def _paths_test(values: Sequence[str]) -> Test:
     plain = [v for v in values if "{*}" not in v and "{**}" not in v]
     templates = tuple(_path_template(v) for v in values if v not in plain)
     m = _strings(plain)
+    if not templates:
+        return lambda r, path: m(path)
     return lambda r, path: m(path) or any(t.fullmatch(path) for t in templates)
 
 
@@ -647,6 +670,7 @@ class WorkloadPolicies:
     dry_deny: tuple[RuleRef, ...] = ()
     dry_allow: tuple[RuleRef, ...] = ()
     allow_policies: tuple[str, ...] = ()   # enforced ALLOW policies selecting the workload
+    empty_allow: tuple[str, ...] = ()      # those of them without rules (allow nothing)
     providers: tuple[str, ...] = ()        # distinct CUSTOM providers (enforced)
 
 
@@ -711,6 +735,7 @@ class PolicySet:
             audit=_refs(of(seen, "AUDIT")), dry_custom=_refs(of(dry, "CUSTOM")),
             dry_deny=_refs(of(dry, "DENY")), dry_allow=_refs(of(dry, "ALLOW")),
             allow_policies=tuple(sorted(p.key for p in allow)),
+            empty_allow=tuple(sorted(p.key for p in allow if not p.rules)),
             providers=tuple(sorted({p.provider or "" for p in custom})))
         self._memo[w] = wp
         return wp

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-__all__ = ["MODES", "Normalized", "PathRejected", "normalize_path"]
+__all__ = ["MODES", "Normalized", "PathRejected", "matched_path", "normalize_path"]
 
 MODES = ("NONE", "BASE", "DEFAULT", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES")
 
@@ -126,3 +127,19 @@ def normalize_path(raw: str, mode: str = "BASE") -> Normalized:
     if mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES") and "//" in path:
         path = _SLASHES.sub("/", path)
     return Normalized(path, query, path + query)
+
+
+@lru_cache(maxsize=4096)
+def _matched_path(raw: str, mode: str) -> str | PathRejected:
+    try:
+        return normalize_path(raw, mode).path
+    except PathRejected as e:
+        return e
+
+
+def matched_path(raw: str, mode: str = "BASE") -> str:
+    """normalize_path(raw, mode).path, memoised: the same paths recur request after request."""
+    got = _matched_path(raw, mode)
+    if isinstance(got, PathRejected):
+        raise got
+    return got

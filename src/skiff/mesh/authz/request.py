@@ -76,8 +76,13 @@ class Request:
     request_principal: str | None = None
     auth_claims: Mapping[str, Any] | None = None
     filter_metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    uri: str | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
+        # The peer's URI SAN, once: principal, namespace and service account matchers read it.
+        p = self.source_principal
+        if p:
+            object.__setattr__(self, "uri", p if p.startswith(SPIFFE_PREFIX) else SPIFFE_PREFIX + p)
         # Matchers look headers up by lower-case name (HTTP/2 and Envoy lower-case them).
         if any(k != k.lower() for k in self.headers):
             object.__setattr__(self, "headers", {k.lower(): v for k, v in self.headers.items()})
@@ -104,10 +109,7 @@ class Request:
 
     def principal_uri(self) -> str | None:
         """The peer's identity as Envoy's `Authenticated` principal sees it (the URI SAN)."""
-        p = self.source_principal
-        if p is None or p == "":
-            return None
-        return p if p.startswith(SPIFFE_PREFIX) else SPIFFE_PREFIX + p
+        return self.uri
 
 
 @lru_cache(maxsize=8192)
