@@ -25,6 +25,8 @@ from skiff.core.clock import utcnow
 from skiff.dataplane.channel import SnapshotServer
 from skiff.dataplane.model import GatewaySettings
 from skiff.dataplane.supervisor import DataPlaneSupervisor
+from skiff.mesh.authz.validate import admit as admit_authorization_policy
+from skiff.mesh.crds import SECURITY
 from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.endpoints import GatewayEndpointsReconciler, ensure_services
 from skiff.node.process import PortAllocator
@@ -122,6 +124,8 @@ async def early(platform: Any) -> None:
 
 def install(platform: Any) -> None:
     """Register the mesh domain's admission hooks, reconcilers and components on `platform`."""
+    # Istio's webhook checks (ValidateAuthorizationPolicy); enforcement is not wired yet.
+    platform.admission.validate(SECURITY, "AuthorizationPolicy", admit_authorization_policy)
     ingress = getattr(platform, "early_ingress", None) or IngressComponent(platform)
     platform.components.append(ingress)
     platform.manager.add(GatewayEndpointsReconciler(platform.client, lambda: ingress.settings),
