@@ -373,7 +373,7 @@ class RootCertReconciler:
         return [(CONFIG_MAP, of_configmap), (SECRET, of_secret)]
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
-        ns = await get_or_none(self.client, NAMESPACE, name)
+        ns = await get_or_none(self.client, NAMESPACE, name, "")
         if ns is None:
             self.seen.gone(("", name))
             return None

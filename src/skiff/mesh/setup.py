@@ -25,7 +25,9 @@ from skiff.core.clock import utcnow
 from skiff.dataplane.channel import SnapshotServer
 from skiff.dataplane.model import GatewaySettings
 from skiff.dataplane.supervisor import DataPlaneSupervisor
+from skiff.mesh import membership
 from skiff.mesh.authz.validate import admit as admit_authorization_policy
+from skiff.mesh.ca import CAHolder, RootCertReconciler
 from skiff.mesh.crds import SECURITY
 from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.endpoints import GatewayEndpointsReconciler, ensure_services
@@ -130,3 +132,10 @@ def install(platform: Any) -> None:
     platform.components.append(ingress)
     platform.manager.add(GatewayEndpointsReconciler(platform.client, lambda: ingress.settings),
                          workers=1)
+    # Membership (SMCP/SMMR/SMM) and the mesh CA (istio-ca-secret, istio-ca-root-cert);
+    # platform.mesh_ca is the CA the sidecars are issued from.
+    for r in membership.reconcilers(platform.client, lambda: {
+            "istiod": True, "istio-ingressgateway": ingress.controller is not None}):
+        platform.manager.add(r, workers=1)
+    platform.mesh_ca = CAHolder()
+    platform.manager.add(RootCertReconciler(platform.client, platform.mesh_ca), workers=1)
