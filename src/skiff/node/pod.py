@@ -273,7 +273,7 @@ class PodWorker:
         while not self._stop.is_set():
             try:
                 self.sandbox = await self.ctx.network.setup(
-                    self.namespace, self.name, self._hostname(), self.dir)
+                    self.namespace, self.name, self._hostname())
                 return True
             except NetworkError as e:
                 log.warning("pod %s/%s: %s", self.namespace, self.name, e)

@@ -39,7 +39,6 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,8 +79,7 @@ class PodNetwork(Protocol):
 
     async def start(self) -> None: ...
 
-    async def setup(self, namespace: str, name: str, hostname: str,
-                    pod_dir: Path) -> Sandbox | None: ...
+    async def setup(self, namespace: str, name: str, hostname: str) -> Sandbox | None: ...
 
     async def teardown(self, sb: Sandbox | None) -> None: ...
 
@@ -99,8 +97,7 @@ class LoopbackNetwork:
     async def start(self) -> None:
         return None
 
-    async def setup(self, namespace: str, name: str, hostname: str,
-                    pod_dir: Path) -> Sandbox | None:
+    async def setup(self, namespace: str, name: str, hostname: str) -> Sandbox | None:
         return None
 
     async def teardown(self, sb: Sandbox | None) -> None:
@@ -189,14 +186,10 @@ def unavailable_reason() -> str | None:
         import pyroute2  # noqa: F401
     except ImportError:
         return "pyroute2 is not installed"
-    if shutil.which("nft") is None and not _has_libnftables():
+    from skiff.node.network import nft
+    if not nft.available():
         return "nftables is not installed (apt-get install nftables)"
     return None
-
-
-def _has_libnftables() -> bool:
-    import ctypes.util
-    return ctypes.util.find_library("nftables") is not None
 
 
 # ---- the namespaces (I/O) -----------------------------------------------------------------
@@ -259,8 +252,7 @@ class NamespaceNetwork:
         self._live.clear()
         self._exec.shutdown(wait=False)
 
-    async def setup(self, namespace: str, name: str, hostname: str,
-                    pod_dir: Path) -> Sandbox | None:
+    async def setup(self, namespace: str, name: str, hostname: str) -> Sandbox | None:
         if self._closed:
             raise NetworkError("the pod network is stopping")
         prepared = self._pool.pop() if self._pool else None
@@ -431,16 +423,13 @@ def _take_lock(lock_dir: Path) -> int:
 
 
 def _delete_tables() -> None:
-    """Delete skiff's nft tables (the service proxy's and NetworkPolicy's)."""
-    if shutil.which("nft") is None:
-        return
-    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
-                         timeout=10).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "table" and parts[2] in TABLES:
-            subprocess.run(["nft", "delete", "table", parts[1], parts[2]],
-                           capture_output=True, timeout=10)
+    """Delete skiff's own nft tables by their exact names (nft.py lists them), never another's
+    that merely shares the prefix (a test's or a benchmark's)."""
+    from skiff.node.network.nft import Nft, list_tables
+    with Nft() as nft:
+        mine = [(fam, name) for fam, name in list_tables(nft, "skiff") if name in TABLES]
+        if mine:
+            nft.run("".join(f"delete table {fam} {name}\n" for fam, name in mine))
 
 
 async def choose(mode: str, pod_cidr: str = DEFAULT_POD_CIDR,

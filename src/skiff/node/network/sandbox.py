@@ -183,7 +183,3 @@ async def dial(netns: str, port: int, host: str = "127.0.0.1", timeout: float = 
     loop = asyncio.get_running_loop()
     sock = await loop.run_in_executor(_dialer, _connect_in, netns, host, port, timeout)
     return await asyncio.open_connection(sock=sock)
-
-
-def wire(sb: Sandbox | None) -> dict[str, Any]:
-    return {"sandbox": sb.wire()} if sb is not None else {}
