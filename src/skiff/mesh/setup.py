@@ -31,6 +31,7 @@ from skiff.mesh.ca import CAHolder, RootCertReconciler
 from skiff.mesh.crds import SECURITY
 from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.endpoints import GatewayEndpointsReconciler, ensure_services
+from skiff.mesh.peerauth_validate import admit as admit_peer_authentication
 from skiff.node.process import PortAllocator
 
 log = logging.getLogger("skiff.mesh")
@@ -128,6 +129,8 @@ def install(platform: Any) -> None:
     """Register the mesh domain's admission hooks, reconcilers and components on `platform`."""
     # Istio's webhook checks (ValidateAuthorizationPolicy); enforcement is not wired yet.
     platform.admission.validate(SECURITY, "AuthorizationPolicy", admit_authorization_policy)
+    # Istio's PeerAuthentication CRD rules and webhook checks (peerauth_validate.py).
+    platform.admission.validate(SECURITY, "PeerAuthentication", admit_peer_authentication)
     ingress = getattr(platform, "early_ingress", None) or IngressComponent(platform)
     platform.components.append(ingress)
     platform.manager.add(GatewayEndpointsReconciler(platform.client, lambda: ingress.settings),
