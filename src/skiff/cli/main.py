@@ -21,11 +21,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from skiff.cli.authz import authz_app, mesh_app
 from skiff.cli.service import service_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="skiff: OpenShift Serverless with Service Mesh, on one machine.")
 app.add_typer(service_app, name="service")
+app.add_typer(authz_app, name="authz")
+app.add_typer(mesh_app, name="mesh")
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 
