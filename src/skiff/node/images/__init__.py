@@ -4,7 +4,8 @@ skiff has no container engine; an image name picks one of three kinds of
 local program:
 
 - builtin: a sample app shipped inside skiff and run with skiff's own Python
-  (docker.io/openshift/hello-openshift -> images/hello_openshift.py);
+  (docker.io/openshift/hello-openshift -> images/hello_openshift.py; Istio's
+  proxyv2 -> images/proxyv2.py, the injected istio-init and istio-proxy);
 - host: a tool image (curl, busybox, ubi-minimal...) whose commands run as
   host commands; with no command/args it sleeps, so `kubectl exec` works;
 - local: `skiff.local/<name>` images, built by a pipeline into
@@ -25,6 +26,11 @@ from typing import Literal
 
 HELLO_OPENSHIFT = "docker.io/openshift/hello-openshift"
 HELLO_OPENSHIFT_MODULE = "skiff.node.images.hello_openshift"
+# Istio's proxy image (pilot-agent): istio-init's capture rules and istio-proxy's lifecycle,
+# played by images/proxyv2.py; any tag.
+PROXYV2_IMAGES = ("registry.redhat.io/openshift-service-mesh/proxyv2-rhel8",
+                  "docker.io/istio/proxyv2")
+PROXYV2_MODULE = "skiff.node.images.proxyv2"
 LOCAL_PREFIX = "skiff.local/"
 
 # Host-tool images: canonical name -> entrypoint (args alone run ENTRYPOINT ARGS).
@@ -150,6 +156,12 @@ def resolve(image: str, local: LocalLookup | None = None) -> Image | ImageError:
         return Image(ref=ref, name=parsed.name, kind="builtin",
                      image_id=_image_id(parsed.name, "builtin"), entrypoint=argv,
                      default_argv=argv, own_python=True, serves_port=True)
+    if parsed.name in PROXYV2_IMAGES:
+        # No serves_port: the sidecar listens on Istio's fixed ports, not on $PORT.
+        argv = ("python3", "-m", PROXYV2_MODULE)
+        return Image(ref=ref, name=parsed.name, kind="builtin",
+                     image_id=_image_id(parsed.name, "builtin"), entrypoint=argv,
+                     default_argv=argv, own_python=True)
     entrypoint = HOST_IMAGES.get(parsed.name)
     if entrypoint is not None:
         return Image(ref=ref, name=parsed.name, kind="host",
