@@ -32,12 +32,34 @@ USAGE = "usage: pilot-agent (istio-iptables ARGS... | proxy sidecar|router ARGS.
 DEFAULT_DRAIN_S = 5.0
 
 
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
 def _in_host_netns() -> bool | None:
-    """Whether this process shares PID 1's network namespace (None: cannot tell)."""
+    """Whether this process shares the node's network namespace (None: cannot tell). An
+    ancestor in another namespace (the node's runtime, its fork server, the kubelet side of an
+    exec) means this one was moved into a pod's; /proc/1 itself may be unreadable, even to
+    root, inside a VM's or container's sandbox, so the ancestors are asked one by one."""
     try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+        mine = os.stat("/proc/self/ns/net").st_ino
     except OSError:
         return None
+    pid = os.getpid()
+    for _ in range(64):
+        try:
+            pid = _ppid(pid)
+        except (OSError, ValueError, IndexError):
+            break
+        if pid <= 0:
+            break
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino != mine:
+                return False
+        except OSError:
+            continue
+    return True
 
 
 def iptables(args: list[str]) -> int:
