@@ -283,7 +283,11 @@ def matrix_cmd(
         rows.setdefault(src, {})[e.target.display] = _cell(e)
     for src, cells in rows.items():
         table.add_row(escape(src), *(cells.get(t, "") for t in targets))
-    out.print(table)
+    console = out
+    if not out.is_terminal:   # piped: the table at its natural width, never folded to 80
+        width = max(80, out.measure(table, options=out.options.update_width(10_000)).maximum)
+        console = Console(highlight=False, soft_wrap=True, emoji=False, width=width)
+    console.print(table)
 
 
 # --- skiff mesh tenant-policies ----------------------------------------------------------------

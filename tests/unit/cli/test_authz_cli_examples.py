@@ -209,3 +209,28 @@ def test_corrected_file_keeps_every_policy_and_field_of_the_guide() -> None:
                     src["principals"] = [p.replace("data- plane", "data-plane")
                                          for p in src["principals"]]
     assert guide == list(yaml.safe_load_all(EXAMPLE.read_text()))
+
+
+# --- the whole example folder --------------------------------------------------------------------
+
+def test_every_example_document_validates() -> None:
+    import importlib
+
+    from skiff.core import builtin_kinds
+    from skiff.core.kinds import Kinds
+    from skiff.core.validation import NAME_RULES, validate
+    reg = Kinds()
+    for k in [*builtin_kinds.KINDS, *(k for d in ("serving", "mesh", "eventing", "operator")
+                                      for k in importlib.import_module(f"skiff.{d}.crds").KINDS)]:
+        reg.add(k)
+    seen = 0
+    for path in sorted(EXAMPLE.parent.glob("*.yaml")):
+        docs, problems = load_documents(path.read_text(), path.name)
+        assert problems == [], problems
+        for d in docs:
+            kind = reg.for_api_version(d.obj["apiVersion"], d.obj["kind"])
+            assert kind is not None, d.label()
+            assert validate(kind.schema, d.obj) == [], (path.name, d.label())
+            assert NAME_RULES[kind.name_rule](d.obj["metadata"]["name"]) is None
+            seen += 1
+    assert seen == 6 + 11 + 12 + 12 + 2 + 1
