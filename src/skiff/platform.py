@@ -166,10 +166,20 @@ class Platform:
         for early in domain_early_starts():
             await early(self)
 
+        # The pod network before the node (pods get namespaces from their first start) and
+        # before the kinds: whether policies can be enforced is part of what each kind says.
+        self.network, note = await choose_network(s.pod_network, s.pod_cidr, s.service_cidr)
+        self.on_cleanup(self.network.stop)
+        if note:
+            self.on_note(note)
+        self._enforced = self.network.mode == "namespaces"
+        self._enforcement_reason = (note.partition(": ")[2] or note or
+                                    "pods share the host's loopback (--pod-network loopback)")
+
         self.store = open_store(home)
         # Built-ins, and the kinds of access control (rbac, authorization, authentication).
         for k in [*builtin_kinds.KINDS, *access_kinds.KINDS]:
-            self.kinds.add(k)
+            self.kinds.add(self._enforcement_note(k))
         self.admission = Admission()
         self.admission.validate("apiextensions.k8s.io", "CustomResourceDefinition", validate_crd)
         install_rbac_admission(self.admission)
@@ -190,12 +200,6 @@ class Platform:
         await self.policy_informer.start()
         self._cleanup.append(self.policy_informer.stop)
 
-        # The pod network before the node: pods get namespaces from their first start.
-        self.network, note = await choose_network(s.pod_network, s.pod_cidr, s.service_cidr)
-        self.on_cleanup(self.network.stop)
-        if note:
-            self.on_note(note)
-        self._mark_policy_enforcement(note)
         # Pods reach the API server as a cluster's do: the kubernetes Service's ClusterIP.
         api_host, api_port = ((first_host(s.service_cidr), 443) if self.network.bridge_ip
                               else (s.host, s.api_port))
@@ -263,19 +267,31 @@ class Platform:
         self.on_step(f"pod network {s.pod_cidr} on {self.network.bridge_ip} (DNS, services, "
                      "NetworkPolicy)")
 
-    def _mark_policy_enforcement(self, note: str) -> None:
-        """NetworkPolicy is enforced with namespaces; on the shared loopback it says it is not."""
-        k = self.kinds.for_api_version("networking.k8s.io/v1", "NetworkPolicy")
-        if k is not None:
-            why = (f"NetworkPolicy is not enforced: {note.partition(': ')[2] or note}"
-                   if note else "")
-            self.kinds.add(dataclasses.replace(k, not_implemented=why))
+    _POLICY_NOTES = {
+        ("networking.k8s.io", "NetworkPolicy"): "NetworkPolicy is not enforced",
+        ("security.istio.io", "AuthorizationPolicy"):
+            "AuthorizationPolicy is not enforced (sidecars need pod network namespaces)",
+        ("security.istio.io", "PeerAuthentication"):
+            "PeerAuthentication is not enforced (sidecars need pod network namespaces)",
+        ("maistra.io", "ServiceMeshControlPlane"):
+            "sidecars do not capture traffic (they need pod network namespaces)",
+    }
+
+    def _enforcement_note(self, k: Kind) -> Kind:
+        """NetworkPolicy (in the kernel) and the mesh's policies (in the sidecars, which
+        capture traffic inside each pod's namespace) are enforced with namespaces; on the
+        shared loopback each says it is not."""
+        what = self._POLICY_NOTES.get((k.group, k.kind))
+        if what is None:
+            return k
+        return dataclasses.replace(k, not_implemented="" if self._enforced
+                                   else f"{what}: {self._enforcement_reason}")
 
     def _bootstrap(self) -> None:
         """Register stored CRDs, then create or refresh the domains' CRDs and the system namespaces."""
         crd_kind = self.kinds.for_api_version("apiextensions.k8s.io/v1", "CustomResourceDefinition")
         assert crd_kind is not None
-        ours = domain_kinds()
+        ours = [self._enforcement_note(k) for k in domain_kinds()]
         # The domains' own CRDs are served by their Kind objects (added below): a Kind decoded
         # from the stored copy would hold a second copy of each schema. One CRD decoded at a time.
         names = {crd_for(k)["metadata"]["name"] for k in ours}

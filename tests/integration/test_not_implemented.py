@@ -3,10 +3,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
 from skiff.core.kinds import Kind
 from skiff.core.notimplemented import warning_header, warnings
 from skiff.core.schema import resource
-from skiffproc import Skiff
+from skiffproc import Skiff, new_skiff
+
+
+@pytest.fixture(scope="module")
+def skiff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
+    """On the shared loopback, where the mesh's policies cannot be enforced and say so."""
+    s = new_skiff(tmp_path_factory.mktemp("skiff"))
+    s.extra_args = ["--pod-network", "loopback"]
+    s.start()
+    try:
+        yield s
+    finally:
+        if s.proc is not None:
+            s.stop()
 
 DENY_ALL = """apiVersion: security.istio.io/v1beta1
 kind: AuthorizationPolicy
@@ -33,10 +50,11 @@ spec:
 def test_kubectl_prints_the_warning_and_the_object_says_not_implemented(skiff: Skiff) -> None:
     r = skiff.kubectl("apply", "-f", "-", input=DENY_ALL)
     assert 'Warning: authorizationpolicies.security.istio.io "deny-all": AuthorizationPolicy is ' \
-           "not enforced yet: every request is allowed" in r.stderr
+           "not enforced (sidecars need pod network namespaces): " in r.stderr
     cond = skiff.kubectl_json("get", "authorizationpolicy", "deny-all")["status"]["conditions"][0]
     assert (cond["type"], cond["status"], cond["reason"]) == ("Ready", "Unknown", "NotImplemented")
-    assert cond["message"] == "AuthorizationPolicy is not enforced yet: every request is allowed"
+    assert cond["message"].startswith("AuthorizationPolicy is not enforced (sidecars need pod "
+                                      "network namespaces): ")
 
 
 def test_skiff_apply_repeats_the_warning(skiff: Skiff) -> None:

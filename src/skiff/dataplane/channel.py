@@ -63,6 +63,7 @@ class SnapshotServer:
         self.path = path
         self.version = 0
         self.snapshot: Snapshot | None = None
+        self.parts: dict[str, Mapping[str, Any]] = {}     # the latest data of each part
         self.on_ack: Callable[[int], None] = lambda _v: None
         self.conns: list[_Conn] = []
         self._server: asyncio.AbstractServer | None = None
@@ -106,6 +107,13 @@ class SnapshotServer:
         if self.snapshot is not None:
             self.snapshot = self.snapshot.with_endpoints(changes)
         self._send_all(codec.frame(codec.endpoints_message(self.version, changes)))
+        return self.version
+
+    def publish_part(self, name: str, data: Mapping[str, Any]) -> int:
+        """A domain's part of the configuration (replaces the last one of that name)."""
+        self.version += 1
+        self.parts[name] = data
+        self._send_all(codec.frame(codec.part_message(self.version, name, data)))
         return self.version
 
     def _send_all(self, data: bytes) -> None:
@@ -172,6 +180,9 @@ class SnapshotServer:
             if self.snapshot is not None:
                 self.version += 1
                 self._send(c, codec.frame(codec.snapshot_message(self.version, self.snapshot)))
+            for name, data in self.parts.items():
+                self.version += 1
+                self._send(c, codec.frame(codec.part_message(self.version, name, data)))
             self._changed.set()
             while True:
                 msg = await read_message(reader)

@@ -6,7 +6,10 @@ Every message is an object with "type" and, for updates, a "version":
   "snapshot" (version, snapshot: listeners, route tables, endpoints; the
   whole of dataplane/model.py's Snapshot; PEMs base64) and "endpoints"
   (version, clusters: {cluster: [[host, port], ...]}, only the changed ones,
-  [] for none ready: Envoy's EDS next to LDS/RDS);
+  [] for none ready: Envoy's EDS next to LDS/RDS) and "part" (version, name,
+  data: a domain's own part of the configuration, e.g. the mesh's sidecars;
+  the data plane hands `data` to the consumer registered for `name`, which
+  decodes and checks it: this module only carries it);
 - data plane -> control plane: "hello" (pid, the version it serves, and the
   error that stopped it binding its listeners, if one did), "ack" (version)
   and "nack" (version, error).
@@ -79,7 +82,7 @@ def parse(body: bytes) -> dict[str, Any]:
         raise CodecError(f"not JSON: {e}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise CodecError("not a message object with a type")
-    if msg["type"] not in ("snapshot", "endpoints", "hello", "ack", "nack"):
+    if msg["type"] not in ("snapshot", "endpoints", "part", "hello", "ack", "nack"):
         raise CodecError(f"unknown message type {msg['type']!r}")
     if msg["type"] != "hello" and not _is_int(msg.get("version")):
         raise CodecError("version must be an integer")
@@ -97,6 +100,11 @@ def snapshot_message(version: int, snap: Snapshot) -> dict[str, Any]:
 def endpoints_message(version: int, changes: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, Any]:
     return {"type": "endpoints", "protocol": PROTOCOL, "version": version,
             "clusters": {c: [[h, p] for h, p in eps] for c, eps in sorted(changes.items())}}
+
+
+def part_message(version: int, name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "part", "protocol": PROTOCOL, "version": version, "name": name,
+            "data": dict(data)}
 
 
 def hello_message(pid: int, version: int, error: str = "") -> dict[str, Any]:
@@ -121,6 +129,7 @@ class Update:
     version: int
     snapshot: Snapshot | None = None
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    part: tuple[str, Mapping[str, Any]] | None = None     # (name, data) of a "part" message
 
 
 @dataclass
@@ -131,7 +140,7 @@ class ReceiverState:
     def accept(self, msg: Mapping[str, Any]) -> Update:
         """The update a message asks for; CodecError (and nothing changes) when it is
         malformed, of another protocol, or not newer than what is served."""
-        if msg.get("type") not in ("snapshot", "endpoints"):
+        if msg.get("type") not in ("snapshot", "endpoints", "part"):
             raise CodecError(f"a data plane does not take {msg.get('type')!r} messages")
         if msg.get("protocol") != PROTOCOL:
             raise CodecError(f"protocol {msg.get('protocol')!r}, want {PROTOCOL}")
@@ -143,6 +152,11 @@ class ReceiverState:
             raise CodecError(f"version {version} is not newer than {self.version} (out of order)")
         if msg["type"] == "snapshot":
             return Update(version, snapshot=decode_snapshot(msg.get("snapshot")))
+        if msg["type"] == "part":
+            name = msg.get("name")
+            if not isinstance(name, str) or not name:
+                raise CodecError("a part needs a name")
+            return Update(version, part=(name, _obj(msg.get("data"), "data")))
         return Update(version, endpoints=decode_endpoints(msg.get("clusters")))
 
     def applied(self, update: Update) -> None:

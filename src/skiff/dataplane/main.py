@@ -32,7 +32,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from skiff.dataplane import channel, codec
 from skiff.dataplane.model import GatewaySettings
@@ -70,6 +72,8 @@ class _StdinWatch(asyncio.Protocol):
 
 async def serve(args: argparse.Namespace) -> int:
     from skiff.mesh.gateway.proxy import GatewayProxy
+    from skiff.mesh.sidecar.config import PART
+    from skiff.mesh.sidecar.host import SidecarHost
     from skiff.router.router import Router, router_pki_paths
 
     loop = asyncio.get_running_loop()
@@ -97,10 +101,24 @@ async def serve(args: argparse.Namespace) -> int:
         await channel.say_hello_and_close(args.socket, f"the data plane cannot listen: {e}")
         return BIND_FAILED
 
+    # The mesh's sidecars (a node proxy: each meshed pod's listeners live in its namespace).
+    sidecars = SidecarHost()
+    sidecars.route_local = proxy.route_local
+    proxy.mesh_cluster = sidecars.gateway_cluster
+    parts: dict[str, Callable[[Any], None]] = {PART: sidecars.apply_data}
     receiver = codec.ReceiverState()
 
     def apply(update: codec.Update) -> None:
-        if update.snapshot is not None:
+        if update.part is not None:
+            name, data = update.part
+            handler = parts.get(name)
+            if handler is None:
+                raise codec.CodecError(f"no consumer for the part {name!r}")
+            try:
+                handler(data)
+            except ValueError as e:
+                raise codec.CodecError(f"part {name}: {e}") from None
+        elif update.snapshot is not None:
             proxy.swap(update.snapshot)
         else:
             proxy.update_endpoints(update.endpoints)
@@ -110,6 +128,7 @@ async def serve(args: argparse.Namespace) -> int:
     client.cancel()
     await asyncio.gather(client, return_exceptions=True)
     await router.stop()
+    await sidecars.stop()
     await proxy.stop()
     return 0
 
@@ -119,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format=f"%(asctime)s dataplane[{os.getpid()}] %(name)s %(levelname)s "
                                "%(message)s")
+    logging.getLogger("skiff.sidecar").setLevel(logging.INFO)
     try:
         import uvloop
     except ImportError:

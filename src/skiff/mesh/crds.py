@@ -550,11 +550,11 @@ _NOT_IMPLEMENTED = {
     "VirtualService": "VirtualService is not implemented yet: it does not change routing",
     "DestinationRule": "DestinationRule is not implemented yet: it does not change traffic policy or TLS",
     "ServiceEntry": "ServiceEntry is not implemented yet: it adds nothing to the mesh",
-    "AuthorizationPolicy": "AuthorizationPolicy is not enforced yet: every request is allowed",
-    "PeerAuthentication": "PeerAuthentication is not enforced yet: traffic between pods is not mTLS",
-    # Membership, status and the mesh CA are real (mesh/membership.py, mesh/ca.py); what the
-    # control plane does not run yet is said here.
-    "ServiceMeshControlPlane": "sidecars are not injected yet: members join the mesh and get its root certificate, but their traffic is not mTLS",
+    # Enforced by the sidecars when pods have network namespaces: the platform clears these
+    # then, and says why not on the shared loopback (platform._enforcement_note).
+    "AuthorizationPolicy": "AuthorizationPolicy is not enforced (sidecars need pod network namespaces)",
+    "PeerAuthentication": "PeerAuthentication is not enforced (sidecars need pod network namespaces)",
+    "ServiceMeshControlPlane": "sidecars do not capture traffic (they need pod network namespaces)",
 }
 KINDS = [replace(k, not_implemented=_NOT_IMPLEMENTED[k.kind]) if k.kind in _NOT_IMPLEMENTED else k
          for k in KINDS]

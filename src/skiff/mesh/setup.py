@@ -32,6 +32,8 @@ from skiff.mesh.crds import SECURITY
 from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.endpoints import GatewayEndpointsReconciler, ensure_services
 from skiff.mesh.peerauth_validate import admit as admit_peer_authentication
+from skiff.mesh.sidecar.controller import PROXY_CONTAINER, SidecarController, inbound_mtls
+from skiff.mesh.sidecar.inject import InjectionComponent
 from skiff.node.process import PortAllocator
 
 log = logging.getLogger("skiff.mesh")
@@ -59,6 +61,7 @@ class IngressComponent:
         self.controller: GatewayController | None = None
         self.pki: Any = None
         self.settings: GatewaySettings | None = None
+        self.sidecars: SidecarController | None = None
 
     async def spawn(self) -> None:
         """The part that needs no store: the router's certificates, the internal port, the
@@ -96,6 +99,7 @@ class IngressComponent:
             await self.controller.start()
             if getattr(getattr(p, "network", None), "bridge_ip", None):
                 await ensure_services(p.client)   # pods reach the gateways by their Services
+                await self._start_sidecars()
         except BaseException:
             await self.stop()
             raise
@@ -104,7 +108,25 @@ class IngressComponent:
                  self.pki.ca, self.settings.internal_https_port, s.local_gateway_port)
         p.on_step(f"ingress https://*.{s.domain}:{s.https_port} (router CA {self.pki.ca})")
 
+    async def _start_sidecars(self) -> None:
+        """The sidecars' control loop: meshed pods only exist where pods have namespaces."""
+        p = self.platform
+        node = p.node
+        assert self.server is not None
+
+        def log_path(ns: str, name: str) -> str:
+            try:
+                return str(node.log_path(ns, name, PROXY_CONTAINER))
+            except Exception:
+                return ""
+        self.sidecars = SidecarController(p.client, self.server, p.mesh_ca, node.netns_of,
+                                          log_path, inbound_mtls)
+        await self.sidecars.start()
+
     async def stop(self) -> None:
+        if self.sidecars is not None:
+            await self.sidecars.stop()
+            self.sidecars = None
         if self.supervisor is not None:
             await self.supervisor.stop()
             self.supervisor = None
@@ -142,3 +164,11 @@ def install(platform: Any) -> None:
         platform.manager.add(r, workers=1)
     platform.mesh_ca = CAHolder()
     platform.manager.add(RootCertReconciler(platform.client, platform.mesh_ca), workers=1)
+    # Sidecar injection (Istio's webhook, Maistra's rules): a Pod defaulter on create, over a
+    # MeshConfig the component's watches keep current. Its watch begins now, before the
+    # ReplicaSet controller makes pods, so restarted Deployments get their sidecars too.
+    injection = InjectionComponent(platform.client)
+    platform.admission.default("", "Pod", injection.view.defaulter)
+    injection.begin()
+    platform.on_cleanup(injection.stop)
+    platform.components.append(injection)

@@ -331,6 +331,12 @@ class NodeRuntime:
         netns = w.sandbox.netns
         return lambda port: sandbox.dial(netns, port)
 
+    def netns_of(self, namespace: str, name: str) -> str | None:
+        """The path of the pod's network namespace (the mesh's node proxy opens the pod's
+        sidecar listeners in it), or None for a pod without one (yet)."""
+        w = self.worker(namespace, name)
+        return w.sandbox.netns if w is not None and w.sandbox is not None else None
+
     def log_path(self, namespace: str, name: str, container: str = "",
                  previous: bool = False) -> Path:
         """The log file `kubectl logs` reads: the current run's, or the one before."""

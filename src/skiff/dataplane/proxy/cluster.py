@@ -38,11 +38,22 @@ class UpstreamTlsContext:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where an upstream connection's socket is made: inside a pod's network namespace (a
+    sidecar speaks from its pod's address and its pod's localhost), with a socket mark the
+    pod's capture rules let through (Istio's proxy runs as uid 1337 for the same purpose)."""
+    netns: str                           # path of the namespace, /run/netns/skiff-...
+    mark: int = 1337
+
+
+@dataclass(frozen=True)
 class Cluster:
-    """An upstream cluster as a Forward names it: its TLS settings and connect timeout."""
+    """An upstream cluster as a Forward names it: its TLS settings, connect timeout, and
+    where its connections start from (None: this process's own namespace)."""
     name: str = ""
     tls: UpstreamTlsContext | None = None
     connect_timeout: float = 5.0         # Envoy's connect_timeout (its default is 5 s)
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True)

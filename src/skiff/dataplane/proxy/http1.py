@@ -49,18 +49,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
 from skiff.dataplane.proxy.cluster import (
     Cluster,
+    Origin,
     UpstreamTlsContext,
     connect_failure_body,
     peer_names,
@@ -90,8 +92,12 @@ _RESP_DROP = HOP_BY_HOP | {b"server"}
 
 Endpoint = tuple[str, int]
 # What the upstream pool keys connections by: a plain endpoint, or an endpoint with the TLS
-# settings the connection was made with (never shared with other settings).
-PoolKey = Endpoint | tuple[Endpoint, UpstreamTlsContext]
+# settings the connection was made with (never shared with other settings), or an endpoint
+# with those settings (or none) and the Origin its socket was made in (a pod's namespace).
+PoolKey = (Endpoint | tuple[Endpoint, UpstreamTlsContext]
+           | tuple[Endpoint, UpstreamTlsContext | None, Origin])
+# Makes an unconnected, non-blocking TCP socket for an Origin (the sidecar host supplies it).
+OriginSocket = Callable[[Origin], Awaitable[socket.socket]]
 _perf = time.perf_counter
 # Response headers that send a response down the parser's path (they need rewriting).
 _REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server|keep-alive|upgrade|"
@@ -170,13 +176,17 @@ class ConnContext:
     requests. Addresses are taken when the connection is made; the TLS facts (SNI, ALPN, the
     client's certificate chain and SPIFFE ID) are read on first use, so plain requests that
     never ask pay nothing for them."""
-    __slots__ = ("peer", "local", "_ssl", "_tls_read", "_sni", "_alpn", "_chain", "_spiffe")
+    __slots__ = ("peer", "local", "_ssl", "_tls_read", "_sni", "_alpn", "_chain", "_spiffe",
+                 "_transport", "_odst", "_odst_read")
 
     def __init__(self, transport: asyncio.BaseTransport | None) -> None:
         get = transport.get_extra_info if transport is not None else None
         self.peer: tuple[str, int] | None = get("peername") if get else None
         self.local: tuple[str, int] | None = get("sockname") if get else None
         self._ssl = get("ssl_object") if get else None
+        self._transport = transport
+        self._odst: tuple[str, int] | None = None
+        self._odst_read = False
         self._tls_read = False
         self._sni: str | None = None
         self._alpn: str | None = None
@@ -224,6 +234,31 @@ class ConnContext:
         if not self._tls_read:
             self._read_tls()
         return self._spiffe
+
+
+    @property
+    def original_dst(self) -> tuple[str, int] | None:
+        """Where the client meant to connect before a NAT redirect sent it here (the
+        sidecar's captured connections: SO_ORIGINAL_DST); None when it was not redirected
+        or the socket cannot tell. Read on first use."""
+        if not self._odst_read:
+            self._odst_read = True
+            sock = self._transport.get_extra_info("socket") if self._transport else None
+            self._odst = original_dst(sock) if sock is not None else None
+        return self._odst
+
+
+SO_ORIGINAL_DST = 80
+
+
+def original_dst(sock: Any) -> tuple[str, int] | None:
+    """The pre-NAT destination of an accepted IPv4 socket (netfilter's SO_ORIGINAL_DST)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    except (OSError, AttributeError):
+        return None
+    port = int.from_bytes(raw[2:4], "big")
+    return socket.inet_ntoa(raw[4:8]), port
 
 
 NO_CONN = ConnContext(None)
@@ -563,7 +598,10 @@ class Exchange:
             ep: PoolKey = fwd.endpoint
         else:
             self.cluster = cluster
-            ep = fwd.endpoint if cluster.tls is None else (fwd.endpoint, cluster.tls)
+            if cluster.origin is not None:
+                ep = (fwd.endpoint, cluster.tls, cluster.origin)
+            else:
+                ep = fwd.endpoint if cluster.tls is None else (fwd.endpoint, cluster.tls)
         self.endpoint = ep
         self.head_bytes = data = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
                                            fwd.host or head.host, b"\r\n", b"".join(head.lines),
@@ -1016,6 +1054,7 @@ class UpstreamPool:
         self.idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.live: set[UpstreamConnection] = set()
         self.ssl_contexts: dict[UpstreamTlsContext, ssl.SSLContext] = {}
+        self.origin_socket: OriginSocket | None = None
 
     def take(self, key: PoolKey) -> UpstreamConnection | None:
         idle = self.idle.get(key)
@@ -1042,6 +1081,8 @@ class UpstreamPool:
         failed handshake) or UpstreamTlsError."""
         loop = asyncio.get_running_loop()
         t = self.connect_timeout if timeout is None else timeout
+        if len(key) == 3:
+            return await asyncio.wait_for(self._connect_from(key), t or None)
         if isinstance(key[1], int):
             host, port = key
             _, proto = await asyncio.wait_for(
@@ -1057,6 +1098,38 @@ class UpstreamPool:
                                    server_hostname=tls.sni or "",
                                    ssl_handshake_timeout=t or None),
             t or None)
+        if tls.match_san:
+            der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
+            names = peer_names(der[0]) if der else peer_names(b"")
+            if not san_matches(tls.match_san, names):
+                tr.close()
+                raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
+        return proto
+
+    async def _connect_from(self, key: tuple[Endpoint, UpstreamTlsContext | None, Origin],
+                            ) -> UpstreamConnection:
+        """A connection whose socket is made where its Origin says (inside a pod's network
+        namespace, marked so that the pod's own capture rules let it pass)."""
+        (host, port), tls, origin = key
+        if self.origin_socket is None:
+            raise OSError(f"no socket factory for origin {origin.netns}")
+        loop = asyncio.get_running_loop()
+        sock = await self.origin_socket(origin)
+        try:
+            await loop.sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        if tls is None:
+            _, proto = await loop.create_connection(lambda: UpstreamConnection(self, key),
+                                                    sock=sock)
+            return proto
+        ctx = self.ssl_contexts.get(tls)
+        if ctx is None:
+            ctx = self.ssl_contexts[tls] = client_context(tls)
+        tr, proto = await loop.create_connection(lambda: UpstreamConnection(self, key),
+                                                 sock=sock, ssl=ctx,
+                                                 server_hostname=tls.sni or "")
         if tls.match_san:
             der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
             names = peer_names(der[0]) if der else peer_names(b"")

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -51,6 +51,9 @@ class Plain:
 @dataclass(frozen=True)
 class Splice:
     address: tuple[str, int]
+    # Makes the upstream socket, connected (a sidecar's passthrough connects from inside its
+    # pod's namespace); None: connect from here.
+    connect: Callable[[], Awaitable[socket.socket]] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Reject:
 
 Action = Terminate | Plain | Splice | Reject
 Decide = Callable[[ClientHello | None], Action]
+# A decision that also looks at the accepted socket (its original destination, its bytes).
+DecideConn = Callable[[ClientHello | None, socket.socket], Action]
 
 
 class _Pipe(asyncio.Protocol):
@@ -113,11 +118,16 @@ class _Pipe(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
 
-async def splice(sock: socket.socket, address: tuple[str, int]) -> tuple[asyncio.BaseTransport,
-                                                                         asyncio.BaseTransport]:
-    """Join an accepted socket to a new connection to `address`, byte for byte."""
+async def splice(sock: socket.socket, address: tuple[str, int],
+                 connect: Callable[[], Awaitable[socket.socket]] | None = None,
+                 ) -> tuple[asyncio.BaseTransport, asyncio.BaseTransport]:
+    """Join an accepted socket to a new connection to `address` (or the one `connect`
+    makes), byte for byte."""
     loop = asyncio.get_running_loop()
-    up_t, up_p = await loop.create_connection(_Pipe, address[0], address[1])
+    if connect is None:
+        up_t, up_p = await loop.create_connection(_Pipe, address[0], address[1])
+    else:
+        up_t, up_p = await loop.create_connection(_Pipe, sock=await connect())
     try:
         down_t, down_p = await loop.connect_accepted_socket(_Pipe, sock)
     except BaseException:
@@ -136,8 +146,13 @@ def _wake(fut: asyncio.Future[None]) -> None:
 class PeekingListener:
     def __init__(self, host: str, port: int, decide: Decide, *, hello_timeout: float = 10.0,
                  handshake_timeout: float = 10.0, name: str = "",
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, sock: socket.socket | None = None,
+                 decide_conn: DecideConn | None = None,
+                 on_drop: Callable[[str], None] | None = None) -> None:
         self.host = host
+        self.on_drop = on_drop           # told why a connection failed before it was served
+        self._bound = sock               # a socket bound elsewhere (in a pod's namespace)
+        self.decide_conn = decide_conn
         self.reuse_port = reuse_port     # SO_REUSEPORT: data-plane workers share the port
         self.port = port
         self.decide = decide
@@ -157,6 +172,11 @@ class PeekingListener:
         return str(addr[0]), int(addr[1])
 
     async def start(self) -> None:
+        if self._bound is not None:
+            self.sock, self._bound = self._bound, None
+            self.sock.setblocking(False)
+            self._task = asyncio.get_running_loop().create_task(self._accept_loop())
+            return
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
                              socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -224,7 +244,8 @@ class PeekingListener:
                 hello: ClientHello | None = await self._peek(conn)
             except NotTLS:
                 hello = None
-            action = self.decide(hello)
+            action = (self.decide(hello) if self.decide_conn is None
+                      else self.decide_conn(hello, conn))
             # from here on a transport owns the socket: it is never closed here again
             if isinstance(action, Terminate):
                 tr, _ = await loop.connect_accepted_socket(
@@ -235,7 +256,7 @@ class PeekingListener:
                 tr, _ = await loop.connect_accepted_socket(action.factory, conn)
                 self._track(tr)
             elif isinstance(action, Splice):
-                self._track(*await splice(conn, action.address))
+                self._track(*await splice(conn, action.address, action.connect))
             else:
                 conn.close()
         except asyncio.CancelledError:
@@ -243,6 +264,12 @@ class PeekingListener:
             raise
         except (OSError, EOFError, TimeoutError, ssl.SSLError) as e:
             log.debug("%s: connection dropped: %s", self.name, e)
+            if self.on_drop is not None:
+                msg = f"{type(e).__name__}: {e}"
+                with contextlib.suppress(OSError):
+                    peer = conn.getpeername()
+                    msg = f"from {peer[0]}:{peer[1]}: {msg}"
+                self.on_drop(msg)
             conn.close()
         except Exception:
             log.exception("%s: connection failed", self.name)

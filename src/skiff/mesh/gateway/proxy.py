@@ -65,6 +65,7 @@ from skiff.dataplane.model import (
     VirtualHost,
 )
 from skiff.dataplane.proxy.alloc import tune_allocator
+from skiff.dataplane.proxy.cluster import Cluster
 from skiff.dataplane.proxy.h2 import alpn_factory
 from skiff.dataplane.proxy.http1 import (
     Endpoint,
@@ -295,6 +296,9 @@ class GatewayProxy:
         self._https: asyncio.AbstractServer | None = None
         self._local: PeekingListener | None = None
         self.internal_https_port = settings.internal_https_port
+        # How to reach an endpoint a sidecar guards (mTLS with the gateway's own identity);
+        # set by the data plane when the mesh is on, None: every upstream is plain.
+        self.mesh_cluster: Callable[[Endpoint], Cluster | None] | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -358,8 +362,14 @@ class GatewayProxy:
                     b"\r\nx-forwarded-proto: ", scheme,
                     b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
                     b"\r\nx-request-id: ", rid or request_id(), b"\r\n", extra))
-            return Forward(ep, lines, rewrite)
+            mesh = self.mesh_cluster
+            return Forward(ep, lines, rewrite, mesh(ep) if mesh is not None else None)
         return dispatch
+
+    def route_local(self, head: RequestHead) -> _Simple | Reply:
+        """Where the local gateway's table sends this request (endpoint, route headers, host
+        rewrite), for a sidecar that routes cluster-local Knative hosts itself."""
+        return self._route(self.rt, "local", head)
 
     def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply:
         """The general route choice: paths by prefix and headers, splits by weight, endpoints

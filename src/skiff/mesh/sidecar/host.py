@@ -1,0 +1,483 @@
+"""The node proxy: every meshed pod's sidecar, hosted in the data-plane process (ztunnel's way).
+
+Each meshed pod gets the listeners an Envoy sidecar has, opened INSIDE the
+pod's network namespace (a socket stays in the namespace it was made in, so
+one process serves them all; a pod costs a few sockets, not a process):
+- 15006 inbound: the pod's capture rules (node/network/capture.py, applied
+  by its istio-init container) redirect every inbound TCP connection here;
+  the original port comes from SO_ORIGINAL_DST. TLS is terminated with the
+  pod's SVID and the client's certificate checked against the mesh root;
+  under STRICT a plaintext or certificate-less client is refused (the reason
+  logged), under PERMISSIVE plaintext passes. Each HTTP request is decided by
+  mesh/authz (the decision names the policy and rule, and goes into the
+  access log); denied: 403 "RBAC: access denied"; allowed: forwarded to the
+  app on the pod's own localhost.
+- 15001 outbound: the app's connections, captured. A Knative cluster-local
+  host sent to the local gateway's VIP is routed by the gateway's local
+  route table straight to a revision pod (net-istio's mesh VirtualService);
+  a ClusterIP is resolved to an endpoint (EDS); a meshed destination gets
+  mTLS with the caller's SVID (its SAN checked), anything else passes
+  through. Connections leave from inside the pod's namespace (its IP is the
+  source) with the proxy's socket mark, which the capture rules exempt.
+- 15021 /healthz/ready (the istio-proxy container's readiness) and 15020
+  /app-health/<container>/<kind> (Istio's rewritten app probes, run against
+  the app on the pod's localhost).
+Responses carry `server: envoy` and x-envoy-upstream-service-time.
+
+apply(part) takes a new MeshPart (config.py): pods that left lose their
+listeners, new pods get theirs, a new certificate is used by new handshakes
+(connections already open keep theirs: rotation drops nothing). Neighbours:
+config.py (the part), controller.py (compiles it in the control plane),
+dataplane/main.py (runs this), mesh/gateway/proxy.py (its local route table
+and its mTLS towards meshed pods come from here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from skiff.dataplane.proxy.cluster import Cluster, Origin, UpstreamTlsContext
+from skiff.dataplane.proxy.http1 import (
+    Defer,
+    Forward,
+    ProxyConfig,
+    Reply,
+    RequestHead,
+    UpstreamPool,
+    h1_factory,
+    original_dst,
+)
+from skiff.dataplane.proxy.limits import Limits
+from skiff.dataplane.proxy.listener import (
+    Action,
+    PeekingListener,
+    Plain,
+    Reject,
+    Splice,
+    Terminate,
+)
+from skiff.dataplane.proxy.tls import ClientHello, server_context
+from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, Workload, compile_policies, decide
+from skiff.mesh.sidecar.config import (
+    EMPTY,
+    HEALTH_PORT,
+    INBOUND_PORT,
+    OUTBOUND_PORT,
+    PROBE_PORT,
+    PROXY_MARK,
+    MeshPart,
+    SidecarWorkload,
+)
+from skiff.node.network.sandbox import inside
+
+log = logging.getLogger("skiff.sidecar")
+access = logging.getLogger("skiff.sidecar.access")
+
+SIDECAR_LIMITS = Limits(request_timeout=600.0 + 30.0)
+ALPN_MESH = ("istio-http/1.1", "istio", "http/1.1")
+_HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ",
+                 b"CONNECT ", b"TRACE ")
+_DENIED_HEADERS = ((b"content-type", b"text/plain"),)
+_DENIED = DENIED_BODY.encode()
+NO_HEALTHY = Reply(503, b"no healthy upstream", ((b"content-type", b"text/plain"),))
+_netns_threads = ThreadPoolExecutor(2, thread_name_prefix="skiff-sidecar-netns")
+
+
+# --- sockets inside a pod's namespace -------------------------------------------------------
+
+
+def _listen_in(netns: str, port: int) -> socket.socket:
+    with inside(netns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)   # data-plane workers share it
+        s.bind(("0.0.0.0", port))
+        s.listen(1024)
+        s.setblocking(False)
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
+def _socket_in(netns: str, mark: int) -> socket.socket:
+    with inside(netns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setblocking(False)
+    return s
+
+
+async def origin_socket(origin: Origin) -> socket.socket:
+    return await asyncio.get_running_loop().run_in_executor(
+        _netns_threads, _socket_in, origin.netns, origin.mark)
+
+
+async def connect_from(origin: Origin, address: tuple[str, int], timeout: float = 5.0,
+                       ) -> socket.socket:
+    sock = await origin_socket(origin)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, address), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _headers(head: RequestHead) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in head.lines:
+        name, _, value = line[:-2].partition(b":")
+        out[name.decode("latin-1")] = value.strip().decode("latin-1")
+    for name, value in head.captured.items():
+        out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return out
+
+
+def _host(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+# --- one pod's sidecar ---------------------------------------------------------------------
+
+
+class PodSidecar:
+    """The listeners and contexts of one meshed pod."""
+
+    def __init__(self, host: SidecarHost, w: SidecarWorkload) -> None:
+        self.host = host
+        self.w = w
+        self.origin = Origin(w.netns, PROXY_MARK)
+        self.local = Cluster(name=f"inbound|{w.name}", origin=self.origin)
+        self.plain_out = Cluster(name=f"passthrough|{w.name}", origin=self.origin)
+        self.listeners: list[PeekingListener] = []
+        self.servers: list[asyncio.AbstractServer] = []
+        self.ready = False
+        self.closed = False
+        self._set_identity(w)
+        # Only the caller's side times its upstream (Envoy's router overwrites the header
+        # the server side's sidecar set), so the inbound side adds none.
+        self.inbound_cfg = ProxyConfig(self._inbound, host.pool, server=b"envoy",
+                                       limits=SIDECAR_LIMITS)
+        self.outbound_cfg = ProxyConfig(self._outbound, host.pool, server=b"envoy",
+                                        service_time=True, limits=SIDECAR_LIMITS)
+        self.health_cfg = ProxyConfig(self._health, host.pool, limits=SIDECAR_LIMITS)
+        self._log_file: Any = None
+
+    def _set_identity(self, w: SidecarWorkload) -> None:
+        root = self.host.part.root_pem
+        self.w = w
+        self.workload = Workload.of(w.namespace, dict(w.labels))
+        self.ctx_strict = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root,
+                                         require_client_cert=True)
+        self.ctx_permissive = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root)
+        self._mtls: dict[str, Cluster] = {}
+        self.probers = {path: json.loads(spec) for path, spec in w.app_probers}
+
+    def update(self, w: SidecarWorkload) -> None:
+        if (w.cert_pem, w.key_pem, w.labels, w.app_probers) != \
+                (self.w.cert_pem, self.w.key_pem, self.w.labels, self.w.app_probers):
+            self._set_identity(w)
+        self.w = w
+
+    # --- listeners ---------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        netns = self.w.netns
+        socks = {}
+        try:
+            for port in (INBOUND_PORT, OUTBOUND_PORT, HEALTH_PORT, PROBE_PORT):
+                socks[port] = await loop.run_in_executor(_netns_threads, _listen_in, netns, port)
+        except OSError:
+            for s in socks.values():
+                s.close()
+            raise
+        name = f"{self.w.namespace}/{self.w.name}"
+        inbound = PeekingListener("0.0.0.0", INBOUND_PORT, lambda _h: Reject(),
+                                  sock=socks[INBOUND_PORT], decide_conn=self._decide_inbound,
+                                  name=f"{name} inbound", on_drop=self._dropped)
+        outbound = PeekingListener("0.0.0.0", OUTBOUND_PORT, lambda _h: Reject(),
+                                   sock=socks[OUTBOUND_PORT], decide_conn=self._decide_outbound,
+                                   name=f"{name} outbound", hello_timeout=5.0)
+        for li in (inbound, outbound):
+            await li.start()
+            self.listeners.append(li)
+        for port in (HEALTH_PORT, PROBE_PORT):
+            self.servers.append(await loop.create_server(
+                h1_factory(self.health_cfg), sock=socks[port]))
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.closed = True
+        self.ready = False
+        for s in self.servers:
+            s.close()
+        for li in self.listeners:
+            await li.close()
+        await asyncio.gather(self.inbound_cfg.drain(1.0), self.outbound_cfg.drain(1.0),
+                             return_exceptions=True)
+        for li in self.listeners:
+            await li.stop()
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.close()
+
+    # --- the access log ----------------------------------------------------------------
+    def log_access(self, line: str) -> None:
+        access.debug("%s/%s %s", self.w.namespace, self.w.name, line)
+        path = self.w.access_log
+        if not path:
+            return
+        try:
+            if self._log_file is None:
+                self._log_file = open(path, "a", buffering=1)  # noqa: SIM115 (kept open)
+            # the container log's CRI format, so `kubectl logs -c istio-proxy` shows it
+            ns = time.time_ns()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+            self._log_file.write(f"{stamp}.{ns % 1_000_000_000:09d}Z stdout F {line}\n")
+        except OSError:
+            self._log_file = None
+
+    def _dropped(self, reason: str) -> None:
+        self.log_access(f"inbound connection refused: {reason}")
+
+    # --- inbound -----------------------------------------------------------------------
+    def _decide_inbound(self, hello: ClientHello | None, conn: socket.socket) -> Action:
+        odst = original_dst(conn)
+        if odst is None:
+            return Reject("not a captured connection")
+        mode = self.w.mode_for(odst[1])
+        if hello is not None:
+            mesh = any(p.startswith("istio") for p in hello.alpn)
+            if mode == "STRICT" or (mode == "PERMISSIVE" and mesh):
+                ctx = self.ctx_strict if mode == "STRICT" else self.ctx_permissive
+                return Terminate(ctx, h1_factory(self.inbound_cfg, b"https"))
+            return Splice(("127.0.0.1", odst[1]),
+                          lambda: connect_from(self.origin, ("127.0.0.1", odst[1])))
+        if mode == "STRICT":
+            self.log_access(f"inbound plaintext connection to port {odst[1]} refused: "
+                            "STRICT mTLS requires a client certificate")
+            return Reject("plaintext under STRICT mTLS")
+        return Plain(h1_factory(self.inbound_cfg, b"http"))
+
+    def _inbound(self, head: RequestHead) -> Forward | Reply:
+        conn = head.conn
+        odst = conn.original_dst
+        port = odst[1] if odst else 0
+        spiffe = conn.spiffe_id
+        principal = spiffe[len("spiffe://"):] if spiffe else None
+        peer = conn.peer
+        req = Request(destination=self.workload, port=port, host=_host(head.host),
+                      method=head.method.decode("latin-1"),
+                      path=head.target.decode("latin-1"), headers=_headers(head),
+                      source_principal=principal, source_ip=str(peer[0]) if peer else "",
+                      destination_ip=self.w.ip, sni=conn.sni or "")
+        d = decide(self.host.policies, req)
+        who = principal or "-"
+        if not d.allowed:
+            self.log_access(f'"{req.method} {req.path}" {d.status or 403} rbac_access_denied '
+                            f"source={who} port={port}: {d.reason}")
+            return Reply(d.status or 403, _DENIED, _DENIED_HEADERS)
+        if d.policy:
+            self.log_access(f'"{req.method} {req.path}" allowed source={who} port={port}: '
+                            f"{d.action} policy {d.policy} rule {d.rule}")
+        xfcc = b""
+        if spiffe:
+            xfcc = (b"x-forwarded-client-cert: By=" + self.w.spiffe_id.encode() + b";URI=" +
+                    spiffe.encode() + b"\r\n")
+        return Forward(("127.0.0.1", port), xfcc + b"x-forwarded-proto: " +
+                       (b"https" if conn.tls else b"http") + b"\r\n", cluster=self.local)
+
+    # --- outbound ----------------------------------------------------------------------
+    def _decide_outbound(self, hello: ClientHello | None, conn: socket.socket) -> Action:
+        odst = original_dst(conn)
+        if odst is None:
+            return Reject("not a captured connection")
+        if hello is None:
+            try:
+                first = conn.recv(8, socket.MSG_PEEK)
+            except OSError:
+                first = b""
+            if first.startswith(_HTTP_METHODS) or any(m.startswith(first) for m in _HTTP_METHODS
+                                                      if first):
+                return Plain(h1_factory(self.outbound_cfg, b"http"))
+        return Splice(odst, lambda: connect_from(self.origin, odst))
+
+    def _outbound(self, head: RequestHead) -> Forward | Reply | Defer:
+        odst = head.conn.original_dst
+        if odst is None:
+            return Reply(404)
+        host = self.host
+        if odst in host.local_gateways and host.route_local is not None:
+            r = host.route_local(head)
+            if isinstance(r, Reply):
+                return r
+            ep, extra, rewrite = r
+            return self._to(ep, extra, rewrite)
+        svc = host.vips.get(odst)
+        if svc is not None:
+            eps = svc
+            if not eps:
+                return NO_HEALTHY
+            n = host.rr.get(odst, 0)
+            host.rr[odst] = n + 1
+            return self._to(eps[n % len(eps)])
+        return self._to(odst)
+
+    def _to(self, ep: tuple[str, int], extra: bytes = b"", rewrite: bytes | None = None,
+            ) -> Forward:
+        dest = self.host.by_ip.get(ep[0])
+        if dest is None:
+            return Forward(ep, extra, rewrite, self.plain_out)
+        return Forward(ep, extra, rewrite, self._mtls_to(dest))
+
+    def _mtls_to(self, dest: SidecarWorkload) -> Cluster:
+        c = self._mtls.get(dest.spiffe_id)
+        if c is None:
+            tls = UpstreamTlsContext(sni=None, cert_pem=self.w.cert_pem, key_pem=self.w.key_pem,
+                                     ca_pem=self.host.part.root_pem, match_san=(dest.spiffe_id,),
+                                     alpn=("istio-http/1.1", "http/1.1"))
+            c = self._mtls[dest.spiffe_id] = Cluster(name=f"outbound|{dest.spiffe_id}", tls=tls,
+                                                    origin=self.origin)
+        return c
+
+    # --- 15021 and 15020 ---------------------------------------------------------------
+    def _health(self, head: RequestHead) -> Forward | Reply | Defer:
+        path = head.target.split(b"?", 1)[0].decode("latin-1")
+        if path == "/healthz/ready":
+            return Reply(200) if self.ready else Reply(503)
+        spec = self.probers.get(path)
+        if spec is None:
+            return Reply(404)
+        return Defer(self._probe(spec), timeout=float(spec.get("timeoutSeconds") or 1) + 1,
+                     timeout_reply=Reply(503))
+
+    async def _probe(self, spec: dict[str, Any]) -> Reply:
+        timeout = float(spec.get("timeoutSeconds") or 1)
+        get = spec.get("httpGet")
+        tcp = spec.get("tcpSocket")
+        port = int((get or tcp or {}).get("port") or 0)
+        if not port:
+            return Reply(503)
+        try:
+            sock = await connect_from(self.origin, ("127.0.0.1", port), timeout)
+        except (OSError, TimeoutError):
+            return Reply(503)
+        if get is None:
+            sock.close()
+            return Reply(200)
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+            path = str(get.get("path") or "/")
+            headers = "".join(f"{h['name']}: {h['value']}\r\n" for h in get.get("httpHeaders") or []
+                              if isinstance(h, dict) and "name" in h and "value" in h)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                         f"User-Agent: kube-probe/1.28\r\n{headers}Connection: close\r\n\r\n"
+                         .encode())
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            writer.close()
+            status = int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+        except (OSError, TimeoutError, ValueError, IndexError):
+            return Reply(503)
+        return Reply(200 if 200 <= status < 400 else 503)
+
+
+# --- all of them ---------------------------------------------------------------------------
+
+RouteLocal = Callable[[RequestHead], "tuple[tuple[str, int], bytes, bytes | None] | Reply"]
+
+
+class SidecarHost:
+    """Every meshed pod's sidecar, and what they share (policies, EDS by VIP, the pool)."""
+
+    def __init__(self) -> None:
+        self.part: MeshPart = EMPTY
+        self.pool = UpstreamPool()
+        self.pool.origin_socket = origin_socket
+        self.pods: dict[str, PodSidecar] = {}
+        self.policies: PolicySet = compile_policies([])
+        self.by_ip: dict[str, SidecarWorkload] = {}
+        self.vips: dict[tuple[str, int], tuple[tuple[str, int], ...]] = {}
+        self.rr: dict[tuple[str, int], int] = {}
+        self.local_gateways: frozenset[tuple[str, int]] = frozenset()
+        self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
+        self.gateway_clusters: dict[str, Cluster] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def apply_data(self, data: Any) -> None:
+        """The channel's handler: decode (ValueError refuses it), then apply."""
+        from skiff.mesh.sidecar.config import decode
+        self.apply(decode(data))
+
+    def apply(self, part: MeshPart) -> None:
+        self.part = part
+        self.policies = compile_policies(part.policies, part.root_namespace)
+        self.by_ip = {w.ip: w for w in part.workloads}
+        self.vips = {(s.vip, s.port): s.endpoints for s in part.services}
+        self.local_gateways = frozenset(part.local_gateways)
+        self.gateway_clusters = {}
+        task = asyncio.get_running_loop().create_task(self._converge(part))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def gateway_cluster(self, ep: tuple[str, int]) -> Cluster | None:
+        """How the ingress and local gateways reach `ep`: mTLS with the gateway's identity
+        when a sidecar guards it, else None (plain)."""
+        dest = self.by_ip.get(ep[0])
+        if dest is None or not self.part.gateway_cert:
+            return None
+        c = self.gateway_clusters.get(dest.spiffe_id)
+        if c is None:
+            tls = UpstreamTlsContext(cert_pem=self.part.gateway_cert,
+                                     key_pem=self.part.gateway_key, ca_pem=self.part.root_pem,
+                                     match_san=(dest.spiffe_id,),
+                                     alpn=("istio-http/1.1", "http/1.1"))
+            c = self.gateway_clusters[dest.spiffe_id] = Cluster(
+                name=f"outbound|{dest.spiffe_id}", tls=tls)
+        return c
+
+    async def _converge(self, part: MeshPart) -> None:
+        async with self._lock:
+            if part is not self.part:
+                return                  # a newer part is on its way
+            want = {w.uid: w for w in part.workloads}
+            for uid in [u for u in self.pods if u not in want or
+                        (want[u].netns, want[u].ip) != (self.pods[u].w.netns, self.pods[u].w.ip)]:
+                await self.pods.pop(uid).stop()
+            for uid, w in want.items():
+                sc = self.pods.get(uid)
+                if sc is not None:
+                    try:
+                        sc.update(w)
+                    except (ssl.SSLError, ValueError) as e:
+                        log.warning("sidecar %s/%s: certificate not usable: %s", w.namespace,
+                                    w.name, e)
+                    continue
+                try:
+                    sc = PodSidecar(self, w)
+                    await sc.start()
+                except (OSError, ssl.SSLError, ValueError) as e:
+                    log.warning("sidecar %s/%s: cannot open its listeners in %s: %s",
+                                w.namespace, w.name, w.netns, e)
+                    continue
+                self.pods[uid] = sc
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(sc.stop() for sc in self.pods.values()), return_exceptions=True)
+        self.pods.clear()
+        self.pool.close()
