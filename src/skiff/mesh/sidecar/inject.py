@@ -224,22 +224,23 @@ def _int_annotation(ann: Mapping[str, str], key: str, default: int) -> int:
 def deploy_meta(pod: Obj) -> tuple[str, str, str]:
     """Istio's GetDeployMetaFromPod: (name, kind, apiVersion) of the workload that made the pod:
     a Deployment behind a ReplicaSet (pod-template-hash), a CronJob behind a Job, else the
-    controller, else the pod itself."""
+    controller, else the pod itself. Istio looks at the controller only for generateName pods
+    (a webhook sees them nameless); skiff's controllers name their pods themselves, so any pod
+    with a controller reference is asked."""
     meta = _meta(pod)
     name, kind, api_version = str(meta.get("name") or ""), "Pod", "v1"
-    if meta.get("generateName"):
-        ref = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
-        if ref is not None:
-            kind, api_version = str(ref.get("kind") or ""), str(ref.get("apiVersion") or "")
-            name = str(ref.get("name") or "")
-            pth = (meta.get("labels") or {}).get("pod-template-hash") or ""
-            if kind == "ReplicaSet" and pth and name.endswith(pth):
-                name, kind = name.removesuffix("-" + pth), "Deployment"
-            elif kind == "ReplicationController" and (meta.get("labels") or {}).get(
-                    "deploymentconfig"):
-                name, kind = str(meta["labels"]["deploymentconfig"]), "DeploymentConfig"
-            elif kind == "Job" and (m := _CRONJOB_JOB.match(name)):
-                name, kind, api_version = m.group(1), "CronJob", "batch/v1"
+    ref = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+    if ref is not None:
+        kind, api_version = str(ref.get("kind") or ""), str(ref.get("apiVersion") or "")
+        name = str(ref.get("name") or "")
+        pth = (meta.get("labels") or {}).get("pod-template-hash") or ""
+        if kind == "ReplicaSet" and pth and name.endswith(pth):
+            name, kind = name.removesuffix("-" + pth), "Deployment"
+        elif kind == "ReplicationController" and (meta.get("labels") or {}).get(
+                "deploymentconfig"):
+            name, kind = str(meta["labels"]["deploymentconfig"]), "DeploymentConfig"
+        elif kind == "Job" and (m := _CRONJOB_JOB.match(name)):
+            name, kind, api_version = m.group(1), "CronJob", "batch/v1"
     return name or str(meta.get("name") or ""), kind, api_version
 
 

@@ -445,3 +445,11 @@ def test_defaulter_survives_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     before = copy.deepcopy(p)
     view.defaulter(p, None)
     assert p == before
+
+
+def test_deploy_meta_without_generate_name() -> None:
+    # skiff's ReplicaSet controller names its pods itself: the owner still decides.
+    p = {"metadata": {"name": "web-7d9f-x1y2z", "labels": {"pod-template-hash": "7d9f"},
+                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                           "name": "web-7d9f", "controller": True}]}}
+    assert inj.deploy_meta(p) == ("web", "Deployment", "apps/v1")
