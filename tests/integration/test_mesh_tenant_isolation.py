@@ -20,7 +20,10 @@ from skiffproc import Skiff, new_skiff, wait_pod_network_free
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tenant-isolation"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "tenant-isolation"
+SETUP = EXAMPLES / "serving-mesh"      # chapter 1's integration, the prerequisite of chapter 2
+DOMAIN = "apps.openshift.example.com"
 
 OUTSIDER = """
 apiVersion: v1
@@ -48,11 +51,17 @@ spec:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
-    s = new_skiff(tmp_path_factory.mktemp("mesh"))
-    s.extra_args = ["--pod-network", "namespaces"]
+    tmp = tmp_path_factory.mktemp("mesh")
+    s = new_skiff(tmp)
+    s.extra_args = ["--pod-network", "namespaces", "--domain", DOMAIN]
     wait_pod_network_free()
     s.start()
     try:
+        # 1.3 and 1.4: the wildcard certificate, the gateways, Knative Serving on Istio
+        subprocess.run(["bash", str(SETUP / "certs.sh")], cwd=tmp, env=s.env(), check=True,
+                       capture_output=True, timeout=60)
+        for f in ("02-istio-knative-gateways.yaml", "03-knative-serving-config.yaml"):
+            s.kubectl("apply", "-f", str(SETUP / f))
         for f in sorted(EXAMPLE.glob("0*.yaml")):
             r = s.skiff("apply", "-f", str(f))
             assert r.returncode == 0, f"{f.name}: {r.stdout}\n{r.stderr}"
@@ -164,3 +173,106 @@ def test_authz_check_agrees_with_the_traffic(mesh: Skiff) -> None:
                       "test-webapp.team-bravo-1", "-o", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["allowed"] is True, ok.stdout + ok.stderr
     assert deny.returncode == 1 and json.loads(deny.stdout)["allowed"] is False, deny.stdout
+
+
+def _client_cert(tmp: Path, name: str, spiffe: str, issuer: tuple[bytes, bytes] | None,
+                 expired: bool = False) -> tuple[Path, Path]:
+    """A client certificate with a SPIFFE URI SAN, signed by `issuer` (cert, key PEM) or by a
+    CA of its own; files a pod can read (pods see the host's file system)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    if issuer is None:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "elsewhere")])
+        ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                   .sign(ca_key, hashes.SHA256()))
+    else:
+        ca_cert = x509.load_pem_x509_certificate(issuer[0])
+        ca_key = serialization.load_pem_private_key(issuer[1], None)  # type: ignore[assignment]
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = ((now - dt.timedelta(days=2), now - dt.timedelta(days=1)) if expired
+                  else (now - dt.timedelta(minutes=5), now + dt.timedelta(hours=1)))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(spiffe)]), True)
+            .sign(ca_key, hashes.SHA256()))
+    crt, k = tmp / f"{name}.crt", tmp / f"{name}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    os.chmod(tmp, 0o755)
+    os.chmod(crt, 0o644)
+    os.chmod(k, 0o644)
+    return crt, k
+
+
+def test_client_certificates_that_are_not_the_mesh_s_are_refused_with_the_reason(
+        mesh: Skiff, tmp_path: Path) -> None:
+    """From outside the mesh with curl --cert: a certificate of another CA and an expired one
+    of the mesh's CA fail the handshake (the sidecar's log says why); a valid one of the
+    mesh's CA gets through the handshake, and the policy answers for its identity."""
+    secret = mesh.kubectl_json("get", "secret", "istio-ca-secret", "-n", "istio-system")
+    import base64
+    ca = (base64.b64decode(secret["data"]["ca-cert.pem"]),
+          base64.b64decode(secret["data"]["ca-key.pem"]))
+    spiffe = "spiffe://cluster.local/ns/outsider/sa/default"
+    ip = pod_ip(mesh, "team-bravo-1", "serving.knative.dev/service=test-webapp")
+    pod = mesh.kubectl("get", "pods", "-n", "team-bravo-1", "-l",
+                       "serving.knative.dev/service=test-webapp", "-o",
+                       "jsonpath={.items[0].metadata.name}").stdout
+    for name, issuer, expired in (("other-ca", None, False), ("expired", ca, True)):
+        crt, key = _client_cert(tmp_path, name, spiffe, issuer, expired)
+        r = exec_curl(mesh, "-sk", "--cert", str(crt), "--key", str(key),
+                      f"https://{ip}:8080/", ns="outsider")
+        assert r.returncode in (35, 52, 56) and r.stdout == "", (name, r.returncode, r.stderr)
+    log = mesh.kubectl("logs", "-n", "team-bravo-1", pod, "-c", "istio-proxy").stdout
+    assert "inbound connection refused" in log and "CERTIFICATE" in log.upper(), log
+    assert "expired" in log.lower(), log
+    crt, key = _client_cert(tmp_path, "valid", spiffe, ca)
+    r = exec_curl(mesh, "-sk", "--cert", str(crt), "--key", str(key), f"https://{ip}:8080/",
+                  ns="outsider")
+    assert r.stdout == "RBAC: access denied", (r.returncode, r.stdout, r.stderr)
+
+
+LOCAL_GATEWAY_ISTIO_MUTUAL = """
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata: {name: knative-local-gateway, namespace: knative-serving}
+spec:
+  selector: {knative: ingressgateway}
+  servers:
+    - port: {number: 8081, name: https, protocol: HTTPS}
+      tls: {mode: ISTIO_MUTUAL}
+      hosts: ["*"]
+"""
+
+
+def test_local_gateway_istio_mutual_admits_only_the_mesh(mesh: Skiff) -> None:
+    """1.4.2's knative-local-gateway with ISTIO_MUTUAL: a caller without a mesh certificate
+    (the outsider's plain HTTP) is refused; meshed callers keep reaching cluster-local hosts.
+    (Last in the module: it changes the shared gateway.)"""
+    before = exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80", ns="outsider")
+    assert before.stdout == "Hello Serverless!\n", (before.returncode, before.stderr)
+    mesh.kubectl("apply", "-f", "-", input=LOCAL_GATEWAY_ISTIO_MUTUAL)
+    mesh.wait_for(lambda: exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80",
+                                    ns="outsider").returncode in (52, 56), 20,
+                  what="the local gateway to refuse plain HTTP")
+    r = exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80")
+    assert r.stdout == "Hello Serverless!\n", (r.returncode, r.stderr)
+    gw = mesh.kubectl_json("get", "gateway", "knative-local-gateway", "-n", "knative-serving")
+    ready = [c for c in gw["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True", gw["status"]

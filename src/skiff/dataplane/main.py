@@ -105,6 +105,7 @@ async def serve(args: argparse.Namespace) -> int:
     sidecars = SidecarHost()
     sidecars.route_local = proxy.route_local
     proxy.mesh_cluster = sidecars.gateway_cluster
+    proxy.mesh_server_context = sidecars.gateway_server_context
     parts: dict[str, Callable[[Any], None]] = {PART: sidecars.apply_data}
     receiver = codec.ReceiverState()
 

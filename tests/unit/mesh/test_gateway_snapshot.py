@@ -285,7 +285,8 @@ def test_unservable_servers_are_reported(server: dict[str, Any], reason: str,
 
 
 def test_local_gateway_modes() -> None:
-    """The seed's three local gateways: HTTP 8081, ISTIO_MUTUAL 8081 (plain for now), HTTPS 443."""
+    """The seed's three local gateways: HTTP 8081, ISTIO_MUTUAL 8081 (the mesh SVID, in the
+    data plane), HTTPS 443."""
     mutual = gateway("knative-local-gateway", [{
         "port": {"number": 8081, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
         "tls": {"mode": "ISTIO_MUTUAL"}}])

@@ -299,6 +299,8 @@ class GatewayProxy:
         # How to reach an endpoint a sidecar guards (mTLS with the gateway's own identity);
         # set by the data plane when the mesh is on, None: every upstream is plain.
         self.mesh_cluster: Callable[[Endpoint], Cluster | None] | None = None
+        # The gateway's mesh identity as a server (ISTIO_MUTUAL on the local gateway).
+        self.mesh_server_context: Callable[[], ssl.SSLContext | None] | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -443,6 +445,14 @@ class GatewayProxy:
         rt = self.rt
         li: Listener | None = rt.snap.listeners.get("local")
         cfg = self.configs["local"]
+        if li is not None and any(s.tls_mode == "ISTIO_MUTUAL" for s in li.servers):
+            # mesh mTLS: the gateway's own SVID, and only callers with a mesh certificate
+            if hello is None:
+                return Reject("the local gateway requires mesh mTLS (ISTIO_MUTUAL)")
+            ctx = self.mesh_server_context() if self.mesh_server_context is not None else None
+            if ctx is None:
+                return Reject("ISTIO_MUTUAL: the mesh has issued the gateway no certificate")
+            return Terminate(ctx, alpn_factory(cfg, b"https"))
         if li is None or not li.tls:
             if hello is not None:
                 return Reject("the local gateway serves plain HTTP")

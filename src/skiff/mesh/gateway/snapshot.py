@@ -29,8 +29,9 @@ hosts only through knative-serving/knative-local-gateway (config-istio's
 defaults); other Gateways bind ports and certificates but route nothing, as
 in Istio, where no VirtualService of Knative's names them.
 
-The local gateway's ISTIO_MUTUAL servers (seed 1.4.2) are served as plain
-HTTP until the mesh CA issues workload certificates.
+The local gateway's ISTIO_MUTUAL servers (seed 1.4.2) carry no credential:
+the data plane terminates them with the gateway's mesh SVID and asks callers
+for a certificate of the mesh (mesh/sidecar/host.py gives both).
 
 Errors are the upstream way: a server whose credential Secret is missing or
 malformed is skipped and its Gateway says so (Ready=False, reason
@@ -416,7 +417,7 @@ def compile_servers(gateways: Sequence[Obj], secrets: Mapping[str, Obj]
                                         f"{where}: protocol {protocol} is not served"))
                 continue
             if mode == "ISTIO_MUTUAL":
-                # mesh mTLS on the local gateway is served as plain HTTP until the mesh CA lands
+                # mesh mTLS: the certificate is the gateway's SVID, which the data plane holds
                 candidates.append(Server(ident, i, number, protocol, hosts, bind, mode))
                 continue
             if mode not in ("SIMPLE", "MUTUAL"):

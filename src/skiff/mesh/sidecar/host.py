@@ -413,6 +413,7 @@ class SidecarHost:
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
         self.gateway_clusters: dict[str, Cluster] = {}
+        self._gateway_ctx: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
@@ -428,6 +429,7 @@ class SidecarHost:
         self.vips = {(s.vip, s.port): s.endpoints for s in part.services}
         self.local_gateways = frozenset(part.local_gateways)
         self.gateway_clusters = {}
+        self._gateway_ctx = None
         task = asyncio.get_running_loop().create_task(self._converge(part))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -447,6 +449,18 @@ class SidecarHost:
             c = self.gateway_clusters[dest.spiffe_id] = Cluster(
                 name=f"outbound|{dest.spiffe_id}", tls=tls)
         return c
+
+    def gateway_server_context(self) -> ssl.SSLContext | None:
+        """The gateway's SVID as a server that requires a mesh client certificate (the local
+        gateway's ISTIO_MUTUAL), None before the mesh has issued one."""
+        p = self.part
+        if self._gateway_ctx is None and p.gateway_cert and p.root_pem:
+            try:
+                self._gateway_ctx = server_context(p.gateway_cert, p.gateway_key,
+                                                   client_ca=p.root_pem, require_client_cert=True)
+            except (ssl.SSLError, ValueError) as e:
+                log.warning("the gateway's mesh certificate is not usable: %s", e)
+        return self._gateway_ctx
 
     async def _converge(self, part: MeshPart) -> None:
         async with self._lock:
