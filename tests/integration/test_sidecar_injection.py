@@ -114,9 +114,7 @@ def test_member_pod_is_injected_and_captured(mesh: Skiff) -> None:
         return p if p is not None and _init_exit(p) is not None else None
     done = s.wait_for(init_done, timeout=60, what="istio-init to finish")
     assert _init_exit(done) == 0, json.dumps(done.get("status"), indent=1)
-    # (read from the node's log file: skiff's pods/log serves app containers only so far)
-    uid = done["metadata"]["uid"]
-    log = (s.home / "pods" / f"default_{name}_{uid}" / "istio-init" / "0.log").read_text()
+    log = s.kubectl("logs", name, "-c", "istio-init").stdout
     assert "table inet skiff-capture applied" in log, log
 
     # Both containers run; kubectl counts two.

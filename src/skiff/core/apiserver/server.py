@@ -529,7 +529,8 @@ class ApiServer:
                     "kubectl.kubernetes.io/default-container", names[0])
             else:
                 container = names[0] if names else ""
-        if container not in names:
+        inits = [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []]
+        if container not in names and container not in inits:
             raise bad_request(f"container {container} is not valid for pod {t.name}")
         return pod, container
 
