@@ -49,7 +49,7 @@ def ns(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def now(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
-    clock = [dt.datetime(2026, 12, 3, 8, 0, tzinfo=dt.timezone.utc)]
+    clock = [dt.datetime(2026, 12, 3, 8, 0, tzinfo=dt.UTC)]
     monkeypatch.setattr(controller, "utcnow", lambda: clock[0])
     return clock
 
