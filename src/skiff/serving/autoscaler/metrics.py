@@ -149,6 +149,8 @@ class TimedFloat64Buckets:
 
         Upstream's test helper forEachBucket; it presumes data within the window.
         """
+        if self.first_write is None:
+            return []
         n = len(self.buckets)
         count = n - self._span(self._truncate(now), self.last_write)
         out = []
