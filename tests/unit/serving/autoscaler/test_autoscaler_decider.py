@@ -77,7 +77,7 @@ def expect(got: ScaleResult, pods: int, want_ebc: int) -> None:
 ])
 def test_autoscaler_scale(label: str, target: float, tbc: float, stable: float, panic: float,
                           ready: int, prep: dict[str, object], pods: int, want_ebc: int) -> None:
-    a = Scaler(spec(target, tbc, **prep), ready=1)
+    a = Scaler(replace(spec(target, tbc), **prep), ready=1)  # type: ignore[arg-type]
     a.ready = ready
     expect(a.scale(T0, stable, panic), pods, want_ebc)
 
