@@ -190,18 +190,25 @@ async def fixed_rate(host: str, port: int, rate: float, seconds: float,
             bad += 1
         free.append(c)
 
-    for _ in range(conns):
+    async def connect() -> None:
         _, proto = await loop.create_connection(lambda: _Conn(done), host, port)
         free.append(proto)
+
+    for _ in range(conns):
+        await connect()
     total = int(rate * seconds)
     warm = int(rate * 0.5)          # the first half second warms connections and caches
     start = time.perf_counter()
-    sent = late = 0
+    sent = late = reconnects = 0
     while sent < total + warm:
         now = time.perf_counter()
         due = min(int((now - start) * rate) + 1, total + warm)
         while sent < due and free:
             c = free.popleft()
+            if c.lost:              # the server closed it (keep-alive request limit): replace
+                reconnects += 1
+                loop.create_task(connect())
+                continue
             c.sent = time.perf_counter()
             if c.sent - (start + sent / rate) > 0.001 and sent >= warm:
                 late += 1           # sent over 1 ms after its time: every connection was busy
@@ -219,7 +226,7 @@ async def fixed_rate(host: str, port: int, rate: float, seconds: float,
     return {"rate": sent / (time.perf_counter() - start), "n": len(measured),
             "p50_ms": pct(measured, 50), "p90_ms": pct(measured, 90),
             "p99_ms": pct(measured, 99), "max_ms": max(measured) if measured else float("nan"),
-            "late": late, "non_200": bad, "unanswered": sent - len(lat)}
+            "late": late, "reconnects": reconnects, "non_200": bad, "unanswered": sent - len(lat)}
 
 
 # --- memory -------------------------------------------------------------------------------

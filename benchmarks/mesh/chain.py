@@ -140,9 +140,10 @@ http {{
 """
 
 NGINX_A = """
-  upstream peer {{ server {web_ip}:{b_port}; keepalive 256; }}
+  upstream peer {{ server {web_ip}:{b_port}; keepalive 256; keepalive_requests 10000000; }}
   server {{
     listen 127.0.0.1:{a_port};
+    keepalive_requests 10000000;
     location / {{
       proxy_pass https://peer;
       proxy_http_version 1.1;
@@ -162,9 +163,10 @@ NGINX_A = """
 """
 
 NGINX_B = """
-  upstream app {{ server 127.0.0.1:8080; keepalive 256; }}
+  upstream app {{ server 127.0.0.1:8080; keepalive 256; keepalive_requests 10000000; }}
   server {{
     listen 0.0.0.0:{b_port} ssl;
+    keepalive_requests 10000000;
     ssl_certificate {pki}/server.crt;
     ssl_certificate_key {pki}/server.key;
     ssl_client_certificate {pki}/ca.crt;

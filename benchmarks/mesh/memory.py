@@ -69,17 +69,26 @@ spec:
 """
 
 
+def container_of(p: psutil.Process) -> str | None:
+    """The container a pod process runs: its stdout is <home>/pods/<pod>/<container>/<n>.log
+    (or .pipe). Forked children keep the fork server's cmdline, so that is no guide."""
+    try:
+        out = os.readlink(f"/proc/{p.pid}/fd/1")
+    except OSError:
+        return None
+    parts = Path(out).parts
+    if "pods" in parts and len(parts) >= 3 and parts[-1].split(".")[-1] in ("log", "pipe"):
+        return parts[-2]
+    return None
+
+
 def proxy_and_apps(root_pid: int) -> tuple[list[psutil.Process], list[psutil.Process]]:
     proxies, apps = [], []
     for p in psutil.Process(root_pid).children(recursive=True):
-        try:
-            cmd = p.cmdline()
-        except psutil.Error:
-            continue
-        if "skiff.node.images.proxyv2" in cmd and "proxy" in cmd:
+        name = container_of(p)
+        if name == "istio-proxy":
             proxies.append(p)
-        elif any("forkserver" in c for c in cmd) and p.parent() is not None and \
-                any("forkserver" in c for c in p.parent().cmdline()):
+        elif name == "web":
             apps.append(p)
     return proxies, apps
 
@@ -168,13 +177,14 @@ def print_report(r: dict[str, Any], counts: list[int]) -> None:
     print(f"\nmeshed pod memory, {r['started']}, nproc {r['nproc']}, Python {r['python']}, load "
           f"{r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (MiB)")
     print(f"{'meshed pods':<12} {'DP RSS':>8} {'DP PSS':>8} {'DP USS':>8} {'DP fds':>7} "
-          f"{'proxies':>7} {'proxy PSS sum':>13} {'PSS mean':>9} {'USS mean':>9} {'RSS mean':>9}")
+          f"{'proxies':>7} {'proxy PSS sum':>13} {'PSS mean':>9} {'USS mean':>9} {'RSS mean':>9} "
+          f"{'app PSS mean':>12}")
     for row in rows:
         d = row["dataplane"]
         print(f"{row['count']!s:<12} {d['rss']:>8.1f} {d['pss']:>8.1f} {d['uss']:>8.1f} "
               f"{row['dataplane_fds']:>7} {row['proxies']:>7} {row['proxy_pss_sum']:>13.1f} "
               f"{row['proxy_pss_mean']:>9.2f} {row['proxy_uss_mean']:>9.2f} "
-              f"{row['proxy_rss_mean']:>9.2f}")
+              f"{row['proxy_rss_mean']:>9.2f} {row['app_pss_mean']:>12.2f}")
     measured = [row for row in rows if isinstance(row["count"], int)]
     zero = measured[0]
     top = max(measured, key=lambda x: x["count"])
