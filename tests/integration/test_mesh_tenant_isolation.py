@@ -248,6 +248,63 @@ def test_client_certificates_that_are_not_the_mesh_s_are_refused_with_the_reason
     assert r.stdout == "RBAC: access denied", (r.returncode, r.stdout, r.stderr)
 
 
+ECHO = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: team-alpha-1}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata:
+      labels: {app: echo}
+      annotations: {sidecar.istio.io/inject: "true"}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: echo
+          image: docker.io/openshift/hello-openshift
+          env: [{name: RESPONSE, value: "echo"}]
+          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: team-alpha-1}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+DISABLE_TLS = """
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: echo-plain, namespace: team-alpha-1}
+spec:
+  host: echo.team-alpha-1.svc.cluster.local
+  trafficPolicy: {tls: {mode: DISABLE}}
+"""
+
+
+def test_a_service_by_its_cluster_ip_and_destination_rule_tls(mesh: Skiff) -> None:
+    """A plain Service in the mesh: its ClusterIP is resolved by the caller's sidecar (mTLS to
+    the endpoint); a DestinationRule with tls DISABLE makes the caller speak plaintext, which
+    the STRICT destination resets, so the caller's sidecar answers Envoy's 503, as Istio's
+    does; without the rule, mTLS again."""
+    mesh.kubectl("apply", "-f", "-", input=ECHO)
+    mesh.kubectl("rollout", "status", "deployment/echo", "-n", "team-alpha-1",
+                 "--timeout=60s", timeout=70)
+    mesh.wait_for(lambda: exec_curl(mesh, "-s", "http://echo").stdout == "echo\n", 20,
+                  what="echo through its ClusterIP")
+    mesh.kubectl("apply", "-f", "-", input=DISABLE_TLS)
+    refused = mesh.wait_for(
+        lambda: (r := exec_curl(mesh, "-s", "-i", "http://echo")).stdout.startswith(
+            "HTTP/1.1 503") and r, 20, what="plaintext to be refused")
+    assert "upstream connect error or disconnect/reset before headers" in refused.stdout
+    mesh.kubectl("delete", "destinationrule", "echo-plain", "-n", "team-alpha-1")
+    mesh.wait_for(lambda: exec_curl(mesh, "-s", "http://echo").stdout == "echo\n", 20,
+                  what="mTLS again")
+
+
 LOCAL_GATEWAY_ISTIO_MUTUAL = """
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway

@@ -548,7 +548,7 @@ KINDS: list[Kind] = [
 # Accepted and stored, not acted on yet: each says so (see Kind.not_implemented).
 _NOT_IMPLEMENTED = {
     "VirtualService": "VirtualService is not implemented yet: it does not change routing",
-    "DestinationRule": "DestinationRule is not implemented yet: it does not change traffic policy or TLS",
+    "DestinationRule": "DestinationRule: only trafficPolicy.tls (ISTIO_MUTUAL/DISABLE, per port) is followed by the sidecars; load balancing, connection pools, outlier detection and subsets do nothing yet",
     "ServiceEntry": "ServiceEntry is not implemented yet: it adds nothing to the mesh",
     # Enforced by the sidecars when pods have network namespaces: the platform clears these
     # then, and says why not on the shared loopback (platform._enforcement_note).

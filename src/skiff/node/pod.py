@@ -441,7 +441,7 @@ class PodWorker:
             base["PYTHONUNBUFFERED"] = "1"
         base.update(img.env)
         ctx = env.EnvContext(
-            port=ports.container_port(run.spec, self.mapping, self.keys),
+            port=ports.container_port(run.spec, self.mapping, self.keys, self.isolated),
             api_host=self.ctx.api_host, api_port=self.ctx.api_port, pod_ip=self.pod_ip,
             node_name=self.ctx.node_name, configmaps=found["ConfigMap"],
             secrets=found["Secret"], image_env=base, node_allocatable=self.ctx.node_allocatable)

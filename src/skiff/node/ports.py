@@ -57,12 +57,17 @@ def port_annotations(mapping: dict[str, int], keys: list[str]) -> dict[str, str]
             PORTS_ANNOTATION: json.dumps({k: mapping[k] for k in keys}, separators=(",", ":"))}
 
 
-def container_port(container: Obj, mapping: dict[str, int], keys: list[str]) -> int:
-    """$PORT for a container: its first declared port's host port, else the pod's primary."""
+def container_port(container: Obj, mapping: dict[str, int], keys: list[str],
+                   isolated: bool = False) -> int:
+    """$PORT for a container: its first declared port's host port, else the pod's primary; in
+    a pod with its own network, a container that declares none gets 8080 (what the images
+    listen on by default), not another container's port (an injected sidecar's 15090)."""
     for p in container.get("ports") or []:
         key = str(p.get("containerPort", ""))
         if key in mapping:
             return mapping[key]
+    if isolated:
+        return DEFAULT_OWN_PORT
     return mapping[keys[0]]
 
 
@@ -74,7 +79,7 @@ def port_for(pod: Obj, container: Obj, port: object, mapping: dict[str, int],
     container's $PORT, and so does a number the pod did not declare. None
     when a name cannot be resolved.
     """
-    own = container_port(container, mapping, keys)
+    own = container_port(container, mapping, keys, isolated)
     if port in (None, "", 0, "0"):
         return own
     if isinstance(port, str) and not port.isdigit():

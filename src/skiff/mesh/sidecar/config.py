@@ -13,7 +13,8 @@ and serves it. Like Envoy's xDS for a sidecar, it holds:
   VirtualService (cluster-local Knative hosts go straight to the revision's
   pods with the caller's identity, as net-istio's `<route>-mesh` does);
 - policies: the AuthorizationPolicy objects (compiled once per part in the
-  data plane by mesh/authz);
+  data plane by mesh/authz), and the DestinationRules whose tls mode the
+  caller's sidecar follows (mesh/peerauth.outbound_tls; auto mTLS without);
 - the root certificate and the ingress gateway's own SVID (the gateway
   speaks mTLS to meshed pods).
 
@@ -86,6 +87,8 @@ class MeshPart:
     services: tuple[ServiceVip, ...] = ()
     local_gateways: tuple[tuple[str, int], ...] = ()
     policies: tuple[Mapping[str, Any], ...] = ()
+    destination_rules: tuple[Mapping[str, Any], ...] = ()
+    auto_mtls: bool = True
     gateway_cert: bytes = b""
     gateway_key: bytes = b""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -113,6 +116,8 @@ def encode(part: MeshPart) -> dict[str, Any]:
                      for s in part.services],
         "localGateways": [list(g) for g in part.local_gateways],
         "policies": [dict(p) for p in part.policies],
+        "destinationRules": [dict(p) for p in part.destination_rules],
+        "autoMtls": part.auto_mtls,
         "gatewayCert": _b64(part.gateway_cert), "gatewayKey": _b64(part.gateway_key),
     }
 
@@ -201,6 +206,12 @@ def decode(d: Any) -> MeshPart:
     policies = _list(d.get("policies", []), "policies", MAX_POLICIES)
     if not all(isinstance(p, dict) for p in policies):
         raise ValueError("policies must be objects")
+    rules = _list(d.get("destinationRules", []), "destinationRules", MAX_POLICIES)
+    if not all(isinstance(p, dict) for p in rules):
+        raise ValueError("destinationRules must be objects")
+    auto = d.get("autoMtls", True)
+    if not isinstance(auto, bool):
+        raise ValueError("autoMtls must be a boolean")
     return MeshPart(
         root_pem=_bytes(d, "rootPem", "mesh"), trust_domain=_str(d, "trustDomain", "mesh"),
         root_namespace=_str(d, "rootNamespace", "mesh"),
@@ -209,5 +220,5 @@ def decode(d: Any) -> MeshPart:
         services=tuple(services),
         local_gateways=tuple(_endpoint(g, f"localGateways[{i}]") for i, g in
                              enumerate(_list(d.get("localGateways", []), "localGateways", 64))),
-        policies=tuple(policies),
+        policies=tuple(policies), destination_rules=tuple(rules), auto_mtls=auto,
         gateway_cert=_bytes(d, "gatewayCert", "mesh"), gateway_key=_bytes(d, "gatewayKey", "mesh"))

@@ -142,6 +142,7 @@ def compile_part(pods: Iterable[Obj], services: Iterable[Obj], slices: Iterable[
                  policies: Iterable[Obj], cfg: membership.MeshConfig, root_pem: bytes,
                  issue: Issue, netns_of: NetnsOf, log_path_of: LogPathOf,
                  mtls_of: Callable[[Obj], tuple[str, tuple[tuple[int, str], ...]]],
+                 destination_rules: Iterable[Obj] = (),
                  ) -> MeshPart:
     """The mesh part from the caches. `issue` gives an identity's (cert, key) (a cache in the
     shell), `netns_of` the pod's network namespace (None: not running on this node yet),
@@ -176,7 +177,8 @@ def compile_part(pods: Iterable[Obj], services: Iterable[Obj], slices: Iterable[
                     services=service_vips(services, slices),
                     local_gateways=local_gateway_vips(services),
                     policies=tuple(_policy_view(p) for p in policies),
-                    gateway_cert=gw_cert, gateway_key=gw_key)
+                    destination_rules=tuple(_policy_view(r) for r in destination_rules),
+                    auto_mtls=cfg.auto_mtls, gateway_cert=gw_cert, gateway_key=gw_key)
 
 
 def inbound_mtls(peer_auths: list[Obj], cfg: membership.MeshConfig, pod: Obj,
@@ -191,7 +193,7 @@ def inbound_mtls(peer_auths: list[Obj], cfg: membership.MeshConfig, pod: Obj,
 
 
 def _policy_view(p: Obj) -> Obj:
-    """What the data plane needs of an AuthorizationPolicy (no managedFields or status)."""
+    """What the data plane needs of a policy or rule (no managedFields or status)."""
     m = _meta(p)
     return {"apiVersion": p.get("apiVersion"), "kind": p.get("kind"),
             "metadata": {k: m[k] for k in ("name", "namespace", "annotations",
@@ -238,6 +240,7 @@ class SidecarController:
                 ("slices", Ref("discovery.k8s.io/v1", "EndpointSlice"), _fp_spec),
                 ("authz", Ref("security.istio.io/v1beta1", "AuthorizationPolicy"), _fp_spec),
                 ("peerauth", Ref("security.istio.io/v1beta1", "PeerAuthentication"), _fp_spec),
+                ("destrules", Ref("networking.istio.io/v1beta1", "DestinationRule"), _fp_spec),
                 ("smcp", membership.SMCP, _fp_spec),
                 ("smmr", membership.SMMR, _fp_spec),
                 ("smm", membership.SMM, _fp_spec),
@@ -306,7 +309,8 @@ class SidecarController:
             part = compile_part(self._items("pods"), self._items("services"),
                                 self._items("slices"), self._items("authz"), cfg, ca.root_pem,
                                 issue, self.netns_of, self.log_path_of,
-                                lambda pod: self.mtls_for(peer_auths, cfg, pod))
+                                lambda pod: self.mtls_for(peer_auths, cfg, pod),
+                                self._items("destrules"))
         if part == self.published:
             return part
         self.published = part

@@ -67,6 +67,7 @@ from skiff.dataplane.proxy.listener import (
 )
 from skiff.dataplane.proxy.tls import ClientHello, server_context
 from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, Workload, compile_policies, decide
+from skiff.mesh.peerauth import outbound_tls
 from skiff.mesh.sidecar.config import (
     EMPTY,
     HEALTH_PORT,
@@ -75,6 +76,7 @@ from skiff.mesh.sidecar.config import (
     PROBE_PORT,
     PROXY_MARK,
     MeshPart,
+    ServiceVip,
     SidecarWorkload,
 )
 from skiff.node.network.sandbox import inside
@@ -183,6 +185,7 @@ class PodSidecar:
                                          require_client_cert=True)
         self.ctx_permissive = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root)
         self._mtls: dict[str, Cluster] = {}
+        self._tls_modes: dict[tuple[str, int, str, int], str] = {}
         self.probers = {path: json.loads(spec) for path, spec in w.app_probers}
 
     def update(self, w: SidecarWorkload) -> None:
@@ -327,20 +330,44 @@ class PodSidecar:
             return self._to(ep, extra, rewrite)
         svc = host.vips.get(odst)
         if svc is not None:
-            eps = svc
+            eps = svc.endpoints
             if not eps:
                 return NO_HEALTHY
             n = host.rr.get(odst, 0)
             host.rr[odst] = n + 1
-            return self._to(eps[n % len(eps)])
+            return self._to(eps[n % len(eps)], service=svc)
         return self._to(odst)
 
     def _to(self, ep: tuple[str, int], extra: bytes = b"", rewrite: bytes | None = None,
-            ) -> Forward:
+            service: ServiceVip | None = None) -> Forward:
         dest = self.host.by_ip.get(ep[0])
         if dest is None:
             return Forward(ep, extra, rewrite, self.plain_out)
+        if service is not None and self.host.part.destination_rules:
+            mode = self._tls_mode(service, dest, ep[1])
+            if mode != "ISTIO_MUTUAL":
+                # DISABLE (and the app-level SIMPLE/MUTUAL, which the app speaks itself)
+                return Forward(ep, extra, rewrite, self.plain_out)
+        elif dest.mode_for(ep[1]) == "DISABLE" or not self.host.part.auto_mtls:
+            return Forward(ep, extra, rewrite, self.plain_out)
         return Forward(ep, extra, rewrite, self._mtls_to(dest))
+
+    def _tls_mode(self, svc: ServiceVip, dest: SidecarWorkload, port: int) -> str:
+        """What the caller's DestinationRules say for this service port (auto mTLS without)."""
+        key = (svc.service, svc.port, dest.uid, port)
+        mode = self._tls_modes.get(key)
+        if mode is None:
+            ns, _, name = svc.service.partition("/")
+            part = self.host.part
+            mode = outbound_tls(part.destination_rules, f"{name}.{ns}.svc.cluster.local",
+                                svc.port, self.w.namespace, root_namespace=part.root_namespace,
+                                auto_mtls=part.auto_mtls, destination_has_sidecar=True,
+                                destination_mtls=dest.mode_for(port),
+                                client_labels=dict(self.w.labels))
+            if len(self._tls_modes) > 4096:
+                self._tls_modes.clear()
+            self._tls_modes[key] = mode
+        return mode
 
     def _mtls_to(self, dest: SidecarWorkload) -> Cluster:
         c = self._mtls.get(dest.spiffe_id)
@@ -408,7 +435,7 @@ class SidecarHost:
         self.pods: dict[str, PodSidecar] = {}
         self.policies: PolicySet = compile_policies([])
         self.by_ip: dict[str, SidecarWorkload] = {}
-        self.vips: dict[tuple[str, int], tuple[tuple[str, int], ...]] = {}
+        self.vips: dict[tuple[str, int], ServiceVip] = {}
         self.rr: dict[tuple[str, int], int] = {}
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
@@ -426,7 +453,9 @@ class SidecarHost:
         self.part = part
         self.policies = compile_policies(part.policies, part.root_namespace)
         self.by_ip = {w.ip: w for w in part.workloads}
-        self.vips = {(s.vip, s.port): s.endpoints for s in part.services}
+        self.vips = {(s.vip, s.port): s for s in part.services}
+        for sc in self.pods.values():
+            sc._tls_modes.clear()
         self.local_gateways = frozenset(part.local_gateways)
         self.gateway_clusters = {}
         self._gateway_ctx = None
