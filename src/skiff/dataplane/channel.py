@@ -65,6 +65,9 @@ class SnapshotServer:
         self.snapshot: Snapshot | None = None
         self.parts: dict[str, Mapping[str, Any]] = {}     # the latest data of each part
         self.on_ack: Callable[[int], None] = lambda _v: None
+        # the autoscaler's inputs from the data plane (serving/autoscaler/stats.py)
+        self.on_stats: Callable[[dict[str, dict[str, float]]], None] = lambda _s: None
+        self.on_poke: Callable[[str], None] = lambda _c: None
         self.conns: list[_Conn] = []
         self._server: asyncio.AbstractServer | None = None
         self._changed = asyncio.Event()
@@ -190,6 +193,12 @@ class SnapshotServer:
                     c.acked = max(c.acked, int(msg["version"]))
                     self._changed.set()
                     self.on_ack(c.acked)
+                elif msg["type"] == "stats":
+                    self.on_stats(codec.decode_stats(msg.get("clusters")))
+                elif msg["type"] == "poke":
+                    cluster = msg.get("cluster")
+                    if isinstance(cluster, str) and 0 < len(cluster) <= 512:
+                        self.on_poke(cluster)
                 elif msg["type"] == "nack":
                     log.warning("data plane %d refused version %s: %s", c.pid, msg["version"],
                                 msg.get("error"))
@@ -216,9 +225,29 @@ async def say_hello_and_close(path: Path, error: str) -> None:
         writer.close()
 
 
+class Outbox:
+    """The data plane's way to talk to the control plane between acks (stats, pokes): a
+    message is written if connected, dropped if not (the next second's stats replace it)."""
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+
+    def send(self, msg: Mapping[str, Any]) -> bool:
+        w = self.writer
+        if w is None or w.is_closing():
+            return False
+        # a stalled control plane must not grow this buffer without bound
+        transport = w.transport
+        if transport.get_write_buffer_size() > 4 * 1024 * 1024:
+            return False
+        w.write(codec.frame(msg))
+        return True
+
+
 async def run_client(path: Path, receiver: codec.ReceiverState,
                      apply: Callable[[codec.Update], None],
-                     connected: asyncio.Event | None = None, retry: float = 0.05) -> None:
+                     connected: asyncio.Event | None = None, retry: float = 0.05,
+                     outbox: Outbox | None = None) -> None:
     """Connect, hello, then apply and ack updates, forever (cancel to end)."""
     waited = False
     while True:
@@ -236,6 +265,8 @@ async def run_client(path: Path, receiver: codec.ReceiverState,
             writer.write(codec.frame(codec.hello_message(os.getpid(), receiver.version)))
             if connected is not None:
                 connected.set()
+            if outbox is not None:
+                outbox.writer = writer
             await _receive(reader, writer, receiver, apply)
         except (asyncio.IncompleteReadError, ConnectionError):
             log.warning("control plane went away: serving the last snapshot (version %d)",
@@ -244,6 +275,8 @@ async def run_client(path: Path, receiver: codec.ReceiverState,
             log.warning("control plane sent a frame that cannot be read (%s): reconnecting; "
                         "serving the last snapshot (version %d)", e, receiver.version)
         finally:
+            if outbox is not None:
+                outbox.writer = None
             writer.close()
         await asyncio.sleep(retry)
 

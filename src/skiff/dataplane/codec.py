@@ -12,7 +12,9 @@ Every message is an object with "type" and, for updates, a "version":
   decodes and checks it: this module only carries it);
 - data plane -> control plane: "hello" (pid, the version it serves, and the
   error that stopped it binding its listeners, if one did), "ack" (version)
-  and "nack" (version, error).
+  and "nack" (version, error); "stats" (per revision cluster: requests in
+  flight and started, every second) and "poke" (a request waits for a
+  revision with no ready pod): the autoscaler's inputs.
 Versions increase monotonically; ReceiverState.accept() refuses a message
 older than or equal to the one applied, so a data plane never goes back.
 Decoding checks every field's type and bounds frames by MAX_FRAME: a bad
@@ -82,7 +84,8 @@ def parse(body: bytes) -> dict[str, Any]:
         raise CodecError(f"not JSON: {e}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise CodecError("not a message object with a type")
-    if msg["type"] not in ("snapshot", "endpoints", "part", "hello", "ack", "nack"):
+    if msg["type"] not in ("snapshot", "endpoints", "part", "hello", "ack", "nack", "stats",
+                           "poke"):
         raise CodecError(f"unknown message type {msg['type']!r}")
     if msg["type"] != "hello" and not _is_int(msg.get("version")):
         raise CodecError("version must be an integer")
@@ -118,6 +121,35 @@ def ack_message(version: int) -> dict[str, Any]:
 
 def nack_message(version: int, error: str) -> dict[str, Any]:
     return {"type": "nack", "version": version, "error": error}
+
+
+MAX_STAT_CLUSTERS = 10_000
+
+
+def stats_message(clusters: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Data plane -> control plane, every second: per revision cluster, requests in flight
+    (averaged over the period) and requests started (the autoscaler's metrics)."""
+    return {"type": "stats", "version": 0, "clusters": {k: dict(v) for k, v in clusters.items()}}
+
+
+def poke_message(cluster: str) -> dict[str, Any]:
+    """Data plane -> control plane: a request waits for a revision that has no ready pod."""
+    return {"type": "poke", "version": 0, "cluster": cluster}
+
+
+def decode_stats(d: Any) -> dict[str, dict[str, float]]:
+    """A stats message's clusters, checked (CodecError when malformed or too many)."""
+    clusters = _obj(d, "clusters")
+    if len(clusters) > MAX_STAT_CLUSTERS:
+        raise CodecError(f"clusters: {len(clusters)} entries, more than {MAX_STAT_CLUSTERS}")
+    out: dict[str, dict[str, float]] = {}
+    for k, v in clusters.items():
+        vals = _obj(v, f"clusters[{k}]")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
+                   for x in vals.values()):
+            raise CodecError(f"clusters[{k}]: values must be non-negative numbers")
+        out[str(k)] = {str(n): float(x) for n, x in vals.items()}
+    return out
 
 
 # --- the receiver's decision -----------------------------------------------------------

@@ -42,6 +42,7 @@ from skiff.dataplane.model import GatewaySettings
 log = logging.getLogger("skiff.dataplane")
 
 BIND_FAILED = 3
+STATS_PERIOD = 1.0          # queue-proxy's reporting period
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +76,7 @@ async def serve(args: argparse.Namespace) -> int:
     from skiff.mesh.sidecar.config import PART
     from skiff.mesh.sidecar.host import SidecarHost
     from skiff.router.router import Router, router_pki_paths
+    from skiff.serving.activator import Activator, ActivatorHooks
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -101,12 +103,21 @@ async def serve(args: argparse.Namespace) -> int:
         await channel.say_hello_and_close(args.socket, f"the data plane cannot listen: {e}")
         return BIND_FAILED
 
+    # The activator: holds requests for revisions at zero, counts requests per revision.
+    outbox = channel.Outbox()
+    activator = Activator(poke=lambda cluster: outbox.send(codec.poke_message(cluster)))
+    hooks = ActivatorHooks(activator)
+    proxy.activator = activator
+    for cfg in proxy.configs.values():
+        cfg.hooks = (*cfg.hooks, hooks)
     # The mesh's sidecars (a node proxy: each meshed pod's listeners live in its namespace).
     sidecars = SidecarHost()
+    sidecars.outbound_hooks = (hooks,)
     sidecars.route_local = proxy.route_local
     proxy.mesh_cluster = sidecars.gateway_cluster
     proxy.mesh_server_context = sidecars.gateway_server_context
-    parts: dict[str, Callable[[Any], None]] = {PART: sidecars.apply_data}
+    parts: dict[str, Callable[[Any], None]] = {PART: sidecars.apply_data,
+                                               "activator": activator.apply_part}
     receiver = codec.ReceiverState()
 
     def apply(update: codec.Update) -> None:
@@ -124,10 +135,20 @@ async def serve(args: argparse.Namespace) -> int:
         else:
             proxy.update_endpoints(update.endpoints)
 
-    client = asyncio.create_task(channel.run_client(args.socket, receiver, apply))
+    client = asyncio.create_task(channel.run_client(args.socket, receiver, apply,
+                                                    outbox=outbox))
+
+    async def report_stats() -> None:
+        while True:
+            await asyncio.sleep(STATS_PERIOD)
+            report = activator.report()
+            if report:
+                outbox.send(codec.stats_message(report))
+    reporter = asyncio.create_task(report_stats())
     await stop.wait()
     client.cancel()
-    await asyncio.gather(client, return_exceptions=True)
+    reporter.cancel()
+    await asyncio.gather(client, reporter, return_exceptions=True)
     await router.stop()
     await sidecars.stop()
     await proxy.stop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,10 @@ class IngressComponent:
         default_cert = (self.pki.ingress_cert.read_bytes(), self.pki.ingress_key.read_bytes())
         try:
             await self.supervisor.ready()
+            stats = getattr(p, "revision_stats", None)
+            if stats is not None:       # the autoscaler's inputs (serving/autoscaler/stats.py)
+                self.server.on_stats = lambda clusters: stats.record(time.monotonic(), clusters)
+                self.server.on_poke = stats.poke
             self.controller = GatewayController(p.client, self.server, self.settings, default_cert)
             await self.controller.start()
             if getattr(getattr(p, "network", None), "bridge_ip", None):

@@ -267,7 +267,7 @@ NO_CONN = ConnContext(None)
 class RequestHead:
     """A parsed request head, as a dispatcher sees it."""
     __slots__ = ("method", "target", "host", "lines", "captured", "client", "scheme", "version",
-                 "keep_alive", "chunked", "content_length", "conn")
+                 "keep_alive", "chunked", "content_length", "conn", "tag")
 
     def __init__(self, method: bytes, target: bytes, host: bytes, lines: list[bytes],
                  captured: dict[bytes, bytes], client: bytes, scheme: bytes, version: str,
@@ -285,6 +285,7 @@ class RequestHead:
         self.chunked = chunked            # request body framed by chunked encoding
         self.content_length = content_length   # -1: none given
         self.conn = conn                  # the downstream connection's context
+        self.tag: str | None = None       # the dispatcher's note for its hooks (a cluster)
 
     @property
     def has_body(self) -> bool:

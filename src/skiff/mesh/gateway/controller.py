@@ -63,6 +63,8 @@ SECRET = Ref("v1", "Secret")
 INGRESS = Ref("networking.internal.knative.dev/v1alpha1", "Ingress")
 POD = Ref("v1", "Pod")
 KNATIVE_SERVING = Ref("operator.knative.dev/v1beta1", "KnativeServing")
+SKS = Ref("networking.internal.knative.dev/v1alpha1", "ServerlessService")
+ACTIVATOR_PART = "activator"
 
 Key = tuple[str, str]
 Fingerprint = Callable[[Obj], Any]
@@ -99,6 +101,10 @@ def fp_pod(o: Obj) -> Any:
                 for c in (o.get("status") or {}).get("conditions") or [])
     return (rev, ready, (m.get("annotations") or {}).get(PORT_ANNOTATION),
             (o.get("status") or {}).get("podIP"), bool(m.get("deletionTimestamp")))
+
+
+def fp_sks(o: Obj) -> Any:
+    return (o.get("spec") or {}).get("mode")
 
 
 def fp_knative_serving(o: Obj) -> Any:
@@ -230,6 +236,8 @@ class Publisher(Protocol):
 
     def publish_endpoints(self, changes: dict[str, tuple[model.Endpoint, ...]]) -> int: ...
 
+    def publish_part(self, name: str, data: dict[str, Any]) -> int: ...
+
     async def wait_acked(self, version: int, timeout: float) -> bool: ...
 
 
@@ -251,7 +259,11 @@ class GatewayController:
         self.ingresses = Informer(client, INGRESS, "", fp_ingress, self.changed)
         self.pods = Informer(client, POD, "", fp_pod, self.endpoints_changed)
         self.servings = Informer(client, KNATIVE_SERVING, "", fp_knative_serving, self.changed)
-        self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings]
+        # ServerlessServices in Proxy mode put the activator in their revision's path
+        self.sks = Informer(client, SKS, "", fp_sks, self.activator_changed)
+        self.proxied: frozenset[str] | None = None
+        self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings,
+                          self.sks]
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -276,6 +288,16 @@ class GatewayController:
         """Only endpoints may have changed (a pod): an EDS update."""
         self._endpoints_dirty = True
         self._schedule()
+
+    def activator_changed(self) -> None:
+        """Which revision clusters the activator fronts (their SKS is in Proxy mode): a part
+        of its own, so a mode flip touches neither routes nor endpoints."""
+        proxied = frozenset(cluster_name(str(_meta(o).get("namespace")), str(_meta(o).get("name")))
+                            for o in self.sks.items.values()
+                            if (o.get("spec") or {}).get("mode") == "Proxy")
+        if proxied != self.proxied:
+            self.proxied = proxied
+            self.publisher.publish_part(ACTIVATOR_PART, {"proxy": sorted(proxied)})
 
     def _acked(self, version: int) -> None:
         if self._status_pending is not None and version >= self._status_pending:

@@ -68,6 +68,7 @@ from skiff.dataplane.proxy.alloc import tune_allocator
 from skiff.dataplane.proxy.cluster import Cluster
 from skiff.dataplane.proxy.h2 import alpn_factory
 from skiff.dataplane.proxy.http1 import (
+    Defer,
     Endpoint,
     Forward,
     ProxyConfig,
@@ -125,8 +126,16 @@ def _host_key(raw: bytes) -> str:
 
 
 # A host whose route needs no per-request choice: (endpoint, route header lines, Host rewrite).
-_Simple = tuple[Endpoint, bytes, "bytes | None"]
-_NOT_SIMPLE: _Simple = (("", 0), b"", None)
+_Simple = tuple[Endpoint, bytes, "bytes | None", str]     # endpoint, headers, host, cluster
+_NOT_SIMPLE: _Simple = (("", 0), b"", None, "")
+
+
+class _Cold:
+    """A route whose revision cluster has no ready endpoint (the activator holds it)."""
+    __slots__ = ("cluster",)
+
+    def __init__(self, cluster: str) -> None:
+        self.cluster = cluster
 
 
 class _Runtime:
@@ -180,7 +189,7 @@ class _Runtime:
                 eps = self.endpoints.get(split.cluster, ())
                 if len(eps) == 1:
                     r = (eps[0], self.route_headers(path, split),
-                         path.rewrite_host.encode() if path.rewrite_host else None)
+                         path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
         cache = self.simple[table]
         if len(cache) >= _HOST_CACHE_MAX:
             cache.clear()
@@ -299,6 +308,9 @@ class GatewayProxy:
         # How to reach an endpoint a sidecar guards (mTLS with the gateway's own identity);
         # set by the data plane when the mesh is on, None: every upstream is plain.
         self.mesh_cluster: Callable[[Endpoint], Cluster | None] | None = None
+        # The activator (serving/activator.py): holds requests for revisions without a ready
+        # pod and counts requests per revision; None: no ready endpoint is a 503.
+        self.activator: Any = None
         # The gateway's mesh identity as a server (ISTIO_MUTUAL on the local gateway).
         self.mesh_server_context: Callable[[], ssl.SSLContext | None] | None = None
 
@@ -319,28 +331,39 @@ class GatewayProxy:
         for cfg in self.configs.values():
             cfg.server = server
         self.rt = rt
+        if self.activator is not None:
+            self.activator.endpoints_changed(snap.endpoints)
 
     def update_endpoints(self, changes: Mapping[str, tuple[Endpoint, ...]]) -> None:
         """An endpoints-only update (EDS): the current routes keep serving, with their state."""
         self.rt.update_endpoints(changes)
+        if self.activator is not None:
+            self.activator.endpoints_changed(changes)
 
     # --- dispatch --------------------------------------------------------------------
-    def _dispatcher(self, table: str) -> Callable[[RequestHead], Forward | Reply]:
+    def _dispatcher(self, table: str) -> Callable[[RequestHead], Forward | Reply | Defer]:
         count = _ids.count
         hop_headers = self._hop_headers
 
-        def dispatch(head: RequestHead) -> Forward | Reply:
+        def dispatch(head: RequestHead) -> Forward | Reply | Defer:
             rt = self.rt
             route = rt.simple[table].get(head.host)
             if route is None:
                 route = rt.simple_route(table, head.host)
             if route is not _NOT_SIMPLE:
-                ep, extra, rewrite = route
+                ep, extra, rewrite, cluster = route
             else:
                 r = self._route(rt, table, head)
                 if isinstance(r, Reply):
                     return r
-                ep, extra, rewrite = r
+                if isinstance(r, _Cold):
+                    return self.activator.hold(r.cluster,  # type: ignore[no-any-return]
+                                               lambda: dispatch(head))
+                ep, extra, rewrite, cluster = r
+            activator = self.activator
+            if activator is not None and head.tag is None:
+                head.tag = cluster
+                activator.begin(cluster)
             cap = head.captured
             xff = cap.get(b"x-forwarded-for")
             fwd = cap.get(b"forwarded")
@@ -368,12 +391,22 @@ class GatewayProxy:
             return Forward(ep, lines, rewrite, mesh(ep) if mesh is not None else None)
         return dispatch
 
-    def route_local(self, head: RequestHead) -> _Simple | Reply:
+    def route_local(self, head: RequestHead, redispatch: Callable[[], Forward | Reply | Defer],
+                    ) -> _Simple | Reply | Defer:
         """Where the local gateway's table sends this request (endpoint, route headers, host
-        rewrite), for a sidecar that routes cluster-local Knative hosts itself."""
-        return self._route(self.rt, "local", head)
+        rewrite, cluster), for a sidecar that routes cluster-local Knative hosts itself; a
+        revision without a ready pod is held by the activator, which calls `redispatch` once
+        it has one."""
+        r = self._route(self.rt, "local", head)
+        if isinstance(r, _Cold):
+            return self.activator.hold(r.cluster, redispatch)  # type: ignore[no-any-return]
+        if self.activator is not None and head.tag is None:
+            head.tag = r[3] if not isinstance(r, Reply) else None
+            if head.tag is not None:
+                self.activator.begin(head.tag)
+        return r
 
-    def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply:
+    def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply | _Cold:
         """The general route choice: paths by prefix and headers, splits by weight, endpoints
         round robin."""
         vh = rt.lookup(table, head.host)
@@ -402,10 +435,13 @@ class GatewayProxy:
             split = path.splits[sched[rt.next(id(path)) % len(sched)]]
         eps = rt.endpoints.get(split.cluster, ())
         if not eps:
+            activator = self.activator
+            if activator is not None and activator.in_path(split.cluster):
+                return _Cold(split.cluster)
             return NO_HEALTHY_UPSTREAM
         ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(split.cluster) % len(eps)]
         return (ep, rt.route_headers(path, split),
-                path.rewrite_host.encode() if path.rewrite_host else None)
+                path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
 
     def _hop_headers(self, client: bytes, scheme: bytes) -> tuple[bytes, bytes]:
         """The forwarding headers for a client that sent none, up to x-request-id's value; and

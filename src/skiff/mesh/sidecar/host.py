@@ -173,7 +173,8 @@ class PodSidecar:
         self.inbound_cfg = ProxyConfig(self._inbound, host.pool, server=b"envoy",
                                        limits=SIDECAR_LIMITS)
         self.outbound_cfg = ProxyConfig(self._outbound, host.pool, server=b"envoy",
-                                        service_time=True, limits=SIDECAR_LIMITS)
+                                        service_time=True, limits=SIDECAR_LIMITS,
+                                        hooks=host.outbound_hooks)
         self.health_cfg = ProxyConfig(self._health, host.pool, limits=SIDECAR_LIMITS)
         self._log_file: Any = None
 
@@ -323,10 +324,10 @@ class PodSidecar:
             return Reply(404)
         host = self.host
         if odst in host.local_gateways and host.route_local is not None:
-            r = host.route_local(head)
-            if isinstance(r, Reply):
+            r = host.route_local(head, lambda: self._outbound(head))
+            if isinstance(r, (Reply, Defer)):
                 return r
-            ep, extra, rewrite = r
+            ep, extra, rewrite, _cluster = r
             return self._to(ep, extra, rewrite)
         svc = host.vips.get(odst)
         if svc is not None:
@@ -422,7 +423,8 @@ class PodSidecar:
 
 # --- all of them ---------------------------------------------------------------------------
 
-RouteLocal = Callable[[RequestHead], "tuple[tuple[str, int], bytes, bytes | None] | Reply"]
+RouteLocal = Callable[[RequestHead, Callable[[], "Forward | Reply | Defer"]],
+                      "tuple[tuple[str, int], bytes, bytes | None, str] | Reply | Defer"]
 
 
 class SidecarHost:
@@ -439,6 +441,7 @@ class SidecarHost:
         self.rr: dict[tuple[str, int], int] = {}
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
+        self.outbound_hooks: tuple[Any, ...] = ()      # the activator's counting (main.py)
         self.gateway_clusters: dict[str, Cluster] = {}
         self._gateway_ctx: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
