@@ -298,6 +298,8 @@ def main() -> int:
     ap.add_argument("--rate-seconds", type=float, default=8)
     ap.add_argument("--rate-rounds", type=int, default=2)
     ap.add_argument("--lock-wait", type=float, default=600)
+    ap.add_argument("--dataplane-workers", type=int, default=1,
+                    help="skiff up --dataplane-workers (the sidecars' listeners use SO_REUSEPORT)")
     ap.add_argument("--quick", action="store_true", help="1 round of 3 s, 3 s fixed rate")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--py-spy", type=Path, metavar="DIR",
@@ -317,6 +319,8 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="skiff-mesh-chain-"))
     s = Skiff("namespaces", root=tmp)
+    if args.dataplane_workers > 1:
+        s.ports["--dataplane-workers"] = args.dataplane_workers   # one more `skiff up` flag
     procs: list[subprocess.Popen[Any]] = []
     result: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "machine": {"nproc": os.cpu_count(),
@@ -338,7 +342,8 @@ def main() -> int:
             raise RuntimeError(f"no netns for {web_ip} / {load_ip}")
         ready = s.kubectl("get", "pods", "-n", NS, "--no-headers")
         log(f"pods:\n{ready.strip()}\nweb {web_ip} ({web_ns}), load {load_ip} ({load_ns})")
-        dp_pid = int((s.home / "dataplane.pid").read_text().split()[0])
+        dp_pids = [int(f.read_text().split()[0]) for f in sorted(s.home.glob("dataplane*.pid"))]
+        dp_pid = dp_pids[0]
 
         # the mesh path is the mesh: captured, mTLS, server: envoy
         mesh_url = f"http://{web_ip}:8080/"
@@ -386,7 +391,7 @@ def main() -> int:
             "direct-lo": (web_ns, "http://127.0.0.1:8080/", []),
             "direct-net": (load_ns, direct_url, []),
             "nginx mTLS chain": (load_ns, nginx_url, ngx_workers),
-            "mesh chain": (load_ns, mesh_url, [dp_pid]),
+            "mesh chain": (load_ns, mesh_url, dp_pids),
         }
         # warm-up (one second each: TLS sessions, keep-alive pools, caches)
         for netns, url, _ in paths.values():
@@ -458,7 +463,8 @@ def print_report(r: dict[str, Any]) -> None:
     rounds, fixed = r["rounds"], r["fixed"]
     print(f"\nmesh chain benchmark, {r['started']}, nproc {r['machine']['nproc']}, Python "
           f"{r['machine']['python']}, load {r['machine']['load_start'][0]:.2f} -> "
-          f"{r['machine']['load_end'][0]:.2f}; wrk -c{r['args']['connections']} "
+          f"{r['machine']['load_end'][0]:.2f}; data-plane workers "
+          f"{r['args']['dataplane_workers']}; wrk -c{r['args']['connections']} "
           f"{r['args']['duration']} s x {r['args']['rounds']} rounds (median)")
     print(f"{'path':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'proxy CPU us/req':>17}"
           f"   | fixed {r['args']['rate']:.0f}/s: {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
