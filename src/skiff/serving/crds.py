@@ -2,9 +2,14 @@
 
 Service, Configuration, Revision and Route (v1) and DomainMapping (v1beta1,
 v1alpha1 still served as in Knative 1.10, which OpenShift Serverless 1.31
-ships), and the internal KIngress (networking.internal.knative.dev/v1alpha1
+ships), the internal KIngress (networking.internal.knative.dev/v1alpha1
 Ingress, knative/networking config/ingress.yaml) a Route programs and the
-data plane serves. Names, short names, categories and printer columns are those of the
+data plane serves, and the KPA's internal kinds: PodAutoscaler and Metric
+(autoscaling.internal.knative.dev/v1alpha1), which a Revision owns and the
+PodAutoscaler reconciler acts on, and ServerlessService
+(networking.internal.knative.dev/v1alpha1), the Services in front of a
+revision's pods (config/core/300-resources/podautoscaler.yaml, metric.yaml,
+serverlessservice.yaml). Names, short names, categories and printer columns are those of the
 upstream CRDs (knative/serving config/core/300-resources/*.yaml); the schemas
 are typed where users write (the revision template, traffic) so that a typo
 in a manifest is rejected with its field path, and open in status, which
@@ -39,7 +44,8 @@ from skiff.core.schema import (
 )
 from skiff.core.schema_pod import REVISION_SPEC, TEMPLATE_METADATA, int_range
 
-__all__ = ["ADDRESS", "INGRESS", "KINDS", "REVISION_TEMPLATE", "TRAFFIC_TARGET"]
+__all__ = ["ADDRESS", "INGRESS", "KINDS", "METRIC", "POD_AUTOSCALER", "REVISION_TEMPLATE",
+           "SERVERLESS_SERVICE", "TRAFFIC_TARGET"]
 
 GROUP = "serving.knative.dev"
 CATEGORIES = ("all", "knative", "serving")
@@ -160,6 +166,45 @@ INGRESS = resource(
     }),
 )
 
+AUTOSCALING_GROUP = "autoscaling.internal.knative.dev"
+
+_OBJECT_REFERENCE = obj({
+    "apiVersion": STR, "kind": STR, "name": STR, "namespace": STR, "uid": STR,
+    "resourceVersion": STR, "fieldPath": STR,
+})
+
+# autoscaling.internal.knative.dev/v1alpha1 PodAutoscaler: one per Revision.
+POD_AUTOSCALER = resource(
+    obj({
+        "containerConcurrency": INT,
+        "scaleTargetRef": _OBJECT_REFERENCE,
+        "reachability": STR,      # Reachable | Unreachable | "" (unknown)
+        "protocolType": STR,      # http1 | h2c (the webhook says which are valid)
+    }),
+    status=_status({
+        "serviceName": STR, "metricsServiceName": STR,
+        "desiredScale": INT, "actualScale": INT,
+    }),
+)
+
+# autoscaling.internal.knative.dev/v1alpha1 Metric: what the collector keeps for a PA.
+# Windows are Go time.Durations, which JSON carries as integer nanoseconds.
+METRIC = resource(
+    obj({"stableWindow": INT, "panicWindow": INT, "scrapeTarget": STR}),
+    status=_status({}),
+)
+
+# networking.internal.knative.dev/v1alpha1 ServerlessService (SKS).
+SERVERLESS_SERVICE = resource(
+    obj({
+        "mode": enum("Serve", "Proxy"),
+        "objectRef": _OBJECT_REFERENCE,
+        "protocolType": STR,
+        "numActivators": INT,
+    }),
+    status=_status({"serviceName": STR, "privateServiceName": STR}),
+)
+
 KINDS: list[Kind] = [
     Kind(group=GROUP, version="v1", kind="Service", plural="services", singular="service",
          namespaced=True, schema=SERVICE, short_names=("kservice", "ksvc"),
@@ -208,6 +253,35 @@ KINDS: list[Kind] = [
          singular="ingress", namespaced=True, schema=INGRESS, short_names=("kingress", "king"),
          categories=("knative-internal", "networking"), crd_name=f"ingresses.{NETWORKING_GROUP}",
          printer_columns=_ready()),
+    Kind(group=AUTOSCALING_GROUP, version="v1alpha1", kind="PodAutoscaler",
+         plural="podautoscalers", singular="podautoscaler", namespaced=True,
+         # Upstream's CRD also says "pa", which Istio's PeerAuthentication says too; on a
+         # cluster kubectl picks one by discovery order. skiff keeps short names unique
+         # and leaves "pa" to the mesh, whose guide uses it.
+         schema=POD_AUTOSCALER, short_names=("kpa",),
+         categories=("knative-internal", "autoscaling"),
+         crd_name=f"podautoscalers.{AUTOSCALING_GROUP}",
+         printer_columns=(
+             PrinterColumn("DesiredScale", ".status.desiredScale", type="integer"),
+             PrinterColumn("ActualScale", ".status.actualScale", type="integer"),
+             *_ready(),
+         )),
+    Kind(group=AUTOSCALING_GROUP, version="v1alpha1", kind="Metric", plural="metrics",
+         singular="metric", namespaced=True, schema=METRIC,
+         categories=("knative-internal", "autoscaling"), crd_name=f"metrics.{AUTOSCALING_GROUP}",
+         printer_columns=_ready()),
+    Kind(group=NETWORKING_GROUP, version="v1alpha1", kind="ServerlessService",
+         plural="serverlessservices", singular="serverlessservice", namespaced=True,
+         schema=SERVERLESS_SERVICE, short_names=("sks",),
+         categories=("knative-internal", "networking"),
+         crd_name=f"serverlessservices.{NETWORKING_GROUP}",
+         printer_columns=(
+             PrinterColumn("Mode", ".spec.mode"),
+             PrinterColumn("Activators", ".spec.numActivators", type="integer"),
+             PrinterColumn("ServiceName", ".status.serviceName"),
+             PrinterColumn("PrivateServiceName", ".status.privateServiceName"),
+             *_ready(),
+         )),
 ]
 
 

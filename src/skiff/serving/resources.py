@@ -4,29 +4,41 @@ make_configuration / make_route: a Service's two children (service/resources).
 make_revision: the Revision a Configuration's generation stamps out
 (configuration/resources/revision.go). make_deployment: a Revision's
 Deployment `<rev>-deployment` (revision/resources/deploy.go, meta.go).
-make_ingress: a Route's KIngress (route/resources/ingress.go). Also the
-routing metadata the route's labeler patches onto Configurations and
-Revisions (serving.knative.dev/routes, routingState).
+make_pa: a Revision's PodAutoscaler (revision/resources/pa.go); make_sks
+and make_metric: a PodAutoscaler's ServerlessService and Metric
+(autoscaling/kpa/resources/sks.go, autoscaling/resources/metric.go);
+make_public_service / make_private_service: an SKS's two Services
+(serverlessservice/resources/services.go). make_ingress: a Route's
+KIngress (route/resources/ingress.go). Also the routing metadata the
+route's labeler patches onto Configurations and Revisions
+(serving.knative.dev/routes, routingState).
 
-Two deliberate differences from upstream, both because skiff has no
-queue-proxy yet: the user container keeps its readiness probe (with the
-port filled in) so the node runtime probes the app itself, and no preStop
-hook points at the queue-proxy's drain endpoint. Replicas: no autoscaler
-yet, so a Revision runs max(1, min-scale, initial-scale) pods, and a
-Revision no Route sends traffic to any more (routingState reserve) scales
-to zero as the KPA would, unless min-scale or enable-scale-to-zero forbid.
+Deliberate differences from upstream, because skiff has no queue-proxy
+yet: the user container keeps its readiness probe (with the port filled
+in) so the node runtime probes the app itself, no preStop hook points at
+the queue-proxy's drain endpoint, and the SKS's Services target the user
+port (8080 unless declared) where upstream's target the queue-proxy's 8012.
+Replicas: a Deployment is made with the initial scale (config-autoscaler's
+initial-scale, or the revision's annotation); after that the
+PodAutoscaler reconciler owns spec.replicas.
 
 Neighbours: names.py (names and keys), traffic.py (what make_ingress
-routes), domains.py (hosts), the reconcilers (which compare these with what
-exists and write the difference).
+routes), domains.py (hosts), autoscaler/config.py (config-autoscaler,
+parsed by autoscaler_config), the reconcilers (which compare these with
+what exists and write the difference).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Mapping
 
 from skiff.core.client import Obj
 from skiff.serving import domains, names
+from skiff.serving.autoscaler import config as asc
+from skiff.serving.autoscaler import durations
+from skiff.serving.autoscaler.decider import SKS_MODE_SERVE
 from skiff.serving.config import ServingConfig
 from skiff.serving.names import (
     APP_LABEL,
@@ -240,41 +252,37 @@ def build_user_containers(rev: Obj) -> list[Obj]:
     return out
 
 
-def _annotation_int(rev: Obj, keys: tuple[str, ...]) -> int | None:
-    v = names.first(rev["metadata"].get("annotations"), keys)
+@functools.lru_cache(maxsize=16)
+def _parse_autoscaler(items: tuple[tuple[str, str], ...]) -> tuple[asc.AutoscalerConfig, str]:
     try:
-        return int(v) if v is not None else None
-    except ValueError:
-        return None
+        return asc.parse_config(dict(items)), ""
+    except asc.ConfigError as e:
+        return asc.AutoscalerConfig(), str(e)
 
 
-def desired_replicas(rev: Obj, cfg: ServingConfig) -> int:
-    """How many pods a Revision runs while skiff has no autoscaler (see the module note)."""
-    min_scale = _annotation_int(rev, names.MIN_SCALE_ANNOTATIONS)
-    min_scale = cfg.min_scale if min_scale is None else min_scale
-    initial = _annotation_int(rev, names.INITIAL_SCALE_ANNOTATIONS)
-    initial = cfg.initial_scale if initial is None else initial
-    max_scale = _annotation_int(rev, names.MAX_SCALE_ANNOTATIONS)
-    max_scale = cfg.max_scale if max_scale is None else max_scale
-    scale_to_zero = str(cfg.data.get("autoscaler", {}).get("enable-scale-to-zero", "true")) \
-        .lower() != "false"
-    state = (rev["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL)
-    if state == ROUTING_RESERVE and min_scale == 0 and scale_to_zero:
-        return 0
-    want = max(1, min_scale, initial)
-    return min(want, max_scale) if max_scale > 0 else want
+def autoscaler_config_or_error(cfg: ServingConfig) -> tuple[asc.AutoscalerConfig, str]:
+    """config-autoscaler from the effective config (the KnativeServing's spec.config.autoscaler
+    over the defaults), and upstream's parse error when it does not parse (then the defaults)."""
+    data: Mapping[str, str] = cfg.data.get("autoscaler") or {}
+    return _parse_autoscaler(tuple(sorted((str(k), str(v)) for k, v in data.items())))
 
 
-def _seconds(value: str, default: int) -> int:
-    v = value.strip()
+def autoscaler_config(cfg: ServingConfig) -> asc.AutoscalerConfig:
+    return autoscaler_config_or_error(cfg)[0]
+
+
+def progress_deadline(cfg: ServingConfig) -> float:
+    """config-deployment's progress-deadline in seconds (600 when absent or bad)."""
+    raw = str((cfg.data.get("deployment") or {}).get("progress-deadline", "") or "600s")
     try:
-        if v.endswith("m"):
-            return int(float(v[:-1]) * 60)
-        if v.endswith("s"):
-            return int(float(v[:-1]))
-        return int(v) if v else default
-    except ValueError:
-        return default
+        return durations.seconds(durations.parse_duration(raw))
+    except durations.DurationError:
+        return asc.DEFAULT_PROGRESS_DEADLINE
+
+
+def initial_replicas(rev: Obj, acfg: asc.AutoscalerConfig) -> int:
+    """MakeDeployment's replicas: the initial scale (GetInitialScale)."""
+    return asc.initial_scale(rev["metadata"].get("annotations") or {}, acfg)
 
 
 def make_deployment(rev: Obj, cfg: ServingConfig) -> Obj:
@@ -294,17 +302,154 @@ def make_deployment(rev: Obj, cfg: ServingConfig) -> Obj:
     if annotations:
         tmpl_meta["annotations"] = annotations
         meta["annotations"] = annotations
-    progress = _seconds(str(cfg.data.get("deployment", {}).get("progress-deadline", "600s")), 600)
+    progress = int(progress_deadline(cfg))
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
         "spec": {
-            "replicas": desired_replicas(rev, cfg),
+            "replicas": initial_replicas(rev, autoscaler_config(cfg)),
             "selector": {"matchLabels": {REVISION_UID_LABEL: m["uid"]}},
             "progressDeadlineSeconds": max(progress, 1),
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
             "template": {"metadata": tmpl_meta, "spec": pod_spec},
         },
     }
+
+
+# --- PodAutoscaler, ServerlessService, Metric -------------------------------------
+
+PA_API_VERSION = "autoscaling.internal.knative.dev/v1alpha1"
+SKS_API_VERSION = f"{names.NETWORKING_GROUP}/v1alpha1"
+REACHABLE = "Reachable"
+UNREACHABLE = "Unreachable"
+REACHABILITY_UNKNOWN = ""          # upstream's ReachabilityUnknown is the empty string
+PROTOCOL_HTTP1 = "http1"
+PROTOCOL_H2C = "h2c"
+SKS_LABEL = f"{names.NETWORKING_GROUP}/serverlessservice"
+SERVICE_TYPE_LABEL = f"{names.NETWORKING_GROUP}/serviceType"
+
+
+def protocol_type(rev: Obj) -> str:
+    """Revision.GetProtocol: h2c when the serving port is named so, else http1."""
+    for c in (rev.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            return PROTOCOL_H2C if p.get("name") == PROTOCOL_H2C else PROTOCOL_HTTP1
+    return PROTOCOL_HTTP1
+
+
+def reachability(rev: Obj) -> str:
+    """MakePA's reachability: Unreachable when the revision's resources or containers have
+    failed, else by its routing state (active: Reachable, reserve: Unreachable, pending or
+    none: unknown)."""
+    for c in (rev.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("ResourcesAvailable", "ContainerHealthy") and \
+                c.get("status") == "False":
+            return UNREACHABLE
+    state = (rev["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL)
+    return {ROUTING_ACTIVE: REACHABLE, ROUTING_RESERVE: UNREACHABLE}.get(state or "",
+                                                                        REACHABILITY_UNKNOWN)
+
+
+def make_pa(rev: Obj, acfg: asc.AutoscalerConfig) -> Obj:
+    """MakePA: named like the Revision and owned by it, the pods' labels and annotations, the
+    Deployment as its scale target; the class and metric annotations defaulted as upstream's
+    PodAutoscaler webhook does (config-autoscaler's pod-autoscaler-class, the class's metric)."""
+    m = rev["metadata"]
+    annotations = pod_annotations(rev)
+    klass = annotations.setdefault(asc.CLASS_KEY, acfg.pod_autoscaler_class)
+    if metric := asc.default_metric(klass):
+        annotations.setdefault(asc.METRIC_KEY, metric)
+    spec: Obj = {
+        "containerConcurrency": int((rev.get("spec") or {}).get("containerConcurrency") or 0),
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                           "name": names.deployment_name(m["name"])},
+        "protocolType": protocol_type(rev),
+    }
+    if reach := reachability(rev):
+        spec["reachability"] = reach
+    return {
+        "apiVersion": PA_API_VERSION, "kind": "PodAutoscaler",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "labels": pod_labels(rev),
+                     "annotations": annotations, "ownerReferences": [controller_ref(rev)]},
+        "spec": spec,
+    }
+
+
+def make_sks(pa: Obj, mode: str = SKS_MODE_SERVE, num_activators: int = 2) -> Obj:
+    """MakeSKS: named like the PA and owned by it, its labels and annotations, the PA's scale
+    target as the object whose pods it fronts."""
+    m = pa["metadata"]
+    spec = pa.get("spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    return {
+        "apiVersion": SKS_API_VERSION, "kind": "ServerlessService",
+        "metadata": {"name": m["name"], "namespace": m["namespace"],
+                     "labels": dict(m.get("labels") or {}),
+                     "annotations": _without_last_applied(m.get("annotations")),
+                     "ownerReferences": [controller_ref(pa)]},
+        "spec": {
+            "protocolType": spec.get("protocolType") or PROTOCOL_HTTP1,
+            "mode": mode,
+            "numActivators": num_activators,
+            "objectRef": {"apiVersion": ref.get("apiVersion", ""), "kind": ref.get("kind", ""),
+                          "name": ref.get("name", "")},
+        },
+    }
+
+
+def make_metric(pa: Obj, stable_window: float, panic_window: float, scrape_target: str) -> Obj:
+    """MakeMetric: the collector's spec for a PA (windows in Go's nanoseconds, as
+    time.Duration marshals); the windows come from autoscaler.config.resolve."""
+    m = pa["metadata"]
+    return {
+        "apiVersion": PA_API_VERSION, "kind": "Metric",
+        "metadata": {"name": m["name"], "namespace": m["namespace"],
+                     "labels": dict(m.get("labels") or {}),
+                     "annotations": dict(m.get("annotations") or {}),
+                     "ownerReferences": [controller_ref(pa)]},
+        "spec": {"stableWindow": durations.to_ns(stable_window),
+                 "panicWindow": durations.to_ns(panic_window),
+                 "scrapeTarget": scrape_target},
+    }
+
+
+def private_service_name(sks_name: str) -> str:
+    return names.child_name(sks_name, "-private")
+
+
+def _sks_service(sks: Obj, name: str, kind: str, port: int, target_port: int,
+                 selector: Mapping[str, str]) -> Obj:
+    m = sks["metadata"]
+    h2c = (sks.get("spec") or {}).get("protocolType") == PROTOCOL_H2C
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": m["namespace"],
+                     "labels": {**(m.get("labels") or {}), SKS_LABEL: m["name"],
+                                SERVICE_TYPE_LABEL: kind},
+                     "annotations": dict(m.get("annotations") or {}),
+                     "ownerReferences": [controller_ref(sks)]},
+        "spec": {"type": "ClusterIP", "selector": dict(selector),
+                 "ports": [{"name": "http2" if h2c else "http", "protocol": "TCP",
+                            "port": port, "targetPort": target_port}]},
+    }
+
+
+def make_public_service(sks: Obj, selector: Mapping[str, str], target_port: int) -> Obj:
+    """MakePublicService: `<sks>`, port 80 (81 for h2c). Upstream's has no selector and the SKS
+    reconciler copies endpoints into it (the pods' in Serve mode, the activators' in Proxy);
+    skiff's activator lives in the data plane, which routes by the SKS mode itself, so this one
+    selects the revision's pods directly. The target is the user port: no queue-proxy yet
+    (upstream: 8012)."""
+    h2c = (sks.get("spec") or {}).get("protocolType") == PROTOCOL_H2C
+    return _sks_service(sks, sks["metadata"]["name"], "Public",
+                        names.SERVICE_PORT_H2C if h2c else names.SERVICE_PORT_HTTP1,
+                        target_port, selector)
+
+
+def make_private_service(sks: Obj, selector: Mapping[str, str], target_port: int) -> Obj:
+    """MakePrivateService: `<sks>-private`, port 80 to the revision's pods (their Deployment's
+    selector); the user port as the target, as for the public one (upstream: 8012)."""
+    return _sks_service(sks, private_service_name(sks["metadata"]["name"]), "Private",
+                        names.SERVICE_PORT_HTTP1, target_port, selector)
 
 
 # --- Ingress -----------------------------------------------------------------------

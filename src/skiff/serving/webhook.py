@@ -11,8 +11,9 @@ revision names (`<parent>-` prefix; a template change without a name change
 is rejected with "Saw the following changes without a name change
 (-old +new)"), timeoutSeconds and containerConcurrency bounds, images,
 container ports (one across all containers), reserved names, env vars and
-ports, autoscaling annotations, labels, and the immutability of a
-Revision's spec. A status update (spec unchanged) is not re-validated, as
+ports, autoscaling annotations (autoscaler/validate.py, against the live
+config-autoscaler), labels, and the immutability of a Revision's spec; a
+PodAutoscaler's annotations, scale target, concurrency and protocol. A status update (spec unchanged) is not re-validated, as
 upstream elides spec checks in status updates.
 
 Neighbours: core/admission.py (where setup.py registers these),
@@ -28,8 +29,9 @@ from typing import Any
 
 from skiff.core.client import Obj
 from skiff.core.validation import Cause, dns1035_label
-from skiff.serving import apis, names, traffic
+from skiff.serving import apis, names, resources, traffic
 from skiff.serving.apis import FieldError
+from skiff.serving.autoscaler.validate import validate_annotations
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import (
     CONFIGURATION_GENERATION_LABEL,
@@ -231,34 +233,15 @@ def validate_revision_spec(spec: Obj, cfg: ServingConfig) -> list[FieldError]:
 
 
 def validate_autoscaling_annotations(ann: dict[str, str], cfg: ServingConfig) -> list[FieldError]:
-    """autoscaling.ValidateAnnotations (the scale bounds), paths relative to the annotations."""
-    errs: list[FieldError] = []
-    values: dict[str, int] = {}
-    for keys, low in ((names.MIN_SCALE_ANNOTATIONS, 0), (names.MAX_SCALE_ANNOTATIONS, 0),
-                      (names.INITIAL_SCALE_ANNOTATIONS, 0)):
-        key = next((k for k in keys if k in ann), None)
-        if key is None:
-            continue
-        try:
-            v = int(ann[key])
-        except ValueError:
-            errs.append(apis.invalid_value(ann[key], key))
-            continue
-        if not low <= v <= _MAX_INT32:
-            errs.append(apis.out_of_bounds(v, low, _MAX_INT32, key))
-            continue
-        if keys is names.INITIAL_SCALE_ANNOTATIONS and v == 0 and not cfg.allow_zero_initial_scale:
-            errs.append(apis.invalid_value(ann[key], key))
-            continue
-        values[keys[0]] = v
-        values[key] = v
-    mn = values.get(names.MIN_SCALE_ANNOTATIONS[0])
-    mx = values.get(names.MAX_SCALE_ANNOTATIONS[0])
-    if mn is not None and mx is not None and mx != 0 and mx < mn:
-        mx_key = next(k for k in names.MAX_SCALE_ANNOTATIONS if k in ann)
-        mn_key = next(k for k in names.MIN_SCALE_ANNOTATIONS if k in ann)
-        errs.append(FieldError(f"max-scale={mx} is less than min-scale={mn}", (mx_key, mn_key)))
-    return errs
+    """autoscaling.ValidateAnnotations (autoscaler/validate.py) against the live
+    config-autoscaler, paths relative to the annotations. One error per message, with every
+    path that has it (upstream's max-scale < min-scale names both keys)."""
+    by_msg: dict[str, list[str]] = {}
+    for path, msg in validate_annotations(ann, resources.autoscaler_config(cfg)):
+        paths = by_msg.setdefault(msg, [])
+        if path not in paths:
+            paths.append(path)
+    return [FieldError(msg, tuple(paths)) for msg, paths in by_msg.items()]
 
 
 def _parent_meta(obj: Obj) -> Obj:
@@ -414,6 +397,34 @@ def validate_route(obj: Obj, old: Obj | None, cfg: ServingConfig) -> list[Cause]
     return apis.to_causes(errs)
 
 
+_PROTOCOL_TYPES = (resources.PROTOCOL_HTTP1, resources.PROTOCOL_H2C)
+
+
+def validate_pod_autoscaler(obj: Obj, old: Obj | None, cfg: ServingConfig) -> list[Cause]:
+    """PodAutoscaler.Validate: its autoscaling annotations, the scale target reference, the
+    container concurrency and the protocol type."""
+    if _spec_unchanged(obj, old):
+        return []
+    errs = apis.via(validate_autoscaling_annotations(obj["metadata"].get("annotations") or {},
+                                                     cfg), "metadata.annotations")
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or not spec:
+        return apis.to_causes(errs + [apis.missing_field("spec")])
+    ref = spec.get("scaleTargetRef")
+    ref = ref if isinstance(ref, dict) else {}
+    missing = [f for f in ("apiVersion", "kind", "name") if not ref.get(f)]
+    if missing:
+        errs.append(apis.missing_field(*missing).via("spec.scaleTargetRef"))
+    cc = spec.get("containerConcurrency")
+    if isinstance(cc, int) and not 0 <= cc <= cfg.container_concurrency_max_limit:
+        errs.append(apis.out_of_bounds(cc, 0, cfg.container_concurrency_max_limit,
+                                       "spec.containerConcurrency"))
+    pt = spec.get("protocolType")
+    if pt not in (None, "", *_PROTOCOL_TYPES):
+        errs.append(apis.invalid_value(pt, "spec.protocolType"))
+    return apis.to_causes(errs)
+
+
 class Webhook:
     """The hooks bound to the live config (what setup.py registers with Admission)."""
 
@@ -443,3 +454,6 @@ class Webhook:
 
     def validate_route(self, obj: Obj, old: Obj | None) -> list[Cause]:
         return validate_route(obj, old, self.holder.get())
+
+    def validate_pod_autoscaler(self, obj: Obj, old: Obj | None) -> list[Cause]:
+        return validate_pod_autoscaler(obj, old, self.holder.get())

@@ -181,36 +181,71 @@ def pod(state: dict[str, Any], last: dict[str, Any] | None = None) -> dict[str, 
         {"name": "user-container", "state": state, "lastState": last or {}}]}}
 
 
-@pytest.mark.parametrize("prior, dep, pods, created, want", [
-    ({}, {}, [], True, {"ResourcesAvailable": ("Unknown", "Deploying"),
-                        "ContainerHealthy": ("Unknown", "Deploying"), "Ready": ("Unknown", "Deploying"),
-                        "Active": ("Unknown", "Queued")}),
-    ({}, deployment(), [pod({"running": {}})], False,
-     {"ResourcesAvailable": ("Unknown", "Deploying"), "ContainerHealthy": ("Unknown", ""),
-      "Ready": ("Unknown", "Deploying"), "Active": ("Unknown", "Queued")}),
-    ({}, deployment(ready=1), [], False,
+def pa(ready: str = "", reason: str = "", initialized: str = "Unknown", service: str = "hello-00001",
+       desired: int = -1, actual: int = 0) -> dict[str, Any]:
+    """A PodAutoscaler as the KPA leaves it (its Ready follows Active)."""
+    if not ready:
+        return {"status": {}}
+    c: list[dict[str, Any]] = [{"type": "Ready", "status": ready, **({"reason": reason} if reason else {})},
+                               {"type": "ScaleTargetInitialized", "status": initialized}]
+    st: dict[str, Any] = {"conditions": c, "desiredScale": desired, "actualScale": actual}
+    if service:
+        st["serviceName"] = service
+    return {"status": st}
+
+
+READY_BEFORE = {"conditions": [ready_cond("True"), {"type": "ContainerHealthy", "status": "True"},
+                               {"type": "ResourcesAvailable", "status": "True"}]}
+
+
+@pytest.mark.parametrize("prior, dep, pods, created, the_pa, want", [
+    # Just created: the PA has no status yet.
+    ({}, {}, [], True, pa(), {"ResourcesAvailable": ("Unknown", "Deploying"),
+                              "ContainerHealthy": ("Unknown", "Deploying"),
+                              "Ready": ("Unknown", "Deploying"), "Active": ("Unknown", "Deploying")}),
+    # The Deployment progresses (ResourcesAvailable, as upstream), the containers are not
+    # known healthy before the PA's scale target is initialized.
+    ({}, deployment(), [pod({"running": {}})], False, pa("Unknown", "Queued"),
+     {"ResourcesAvailable": ("True", ""), "ContainerHealthy": ("Unknown", ""),
+      "Ready": ("Unknown", ""), "Active": ("Unknown", "Queued")}),
+    ({}, deployment(ready=1), [], False, pa("True", initialized="True", desired=1, actual=1),
      {"ResourcesAvailable": ("True", ""), "ContainerHealthy": ("True", ""), "Ready": ("True", ""),
       "Active": ("True", "")}),
+    # Ready pods, the PA still activating but initialized: available, not yet Active.
+    ({}, deployment(ready=1), [], False, pa("Unknown", "Queued", initialized="True"),
+     {"ResourcesAvailable": ("True", ""), "ContainerHealthy": ("True", ""), "Ready": ("True", ""),
+      "Active": ("Unknown", "Queued")}),
     ({}, deployment(), [pod({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}})],
-     False, {"ResourcesAvailable": ("Unknown", "Deploying"),
-             "ContainerHealthy": ("False", "ImagePullBackOff"),
-             "Ready": ("False", "ImagePullBackOff"), "Active": ("Unknown", "Queued")}),
+     False, pa("Unknown", "Queued"),
+     {"ResourcesAvailable": ("True", ""),
+      "ContainerHealthy": ("False", "ImagePullBackOff"),
+      "Ready": ("False", "ImagePullBackOff"), "Active": ("Unknown", "Queued")}),
     ({}, deployment(), [pod({"waiting": {"reason": "CrashLoopBackOff"}},
                             {"terminated": {"exitCode": 3, "message": "bad config"}})],
-     False, {"ResourcesAvailable": ("Unknown", "Deploying"), "ContainerHealthy": ("False", "ExitCode3"),
-             "Ready": ("False", "ExitCode3"), "Active": ("Unknown", "Queued")}),
+     False, pa("Unknown", "Queued"),
+     {"ResourcesAvailable": ("True", ""), "ContainerHealthy": ("False", "ExitCode3"),
+      "Ready": ("False", "ExitCode3"), "Active": ("Unknown", "Queued")}),
     # Scaled to zero after having served: still Ready, not Active.
-    ({"conditions": [ready_cond("True"), {"type": "ContainerHealthy", "status": "True"},
-                     {"type": "ResourcesAvailable", "status": "True"}]},
-     deployment(replicas=0), [], False,
+    (READY_BEFORE, deployment(replicas=0), [], False,
+     pa("False", "NoTraffic", initialized="True", desired=0),
      {"ResourcesAvailable": ("True", ""), "ContainerHealthy": ("True", ""), "Ready": ("True", ""),
       "Active": ("False", "NoTraffic")}),
+    # Scaled to zero without ever reaching the initial scale: the activation failed.
+    ({}, deployment(replicas=0), [], False, pa("False", "TimedOut", desired=0),
+     {"ResourcesAvailable": ("False", "ProgressDeadlineExceeded"),
+      "ContainerHealthy": ("Unknown", ""), "Ready": ("False", "ProgressDeadlineExceeded"),
+      "Active": ("False", "TimedOut")}),
+    # Initialized but no service name yet (initial scale 0): not available yet.
+    ({}, deployment(replicas=0), [], False, pa("False", "NoTraffic", initialized="True", service=""),
+     {"ResourcesAvailable": ("Unknown", "Deploying"), "ContainerHealthy": ("True", ""),
+      "Ready": ("Unknown", "Deploying"), "Active": ("False", "NoTraffic")}),
 ])
 def test_revision_status(prior: dict[str, Any], dep: dict[str, Any], pods: list[dict[str, Any]],
-                         created: bool, want: dict[str, tuple[str, str]]) -> None:
+                         created: bool, the_pa: dict[str, Any],
+                         want: dict[str, tuple[str, str]]) -> None:
     status = dict(prior)
     conditions.pre_process(revr.REVISION_CONDITIONS, status, 0)
-    revr.revision_status(REV, status, dep, pods, created)
+    revr.revision_status(REV, status, dep, pods, created, the_pa)
     got = conds(status)
     assert got == want
     assert status["serviceName"] == "hello-00001"
@@ -219,11 +254,18 @@ def test_revision_status(prior: dict[str, Any], dep: dict[str, Any], pods: list[
 def test_revision_image_pull_message_and_replicas() -> None:
     status: dict[str, Any] = {}
     revr.revision_status(REV, status, deployment(), [pod(
-        {"waiting": {"reason": "ErrImagePull", "message": 'image "x" not found'}})], False)
+        {"waiting": {"reason": "ErrImagePull", "message": 'image "x" not found'}})], False,
+        pa("Unknown", "Queued", desired=1, actual=0))
     assert conditions.get(status, "ContainerHealthy") == {
         "type": "ContainerHealthy", "status": "False", "reason": "ErrImagePull",
         "message": 'image "x" not found'}
     assert (status["actualReplicas"], status["desiredReplicas"]) == (0, 1)
+
+
+def test_revision_replicas_come_from_the_pa_and_an_unknown_scale_is_left_out() -> None:
+    status: dict[str, Any] = {"actualReplicas": 3, "desiredReplicas": 3}
+    revr.revision_status(REV, status, deployment(), [], False, pa("Unknown", "Queued"))
+    assert status["actualReplicas"] == 0 and "desiredReplicas" not in status
 
 
 # --- route ---------------------------------------------------------------------------

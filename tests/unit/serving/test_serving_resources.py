@@ -142,22 +142,26 @@ def test_user_app_label_wins_and_port_follows_the_container() -> None:
 
 
 @pytest.mark.parametrize("annotations, state, config, want", [
-    ({}, "active", {}, 1),
-    ({"autoscaling.knative.dev/min-scale": "3"}, "active", {}, 3),
-    ({"autoscaling.knative.dev/minScale": "2"}, "active", {}, 2),
+    ({}, "pending", {}, 1),
     ({"autoscaling.knative.dev/initial-scale": "4"}, "pending", {}, 4),
-    ({"autoscaling.knative.dev/min-scale": "3", "autoscaling.knative.dev/max-scale": "2"},
-     "active", {}, 2),
-    ({}, "active", {"autoscaler": {"min-scale": "2"}}, 2),
-    ({}, "reserve", {}, 0),                                    # no route: scaled to zero
-    ({"autoscaling.knative.dev/min-scale": "1"}, "reserve", {}, 1),
-    ({}, "reserve", {"autoscaler": {"enable-scale-to-zero": "false"}}, 1),
+    ({"autoscaling.knative.dev/initialScale": "2"}, "pending", {}, 2),
+    # The KPA applies min-scale and the routing state afterwards; the Deployment starts at
+    # the initial scale whatever they say.
+    ({"autoscaling.knative.dev/min-scale": "3"}, "active", {}, 1),
+    ({}, "reserve", {}, 1),
+    ({}, "pending", {"autoscaler": {"initial-scale": "3"}}, 3),
+    # 0 only where the cluster allows a zero initial scale.
+    ({"autoscaling.knative.dev/initial-scale": "0"}, "pending", {}, 1),
+    ({"autoscaling.knative.dev/initial-scale": "0"}, "pending",
+     {"autoscaler": {"allow-zero-initial-scale": "true"}}, 0),
+    # A config-autoscaler that does not parse: the defaults.
+    ({}, "pending", {"autoscaler": {"initial-scale": "x"}}, 1),
 ])
-def test_desired_replicas(annotations: dict[str, str], state: str, config: dict[str, Any],
-                          want: int) -> None:
+def test_deployment_starts_at_the_initial_scale(annotations: dict[str, str], state: str,
+                                                config: dict[str, Any], want: int) -> None:
     cfg = effective_config({"metadata": {}, "spec": {"config": config}}, "apps.example.com")
     r = revision(labels={"serving.knative.dev/routingState": state}, annotations=annotations)
-    assert resources.desired_replicas(r, cfg) == want
+    assert resources.make_deployment(r, cfg)["spec"]["replicas"] == want
 
 
 def route_obj(labels: dict[str, str] | None = None,

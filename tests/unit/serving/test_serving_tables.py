@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from skiff.operator import crds as operator_crds
-from skiff.serving import crds
-from skiff.serving.config import ConfigHolder
+from skiff.serving import crds, resources
+from skiff.serving.autoscaler.config import AutoscalerConfig
+from skiff.serving.config import ConfigHolder, effective_config
 from skiff.serving.reconcilers.configuration import ConfigurationReconciler
 from skiff.serving.reconcilers.revision import RevisionReconciler
 from skiff.serving.reconcilers.route import RouteReconciler
@@ -125,18 +126,41 @@ def test_configuration_reconciler(row: Row) -> None:
 
 # --- Revision and Route ------------------------------------------------------------------------
 
-def revision(ready: bool = False) -> Obj:
+def revision(ready: bool = False, labels: dict[str, str] | None = None) -> Obj:
     # As the webhook leaves it: the container named.
     rev: Obj = {"apiVersion": "serving.knative.dev/v1", "kind": "Revision",
                 "metadata": {"name": "hello-00001", "namespace": "default", "uid": "rev-uid",
                              "generation": 1,
                              "labels": {"serving.knative.dev/configuration": "hello",
-                                        "serving.knative.dev/service": "hello"}},
+                                        "serving.knative.dev/service": "hello",
+                                        **(labels or {})}},
                 "spec": {"containers": [{"name": "user-container", "image": IMAGE}]}}
     if ready:
         rev["status"] = {"observedGeneration": 1,
                          "conditions": [{"type": "Ready", "status": "True"}]}
     return rev
+
+
+def deployment_of(replicas: int, image: str = IMAGE) -> Obj:
+    """The revision's Deployment as the revision reconciler made it (for the image given)."""
+    rev = revision()
+    rev["spec"]["containers"][0]["image"] = image
+    d = resources.make_deployment(rev, effective_config(None, DOMAIN))
+    d["spec"]["replicas"] = replicas
+    d["status"] = {"conditions": [{"type": "Progressing", "status": "True",
+                                   "reason": "NewReplicaSetAvailable"}],
+                   **({"readyReplicas": replicas, "availableReplicas": replicas}
+                      if replicas else {})}
+    return d
+
+
+def pa_of(reachability: str = "", status: Obj | None = None) -> Obj:
+    pa = resources.make_pa(revision(), AutoscalerConfig())
+    if reachability:
+        pa["spec"]["reachability"] = reachability
+    if status:
+        pa["status"] = status
+    return pa
 
 
 NOT_OURS = {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -152,15 +176,56 @@ REVISION_ROWS = [
                        "metadata": {"name": "hello-00001-deployment",
                                     "labels": {"serving.knative.dev/revision": "hello-00001",
                                                "serving.knative.dev/revisionUID": "rev-uid"},
-                                    "ownerReferences": [{"kind": "Revision", "uid": "rev-uid"}]}}],
+                                    "ownerReferences": [{"kind": "Revision", "uid": "rev-uid"}]},
+                       "spec": {"replicas": 1}},
+                      {"kind": "PodAutoscaler",
+                       "metadata": {"name": "hello-00001",
+                                    "annotations": {
+                                        "autoscaling.knative.dev/class":
+                                            "kpa.autoscaling.knative.dev",
+                                        "autoscaling.knative.dev/metric": "concurrency"},
+                                    "ownerReferences": [{"kind": "Revision", "uid": "rev-uid"}]},
+                       "spec": {"containerConcurrency": 0, "protocolType": "http1",
+                                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                   "name": "hello-00001-deployment"}}}],
         want_status_updates=[{"status": {"conditions": conds(
-            ("Active", "Unknown", "Queued"), ("ContainerHealthy", "Unknown", "Deploying"),
+            ("Active", "Unknown", "Deploying"), ("ContainerHealthy", "Unknown", "Deploying"),
             ("Ready", "Unknown", "Deploying"), ("ResourcesAvailable", "Unknown", "Deploying"))}}]),
     Row("a Deployment of that name that is not ours stops it", [revision(), NOT_OURS],
         "default/hello-00001",
         want_status_updates=[{"status": {"conditions": conds(
             ("ContainerHealthy", "Unknown", ""), ("Ready", "False", "NotOwned"),
             ("ResourcesAvailable", "False", "NotOwned"))}}]),
+    Row("a PodAutoscaler of that name that is not ours stops it",
+        [revision(), deployment_of(replicas=1), {**pa_of(), "metadata": {
+            **pa_of()["metadata"], "ownerReferences": []}}],
+        "default/hello-00001",
+        want_status_updates=[{"status": {"conditions": conds(
+            ("ContainerHealthy", "Unknown", ""), ("Ready", "False", "NotOwned"),
+            ("ResourcesAvailable", "False", "NotOwned"))}}]),
+    # The KPA owns spec.replicas: a changed Deployment keeps the scale it has, and the PA's
+    # status is the revision's.
+    Row("the Deployment keeps the KPA's replicas; the PA says scaled to zero",
+        [revision(ready=True, labels={"serving.knative.dev/routingState": "reserve"}),
+         deployment_of(replicas=0, image="old"), pa_of(reachability="Unreachable", status={
+             "serviceName": "hello-00001", "desiredScale": 0, "actualScale": 0,
+             "conditions": [
+                 {"type": "Active", "status": "False", "reason": "NoTraffic",
+                  "message": "The target is not receiving traffic."},
+                 {"type": "Ready", "status": "False", "reason": "NoTraffic",
+                  "message": "The target is not receiving traffic."},
+                 {"type": "SKSReady", "status": "True"},
+                 {"type": "ScaleTargetInitialized", "status": "True"}]})],
+        "default/hello-00001",
+        want_updates=[{"kind": "Deployment", "spec": {"replicas": 0, "template": {"spec": {
+            "containers": [{"image": IMAGE}]}}}}],
+        want_status_updates=[{"status": {
+            "actualReplicas": 0, "desiredReplicas": 0,
+            "conditions": [{"type": "Active", "status": "False", "reason": "NoTraffic",
+                            "message": "The target is not receiving traffic."},
+                           {"type": "ContainerHealthy", "status": "True"},
+                           {"type": "Ready", "status": "True"},
+                           {"type": "ResourcesAvailable", "status": "True"}]}}]),
 ]
 
 

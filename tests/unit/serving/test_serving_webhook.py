@@ -122,8 +122,30 @@ def test_revision_spec_validation(spec: dict[str, Any], want: list[str]) -> None
       "max-scale=2 is less than min-scale=3: "
       "spec.template.metadata.annotations.autoscaling.knative.dev/max-scale, "
       "spec.template.metadata.annotations.autoscaling.knative.dev/min-scale"]),
+    # Upstream folds the reason into the path here.
     ({"annotations": {"autoscaling.knative.dev/initial-scale": "0"}},
-     ["spec.template.metadata.annotations.autoscaling.knative.dev/initial-scale: invalid value: 0"]),
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/initial-scale=0 not allowed "
+      "by cluster: invalid value: 0"]),
+    ({"annotations": {"autoscaling.knative.dev/window": "2s"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/window: "
+      "expected 6s <= 2s <= 1h0m0s"]),
+    ({"annotations": {"autoscaling.knative.dev/target": "0"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/target: "
+      "target 0 should be at least 0.01"]),
+    ({"annotations": {"autoscaling.knative.dev/metric": "cpu"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/metric: invalid value: cpu"]),
+    ({"annotations": {"autoscaling.knative.dev/class": "foo.autoscaling.knative.dev"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/class: "
+      "invalid value: foo.autoscaling.knative.dev"]),
+    ({"annotations": {"autoscaling.knative.dev/activation-scale": "1"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/activation-scale: "
+      "activation-scale=1 must be greater than 1"]),
+    ({"annotations": {"autoscaling.knative.dev/scale-down-delay": "1.5s"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/scale-down-delay: "
+      "must be specified with at most second precision"]),
+    ({"annotations": {"autoscaling.knative.dev/panic-window-percentage": "0.5"}},
+     ["spec.template.metadata.annotations.autoscaling.knative.dev/panic-window-percentage: "
+      "expected 1 <= 0.5 <= 100"]),
 ])
 def test_template_metadata_validation(meta: dict[str, Any], want: list[str]) -> None:
     got = messages(svc(template_meta=meta))
@@ -210,3 +232,41 @@ def test_configuration_validation() -> None:
                                     "missing field(s)")
     cfg["metadata"]["ownerReferences"] = [{"kind": "Service", "name": "s"}]
     assert webhook.validate_configuration(cfg, None, CFG) == []
+
+
+def test_annotations_follow_the_live_config_autoscaler() -> None:
+    ann = {"autoscaling.knative.dev/initial-scale": "0", "autoscaling.knative.dev/max-scale": "20"}
+    cfg = effective_config({"metadata": {}, "spec": {"config": {"autoscaler": {
+        "allow-zero-initial-scale": "true", "max-scale-limit": "10", "max-scale": "5"}}}},
+        "apps.example.com")
+    got = [f"{c.field}: {c.message}" for c in webhook.validate_service(
+        defaulted(svc(template_meta={"annotations": ann})), None, cfg)]
+    assert got == ["spec.template.metadata.annotations.autoscaling.knative.dev/max-scale: "
+                   "expected 1 <= 20 <= 10"]
+
+
+def pa(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "autoscaling.internal.knative.dev/v1alpha1", "kind": "PodAutoscaler",
+            "metadata": {"name": "hello-00001", "namespace": "default",
+                         "annotations": annotations or {}},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": "hello-00001-deployment"},
+                     "protocolType": "http1", **spec}}
+
+
+@pytest.mark.parametrize("obj, want", [
+    (pa(), []),
+    (pa({"autoscaling.knative.dev/min-scale": "x"}),
+     ["metadata.annotations.autoscaling.knative.dev/min-scale: invalid value: x"]),
+    (pa(scaleTargetRef={"kind": "Deployment"}),
+     ["spec.scaleTargetRef.apiVersion: missing field(s): spec.scaleTargetRef.apiVersion, "
+      "spec.scaleTargetRef.name"]),
+    (pa(containerConcurrency=1001),
+     ["spec.containerConcurrency: expected 0 <= 1001 <= 1000"]),
+    (pa(protocolType="http3"), ["spec.protocolType: invalid value: http3"]),
+])
+def test_pod_autoscaler_validation(obj: dict[str, Any], want: list[str]) -> None:
+    got = [f"{c.field}: {c.message}" for c in webhook.validate_pod_autoscaler(obj, None, CFG)]
+    assert got == want
+    # A status update does not re-validate.
+    assert webhook.validate_pod_autoscaler(obj, copy.deepcopy(obj), CFG) == []

@@ -4,6 +4,7 @@ a ksvc settles into its children and statuses, and a further pass writes nothing
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,20 @@ from skiff.serving.reconcilers.base import (
     CONFIGURATION,
     DEPLOYMENT,
     INGRESS,
+    K8S_SERVICE,
     KNATIVE_SERVING,
+    METRIC,
+    POD_AUTOSCALER,
     REVISION,
     ROUTE,
+    SERVERLESS_SERVICE,
     SERVICE,
 )
 from skiff.serving.reconcilers.configuration import ConfigurationReconciler
+from skiff.serving.reconcilers.podautoscaler import PodAutoscalerReconciler
 from skiff.serving.reconcilers.revision import RevisionReconciler
 from skiff.serving.reconcilers.route import RouteReconciler
+from skiff.serving.reconcilers.serverlessservice import ServerlessServiceReconciler
 from skiff.serving.reconcilers.service import ServiceReconciler
 from skiff.serving.setup import install
 
@@ -58,6 +65,10 @@ class World:
         install(self)   # the same wiring `skiff up` uses: serving, then the operator
         install_operator(self)
         self.holder: ConfigHolder = self.serving_config   # type: ignore[attr-defined]
+        # The KPA on a clock the test moves.
+        self.now = time.time()
+        self.kpa = next(r for r in self.manager_added if isinstance(r, PodAutoscalerReconciler))
+        self.kpa.clock = lambda: self.now
 
     def reconcilers(self) -> list[Any]:
         return self.manager_added
@@ -115,7 +126,8 @@ def test_ksvc_settles_and_a_second_pass_writes_nothing(tmp_path: Path) -> None:
         w = World(tmp_path)
         assert {type(r) for r in w.reconcilers()} == {
             KnativeServingReconciler, ServiceReconciler, ConfigurationReconciler,
-            RevisionReconciler, RouteReconciler}
+            RevisionReconciler, RouteReconciler, PodAutoscalerReconciler,
+            ServerlessServiceReconciler}
         await w.client.create(ksvc())
         await w.settle()
         svc = await w.get(SERVICE, "hello")
@@ -128,7 +140,21 @@ def test_ksvc_settles_and_a_second_pass_writes_nothing(tmp_path: Path) -> None:
         await w.pass_once()
         assert w.registry.store.rv == rv           # level-triggered and idempotent
 
-        # An update stamps hello-00002; the old one goes to reserve and scales to zero.
+        # The KPA's children: an SKS with its two Services, a Metric; the revision's scale.
+        pa = await w.get(POD_AUTOSCALER, "hello-00001")
+        assert ready(pa) == "True" and pa["status"]["serviceName"] == "hello-00001"
+        assert pa["spec"]["reachability"] == "Reachable"
+        assert (await w.get(SERVERLESS_SERVICE, "hello-00001"))["status"][
+            "privateServiceName"] == "hello-00001-private"
+        assert (await w.get(K8S_SERVICE, "hello-00001-private"))["spec"]["selector"] == {
+            "serving.knative.dev/revisionUID": pa["metadata"]["labels"][
+                "serving.knative.dev/revisionUID"]}
+        assert ready(await w.get(METRIC, "hello-00001")) == "True"
+        rev = await w.get(REVISION, "hello-00001")
+        assert (rev["status"]["actualReplicas"], rev["status"]["desiredReplicas"]) == (1, 1)
+
+        # An update stamps hello-00002; the old one goes to reserve, and the KPA scales it to
+        # zero once it has been idle for the stable window and behind the activator.
         svc["spec"]["template"]["spec"]["containers"][0]["image"] = "img2"
         await w.client.update(svc)
         await w.settle()
@@ -137,7 +163,18 @@ def test_ksvc_settles_and_a_second_pass_writes_nothing(tmp_path: Path) -> None:
         assert svc["status"]["traffic"][0]["revisionName"] == "hello-00002"
         old = await w.get(REVISION, "hello-00001")
         assert old["metadata"]["labels"]["serving.knative.dev/routingState"] == "reserve"
+        assert (await w.get(POD_AUTOSCALER, "hello-00001"))["spec"]["reachability"] == \
+            "Unreachable"
+        assert (await w.get(DEPLOYMENT, "hello-00001-deployment"))["spec"]["replicas"] == 1
+        for _ in range(3):
+            w.now += 61
+            await w.settle()
         assert (await w.get(DEPLOYMENT, "hello-00001-deployment"))["spec"]["replicas"] == 0
+        old = await w.get(REVISION, "hello-00001")
+        active = next(c for c in old["status"]["conditions"] if c["type"] == "Active")
+        assert (active["status"], active["reason"]) == ("False", "NoTraffic")
+        assert ready(old) == "True"
+        # hello-00002 is routed: it idles the same way, as upstream (the activator wakes it).
         assert (await w.get(CONFIGURATION, "hello"))["metadata"]["generation"] == 2
     asyncio.run(run())
 

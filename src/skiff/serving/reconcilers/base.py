@@ -22,9 +22,14 @@ INGRESS = Ref(INGRESS_API_VERSION, "Ingress")
 DEPLOYMENT = Ref("apps/v1", "Deployment")
 POD = Ref("v1", "Pod")
 KNATIVE_SERVING = Ref("operator.knative.dev/v1beta1", "KnativeServing")
+POD_AUTOSCALER = Ref("autoscaling.internal.knative.dev/v1alpha1", "PodAutoscaler")
+METRIC = Ref("autoscaling.internal.knative.dev/v1alpha1", "Metric")
+SERVERLESS_SERVICE = Ref(INGRESS_API_VERSION, "ServerlessService")
+K8S_SERVICE = Ref("v1", "Service")
 
 __all__ = ["SERVICE", "CONFIGURATION", "REVISION", "ROUTE", "INGRESS", "DEPLOYMENT", "POD",
-           "KNATIVE_SERVING", "load_config", "get_or_none"]
+           "KNATIVE_SERVING", "POD_AUTOSCALER", "METRIC", "SERVERLESS_SERVICE", "K8S_SERVICE",
+           "load_config", "get_or_none"]
 
 
 async def load_config(client: Client, holder: ConfigHolder) -> ServingConfig:

@@ -1,23 +1,27 @@
-"""Revision reconciler: a Revision's Deployment, and its conditions from the pods.
+"""Revision reconciler: a Revision's Deployment and PodAutoscaler, and its conditions.
 
 As upstream pkg/reconciler/revision: keep `<rev>-deployment`
-(resources.make_deployment) owned by the Revision and report
+(resources.make_deployment) and the PodAutoscaler named like the
+Revision (resources.make_pa), both owned by the Revision, and report
 ResourcesAvailable, ContainerHealthy and Ready, with Active apart
-(severity Info). The Deployment's status maps through
-TransformDeploymentStatus; while no pod is available the first pod is
-examined: unschedulable -> ResourcesAvailable False, a container that
+(severity Info). The Deployment is made with the initial scale; after
+that its spec.replicas is the KPA's (reconcilers/podautoscaler.py), so an
+update keeps the replicas the Deployment has. The Deployment's status maps
+through TransformDeploymentStatus; while no pod is available the first pod
+is examined: unschedulable -> ResourcesAvailable False, a container that
 terminated -> ContainerHealthy False "ExitCode<n>" / "Container failed
 with: ...", an image that cannot be pulled (ErrImagePull, ImagePullBackOff
 from the node runtime) -> ContainerHealthy False with the pod's reason and
 message at once (upstream waits for the progress deadline and the image
 digest resolver; skiff has neither a registry nor a deadline worth
-waiting for). skiff has no PodAutoscaler yet; emulate_autoscaler() stands
-in for PropagateAutoscalerStatus: the scale target counts as initialized
-once a pod has been ready (then ResourcesAvailable and ContainerHealthy
-turn True), Active follows the ready pods, and a Revision scaled to zero
-because no route uses it is Active False "NoTraffic". revision_status() is
-the pure part, table-tested. Neighbours: core/reconcilers/deployment.py
-(which runs the pods), configuration.py (reads Ready), resources.py.
+waiting for). The PodAutoscaler's status comes back through
+PropagateAutoscalerStatus: actualReplicas/desiredReplicas from its
+actualScale/desiredScale, ResourcesAvailable and ContainerHealthy once its
+scale target is initialized, Active from its Ready condition (False
+"NoTraffic" when scaled to zero). revision_status() is the pure part,
+table-tested. Neighbours: core/reconcilers/deployment.py (which runs the
+pods), reconcilers/podautoscaler.py (which scales them), configuration.py
+(reads Ready), resources.py.
 """
 
 from __future__ import annotations
@@ -34,9 +38,17 @@ from skiff.core.reconcile import KeySet, differs, get_or_none, write_status
 from skiff.serving import names, resources
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import REVISION_LABEL, REVISION_UID_LABEL
-from skiff.serving.reconcilers.base import DEPLOYMENT, KNATIVE_SERVING, POD, REVISION, load_config
+from skiff.serving.reconcilers.base import (
+    DEPLOYMENT,
+    KNATIVE_SERVING,
+    POD,
+    POD_AUTOSCALER,
+    REVISION,
+    load_config,
+)
 
 RESOURCES_AVAILABLE = "ResourcesAvailable"
+SCALE_TARGET_INITIALIZED = "ScaleTargetInitialized"     # the PodAutoscaler's
 CONTAINER_HEALTHY = "ContainerHealthy"
 ACTIVE = "Active"
 REVISION_CONDITIONS = ConditionSet((RESOURCES_AVAILABLE, CONTAINER_HEALTHY))
@@ -113,38 +125,53 @@ def examine_pods(m: conditions.Manager, rev: Obj, deployment: Obj, pods: list[Ob
     return found
 
 
-def emulate_autoscaler(m: conditions.Manager, status: Obj, deployment: Obj,
-                       was_initialized: bool, failing: bool = False) -> None:
-    """PropagateAutoscalerStatus with the KPA's view derived from the Deployment; `failing`:
-    the pods were just found failing (that keeps ContainerHealthy False)."""
-    ds = deployment.get("status") or {}
-    ready = int(ds.get("readyReplicas") or 0)
-    desired = int((deployment.get("spec") or {}).get("replicas") or 0)
-    initialized = was_initialized or ready > 0
-    status["actualReplicas"] = ready
-    status["desiredReplicas"] = desired
+def propagate_autoscaler_status(m: conditions.Manager, status: Obj, pa_status: Obj,
+                                failing: bool = False) -> None:
+    """PropagateAutoscalerStatus: the PodAutoscaler's view of the revision's scale; `failing`:
+    the pods were just found failing (that keeps ResourcesAvailable/ContainerHealthy as found)."""
+    ps = pa_status
+    for src, dst in (("actualScale", "actualReplicas"), ("desiredScale", "desiredReplicas")):
+        v = ps.get(src)
+        if isinstance(v, int) and v >= 0:
+            status[dst] = v
+        else:
+            status.pop(dst, None)
+    cond = conditions.get(ps, conditions.READY)
+    if cond is None:
+        m.mark_unknown(ACTIVE, DEPLOYING, "")
+        return
+    initialized = conditions.status_of(ps, SCALE_TARGET_INITIALIZED) == conditions.TRUE
     res_unavailable = failing or \
         conditions.status_of(status, RESOURCES_AVAILABLE) == conditions.FALSE
     if initialized and not res_unavailable:
         m.mark_true(RESOURCES_AVAILABLE)
         m.mark_true(CONTAINER_HEALTHY)
-    if conditions.status_of(status, RESOURCES_AVAILABLE) == conditions.TRUE and not initialized:
+    # Scaled to zero before any service name (initial scale 0): not available yet.
+    if conditions.status_of(status, RESOURCES_AVAILABLE) == conditions.TRUE and \
+            not ps.get("serviceName"):
         m.mark_unknown(RESOURCES_AVAILABLE, DEPLOYING, "")
-    if ready > 0:
+    st, reason, msg = cond.get("status"), cond.get("reason", ""), cond.get("message", "")
+    if st == conditions.FALSE:
+        # Scaled to zero without ever reaching the initial scale: activation failed.
+        if not initialized and ps.get("serviceName") and \
+                conditions.status_of(status, RESOURCES_AVAILABLE) != conditions.FALSE:
+            m.mark_false(RESOURCES_AVAILABLE, "ProgressDeadlineExceeded",
+                         "Initial scale was never achieved")
+        m.mark_false(ACTIVE, reason, msg)
+    elif st == conditions.TRUE:
         m.mark_true(ACTIVE)
-    elif desired == 0 and initialized:
-        m.mark_false(ACTIVE, "NoTraffic", "The target is not receiving traffic.")
+        if not failing:
+            m.mark_true(RESOURCES_AVAILABLE)
+            m.mark_true(CONTAINER_HEALTHY)
     else:
-        m.mark_unknown(ACTIVE, "Queued",
-                       "Requests to the target are being buffered as resources are provisioned.")
+        m.mark_unknown(ACTIVE, reason, msg)
 
 
 def revision_status(rev: Obj, status: Obj, deployment: Obj, pods: list[Obj],
-                    created: bool) -> None:
-    """Everything the reconciler reports, given the Deployment and its pods. Pure."""
+                    created: bool, pa: Obj | None = None) -> None:
+    """Everything the reconciler reports, given the Deployment, its pods and the
+    PodAutoscaler (None: not made yet). Pure."""
     m = REVISION_CONDITIONS.manage(status)
-    was_initialized = conditions.status_of(status, CONTAINER_HEALTHY) == conditions.TRUE or \
-        conditions.status_of(status, conditions.READY) == conditions.TRUE
     if created:
         m.mark_unknown(RESOURCES_AVAILABLE, DEPLOYING, "")
         m.mark_unknown(CONTAINER_HEALTHY, DEPLOYING, "")
@@ -155,7 +182,7 @@ def revision_status(rev: Obj, status: Obj, deployment: Obj, pods: list[Obj],
     if int((deployment.get("spec") or {}).get("replicas") or 0) > 0 and \
             not int(ds.get("availableReplicas") or 0):
         failing = examine_pods(m, rev, deployment, pods)
-    emulate_autoscaler(m, status, deployment, was_initialized, failing)
+    propagate_autoscaler_status(m, status, (pa or {}).get("status") or {}, failing)
     status["serviceName"] = rev["metadata"]["name"]
 
 
@@ -175,6 +202,7 @@ class RevisionReconciler:
 
     def secondary(self) -> list[tuple[Ref, Mapper]]:
         return [(DEPLOYMENT, owned_by("Revision", names.GROUP)), (POD, _pod_key),
+                (POD_AUTOSCALER, owned_by("Revision", names.GROUP)),
                 (KNATIVE_SERVING, self.known.all())]
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
@@ -214,26 +242,53 @@ class RevisionReconciler:
                 RESOURCES_AVAILABLE, "NotOwned",
                 f'There is an existing Deployment "{want["metadata"]["name"]}" that we do not own.')
             return 5.0
-        elif differs(have, self._carry_over(self._keep_selector(want, have), have)):
-            upd = copy.deepcopy(have)
+        else:
+            # The KPA owns spec.replicas once the Deployment exists.
+            want["spec"]["replicas"] = (have.get("spec") or {}).get("replicas", 1)
             merged = self._carry_over(self._keep_selector(want, have), have)
-            upd["spec"] = merged["spec"]
-            upd["metadata"]["labels"] = merged["metadata"]["labels"]
-            upd["metadata"]["annotations"] = merged["metadata"].get("annotations") or {}
-            if not upd["metadata"]["annotations"]:
-                del upd["metadata"]["annotations"]
-            try:
-                have = await self.client.update(upd)
-            except ApiError as e:
-                if e.code != 409:
-                    raise
-                return 0.1
+            if differs(have, merged):
+                upd = copy.deepcopy(have)
+                upd["spec"] = merged["spec"]
+                upd["metadata"]["labels"] = merged["metadata"]["labels"]
+                upd["metadata"]["annotations"] = merged["metadata"].get("annotations") or {}
+                if not upd["metadata"]["annotations"]:
+                    del upd["metadata"]["annotations"]
+                try:
+                    have = await self.client.update(upd)
+                except ApiError as e:
+                    if e.code != 409:
+                        raise
+                    return 0.1
+        pa = await self._reconcile_pa(rev, status, cfg)
+        if pa is None:
+            return 5.0
         pods: list[Obj] = []
         if not created:
             pods = await self.client.list(
                 POD, ns, label_selector=f"{REVISION_UID_LABEL}={rev['metadata']['uid']}")
-        revision_status(rev, status, have, pods, created)
+        revision_status(rev, status, have, pods, created, pa)
         return None
+
+    async def _reconcile_pa(self, rev: Obj, status: Obj, cfg: ServingConfig) -> Obj | None:
+        """reconcilePA: create the PodAutoscaler, or bring its spec, labels and annotations back
+        to ours. None when one of that name is not ours (reported on the status)."""
+        want = resources.make_pa(rev, resources.autoscaler_config(cfg))
+        ns, name = want["metadata"]["namespace"], want["metadata"]["name"]
+        have = await get_or_none(self.client, POD_AUTOSCALER, name, ns)
+        if have is None:
+            return await self.client.create(want)
+        if not resources.is_controlled_by(have, rev):
+            REVISION_CONDITIONS.manage(status).mark_false(
+                RESOURCES_AVAILABLE, "NotOwned",
+                f'There is an existing PodAutoscaler "{name}" that we do not own.')
+            return None
+        if differs(have, want):
+            upd = copy.deepcopy(have)
+            upd["spec"] = want["spec"]
+            upd["metadata"]["labels"] = want["metadata"]["labels"]
+            upd["metadata"]["annotations"] = want["metadata"]["annotations"]
+            have = await self.client.update(upd)
+        return have
 
     @staticmethod
     def _carry_over(want: Obj, have: Obj) -> Obj:
