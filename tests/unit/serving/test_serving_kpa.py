@@ -97,7 +97,7 @@ def make(stats: RevisionStats | None = None, poke: bool = False
          ) -> Callable[[MemoryClient], PodAutoscalerReconciler]:
     def build(c: MemoryClient) -> PodAutoscalerReconciler:
         r = PodAutoscalerReconciler(c, ConfigHolder(DOMAIN), stats or RevisionStats(),
-                                    clock=lambda: NOW)
+                                    clock=lambda: NOW, metrics_clock=lambda: NOW)
         if poke:
             r.poke(KEY)
         return r
@@ -287,7 +287,8 @@ class World:
         self.stats = RevisionStats()
         self.now = time.time()      # SKS conditions carry real times; stay beside them
         self.kpa = PodAutoscalerReconciler(self.client, ConfigHolder(DOMAIN), self.stats,
-                                           clock=lambda: self.now)
+                                           clock=lambda: self.now,
+                                           metrics_clock=lambda: self.now)
         self.sks = ServerlessServiceReconciler(self.client)
 
     async def step(self, seconds: float = 2.0) -> None:

@@ -68,7 +68,7 @@ class World:
         # The KPA on a clock the test moves.
         self.now = time.time()
         self.kpa = next(r for r in self.manager_added if isinstance(r, PodAutoscalerReconciler))
-        self.kpa.clock = lambda: self.now
+        self.kpa.clock = self.kpa.metrics_clock = lambda: self.now
 
     def reconcilers(self) -> list[Any]:
         return self.manager_added

@@ -29,9 +29,11 @@ RevisionStats.on_poke) enqueues the PA at once, and a PA at zero is
 scaled to max(1, activation-scale) on that pass without waiting for the
 metrics. The HPA class is not implemented: such a PA gets its SKS and
 says so in its Active condition, and its Deployment keeps the initial
-scale. Condition times are stamped with this reconciler's clock (the
-scale-to-zero arithmetic reads them back), so tests can drive it with a
-fake one.
+scale. Two clocks, both injectable for tests: `clock` (wall time) stamps
+the conditions, whose times the scale-to-zero arithmetic reads back;
+`metrics_clock` (monotonic, as the data plane's reports are recorded in
+RevisionStats by mesh/setup.py) reads the metric windows and drives the
+decider.
 
 Neighbours: revision.py (creates the PA, reads its status), serverlessservice.py
 (the SKS's Services and its Ready/ActivatorEndpointsPopulated), resources.py
@@ -142,11 +144,13 @@ class PodAutoscalerReconciler:
     primary = POD_AUTOSCALER
 
     def __init__(self, client: Client, holder: ConfigHolder, stats: RevisionStats,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics_clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.holder = holder
         self.stats = stats
         self.clock = clock
+        self.metrics_clock = metrics_clock
         self.known = KeySet()
         self.scalers: dict[str, Scaler] = {}
         self.poked: set[str] = set()
@@ -255,10 +259,11 @@ class PodAutoscalerReconciler:
             return asc.TICK_INTERVAL
         status["metricsServiceName"] = private
 
-        self.stats.configure(key, s.stable_window, s.panic_window, now)
+        mnow = self.metrics_clock()
+        self.stats.configure(key, s.stable_window, s.panic_window, mnow)
         if not await self._reconcile_metric(pa, status, s, private):
             return None
-        scaler = self._tick(key, s, ready, now)
+        scaler = self._tick(key, s, ready, mnow)
 
         active = conditions.status_of(status, ACTIVE) or conditions.UNKNOWN
         initialized = conditions.status_of(status, SCALE_TARGET_INITIALIZED) == conditions.TRUE
@@ -311,7 +316,7 @@ class PodAutoscalerReconciler:
 
     def _tick(self, key: str, s: asc.RevisionScaling, ready: int, now: float) -> Scaler:
         """The decider, at most once per tick interval (upstream's ticker), its last valid
-        result kept."""
+        result kept. `now` on the metrics clock."""
         sc = self.scalers.get(key)
         if sc is None or sc.scale_down_delay != s.scale_down_delay:
             sc = Scaler(dec.new_decider_state(s, ready, now),
