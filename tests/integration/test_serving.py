@@ -184,12 +184,13 @@ def test_update_stamps_a_second_revision(skiff: Skiff) -> None:
         {"latestRevision": True, "percent": 100, "revisionName": "hello-00002"}]
     rev = skiff.kubectl_json("get", "revision", "hello-00002")
     assert rev["metadata"]["labels"]["serving.knative.dev/configurationGeneration"] == "2"
-    # The old revision gets no traffic any more: reserve, scaled to zero like the KPA would.
+    # The old revision gets no traffic any more: reserve, and the KPA scales it to zero (after
+    # the scale-to-zero grace period and within a stable window, with the default config).
     skiff.wait_for(lambda: skiff.kubectl_json("get", "revision", "hello-00001")["metadata"]
                    ["labels"].get("serving.knative.dev/routingState") == "reserve",
                    timeout=30, what="hello-00001 reserve")
     skiff.wait_for(lambda: skiff.kubectl_json("get", "deployment", "hello-00001-deployment")
-                   ["spec"]["replicas"] == 0, timeout=30, what="hello-00001 scaled to zero")
+                   ["spec"]["replicas"] == 0, timeout=100, what="hello-00001 scaled to zero")
     old = skiff.kubectl_json("get", "revision", "hello-00001")
     assert cond(old, "Ready")["status"] == "True"
     skiff.wait_for(lambda: cond(skiff.kubectl_json("get", "revision", "hello-00001"),

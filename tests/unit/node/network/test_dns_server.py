@@ -61,10 +61,18 @@ class Resolver(BaseResolver):  # type: ignore[misc]
 @contextlib.contextmanager
 def upstream_peer() -> Iterator[str]:
     quiet = DNSLogger(logf=lambda *_: None)
-    udp = DNSServer(Resolver(), address="127.0.0.1", port=0, logger=quiet)
-    port = udp.server.server_address[1]
-    # dnslib's server binds UDP and TCP separately: the TCP one takes the same number.
-    tcp = DNSServer(Resolver(), address="127.0.0.1", port=port, tcp=True, logger=quiet)
+    # dnslib's server binds UDP and TCP separately: the TCP one takes the same number, which
+    # another process may hold already (a free UDP port says nothing of TCP): try another.
+    for _ in range(20):
+        udp = DNSServer(Resolver(), address="127.0.0.1", port=0, logger=quiet)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(Resolver(), address="127.0.0.1", port=port, tcp=True, logger=quiet)
+            break
+        except OSError:
+            udp.server.server_close()
+    else:
+        raise RuntimeError("no port free for both UDP and TCP")
     udp.start_thread()
     tcp.start_thread()
     try:
