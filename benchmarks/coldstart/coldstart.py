@@ -1,0 +1,181 @@
+"""Cold start: request to first byte for a Knative Service at zero, beside the floor.
+
+    python benchmarks/coldstart/coldstart.py [--trials 20] [--pod-network loopback|namespaces]
+
+Starts a `skiff up` of this tree in a fresh home on free loopback ports, applies a
+KnativeServing with the shortest windows upstream accepts (stable-window and
+scale-to-zero-grace-period 6 s) and a ksvc (hello-openshift), then, per trial: waits
+until the revision has no pod (the KPA scaled it to zero, the SKS is in Proxy mode) and
+times one curl through the router and gateway (the activator holds it, pokes the KPA,
+the pod starts, the request goes through): curl's time to first byte. Beside it, on the
+same machine and in the same run:
+- floor (fork): a warm Python process that has imported hello-openshift forks a child
+  that binds and serves; time from the fork to the first response byte;
+- python3 start: `python3 -m skiff.node.images.hello_openshift` started fresh; time to
+  its first response byte.
+Prints p50/p95 of each. Goal (issue 13): p50 <= 25 ms, p95 <= 50 ms through the
+activator. Stops its skiff by PID; traffic only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from skiffproc import new_skiff, wait_pod_network_free  # noqa: E402
+
+KS = """
+apiVersion: operator.knative.dev/v1beta1
+kind: KnativeServing
+metadata: {name: knative-serving, namespace: knative-serving}
+spec:
+  config:
+    autoscaler:
+      stable-window: "6s"
+      scale-to-zero-grace-period: "6s"
+"""
+KSVC = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: cold, namespace: default}
+spec:
+  template:
+    spec:
+      containers:
+        - image: docker.io/openshift/hello-openshift
+          env: [{name: RESPONSE, value: "cold"}]
+"""
+DOMAIN = "apps.127.0.0.1.sslip.io"
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+def first_byte(port: int, deadline: float = 5.0) -> float:
+    """Seconds from now until a GET to 127.0.0.1:port answers its first byte."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(1):
+                    return time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.0005)
+    raise TimeoutError(f"nothing answered on {port}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def floor_fork(trials: int) -> list[float]:
+    """A warm interpreter with hello-openshift imported forks; the child serves."""
+    import skiff.node.images.hello_openshift as hello  # noqa: F401  (warm, as the fork server)
+    out = []
+    for _ in range(trials):
+        port = free_port()
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os.environ["PORT"] = str(port)
+            try:
+                hello.main()
+            finally:
+                os._exit(0)
+        try:
+            first_byte(port)
+            out.append(time.perf_counter() - t0)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    return out
+
+
+def python_start(trials: int) -> list[float]:
+    out = []
+    for _ in range(trials):
+        port = free_port()
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", "skiff.node.images.hello_openshift"],
+                             env={**os.environ, "PORT": str(port)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            first_byte(port, 10)
+            out.append(time.perf_counter() - t0)
+        finally:
+            p.kill()
+            p.wait()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--pod-network", default="loopback")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    fork = floor_fork(args.trials)
+    py = python_start(args.trials)
+
+    s = new_skiff(Path(tempfile.mkdtemp(prefix="skiff-coldstart-")))
+    s.extra_args = ["--pod-network", args.pod_network]
+    if args.pod_network == "namespaces":
+        wait_pod_network_free()
+    s.start(timeout=60)
+    cold: list[float] = []
+    try:
+        s.kubectl("apply", "-f", "-", input=KS)
+        s.kubectl("wait", "--for=condition=Ready", "knativeserving/knative-serving", "-n",
+                  "knative-serving", "--timeout=60s", timeout=70)
+        s.kubectl("apply", "-f", "-", input=KSVC)
+        s.kubectl("wait", "--for=condition=Ready", "ksvc/cold", "--timeout=90s", timeout=100)
+        host, port = f"cold-default.{DOMAIN}", s.ports["--http-port"]
+
+        def at_zero() -> bool:
+            pods = s.kubectl("get", "pods", "-l", "serving.knative.dev/service=cold", "-o",
+                             "name").stdout.split()
+            sks = json.loads(s.kubectl("get", "sks", "cold-00001", "-o", "json").stdout)
+            return not pods and sks["spec"]["mode"] == "Proxy"
+        for i in range(args.trials):
+            s.wait_for(at_zero, timeout=120, interval=0.5, what="cold at zero")
+            time.sleep(0.5)
+            r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_starttransfer}",
+                                "--max-time", "60", "--resolve", f"{host}:{port}:127.0.0.1",
+                                f"http://{host}:{port}/"], capture_output=True, text=True,
+                               timeout=90)
+            cold.append(float(r.stdout))
+            print(f"trial {i + 1}: {cold[-1] * 1000:.1f} ms", flush=True)
+    finally:
+        s.stop()
+
+    rows = [("through the activator (scale from zero)", cold), ("floor: fork + first response", fork),
+            ("python3 start + first response", py)]
+    print(f"\n{'path':42} {'p50 ms':>9} {'p95 ms':>9} {'n':>4}")
+    for name, xs in rows:
+        print(f"{name:42} {statistics.median(xs) * 1000:9.1f} {pct(xs, 0.95) * 1000:9.1f} "
+              f"{len(xs):4}")
+    if args.json:
+        args.json.write_text(json.dumps({n: xs for n, xs in rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
