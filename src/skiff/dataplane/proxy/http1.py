@@ -1041,6 +1041,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.resume_downstream()
 
 
+def _check_peer(tr: asyncio.BaseTransport, tls: UpstreamTlsContext) -> None:
+    """The peer must show one of the SANs the cluster expects; else the connection closes
+    and UpstreamTlsError says what it showed."""
+    if tls.match_san:
+        der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
+        names = peer_names(der[0]) if der else peer_names(b"")
+        if not san_matches(tls.match_san, names):
+            tr.close()
+            raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
+
+
 class UpstreamPool:
     """Idle keep-alive connections per endpoint (LIFO, so a warm connection is reused first).
 
@@ -1099,12 +1110,7 @@ class UpstreamPool:
                                    server_hostname=tls.sni or "",
                                    ssl_handshake_timeout=t or None),
             t or None)
-        if tls.match_san:
-            der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
-            names = peer_names(der[0]) if der else peer_names(b"")
-            if not san_matches(tls.match_san, names):
-                tr.close()
-                raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
+        _check_peer(tr, tls)
         return proto
 
     async def _connect_from(self, key: tuple[Endpoint, UpstreamTlsContext | None, Origin],
@@ -1131,12 +1137,7 @@ class UpstreamPool:
         tr, proto = await loop.create_connection(lambda: UpstreamConnection(self, key),
                                                  sock=sock, ssl=ctx,
                                                  server_hostname=tls.sni or "")
-        if tls.match_san:
-            der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
-            names = peer_names(der[0]) if der else peer_names(b"")
-            if not san_matches(tls.match_san, names):
-                tr.close()
-                raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
+        _check_peer(tr, tls)
         return proto
 
     def opened(self, c: UpstreamConnection) -> None:
