@@ -331,6 +331,15 @@ def validate_spec_config(config: Any, path: str = "spec.config") -> list[Cause]:
                                  f"config-{cm}{hint}"))
                 continue
             out += _check_value(cm, _canonical(cm, key), str(value), kpath)
+        if cm == "autoscaler" and not any(c.field.startswith(cm_path) for c in out):
+            # the whole map as the autoscaler reads it: durations, ranges, cross-key rules
+            from skiff.serving.autoscaler.config import ConfigError, parse_config
+            try:
+                parse_config({_canonical(cm, str(k)): str(v) for k, v in data.items()})
+            except ConfigError as e:
+                # name the key upstream's message is about, when it names one
+                field = next((f"{cm_path}.{k}" for k in data if str(k) in str(e)), cm_path)
+                out.append(Cause(field, "FieldValueInvalid", f"Invalid value: {e}"))
     return out
 
 

@@ -101,3 +101,4 @@ def test_stats_messages_are_checked() -> None:
             codec.decode_stats(bad)
     poke = codec.parse(codec.frame(codec.poke_message("ns/r"))[4:])
     assert poke == {"type": "poke", "version": 0, "cluster": "ns/r"}
+
