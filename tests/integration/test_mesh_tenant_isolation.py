@@ -305,6 +305,29 @@ def test_a_service_by_its_cluster_ip_and_destination_rule_tls(mesh: Skiff) -> No
                   what="mTLS again")
 
 
+def test_a_revision_at_zero_wakes_up_in_the_mesh(mesh: Skiff) -> None:
+    """Scale to zero under the mesh: with short windows the idle revisions go to zero pods;
+    a request through the caller's sidecar (held by the activator until the new pod's
+    sidecar is up) still gets the tenant's answer, and so does one through the gateway."""
+    mesh.kubectl("patch", "knativeserving", "knative-serving", "-n", "knative-serving",
+                 "--type=merge", "-p", json.dumps({"spec": {"config": {"autoscaler": {
+                     "stable-window": "6s", "scale-to-zero-grace-period": "6s"}}}}))
+
+    def pods(ns: str) -> list[str]:
+        return mesh.kubectl("get", "pods", "-n", ns, "-l",
+                            "serving.knative.dev/service=test-webapp", "-o",
+                            "name").stdout.split()
+    mesh.wait_for(lambda: not pods("team-alpha-1") and not pods("team-bravo-1"), 90,
+                  interval=0.5, what="both test-webapps at zero")
+    same = exec_curl(mesh, "-s", "-m", "30", "http://test-webapp.team-alpha-1:80")
+    assert same.stdout == "Hello Serverless!\n", (same.returncode, same.stderr)
+    other = exec_curl(mesh, "-s", "-m", "30", "http://test-webapp.team-bravo-1:80")
+    assert other.stdout == "RBAC: access denied", (other.returncode, other.stderr)
+    assert pods("team-bravo-1")          # the denied request still woke the revision up
+    ext = exec_curl(mesh, "-sk", "-m", "30", external_url(mesh, "team-alpha-1"))
+    assert ext.stdout == "Hello Serverless!\n", (ext.returncode, ext.stderr)
+
+
 LOCAL_GATEWAY_ISTIO_MUTUAL = """
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway
