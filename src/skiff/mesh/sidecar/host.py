@@ -151,6 +151,48 @@ def _host(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
+# --- the access log --------------------------------------------------------------------------
+
+ACCESS_LOG_MAX = 10 * 1024 * 1024      # the kubelet's containerLogMaxSize default
+ACCESS_LINE_MAX = 16 * 1024            # containerd's cut for one line
+
+
+class AccessLog:
+    """The sidecar's access log, appended to the istio-proxy container's log file in the
+    container log's CRI format (so `kubectl logs -c istio-proxy` shows it). Bounded: lines are
+    cut at ACCESS_LINE_MAX, and a file that reaches ACCESS_LOG_MAX starts over with a line
+    that says so (nothing else rotates it: the container itself writes next to nothing)."""
+
+    def __init__(self, path: str, limit: int = ACCESS_LOG_MAX) -> None:
+        self.path = path
+        self.limit = limit
+        self._f: Any = None
+
+    def write(self, line: str) -> None:
+        line = line.replace("\n", " ")[:ACCESS_LINE_MAX]
+        try:
+            if self._f is None:
+                self._f = open(self.path, "a", buffering=1)  # noqa: SIM115 (kept open)
+            if self._f.tell() + len(line) + 64 > self.limit:
+                self._f.close()
+                self._f = open(self.path, "w", buffering=1)  # noqa: SIM115
+                self._write(f"access log started over: it reached {self.limit} bytes")
+            self._write(line)
+        except OSError:
+            self.close()
+
+    def _write(self, line: str) -> None:
+        ns = time.time_ns()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+        self._f.write(f"{stamp}.{ns % 1_000_000_000:09d}Z stdout F {line}\n")
+
+    def close(self) -> None:
+        if self._f is not None:
+            with contextlib.suppress(OSError):
+                self._f.close()
+            self._f = None
+
+
 # --- one pod's sidecar ---------------------------------------------------------------------
 
 
@@ -176,7 +218,7 @@ class PodSidecar:
                                         service_time=True, limits=SIDECAR_LIMITS,
                                         hooks=host.outbound_hooks)
         self.health_cfg = ProxyConfig(self._health, host.pool, limits=SIDECAR_LIMITS)
-        self._log_file: Any = None
+        self._log_file: AccessLog | None = None
 
     def _set_identity(self, w: SidecarWorkload) -> None:
         root = self.host.part.root_pem
@@ -234,24 +276,15 @@ class PodSidecar:
         for li in self.listeners:
             await li.stop()
         if self._log_file is not None:
-            with contextlib.suppress(OSError):
-                self._log_file.close()
+            self._log_file.close()
 
     # --- the access log ----------------------------------------------------------------
     def log_access(self, line: str) -> None:
         access.debug("%s/%s %s", self.w.namespace, self.w.name, line)
-        path = self.w.access_log
-        if not path:
-            return
-        try:
-            if self._log_file is None:
-                self._log_file = open(path, "a", buffering=1)  # noqa: SIM115 (kept open)
-            # the container log's CRI format, so `kubectl logs -c istio-proxy` shows it
-            ns = time.time_ns()
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
-            self._log_file.write(f"{stamp}.{ns % 1_000_000_000:09d}Z stdout F {line}\n")
-        except OSError:
-            self._log_file = None
+        if self.w.access_log:
+            if self._log_file is None or self._log_file.path != self.w.access_log:
+                self._log_file = AccessLog(self.w.access_log)
+            self._log_file.write(line)
 
     def _dropped(self, reason: str) -> None:
         self.log_access(f"inbound connection refused: {reason}")
