@@ -34,7 +34,7 @@ from skiff.mesh.gateway.controller import GatewayController
 from skiff.mesh.gateway.endpoints import GatewayEndpointsReconciler, ensure_services
 from skiff.mesh.peerauth_validate import admit as admit_peer_authentication
 from skiff.mesh.sidecar.controller import PROXY_CONTAINER, SidecarController, inbound_mtls
-from skiff.mesh.sidecar.inject import InjectionComponent
+from skiff.mesh.sidecar.injectview import InjectionComponent
 from skiff.node.process import PortAllocator
 
 log = logging.getLogger("skiff.mesh")

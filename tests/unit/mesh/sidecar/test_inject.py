@@ -17,7 +17,9 @@ from skiff.core.memclient import MemoryClient
 from skiff.mesh import crds
 from skiff.mesh.membership import MeshConfig
 from skiff.mesh.sidecar import inject as inj
-from skiff.mesh.sidecar.inject import InjectionView, inject
+from skiff.mesh.sidecar import injectview
+from skiff.mesh.sidecar.inject import inject
+from skiff.mesh.sidecar.injectview import InjectionView
 
 Obj = dict[str, Any]
 
@@ -440,7 +442,7 @@ def test_defaulter_survives_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("bug")
-    monkeypatch.setattr(inj, "inject", boom)
+    monkeypatch.setattr(injectview, "inject", boom)
     p = pod()
     before = copy.deepcopy(p)
     view.defaulter(p, None)
