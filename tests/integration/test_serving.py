@@ -170,9 +170,13 @@ def test_reconcilers_are_idempotent(skiff: Skiff) -> None:
                 for kind, name in (("ksvc", "hello"), ("configuration", "hello"),
                                    ("route", "hello"), ("revision", "hello-00001"),
                                    ("kingress", "hello"), ("deployment", "hello-00001-deployment"))]
-    before = versions()
-    time.sleep(1.5)
-    assert versions() == before
+    # Once settled (the KPA's first ticks write the revision's replica counts), nothing is
+    # written again: two samples 2.5 s apart (longer than the KPA's 2 s tick) agree.
+    def settled() -> bool:
+        before = versions()
+        time.sleep(2.5)
+        return versions() == before
+    skiff.wait_for(settled, timeout=30, interval=0, what="no more writes")
 
 
 def test_update_stamps_a_second_revision(skiff: Skiff) -> None:
