@@ -29,18 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from manifests import SHORT_WINDOWS  # noqa: E402
 from skiffproc import new_skiff  # noqa: E402
 
-KS = """
-apiVersion: operator.knative.dev/v1beta1
-kind: KnativeServing
-metadata: {name: knative-serving, namespace: knative-serving}
-spec:
-  config:
-    autoscaler:
-      stable-window: "6s"
-      scale-to-zero-grace-period: "6s"
-"""
 KSVC = """
 apiVersion: serving.knative.dev/v1
 kind: Service
@@ -79,7 +70,7 @@ def main() -> int:
     s.extra_args = ["--pod-network", "loopback"]
     s.start(timeout=60)
     try:
-        s.kubectl("apply", "-f", "-", input=KS)
+        s.kubectl("apply", "-f", "-", input=SHORT_WINDOWS)
         s.kubectl("wait", "--for=condition=Ready", "knativeserving/knative-serving", "-n",
                   "knative-serving", "--timeout=60s", timeout=70)
         s.kubectl("apply", "-f", "-", input=KSVC.format(target=args.target))

@@ -34,18 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from manifests import SHORT_WINDOWS  # noqa: E402
 from skiffproc import new_skiff, wait_pod_network_free  # noqa: E402
 
-KS = """
-apiVersion: operator.knative.dev/v1beta1
-kind: KnativeServing
-metadata: {name: knative-serving, namespace: knative-serving}
-spec:
-  config:
-    autoscaler:
-      stable-window: "6s"
-      scale-to-zero-grace-period: "6s"
-"""
 KSVC = """
 apiVersion: serving.knative.dev/v1
 kind: Service
@@ -142,7 +133,7 @@ def main() -> int:
     s.start(timeout=60)
     cold: list[float] = []
     try:
-        s.kubectl("apply", "-f", "-", input=KS)
+        s.kubectl("apply", "-f", "-", input=SHORT_WINDOWS)
         s.kubectl("wait", "--for=condition=Ready", "knativeserving/knative-serving", "-n",
                   "knative-serving", "--timeout=60s", timeout=70)
         s.kubectl("apply", "-f", "-", input=KSVC)

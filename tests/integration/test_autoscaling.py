@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from manifests import SHORT_WINDOWS
 from skiffproc import Skiff, new_skiff
 
 DOMAIN = "apps.127.0.0.1.sslip.io"   # `skiff up`'s default --domain
@@ -27,16 +28,6 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "skiff"
 HAS_ACTIVATOR = (SRC / "serving" / "activator.py").exists() and \
     "activator" in (SRC / "dataplane" / "main.py").read_text()
 
-KS = """
-apiVersion: operator.knative.dev/v1beta1
-kind: KnativeServing
-metadata: {name: knative-serving, namespace: knative-serving}
-spec:
-  config:
-    autoscaler:
-      stable-window: "6s"
-      scale-to-zero-grace-period: "6s"
-"""
 
 KSVC = """
 apiVersion: serving.knative.dev/v1
@@ -92,7 +83,7 @@ def replicas(skiff: Skiff, rev: str) -> int:
 
 @pytest.fixture(scope="module")
 def short_windows(skiff: Skiff) -> None:
-    apply(skiff, KS)
+    apply(skiff, SHORT_WINDOWS)
     skiff.kubectl("wait", "--for=condition=Ready", "knativeserving/knative-serving",
                   "-n", "knative-serving", "--timeout=60s", timeout=70)
 

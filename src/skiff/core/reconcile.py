@@ -51,6 +51,18 @@ def differs(have: Obj, want: Obj, fields: Iterable[str] = ("spec",)) -> bool:
     return any((hm.get(k) or {}) != (wm.get(k) or {}) for k in ("labels", "annotations"))
 
 
+def desired(have: Obj, want: Obj) -> Obj:
+    """The update that makes an existing child what `want` says: a copy of `have` (its
+    resourceVersion, status, owner and other metadata kept) with want's spec, labels and
+    annotations, the fields differs() compares."""
+    upd = copy.deepcopy(have)
+    upd["spec"] = want["spec"]
+    meta = upd.setdefault("metadata", {})
+    meta["labels"] = want["metadata"]["labels"]
+    meta["annotations"] = want["metadata"]["annotations"]
+    return upd
+
+
 class KeySet:
     """Every key a reconciler has seen alive, so one event can requeue them all."""
 

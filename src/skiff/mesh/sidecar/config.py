@@ -97,6 +97,22 @@ class MeshPart:
 EMPTY = MeshPart()
 
 
+def inbound_treatment(mode: str, tls: bool, alpn: tuple[str, ...] = ()) -> str:
+    """How a sidecar treats an inbound connection, from the port's mTLS mode and what the
+    client's first bytes were (a TLS ClientHello and its ALPN, or not):
+    "mtls" (terminate, a mesh client certificate required), "mtls-optional" (terminate, a
+    certificate asked for), "passthrough" (the app's own TLS, spliced to it unread),
+    "plaintext" (served as HTTP), "reject" (STRICT, and the client spoke plaintext).
+    A mesh client offers ALPN istio-*; under PERMISSIVE other TLS is the app's."""
+    if tls:
+        if mode == "STRICT":
+            return "mtls"
+        if mode == "PERMISSIVE" and any(p.startswith("istio") for p in alpn):
+            return "mtls-optional"
+        return "passthrough"
+    return "reject" if mode == "STRICT" else "plaintext"
+
+
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from skiff.core.client import Client, Obj, Ref
 from skiff.core.clock import utcnow
 from skiff.mesh import membership
-from skiff.mesh.ca import CAHolder, issue_workload_cert, needs_rotation, rotation_time
+from skiff.mesh.ca import CAHolder, issue_workload_cert, rotation_time
 from skiff.mesh.gateway.controller import Informer
 from skiff.mesh.peerauth import port_level_modes
 from skiff.mesh.sidecar.config import PART, MeshPart, ServiceVip, SidecarWorkload, encode
@@ -227,7 +227,8 @@ class SidecarController:
         self.netns_of = netns_of
         self.log_path_of = log_path_of
         self.mtls_for = mtls_for
-        self.svids: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        # per identity: (certificate, key, when it is due for renewal), the time read once
+        self.svids: dict[tuple[str, str], tuple[bytes, bytes, dt.datetime]] = {}
         self.informers: dict[str, Informer] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: asyncio.TimerHandle | None = None
@@ -282,7 +283,7 @@ class SidecarController:
 
     def _next_rotation(self) -> float:
         now = utcnow()
-        waits = [(rotation_time(c) - now).total_seconds() for c, _ in self.svids.values()]
+        waits = [(due - now).total_seconds() for _, _, due in self.svids.values()]
         return max(1.0, min(waits, default=3600.0))
 
     def _items(self, key: str) -> list[Obj]:
@@ -301,10 +302,10 @@ class SidecarController:
 
             def issue(ns: str, sa: str) -> tuple[bytes, bytes]:
                 have = self.svids.get((ns, sa))
-                if have is None or needs_rotation(have[0], now):
-                    have = self.svids[(ns, sa)] = issue_workload_cert(
-                        ca, ns, sa, now, ttl, cfg.trust_domain)
-                return have
+                if have is None or now >= have[2]:
+                    cert, key = issue_workload_cert(ca, ns, sa, now, ttl, cfg.trust_domain)
+                    have = self.svids[(ns, sa)] = (cert, key, rotation_time(cert))
+                return have[0], have[1]
             peer_auths = self._items("peerauth")
             part = compile_part(self._items("pods"), self._items("services"),
                                 self._items("slices"), self._items("authz"), cfg, ca.root_pem,

@@ -78,6 +78,7 @@ from skiff.mesh.sidecar.config import (
     MeshPart,
     ServiceVip,
     SidecarWorkload,
+    inbound_treatment,
 )
 from skiff.node.network.sandbox import inside
 
@@ -294,15 +295,15 @@ class PodSidecar:
         odst = original_dst(conn)
         if odst is None:
             return Reject("not a captured connection")
-        mode = self.w.mode_for(odst[1])
-        if hello is not None:
-            mesh = any(p.startswith("istio") for p in hello.alpn)
-            if mode == "STRICT" or (mode == "PERMISSIVE" and mesh):
-                ctx = self.ctx_strict if mode == "STRICT" else self.ctx_permissive
-                return Terminate(ctx, h1_factory(self.inbound_cfg, b"https"))
+        how = inbound_treatment(self.w.mode_for(odst[1]), hello is not None,
+                                hello.alpn if hello is not None else ())
+        if how in ("mtls", "mtls-optional"):
+            ctx = self.ctx_strict if how == "mtls" else self.ctx_permissive
+            return Terminate(ctx, h1_factory(self.inbound_cfg, b"https"))
+        if how == "passthrough":
             return Splice(("127.0.0.1", odst[1]),
                           lambda: connect_from(self.origin, ("127.0.0.1", odst[1])))
-        if mode == "STRICT":
+        if how == "reject":
             self.log_access(f"inbound plaintext connection to port {odst[1]} refused: "
                             "STRICT mTLS requires a client certificate")
             return Reject("plaintext under STRICT mTLS")

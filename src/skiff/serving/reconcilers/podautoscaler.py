@@ -55,7 +55,7 @@ from skiff.core.client import Client, Obj, Ref
 from skiff.core.clock import parse_time, rfc3339
 from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Key, Mapper, owned_by
-from skiff.core.reconcile import KeySet, differs, get_or_none, write_status
+from skiff.core.reconcile import KeySet, desired, differs, get_or_none, write_status
 from skiff.serving import names, resources
 from skiff.serving.autoscaler import config as asc
 from skiff.serving.autoscaler import decider as dec
@@ -375,10 +375,7 @@ class PodAutoscalerReconciler:
             self._not_owned(status, "ServerlessService", want["metadata"]["name"])
             return None
         if differs(have, want):
-            upd = copy.deepcopy(have)
-            upd["spec"] = want["spec"]
-            upd["metadata"]["labels"] = want["metadata"]["labels"]
-            upd["metadata"]["annotations"] = want["metadata"]["annotations"]
+            upd = desired(have, want)
             if have.get("spec", {}).get("mode") != mode:
                 log.info("%s/%s: SKS mode %s", pa["metadata"]["namespace"],
                          pa["metadata"]["name"], mode)
@@ -397,10 +394,7 @@ class PodAutoscalerReconciler:
             self._not_owned(status, "Metric", name)
             return False
         elif differs(have, want):
-            upd = copy.deepcopy(have)
-            upd["spec"] = want["spec"]
-            upd["metadata"]["labels"] = want["metadata"]["labels"]
-            upd["metadata"]["annotations"] = want["metadata"]["annotations"]
+            upd = desired(have, want)
             have = await self.client.update(upd)
         old = have.get("status") or {}
         mst = copy.deepcopy(old)

@@ -34,7 +34,7 @@ from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Key, Mapper, owned_by
 from skiff.core.defaults import default_workload
-from skiff.core.reconcile import KeySet, differs, get_or_none, write_status
+from skiff.core.reconcile import KeySet, desired, differs, get_or_none, write_status
 from skiff.serving import names, resources
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import REVISION_LABEL, REVISION_UID_LABEL
@@ -283,10 +283,7 @@ class RevisionReconciler:
                 f'There is an existing PodAutoscaler "{name}" that we do not own.')
             return None
         if differs(have, want):
-            upd = copy.deepcopy(have)
-            upd["spec"] = want["spec"]
-            upd["metadata"]["labels"] = want["metadata"]["labels"]
-            upd["metadata"]["annotations"] = want["metadata"]["annotations"]
+            upd = desired(have, want)
             have = await self.client.update(upd)
         return have
 

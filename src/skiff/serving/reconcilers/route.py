@@ -26,7 +26,7 @@ from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Mapper, owned_by
-from skiff.core.reconcile import KeySet, Tracker, differs, get_or_none, now, write_status
+from skiff.core.reconcile import KeySet, Tracker, desired, differs, get_or_none, now, write_status
 from skiff.serving import domains, names, resources, traffic
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import CONFIGURATION_LABEL, ROUTES_ANNOTATION
@@ -219,10 +219,7 @@ class RouteReconciler:
                 f'There is an existing Ingress "{want["metadata"]["name"]}" that we do not own.')
             return 5.0
         elif differs(have, want):
-            upd = copy.deepcopy(have)
-            upd["spec"] = want["spec"]
-            upd["metadata"]["labels"] = want["metadata"]["labels"]
-            upd["metadata"]["annotations"] = want["metadata"]["annotations"]
+            upd = desired(have, want)
             try:
                 have = await self.client.update(upd)
             except ApiError as e:

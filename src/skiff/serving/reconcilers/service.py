@@ -23,7 +23,7 @@ from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Mapper, owned_by
-from skiff.core.reconcile import differs, get_or_none, write_status
+from skiff.core.reconcile import desired, differs, get_or_none, write_status
 from skiff.serving import resources
 from skiff.serving.names import GROUP
 from skiff.serving.reconcilers.base import CONFIGURATION, REVISION, ROUTE, SERVICE
@@ -135,10 +135,7 @@ class ServiceReconciler:
             mark_not_owned(status, ref.kind, want["metadata"]["name"])
             return None
         if differs(have, want):
-            upd = copy.deepcopy(have)
-            upd["spec"] = want["spec"]
-            upd["metadata"]["labels"] = want["metadata"]["labels"]
-            upd["metadata"]["annotations"] = want["metadata"]["annotations"]
+            upd = desired(have, want)
             return await self.client.update(upd)
         return have
 
