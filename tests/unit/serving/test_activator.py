@@ -102,3 +102,35 @@ def test_stats_messages_are_checked() -> None:
     poke = codec.parse(codec.frame(codec.poke_message("ns/r"))[4:])
     assert poke == {"type": "poke", "version": 0, "cluster": "ns/r"}
 
+
+
+def test_the_outbox_drops_when_the_control_plane_stalls() -> None:
+    """Stats and pokes are written only while the control plane reads them: past 4 MiB
+    buffered the data plane drops them (the next second's report replaces them)."""
+    from skiff.dataplane.channel import Outbox
+
+    class Transport:
+        def __init__(self, buffered: int) -> None:
+            self.buffered = buffered
+
+        def get_write_buffer_size(self) -> int:
+            return self.buffered
+
+    class Writer:
+        def __init__(self, buffered: int) -> None:
+            self.transport = Transport(buffered)
+            self.written: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+    box = Outbox()
+    assert box.send(codec.poke_message("ns/r")) is False          # not connected
+    ok, stalled = Writer(0), Writer(5 * 1024 * 1024)
+    box.writer = ok  # type: ignore[assignment]
+    assert box.send(codec.poke_message("ns/r")) is True and len(ok.written) == 1
+    box.writer = stalled  # type: ignore[assignment]
+    assert box.send(codec.poke_message("ns/r")) is False and stalled.written == []

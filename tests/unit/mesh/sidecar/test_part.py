@@ -163,3 +163,17 @@ def test_mode_for_a_port() -> None:
     w = config.SidecarWorkload("u", "ns", "n", "sa", "10.0.0.1", "/run/netns/x", mtls="STRICT",
                                port_mtls=((9090, "DISABLE"),))
     assert (w.mode_for(8080), w.mode_for(9090)) == ("STRICT", "DISABLE")
+
+
+@pytest.mark.parametrize("mode, tls, alpn, want", [
+    ("STRICT", True, (), "mtls"),                          # openssl s_client sees the SVID
+    ("STRICT", True, ("istio-http/1.1",), "mtls"),
+    ("STRICT", False, (), "reject"),                       # plaintext under STRICT: reset
+    ("PERMISSIVE", True, ("istio-http/1.1", "http/1.1"), "mtls-optional"),
+    ("PERMISSIVE", True, ("h2", "http/1.1"), "passthrough"),   # the app's own TLS
+    ("PERMISSIVE", False, (), "plaintext"),
+    ("DISABLE", True, ("istio",), "passthrough"),
+    ("DISABLE", False, (), "plaintext"),
+])
+def test_inbound_treatment(mode: str, tls: bool, alpn: tuple[str, ...], want: str) -> None:
+    assert config.inbound_treatment(mode, tls, alpn) == want
