@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
 import os
 import shutil
@@ -440,6 +441,11 @@ class PodWorker:
         if img.own_python:
             base["PYTHONUNBUFFERED"] = "1"
         base.update(img.env)
+        if img.kind == "builtin" and not self.isolated:
+            # skiff's own programs with several ports (queue-proxy) learn where each declared
+            # port went on the shared loopback; $PORT only names the first
+            base[ports.PORTS_ENV] = json.dumps({k: v for k, v in self.mapping.items()},
+                                               separators=(",", ":"))
         ctx = env.EnvContext(
             port=ports.container_port(run.spec, self.mapping, self.keys, self.isolated),
             api_host=self.ctx.api_host, api_port=self.ctx.api_port, pod_ip=self.pod_ip,

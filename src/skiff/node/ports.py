@@ -23,6 +23,8 @@ PORT_ANNOTATION = "skiff.dev/port"
 PORTS_ANNOTATION = "skiff.dev/ports"
 DEFAULT_KEY = "default"     # the pod's port when no container declares one
 DEFAULT_OWN_PORT = 8080     # ... and its number where the pod has a network of its own
+# The env var that tells skiff's built-in programs the loopback mapping (JSON, as the annotation).
+PORTS_ENV = "SKIFF_PORTS"
 
 
 def planned_keys(pod: Obj) -> list[str]:
