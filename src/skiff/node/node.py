@@ -34,7 +34,7 @@ from skiff.node import capacity, logread, logs, process
 from skiff.node.backoff import BackoffPolicy
 from skiff.node.execsession import ExecSession
 from skiff.node.forkserver import ForkServer
-from skiff.node.images import HELLO_OPENSHIFT_MODULE, PROXYV2_MODULE
+from skiff.node.images import HELLO_OPENSHIFT_MODULE, PROXYV2_MODULE, QUEUE_MODULE
 from skiff.node.images.local import LocalImages
 from skiff.node.network import sandbox
 from skiff.node.network.podnet import LoopbackNetwork, PodNetwork
@@ -74,7 +74,8 @@ class NodeRuntime:
                               "memory": float(psutil.virtual_memory().total)},
             log_max_size=container_log_max_size, log_max_files=container_log_max_files,
             network=network or LoopbackNetwork())
-        self.forks = (ForkServer([HELLO_OPENSHIFT_MODULE, PROXYV2_MODULE], pid_file=self.home / FORK_SERVER_PID)
+        self.forks = (ForkServer([HELLO_OPENSHIFT_MODULE, PROXYV2_MODULE, QUEUE_MODULE],
+                                 pid_file=self.home / FORK_SERVER_PID)
                       if fork_server else None)
         self.max_pods = max_pods
         self.workers: dict[str, PodWorker] = {}           # by uid

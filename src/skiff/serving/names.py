@@ -76,6 +76,13 @@ DEFAULT_USER_PORT = 8080
 SERVICE_PORT_HTTP1 = 80
 SERVICE_PORT_H2C = 81
 QUEUE_PROXY_CONTAINER = "queue-proxy"
+QUEUE_HTTP_PORT = 8012           # networking.BackendHTTPPort: queue-proxy's serving port
+QUEUE_H2C_PORT = 8013            # networking.BackendHTTP2Port
+QUEUE_ADMIN_PORT = 8022          # networking.QueueAdminPort: /wait-for-drain
+AUTOSCALER_METRICS_PORT = 9090
+USER_METRICS_PORT = 9091
+QUEUE_DRAIN_PATH = "/wait-for-drain"
+DEFAULT_QUEUE_IMAGE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue"
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 # networking.BackendHTTPPort, BackendHTTP2Port, QueueAdminPort, the two metrics
 # ports and the profiling port: the queue-proxy owns them.

@@ -13,11 +13,12 @@ KIngress (route/resources/ingress.go). Also the routing metadata the
 route's labeler patches onto Configurations and Revisions
 (serving.knative.dev/routes, routingState).
 
-Deliberate differences from upstream, because skiff has no queue-proxy
-yet: the user container keeps its readiness probe (with the port filled
-in) so the node runtime probes the app itself, no preStop hook points at
-the queue-proxy's drain endpoint, and the SKS's Services target the user
-port (8080 unless declared) where upstream's target the queue-proxy's 8012.
+The revision's pod is upstream's (revision/resources/deploy.go, queue.go):
+the user container gives its readiness probe to the `queue-proxy`
+container (SERVING_READINESS_PROBE; queue-proxy probes the app and is
+itself probed with `K-Network-Probe: queue`) and gets a preStop hook,
+GET :8022/wait-for-drain, so it is stopped only once queue-proxy has
+drained; the SKS's Services target queue-proxy's 8012 (8013 for h2c).
 Replicas: a Deployment is made with the initial scale (config-autoscaler's
 initial-scale, or the revision's annotation); after that the
 PodAutoscaler reconciler owns spec.replicas.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from collections.abc import Mapping
 
 from skiff.core.client import Obj
@@ -239,17 +241,104 @@ def build_user_containers(rev: Obj) -> list[Obj]:
         if serving:
             c["ports"] = [{"name": names.USER_PORT_NAME, "containerPort": port}]
             env.append({"name": "PORT", "value": str(port)})
-            _rewrite_probe(c.get("readinessProbe"), port)
-            if isinstance(c.get("readinessProbe"), dict):
-                # Knative reads an unset period as "probe aggressively until ready" (the
-                # queue-proxy's job upstream); say so explicitly, or kubelet's 10 s applies.
-                c["readinessProbe"].setdefault("periodSeconds", 0)
+            # the readiness probe goes to queue-proxy (user_readiness_probe); the preStop
+            # hook holds the app until queue-proxy has drained
+            c.pop("readinessProbe", None)
+            c["lifecycle"] = {**(c.get("lifecycle") or {}), "preStop": {"httpGet": {
+                "port": names.QUEUE_ADMIN_PORT, "path": names.QUEUE_DRAIN_PATH}}}
             _rewrite_probe(c.get("livenessProbe"), port)
             _rewrite_probe(c.get("startupProbe"), port)
         c["env"] = env + kenv
         c.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
         out.append(c)
     return out
+
+
+def user_readiness_probe(rev: Obj) -> Obj:
+    """The serving container's readiness probe as queue-proxy runs it (its port the user
+    port); a container without one gets upstream's default, TCP on the user port. Knative
+    reads an unset period as "probe aggressively until ready"."""
+    port = user_port(rev)
+    containers = (rev.get("spec") or {}).get("containers") or []
+    serving = [c for c in containers if c.get("ports")] or containers[:1]
+    probe = copy.deepcopy(serving[0].get("readinessProbe")) if serving else None
+    if not isinstance(probe, dict) or not any(k in probe for k in ("httpGet", "tcpSocket",
+                                                                   "exec", "grpc")):
+        probe = {"tcpSocket": {"port": port}}
+    _rewrite_probe(probe, port)
+    probe.setdefault("periodSeconds", 0)
+    probe.setdefault("successThreshold", 1)
+    return probe
+
+
+def make_queue_container(rev: Obj, cfg: ServingConfig) -> Obj:
+    """makeQueueContainer: queue-proxy's image, ports, env and its own readiness probe."""
+    m = rev["metadata"]
+    spec = rev.get("spec") or {}
+    labels = m.get("labels") or {}
+    dep = cfg.data.get("deployment") or {}
+    h2c = protocol_type(rev) == PROTOCOL_H2C
+    serving_port = names.QUEUE_H2C_PORT if h2c else names.QUEUE_HTTP_PORT
+    probe = user_readiness_probe(rev)
+    timeout = int(spec.get("timeoutSeconds") or cfg.revision_timeout_seconds)
+
+    def field(path: str) -> Obj:
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    env: list[Obj] = [
+        {"name": "SERVING_NAMESPACE", "value": m["namespace"]},
+        {"name": "SERVING_SERVICE", "value": labels.get(SERVICE_LABEL, "")},
+        {"name": "SERVING_CONFIGURATION", "value": labels.get(CONFIGURATION_LABEL, "")},
+        {"name": "SERVING_REVISION", "value": m["name"]},
+        {"name": "QUEUE_SERVING_PORT", "value": str(serving_port)},
+        {"name": "QUEUE_SERVING_TLS_PORT", "value": "8112"},
+        {"name": "CONTAINER_CONCURRENCY", "value": str(int(spec.get("containerConcurrency")
+                                                              or 0))},
+        {"name": "REVISION_TIMEOUT_SECONDS", "value": str(timeout)},
+        {"name": "REVISION_RESPONSE_START_TIMEOUT_SECONDS",
+         "value": str(int(spec.get("responseStartTimeoutSeconds") or 0))},
+        {"name": "REVISION_IDLE_TIMEOUT_SECONDS",
+         "value": str(int(spec.get("idleTimeoutSeconds") or 0))},
+        {"name": "SERVING_POD", **field("metadata.name")},
+        {"name": "SERVING_POD_IP", **field("status.podIP")},
+        {"name": "SERVING_LOGGING_LEVEL", "value": ""},
+        {"name": "SERVING_REQUEST_METRICS_BACKEND", "value": "prometheus"},
+        {"name": "USER_PORT", "value": str(user_port(rev))},
+        {"name": "SYSTEM_NAMESPACE", "value": "knative-serving"},
+        {"name": "METRICS_DOMAIN", "value": "knative.dev/internal/serving"},
+        {"name": "SERVING_READINESS_PROBE", "value": json.dumps(probe, separators=(",", ":"))},
+        {"name": "ENABLE_PROFILING", "value": "false"},
+        {"name": "SERVING_ENABLE_PROBE_REQUEST_LOG", "value": "false"},
+        {"name": "ENABLE_HTTP2_AUTO_DETECTION", "value": "false"},
+    ]
+    ports = [{"name": "http-queueadm", "containerPort": names.QUEUE_ADMIN_PORT,
+              "protocol": "TCP"},
+             {"name": "http-autometric", "containerPort": names.AUTOSCALER_METRICS_PORT,
+              "protocol": "TCP"},
+             {"name": "http-usermetric", "containerPort": names.USER_METRICS_PORT,
+              "protocol": "TCP"},
+             {"name": "queue-port" if not h2c else "h2c", "containerPort": serving_port,
+              "protocol": "TCP"}]
+    # upstream sets only the CPU request by default (25m); the other sizes are opt-in
+    requests: Obj = {"cpu": dep.get("queue-sidecar-cpu-request") or "25m"}
+    return {
+        "name": names.QUEUE_PROXY_CONTAINER,
+        "image": dep.get("queue-sidecar-image") or names.DEFAULT_QUEUE_IMAGE,
+        "ports": ports,
+        "env": env,
+        "resources": {"requests": requests},
+        "readinessProbe": {
+            "httpGet": {"port": serving_port,
+                        "httpHeaders": [{"name": "K-Network-Probe", "value": "queue"}]},
+            "periodSeconds": probe.get("periodSeconds", 0),
+            "timeoutSeconds": probe.get("timeoutSeconds", 1) or 1,
+            "successThreshold": 1,
+            "failureThreshold": probe.get("failureThreshold", 3),
+        },
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
 
 
 @functools.lru_cache(maxsize=16)
@@ -290,7 +379,7 @@ def make_deployment(rev: Obj, cfg: ServingConfig) -> Obj:
     m = rev["metadata"]
     spec = rev.get("spec") or {}
     pod_spec = {k: copy.deepcopy(v) for k, v in spec.items() if k not in _REVISION_ONLY_FIELDS}
-    pod_spec["containers"] = build_user_containers(rev)
+    pod_spec["containers"] = [*build_user_containers(rev), make_queue_container(rev, cfg)]
     pod_spec["terminationGracePeriodSeconds"] = int(spec.get("timeoutSeconds")
                                                     or cfg.revision_timeout_seconds)
     if "enableServiceLinks" not in pod_spec and cfg.enable_service_links is not None:
@@ -437,8 +526,7 @@ def make_public_service(sks: Obj, selector: Mapping[str, str], target_port: int)
     """MakePublicService: `<sks>`, port 80 (81 for h2c). Upstream's has no selector and the SKS
     reconciler copies endpoints into it (the pods' in Serve mode, the activators' in Proxy);
     skiff's activator lives in the data plane, which routes by the SKS mode itself, so this one
-    selects the revision's pods directly. The target is the user port: no queue-proxy yet
-    (upstream: 8012)."""
+    selects the revision's pods directly; the target is queue-proxy's port (target_port)."""
     h2c = (sks.get("spec") or {}).get("protocolType") == PROTOCOL_H2C
     return _sks_service(sks, sks["metadata"]["name"], "Public",
                         names.SERVICE_PORT_H2C if h2c else names.SERVICE_PORT_HTTP1,
@@ -447,7 +535,7 @@ def make_public_service(sks: Obj, selector: Mapping[str, str], target_port: int)
 
 def make_private_service(sks: Obj, selector: Mapping[str, str], target_port: int) -> Obj:
     """MakePrivateService: `<sks>-private`, port 80 to the revision's pods (their Deployment's
-    selector); the user port as the target, as for the public one (upstream: 8012)."""
+    selector), targeting queue-proxy's port as the public one does."""
     return _sks_service(sks, private_service_name(sks["metadata"]["name"]), "Private",
                         names.SERVICE_PORT_HTTP1, target_port, selector)
 

@@ -257,10 +257,10 @@ SKS_ROWS = [
                 "networking.internal.knative.dev/serviceType": "Private"}},
              "spec": {"selector": {"serving.knative.dev/revisionUID": "rev-uid"},
                       "ports": [{"name": "http", "protocol": "TCP", "port": 80,
-                                 "targetPort": 8080}]}},
+                                 "targetPort": 8012}]}},
             {"kind": "Service", "metadata": {"name": "hello-00001"},
              "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": 80,
-                                 "targetPort": 8080}]}}],
+                                 "targetPort": 8012}]}}],
         want_status_updates=[{"status": {
             "serviceName": "hello-00001", "privateServiceName": "hello-00001-private",
             "conditions": [{"type": "ActivatorEndpointsPopulated", "status": "True",

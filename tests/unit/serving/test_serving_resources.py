@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -115,15 +116,45 @@ def test_make_deployment() -> None:
     pod = spec["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 300 and pod["enableServiceLinks"] is False
     assert "containerConcurrency" not in pod and "timeoutSeconds" not in pod
-    (c,) = pod["containers"]
+    c, q = pod["containers"]
     assert c["name"] == "user-container"
     assert c["ports"] == [{"name": "user-port", "containerPort": 8080}]
     assert c["env"] == [{"name": "PORT", "value": "8080"},
                         {"name": "K_REVISION", "value": "hello-00003"},
                         {"name": "K_CONFIGURATION", "value": "hello"},
                         {"name": "K_SERVICE", "value": "hello"}]
-    assert c["readinessProbe"] == {"tcpSocket": {"port": 8080}, "successThreshold": 1,
-                                   "periodSeconds": 0}
+    # the readiness probe moved to queue-proxy; the app waits for its drain before it stops
+    assert "readinessProbe" not in c
+    assert c["lifecycle"] == {"preStop": {"httpGet": {"port": 8022, "path": "/wait-for-drain"}}}
+    assert q["name"] == "queue-proxy"
+    assert q["image"] == "gcr.io/knative-releases/knative.dev/serving/cmd/queue"
+    assert [(p["name"], p["containerPort"]) for p in q["ports"]] == [
+        ("http-queueadm", 8022), ("http-autometric", 9090), ("http-usermetric", 9091),
+        ("queue-port", 8012)]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in q["env"]}
+    assert env["SERVING_REVISION"] == "hello-00003" and env["USER_PORT"] == "8080"
+    assert env["CONTAINER_CONCURRENCY"] == "0" and env["REVISION_TIMEOUT_SECONDS"] == "300"
+    assert env["SERVING_POD"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert json.loads(env["SERVING_READINESS_PROBE"]) == {
+        "tcpSocket": {"port": 8080}, "successThreshold": 1, "periodSeconds": 0}
+    assert q["readinessProbe"]["httpGet"] == {
+        "port": 8012, "httpHeaders": [{"name": "K-Network-Probe", "value": "queue"}]}
+    assert q["resources"] == {"requests": {"cpu": "25m"}}
+
+
+def test_queue_proxy_takes_the_users_probe_and_the_revisions_limits() -> None:
+    r = revision(containers=[{"image": "a", "ports": [{"containerPort": 9000}],
+                              "readinessProbe": {"httpGet": {"path": "/ready"},
+                                                 "periodSeconds": 3}}])
+    r["spec"]["containerConcurrency"] = 2
+    r["spec"]["timeoutSeconds"] = 7
+    q = resources.make_deployment(r, CFG)["spec"]["template"]["spec"]["containers"][1]
+    env = {e["name"]: e.get("value") for e in q["env"]}
+    assert env["CONTAINER_CONCURRENCY"] == "2" and env["REVISION_TIMEOUT_SECONDS"] == "7"
+    assert env["USER_PORT"] == "9000"
+    assert json.loads(env["SERVING_READINESS_PROBE"]) == {
+        "httpGet": {"path": "/ready", "port": 9000}, "periodSeconds": 3, "successThreshold": 1}
+    assert q["readinessProbe"]["periodSeconds"] == 3
 
 
 def test_user_app_label_wins_and_port_follows_the_container() -> None:
@@ -133,7 +164,9 @@ def test_user_app_label_wins_and_port_follows_the_container() -> None:
         {"name": "side", "image": "b"}])
     d = resources.make_deployment(r, CFG)
     assert d["spec"]["template"]["metadata"]["labels"]["app"] == "mine"
-    web, side = d["spec"]["template"]["spec"]["containers"]
+    web, side, queue = d["spec"]["template"]["spec"]["containers"]
+    assert queue["name"] == "queue-proxy"
+    assert [p["name"] for p in queue["ports"]][-1] == "h2c"       # the port name says h2c
     assert web["ports"] == [{"name": "user-port", "containerPort": 9000}]
     assert [e["name"] for e in web["env"]] == ["A", "PORT", "K_REVISION", "K_CONFIGURATION",
                                                "K_SERVICE"]

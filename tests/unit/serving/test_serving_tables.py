@@ -218,7 +218,7 @@ REVISION_ROWS = [
                  {"type": "ScaleTargetInitialized", "status": "True"}]})],
         "default/hello-00001",
         want_updates=[{"kind": "Deployment", "spec": {"replicas": 0, "template": {"spec": {
-            "containers": [{"image": IMAGE}]}}}}],
+            "containers": [{"image": IMAGE}, {"name": "queue-proxy"}]}}}}],
         want_status_updates=[{"status": {
             "actualReplicas": 0, "desiredReplicas": 0,
             "conditions": [{"type": "Active", "status": "False", "reason": "NoTraffic",

@@ -50,6 +50,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ CLASS_ANNOTATION_ALIAS = "networking.knative.dev/ingress-class"
 PASSTHROUGH_ANNOTATION = "serving.knative.openshift.io/enablePassthrough"
 REVISION_LABEL = "serving.knative.dev/revision"
 PORT_ANNOTATION = "skiff.dev/port"
+PORTS_ANNOTATION = "skiff.dev/ports"
+QUEUE_SERVING_PORTS = ("8012", "8013")      # queue-proxy's http1 and h2c serving ports
 SECRET_NAMESPACE = "istio-system"
 EXTERNAL_GATEWAY: NsName = ("knative-serving", "knative-ingress-gateway")
 LOCAL_GATEWAY: NsName = ("knative-serving", "knative-local-gateway")
@@ -199,7 +202,8 @@ def pod_endpoint(p: Obj) -> tuple[NsName, Endpoint] | None:
     """((namespace, revision), endpoint) of a Ready pod with a skiff.dev/port, not deleting."""
     m = p.get("metadata") or {}
     rev = (m.get("labels") or {}).get(REVISION_LABEL)
-    port = (m.get("annotations") or {}).get(PORT_ANNOTATION)
+    ann = m.get("annotations") or {}
+    port = _queue_port(ann.get(PORTS_ANNOTATION)) or ann.get(PORT_ANNOTATION)
     if not rev or not port or m.get("deletionTimestamp") or not _pod_ready(p):
         return None
     try:
@@ -207,6 +211,21 @@ def pod_endpoint(p: Obj) -> tuple[NsName, Endpoint] | None:
     except ValueError:
         return None
     return (str(m.get("namespace", "")), str(rev)), ep
+
+
+def _queue_port(ports: str | None) -> int | None:
+    """Where the pod's queue-proxy serves (8012, or 8013 for h2c; the host port it got on the
+    shared loopback), as the revision's Services target it; None: the pod has none."""
+    if not ports or '"801' not in ports:
+        return None
+    try:
+        mapping = json.loads(ports)
+        for key in QUEUE_SERVING_PORTS:
+            if key in mapping:
+                return int(mapping[key])
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return None
 
 
 def endpoints_from_pods(pods: Iterable[Obj]) -> dict[NsName, tuple[Endpoint, ...]]:

@@ -5,7 +5,8 @@ local program:
 
 - builtin: a sample app shipped inside skiff and run with skiff's own Python
   (docker.io/openshift/hello-openshift -> images/hello_openshift.py; Istio's
-  proxyv2 -> images/proxyv2.py, the injected istio-init and istio-proxy);
+  proxyv2 -> images/proxyv2.py, the injected istio-init and istio-proxy;
+  Knative's queue -> serving/queue/main.py, the revision pod's queue-proxy);
 - host: a tool image (curl, busybox, ubi-minimal...) whose commands run as
   host commands; with no command/args it sleeps, so `kubectl exec` works;
 - local: `skiff.local/<name>` images, built by a pipeline into
@@ -31,6 +32,12 @@ HELLO_OPENSHIFT_MODULE = "skiff.node.images.hello_openshift"
 PROXYV2_IMAGES = ("registry.redhat.io/openshift-service-mesh/proxyv2-rhel8",
                   "docker.io/istio/proxyv2")
 PROXYV2_MODULE = "skiff.node.images.proxyv2"
+# Knative's queue-proxy image (the revision pod's queue-proxy container; config-deployment's
+# queue-sidecar-image), played by serving/queue/main.py; any tag or digest.
+QUEUE_IMAGES = ("gcr.io/knative-releases/knative.dev/serving/cmd/queue",
+                "registry.redhat.io/openshift-serverless-1/serving-queue-rhel8",
+                "registry.ci.openshift.org/openshift/knative-serving-queue")
+QUEUE_MODULE = "skiff.serving.queue.main"
 LOCAL_PREFIX = "skiff.local/"
 
 # Host-tool images: canonical name -> entrypoint (args alone run ENTRYPOINT ARGS).
@@ -159,6 +166,12 @@ def resolve(image: str, local: LocalLookup | None = None) -> Image | ImageError:
     if parsed.name in PROXYV2_IMAGES:
         # No serves_port: the sidecar listens on Istio's fixed ports, not on $PORT.
         argv = ("python3", "-m", PROXYV2_MODULE)
+        return Image(ref=ref, name=parsed.name, kind="builtin",
+                     image_id=_image_id(parsed.name, "builtin"), entrypoint=argv,
+                     default_argv=argv, own_python=True)
+    if parsed.name in QUEUE_IMAGES:
+        # No serves_port either: queue-proxy reads its ports from its env, as upstream's.
+        argv = ("python3", "-m", QUEUE_MODULE)
         return Image(ref=ref, name=parsed.name, kind="builtin",
                      image_id=_image_id(parsed.name, "builtin"), entrypoint=argv,
                      default_argv=argv, own_python=True)

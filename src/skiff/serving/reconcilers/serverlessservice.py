@@ -4,8 +4,8 @@ As upstream pkg/reconciler/serverlessservice: an SKS (made by the
 PodAutoscaler reconciler, which also writes its spec.mode) gets a public
 Service named like it and a private one `<name>-private` selecting the
 pods of its objectRef (the revision's Deployment), both owned by the SKS
-(resources.make_public_service, make_private_service; both target the
-user port, as skiff has no queue-proxy yet). Status: serviceName and
+(resources.make_public_service, make_private_service; both target
+queue-proxy's serving port). Status: serviceName and
 privateServiceName, Ready (EndpointsPopulated) and the Info condition
 ActivatorEndpointsPopulated, True while the activator is in the path (mode
 Proxy, or Serve with no ready pod yet), whose lastTransitionTime the KPA
@@ -42,17 +42,14 @@ def _deployment_key(d: Obj) -> list[Key]:
     return [(d["metadata"].get("namespace", ""), rev)] if rev else []
 
 
-def selector_and_port(deployment: Obj | None, sks_name: str) -> tuple[dict[str, str], int]:
-    """The pods' selector (the Deployment's matchLabels) and the user port it serves on."""
+def selector_and_port(deployment: Obj | None, sks: Obj) -> tuple[dict[str, str], int]:
+    """The pods' selector (the Deployment's matchLabels) and the port the Services target:
+    queue-proxy's serving port, 8012, or 8013 for h2c (networking.ServicePort)."""
     spec = (deployment or {}).get("spec") or {}
     sel = dict(((spec.get("selector") or {}).get("matchLabels")) or {}) or \
-        {names.REVISION_LABEL: sks_name}
-    port = names.DEFAULT_USER_PORT
-    for c in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []:
-        for p in c.get("ports") or []:
-            if p.get("name") == names.USER_PORT_NAME and p.get("containerPort"):
-                port = int(p["containerPort"])
-    return sel, port
+        {names.REVISION_LABEL: sks["metadata"]["name"]}
+    h2c = (sks.get("spec") or {}).get("protocolType") == resources.PROTOCOL_H2C
+    return sel, names.QUEUE_H2C_PORT if h2c else names.QUEUE_HTTP_PORT
 
 
 def sks_status(sks: Obj, status: Obj, ready_pods: int) -> None:
@@ -107,12 +104,12 @@ class ServerlessServiceReconciler:
         return None
 
     async def _reconcile(self, sks: Obj, status: Obj) -> None:
-        ns, name = sks["metadata"]["namespace"], sks["metadata"]["name"]
+        ns = sks["metadata"]["namespace"]
         ref = (sks.get("spec") or {}).get("objectRef") or {}
         deployment = None
         if ref.get("kind") == "Deployment" and ref.get("name"):
             deployment = await get_or_none(self.client, DEPLOYMENT, ref["name"], ns)
-        selector, port = selector_and_port(deployment, name)
+        selector, port = selector_and_port(deployment, sks)
         for want in (resources.make_private_service(sks, selector, port),
                      resources.make_public_service(sks, selector, port)):
             if not await self._ensure_service(sks, status, want):
