@@ -121,7 +121,7 @@ def test_a_ksvc_gets_its_kpa_and_goes_to_zero_without_traffic(skiff: Skiff,
     assert header == ["NAME", "MODE", "ACTIVATORS", "SERVICENAME", "PRIVATESERVICENAME",
                       "READY", "REASON"]
     private = get(skiff, "service", "idle-00001-private")
-    assert private["spec"]["ports"][0]["targetPort"] == 8080
+    assert private["spec"]["ports"][0]["targetPort"] == 8012          # queue-proxy
     assert get(skiff, "service", "idle-00001")["spec"]["type"] == "ClusterIP"
     metric = get(skiff, "metrics.autoscaling.internal.knative.dev", "idle-00001")
     assert metric["spec"]["stableWindow"] == 6_000_000_000

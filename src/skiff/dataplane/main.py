@@ -76,7 +76,7 @@ async def serve(args: argparse.Namespace) -> int:
     from skiff.mesh.sidecar.config import PART
     from skiff.mesh.sidecar.host import SidecarHost
     from skiff.router.router import Router, router_pki_paths
-    from skiff.serving.activator import Activator, ActivatorHooks
+    from skiff.serving.activator import Activator
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -103,16 +103,13 @@ async def serve(args: argparse.Namespace) -> int:
         await channel.say_hello_and_close(args.socket, f"the data plane cannot listen: {e}")
         return BIND_FAILED
 
-    # The activator: holds requests for revisions at zero, counts requests per revision.
+    # The activator: holds requests for revisions at zero and counts them while it does
+    # (queue-proxy counts them once they reach a pod).
     outbox = channel.Outbox()
     activator = Activator(poke=lambda cluster: outbox.send(codec.poke_message(cluster)))
-    hooks = ActivatorHooks(activator)
     proxy.activator = activator
-    for cfg in proxy.configs.values():
-        cfg.hooks = (*cfg.hooks, hooks)
     # The mesh's sidecars (a node proxy: each meshed pod's listeners live in its namespace).
     sidecars = SidecarHost()
-    sidecars.outbound_hooks = (hooks,)
     sidecars.route_local = proxy.route_local
     proxy.mesh_cluster = sidecars.gateway_cluster
     proxy.mesh_server_context = sidecars.gateway_server_context

@@ -13,13 +13,13 @@ pod became ready in time). The first held request pokes the control plane
 (a "poke" message over the snapshot channel) and so does one a second
 after, while requests keep waiting.
 
-It also keeps the per-revision counts the autoscaler reads (Knative's stats
-from the activator and queue-proxy): requests in flight, integrated over
-time, and requests started, per cluster "namespace/revision"; report()
-returns their averages over the period since the last report, which
-dataplane/main.py sends every second (serving/autoscaler/stats.py receives
-them). Held requests count as in flight: demand at zero is what scales a
-revision up.
+It also counts the requests it holds, per cluster "namespace/revision"
+(Knative's activator stats): requests held, integrated over time, and
+requests started; report() returns their averages over the period since the
+last report, which dataplane/main.py sends every second
+(serving/autoscaler/stats.py receives them). Demand at zero is what scales a
+revision up; once a request reaches a pod, that pod's queue-proxy counts it
+(the autoscaler scrapes it), so each request is counted once.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from skiff.dataplane.proxy.http1 import ConnContext, Defer, Forward, Reply, RequestHead
+from skiff.dataplane.proxy.http1 import Defer, Forward, Reply
 
 QUEUE_LIMIT = 10_000
 HOLD_TIMEOUT = 120.0             # how long a request waits for a pod before 503
@@ -174,21 +174,3 @@ async def _shielded(fut: asyncio.Future[None]) -> None:
     # one future is shared by every held request of a revision: a client that goes away
     # stops waiting without cancelling it for the others
     await asyncio.shield(fut)
-
-
-class ActivatorHooks:
-    """RequestHooks: ends the count of a dispatched request (the dispatcher began it and put
-    the cluster on head.tag)."""
-
-    def __init__(self, activator: Activator) -> None:
-        self.activator = activator
-
-    def start(self, ctx: ConnContext, head: RequestHead) -> None:
-        pass
-
-    def end(self, ctx: ConnContext, head: RequestHead, status: int, bytes_sent: int,
-            duration: float, error: str | None) -> None:
-        tag = head.tag
-        if tag is not None:
-            head.tag = None
-            self.activator.end(tag)

@@ -11,7 +11,9 @@ KnativeServing reconciler that keeps it up to date. The KPA: a
 PodAutoscaler reconciler (with the ServerlessService reconciler under it)
 reads platform.revision_stats, the metric intake the data plane feeds
 (autoscaler/stats.py; created here if no one has yet), and is poked through
-it: its on_poke enqueues the revision's PA. The data plane that serves
+it: its on_poke enqueues the revision's PA; the Scraper component feeds it
+every second from the revision pods' queue-proxy metrics (:9090), the data
+plane with the requests its activator holds. The data plane that serves
 KIngresses is wired by mesh/setup.py.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skiff.serving.autoscaler.scraper import Scraper
 from skiff.serving.autoscaler.stats import RevisionStats
 from skiff.serving.config import ConfigHolder
 from skiff.serving.names import GROUP
@@ -59,4 +62,11 @@ def install(platform: Any) -> None:
     if controller is not None:
         kpa.bind(controller.enqueue)
     platform.revision_stats.on_poke = kpa.poke
+
+    def dialer(namespace: str, name: str) -> Any:
+        # the node runtime exists once the platform starts its components
+        node = getattr(platform, "node", None)
+        return node.dialer(namespace, name) if node is not None else None
+
+    platform.components.append(Scraper(client, platform.revision_stats, dialer))
     platform.manager.add(ServerlessServiceReconciler(client), workers=2)

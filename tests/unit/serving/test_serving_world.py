@@ -60,6 +60,7 @@ class World:
             self.registry.create(ns, "", {"metadata": {"name": name}})
         self.client = LocalClient(self.registry)
         self.manager_added: list[Any] = []
+        self.components: list[Any] = []
         self.settings = type("S", (), {"domain": DOMAIN})()
         self.manager = type("M", (), {"add": lambda _s, r, workers=1: self.manager_added.append(r)})()
         install(self)   # the same wiring `skiff up` uses: serving, then the operator

@@ -309,7 +309,7 @@ class GatewayProxy:
         # set by the data plane when the mesh is on, None: every upstream is plain.
         self.mesh_cluster: Callable[[Endpoint], Cluster | None] | None = None
         # The activator (serving/activator.py): holds requests for revisions without a ready
-        # pod and counts requests per revision; None: no ready endpoint is a 503.
+        # pod (and counts them while it does); None: no ready endpoint is a 503.
         self.activator: Any = None
         # The gateway's mesh identity as a server (ISTIO_MUTUAL on the local gateway).
         self.mesh_server_context: Callable[[], ssl.SSLContext | None] | None = None
@@ -360,10 +360,6 @@ class GatewayProxy:
                     return self.activator.hold(r.cluster,  # type: ignore[no-any-return]
                                                lambda: dispatch(head))
                 ep, extra, rewrite, cluster = r
-            activator = self.activator
-            if activator is not None and head.tag is None:
-                head.tag = cluster
-                activator.begin(cluster)
             cap = head.captured
             xff = cap.get(b"x-forwarded-for")
             fwd = cap.get(b"forwarded")
@@ -400,10 +396,6 @@ class GatewayProxy:
         r = self._route(self.rt, "local", head)
         if isinstance(r, _Cold):
             return self.activator.hold(r.cluster, redispatch)  # type: ignore[no-any-return]
-        if self.activator is not None and head.tag is None:
-            head.tag = r[3] if not isinstance(r, Reply) else None
-            if head.tag is not None:
-                self.activator.begin(head.tag)
         return r
 
     def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply | _Cold:

@@ -216,8 +216,7 @@ class PodSidecar:
         self.inbound_cfg = ProxyConfig(self._inbound, host.pool, server=b"envoy",
                                        limits=SIDECAR_LIMITS)
         self.outbound_cfg = ProxyConfig(self._outbound, host.pool, server=b"envoy",
-                                        service_time=True, limits=SIDECAR_LIMITS,
-                                        hooks=host.outbound_hooks)
+                                        service_time=True, limits=SIDECAR_LIMITS)
         self.health_cfg = ProxyConfig(self._health, host.pool, limits=SIDECAR_LIMITS)
         self._log_file: AccessLog | None = None
 
@@ -475,7 +474,6 @@ class SidecarHost:
         self.rr: dict[tuple[str, int], int] = {}
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
-        self.outbound_hooks: tuple[Any, ...] = ()      # the activator's counting (main.py)
         self.gateway_clusters: dict[str, Cluster] = {}
         self._gateway_ctx: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()

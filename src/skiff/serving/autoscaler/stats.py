@@ -1,11 +1,12 @@
 """The autoscaler's metric intake (Knative's collector): what the data plane reports, by revision.
 
-The data plane (the gateway and the activator, serving/activator.py) counts
-requests per revision cluster ("namespace/revision") and reports every
-second over the snapshot channel: the time-averaged number of requests in
-flight and the number of requests, and which of them the activator held or
-proxied (Knative's proxied stats, so that a request is counted once). Each
-report lands here through record(); the KPA reconciler reads
+Two sources report, each every second: the revision pods' queue-proxies
+(scraped by scraper.py: each pod's time-averaged requests in flight and
+requests per second) and the data plane's activator, which counts the
+requests it holds for a revision without a ready pod (over the snapshot
+channel; serving/activator.py). A request is counted by one of them at a
+time: held by the activator, then in the pod. Each report lands here
+through record(); the KPA reconciler reads
 stable_and_panic() for a revision with its own windows, as upstream's
 MetricCollector keeps one collection per Metric object. A request for a
 revision with no ready pod makes the activator poke the control plane at
@@ -56,6 +57,10 @@ class RevisionStats:
         elif (e.stable_window, e.panic_window) != (stable_window, panic_window):
             e.collection.resize(stable_window, panic_window, now)
             e.stable_window, e.panic_window = stable_window, panic_window
+
+    def keys(self) -> list[str]:
+        """The revisions whose PodAutoscaler configured a collection ("namespace/revision")."""
+        return list(self._by_revision)
 
     def forget(self, key: str) -> None:
         self._by_revision.pop(key, None)
