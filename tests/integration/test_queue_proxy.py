@@ -1,0 +1,199 @@
+"""queue-proxy in the revision pods of a real `skiff up` (loopback pod network), through the gateway.
+
+The app is a slow one: a local image (`skiff.local/slow`, an image.json and a
+Python script in the home's image store, as a pipeline would leave them)
+that sleeps ?sleep=seconds before answering and counts how many requests it
+holds at once (GET /peak). Checked with real curl through the gateway:
+- the pod is 2/2 with user-container and queue-proxy, whose log says what it serves;
+- containerConcurrency 1: parallel clients are served one at a time, all 200;
+- its queue (10 x cc) full: 503 "pending request queue full", the rest 200;
+- timeoutSeconds: 504;
+- a scale-down under steady load loses no request: the pods that go are
+  drained (the user container's preStop waits on queue-proxy's
+  /wait-for-drain) while the gateway already sends elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from manifests import SHORT_WINDOWS
+from skiffproc import Skiff, new_skiff
+
+DOMAIN = "apps.127.0.0.1.sslip.io"
+
+SLOW_APP = r'''
+import os, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+lock = threading.Lock()
+now = peak = 0
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        global now, peak
+        if self.path == "/peak":
+            body = str(peak).encode()
+        else:
+            with lock:
+                now += 1
+                peak = max(peak, now)
+            try:
+                time.sleep(float(parse_qs(urlparse(self.path).query).get("sleep", ["0"])[0]))
+            finally:
+                with lock:
+                    now -= 1
+            body = b"slow\n"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+
+s = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+s.daemon_threads = True
+print("listening", flush=True)
+s.serve_forever()
+'''
+
+KSVC = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  template:
+    metadata:
+      annotations: {annotations}
+    spec:
+      containerConcurrency: {cc}
+      timeoutSeconds: {timeout}
+      containers:
+        - image: skiff.local/slow
+"""
+
+
+@pytest.fixture(scope="module")
+def skiff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
+    s = new_skiff(tmp_path_factory.mktemp("skiff"))
+    s.extra_args = ["--pod-network", "loopback"]
+    image = s.home / "images" / "slow"
+    image.mkdir(parents=True)
+    (image / "app.py").write_text(SLOW_APP)
+    (image / "image.json").write_text(json.dumps({"cmd": ["python3", "app.py"], "workdir": "."}))
+    s.start()
+    try:
+        s.kubectl("apply", "-f", "-", input=SHORT_WINDOWS)
+        s.kubectl("wait", "--for=condition=Ready", "knativeserving/knative-serving",
+                  "-n", "knative-serving", "--timeout=60s", timeout=70)
+        yield s
+    finally:
+        if s.proc is not None:
+            s.stop()
+
+
+def deploy(skiff: Skiff, name: str, cc: int = 0, timeout: int = 300,
+           annotations: dict[str, str] | None = None) -> None:
+    skiff.kubectl("apply", "-f", "-", input=KSVC.format(
+        name=name, cc=cc, timeout=timeout, annotations=json.dumps(annotations or {})))
+    skiff.kubectl("wait", "--for=condition=Ready", f"ksvc/{name}", "--timeout=90s", timeout=100)
+
+
+def curl(skiff: Skiff, name: str, path: str = "/", max_time: int = 30) -> tuple[str, str]:
+    host = f"{name}-default.{DOMAIN}"
+    port = skiff.ports["--http-port"]
+    r = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--max-time", str(max_time),
+                        "--resolve", f"{host}:{port}:127.0.0.1", f"http://{host}:{port}{path}"],
+                       capture_output=True, text=True, timeout=max_time + 10)
+    body, _, code = r.stdout.rpartition("\n")
+    return code, body.rstrip("\n")
+
+
+def pods(skiff: Skiff, rev: str) -> list[dict[str, Any]]:
+    items = skiff.kubectl_json("get", "pods", "-l", f"serving.knative.dev/revision={rev}")
+    return list(items["items"])
+
+
+PINNED = {"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "1"}
+
+
+def test_the_pod_has_its_queue_proxy(skiff: Skiff) -> None:
+    deploy(skiff, "plain", annotations=PINNED)
+    assert curl(skiff, "plain") == ("200", "slow")
+    (pod,) = pods(skiff, "plain-00001")
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["user-container", "queue-proxy"]
+    assert all(s["ready"] for s in pod["status"]["containerStatuses"])
+    table = skiff.kubectl("get", "pods", "-l", "serving.knative.dev/revision=plain-00001").stdout
+    assert " 2/2 " in table, table
+    logs = skiff.kubectl("logs", pod["metadata"]["name"], "-c", "queue-proxy").stdout
+    assert "queue-proxy: serving default/plain-00001 on 8012, app on 8080" in logs
+    eps = skiff.kubectl_json("get", "endpoints", "plain-00001-private")
+    assert eps["subsets"][0]["ports"][0]["port"] != 8080   # the queue's, not the app's
+
+
+def test_cc1_serves_parallel_clients_one_at_a_time(skiff: Skiff) -> None:
+    deploy(skiff, "serial", cc=1, annotations=PINNED)
+    with ThreadPoolExecutor(5) as ex:
+        results = list(ex.map(lambda _: curl(skiff, "serial", "/?sleep=0.3"), range(5)))
+    assert results == [("200", "slow")] * 5
+    assert curl(skiff, "serial", "/peak") == ("200", "1")
+
+
+def test_a_full_queue_is_503_and_the_rest_are_served(skiff: Skiff) -> None:
+    deploy(skiff, "full", cc=1, annotations=PINNED)
+    with ThreadPoolExecutor(16) as ex:
+        results = list(ex.map(lambda _: curl(skiff, "full", "/?sleep=1"), range(16)))
+    codes = [c for c, _ in results]
+    assert set(codes) == {"200", "503"}, results
+    assert all(b == "pending request queue full" for c, b in results if c == "503"), results
+    assert codes.count("200") >= 10
+
+
+def test_timeout_seconds_is_504(skiff: Skiff) -> None:
+    deploy(skiff, "hasty", timeout=1, annotations=PINNED)
+    code, body = curl(skiff, "hasty", "/?sleep=4")
+    assert code == "504" and "timeout" in body
+    assert curl(skiff, "hasty") == ("200", "slow")
+
+
+def test_a_scale_down_under_load_loses_nothing(skiff: Skiff) -> None:
+    # three pods to start, a target no steady trickle needs three pods for: the KPA takes
+    # them away (after the 6 s stable window) while four clients keep asking
+    deploy(skiff, "shrink", annotations={"autoscaling.knative.dev/initial-scale": "3",
+                                         "autoscaling.knative.dev/target": "100"})
+    skiff.wait_for(lambda: len([p for p in pods(skiff, "shrink-00001")
+                                if all(s["ready"] for s in p["status"].get(
+                                    "containerStatuses") or [])]) == 3,
+                   timeout=60, what="three ready pods")
+    stop = threading.Event()
+    outcomes: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        while not stop.is_set():
+            r = curl(skiff, "shrink", "/?sleep=0.2")
+            with lock:
+                outcomes.append(r)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        skiff.wait_for(lambda: len(pods(skiff, "shrink-00001")) <= 1, timeout=90,
+                       interval=0.5, what="scaled down to one pod")
+        time.sleep(2)     # requests across the last pod's removal, too
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    errors = [r for r in outcomes if r != ("200", "slow")]
+    assert len(outcomes) > 20 and not errors, (len(outcomes), errors[:5])
