@@ -8,6 +8,8 @@ data before validation can run: every value is standard base64 (a 400, as
 kube-apiserver's decoder answers), and a Service's ClusterIP fields as its
 REST storage reconciles them before allocating (normalize_cluster_ips; the
 allocation itself is core/apiserver/strategy.py's, over core/clusterip.py).
+Pod specs (a Pod's, a Deployment's or ReplicaSet's template): the container
+lifecycle handlers, each naming exactly one action (pod_spec_causes).
 """
 
 from __future__ import annotations
@@ -322,6 +324,94 @@ def validate_service_ips(new: Obj, old: Obj | None, family: str) -> list[Cause]:
     if old is not None:
         out += _immutable_ip_causes(new, old)
     return out
+
+
+# --- Pod specs: container lifecycle handlers (validateLifecycle, validateHandler) -------------
+
+_HANDLER_ACTIONS = ("exec", "httpGet", "tcpSocket", "sleep")   # upstream's order
+_MORE_THAN_ONE = "may not specify more than 1 handler type"
+
+
+def _action_causes(action: str, value: Any, path: str, grace: Any) -> list[Cause]:
+    """validateExecAction (a command) and validateSleepAction (within the grace period)."""
+    if action == "exec" and not (value or {}).get("command"):
+        return [Cause(f"{path}.command", "FieldValueRequired", f"{path}.command: Required value")]
+    seconds = (value or {}).get("seconds") if action == "sleep" else None
+    if isinstance(seconds, int) and isinstance(grace, int) and not 0 < seconds <= grace:
+        return [Cause(path, "FieldValueInvalid",
+                      f"{path}: Invalid value: {seconds}: must be greater than 0 and less than "
+                      f"terminationGracePeriodSeconds ({grace})")]
+    return []
+
+
+def _handler_causes(handler: Any, path: str, grace: Any) -> list[Cause]:
+    """A LifecycleHandler names exactly one action (tcpSocket passes here; the kubelet then
+    fails to run it)."""
+    if not isinstance(handler, dict):
+        return []
+    out: list[Cause] = []
+    seen = False
+    for action in _HANDLER_ACTIONS:
+        if handler.get(action) is None:
+            continue
+        p = f"{path}.{action}"
+        if seen:
+            out.append(Cause(p, "FieldValueForbidden", f"{p}: Forbidden: {_MORE_THAN_ONE}"))
+            continue
+        seen = True
+        out += _action_causes(action, handler[action], p, grace)
+    if not seen:
+        out.append(Cause(path, "FieldValueRequired",
+                         f"{path}: Required value: must specify a handler type"))
+    return out
+
+
+def _lifecycle_causes(lifecycle: Any, path: str, grace: Any) -> list[Cause]:
+    if not isinstance(lifecycle, dict):
+        return []
+    return [c for hook in ("postStart", "preStop")
+            for c in _handler_causes(lifecycle.get(hook), f"{path}.{hook}", grace)]
+
+
+def _containers_of(spec: Obj) -> tuple[Any, Any]:
+    return spec.get("initContainers"), spec.get("containers")
+
+
+def pod_spec_causes(spec: Any, path: str, old_spec: Any = None) -> list[Cause]:
+    """The lifecycle rules of ValidatePodSpec over `spec` at `path` ("spec",
+    "spec.template.spec"). On update, containers the write leaves as they were are not judged
+    again (what was stored before these rules stays writable: its status, its finalizing)."""
+    if not isinstance(spec, dict):
+        return []
+    if isinstance(old_spec, dict) and _containers_of(spec) == _containers_of(old_spec):
+        return []
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    out: list[Cause] = []
+    for i, c in enumerate(spec.get("initContainers") or []):
+        if not isinstance(c, dict) or c.get("lifecycle") is None:
+            continue
+        p = f"{path}.initContainers[{i}].lifecycle"
+        if c.get("restartPolicy") == "Always":      # a sidecar has hooks as containers do
+            out += _lifecycle_causes(c["lifecycle"], p, grace)
+        else:
+            out.append(Cause(p, "FieldValueForbidden", f"{p}: Forbidden: may not be set for "
+                             "init containers without restartPolicy=Always"))
+    for i, c in enumerate(spec.get("containers") or []):
+        if isinstance(c, dict):
+            out += _lifecycle_causes(c.get("lifecycle"), f"{path}.containers[{i}].lifecycle",
+                                     grace)
+    return out
+
+
+def validate_pod(new: Obj, old: Obj | None) -> list[Cause]:
+    return pod_spec_causes(new.get("spec"), "spec", (old or {}).get("spec"))
+
+
+def validate_pod_template(new: Obj, old: Obj | None) -> list[Cause]:
+    """A Deployment's or ReplicaSet's spec.template.spec, by the same rules."""
+    def template_spec(obj: Obj | None) -> Any:
+        return (((obj or {}).get("spec") or {}).get("template") or {}).get("spec")
+    return pod_spec_causes(template_spec(new), "spec.template.spec", template_spec(old))
 
 
 VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {

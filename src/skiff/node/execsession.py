@@ -35,7 +35,7 @@ from skiff.node.process import (
 )
 
 
-def _in_pod(sandbox: dict[str, str] | None) -> None:
+def in_pod(sandbox: dict[str, str] | None) -> None:
     """In the exec'd child: the pod's umask, and its sandbox when it has one."""
     pod_umask()
     if sandbox:
@@ -71,7 +71,7 @@ class ExecSession:
         full_env = dict(env)
         if own_python:
             python_path_env(full_env)
-        setup = functools.partial(_in_pod, dict(sandbox) if sandbox else None)
+        setup = functools.partial(in_pod, dict(sandbox) if sandbox else None)
         if tty:
             return await cls._start_tty(exe, command, full_env, cwd, setup)
         proc = await asyncio.create_subprocess_exec(

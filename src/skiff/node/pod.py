@@ -8,8 +8,13 @@ Secrets fetched through the Client), spawn (process.py), probe (prober.py),
 wait, and restart by restartPolicy with CrashLoopBackOff (backoff.py). Every
 change marks the pod dirty; a single writer builds the status (status.py)
 and patches it only when it differs from what it last wrote. terminate()
-stops all containers within a grace period. NodeRuntime (node.py) owns the
-workers and feeds them the pod objects it watches.
+stops all containers within a grace period. Every stop of a container (the
+pod's termination, a failed liveness or startup probe, a failed postStart
+hook, a finished pod's sidecars) goes through _stop_container(): its preStop
+hook first (lifecycle.py, run by prober.check), then SIGTERM, SIGKILL when
+the grace period they share is over. A postStart hook runs right after the
+start, before the probes. NodeRuntime (node.py) owns the workers and feeds
+them the pod objects it watches.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import parse_time, rfc3339
-from skiff.node import backoff, env, images, logs, ports, prober, probes, process
+from skiff.node import backoff, env, images, lifecycle, logs, ports, prober, probes, process
 from skiff.node.execsession import ExecSession
 from skiff.node.images.local import LocalImages
 from skiff.node.network.podnet import LoopbackNetwork, NetworkError, PodNetwork
@@ -107,6 +112,12 @@ class ContainerRun:
         self.crash_backoff: backoff.BackoffEntry | None = None
         self.pull_backoff: backoff.BackoffEntry | None = None
         self.execs: set[ExecSession] = set()
+        self.pre_stop: asyncio.Task[None] | None = None   # the current process's preStop hook
+
+    @property
+    def field_path(self) -> str:
+        """The container in an event's involvedObject, as the kubelet names it."""
+        return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
 
     def obs(self) -> ContainerObs:
         return ContainerObs(name=self.name, image=self.spec.get("image", ""), state=self.state,
@@ -260,8 +271,8 @@ class PodWorker:
             log.exception("pod %s/%s: runtime error", self.namespace, self.name)
         if not self.terminating:     # the pod is done for good: sidecars stop, ports go back
             self._done = True
-            await asyncio.gather(*(r.proc.stop(self.grace) for r in self.inits
-                                   if r.sidecar and r.proc is not None))
+            await asyncio.gather(*(self._stop_container(r, r.proc, self.grace)
+                                   for r in self.inits if r.sidecar and r.proc is not None))
             await self._release_network()
 
     async def _make_sandbox(self) -> bool:
@@ -290,12 +301,15 @@ class PodWorker:
         spec = self.pod.get("spec") or {}
         return str(spec.get("hostname") or self.name)[:63]
 
-    async def _event(self, type_: str, reason: str, message: str) -> None:
+    async def _event(self, type_: str, reason: str, message: str, field_path: str = "") -> None:
         now = rfc3339(self.ctx.clock())
+        involved: Obj = {"kind": "Pod", "namespace": self.namespace, "name": self.name,
+                         "uid": self.uid, "apiVersion": "v1"}
+        if field_path:
+            involved["fieldPath"] = field_path
         event = {"apiVersion": "v1", "kind": "Event",
                  "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
-                 "involvedObject": {"kind": "Pod", "namespace": self.namespace,
-                                    "name": self.name, "uid": self.uid, "apiVersion": "v1"},
+                 "involvedObject": involved,
                  "type": type_, "reason": reason, "message": message[:1024],
                  "source": {"component": "kubelet", "host": self.ctx.node_name},
                  "firstTimestamp": now, "lastTimestamp": now, "count": 1}
@@ -491,18 +505,23 @@ class PodWorker:
             await asyncio.shield(writer.close(0))
             raise
         try:
-            run.proc = proc
+            run.proc, run.pre_stop = proc, None
             run.container_id = f"skiff://{self.uid}/{run.name}/{run.restart_count}"
             run.state = Running(started_at)
-            if self.terminating:
-                await proc.stop(self.grace)
-            probe_tasks = self._start_probes(run, proc)
-            self.changed()
+            probe_tasks: list[asyncio.Task[None]] = []
             try:
+                self.changed()
+                if self.terminating:
+                    await self._stop_container(run, proc, self.grace)
+                elif await self._post_start(run, proc):
+                    probe_tasks = self._start_probes(run, proc)
+                    self.changed()
                 code = await proc.wait()
             finally:
                 for t in probe_tasks:
                     t.cancel()
+                if run.pre_stop is not None:      # a hook that outlived its container
+                    run.pre_stop.cancel()
                 run.kill_execs()
         finally:
             # the run's last lines are in the file before its status says it ended
@@ -534,7 +553,7 @@ class PodWorker:
 
         def kill(spec: probes.ProbeSpec) -> None:
             grace = spec.termination_grace if spec.termination_grace is not None else self.grace
-            self._background(proc.stop(grace))
+            self._background(self._stop_container(run, proc, grace))
 
         def on_ready(ok: bool) -> None:
             if ok != run.ready:
@@ -572,6 +591,91 @@ class PodWorker:
 
         startup_task = loop(startup, on_startup)
         return tasks
+
+    # ---- lifecycle hooks ---------------------------------------------------------------
+
+    def _hook(self, run: ContainerRun, which: str) -> lifecycle.Hook | None:
+        """The container's postStart or preStop hook; its port translated as probes' are."""
+        post, pre = lifecycle.hooks_of(run.spec)
+        return lifecycle.parse(post if which == "PostStart" else pre, self.pod, run.spec,
+                               self.mapping, self.keys, host=self.pod_ip, isolated=self.isolated)
+
+    async def _run_hook(self, run: ContainerRun, hook: lifecycle.Hook, deadline: float) -> bool:
+        """One handler, run as prober.check runs a probe (an exec inside the pod's sandbox,
+        as `kubectl exec`); True when it succeeded. Never raises but CancelledError."""
+        try:
+            if hook.kind == "sleep":
+                await asyncio.sleep(hook.seconds)
+                return True
+            spec = hook.for_deadline(deadline)
+            if spec is None:      # tcpSocket or no action: the kubelet cannot run it either
+                return False
+            img = run.image
+            return await prober.check(spec, run.env, run.cwd, bool(img and img.own_python),
+                                      sandbox=self.sandbox.wire() if self.sandbox else None)
+        except Exception:
+            log.exception("pod %s/%s container %s: %s", self.namespace, self.name, run.name,
+                          hook.what)
+            return False
+
+    async def _hook_failed(self, run: ContainerRun, hook: lifecycle.Hook, which: str) -> None:
+        """The log line says which hook; the event, like the kubelet's, does not carry its
+        output (it may hold secrets)."""
+        log.warning("pod %s/%s container %s: %s hook failed: %s", self.namespace, self.name,
+                    run.name, which, hook.what)
+        await self._event("Warning", f"Failed{which}Hook", f"{which}Hook failed",
+                          field_path=run.field_path)
+
+    async def _post_start(self, run: ContainerRun, proc: process.ContainerProcess) -> bool:
+        """Run the postStart hook while the container runs; the kubelet's startContainer
+        waits for it, so probes (and so readiness, and a sidecar's start) wait too. When it
+        fails: the event, and the container is killed as the kubelet kills it (preStop,
+        grace). True when the container may go on; False when it failed, or exited first."""
+        hook = self._hook(run, "PostStart")
+        if hook is None:
+            return True
+        task = asyncio.ensure_future(self._run_hook(run, hook, lifecycle.UNBOUNDED))
+        try:
+            await _until_exit(task, proc, lifecycle.UNBOUNDED)
+        finally:
+            task.cancel()          # no-op once done; a container that is gone ends its hook
+        if proc.exited or not task.done() or task.cancelled():
+            return False
+        if task.result():
+            return True
+        await self._hook_failed(run, hook, "PostStart")
+        self._background(self._stop_container(run, proc, self.grace))
+        return False
+
+    def _pre_stop(self, run: ContainerRun, grace: float) -> asyncio.Task[None] | None:
+        """The preStop hook of the container's current process, started by its first stop
+        (deadline: that stop's grace); a later stop waits on the same run of it."""
+        if run.pre_stop is None:
+            hook = self._hook(run, "PreStop")
+            if hook is None:
+                return None
+            run.pre_stop = asyncio.ensure_future(self._pre_stop_hook(run, hook, grace))
+        return run.pre_stop
+
+    async def _pre_stop_hook(self, run: ContainerRun, hook: lifecycle.Hook,
+                             deadline: float) -> None:
+        if not await self._run_hook(run, hook, deadline):
+            await self._hook_failed(run, hook, "PreStop")
+
+    async def _stop_container(self, run: ContainerRun, proc: process.ContainerProcess,
+                              grace: float) -> int:
+        """The kubelet's killContainer: the preStop hook, then SIGTERM; the hook and the wait
+        for the exit share `grace`, SIGKILL when it is over, though a container always gets
+        lifecycle.MIN_GRACE after its hook. A grace of 0 (a forced stop) skips the hook, as
+        upstream does. Stops may repeat (a shorter grace cuts in); the hook runs once."""
+        if grace > 0 and not proc.exited:
+            hook = self._pre_stop(run, grace)
+            if hook is not None:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                await _until_exit(hook, proc, grace)
+                grace = lifecycle.grace_after_hook(grace, loop.time() - started)
+        return await proc.stop(grace)
 
     # ---- status ------------------------------------------------------------------------
 
@@ -619,7 +723,8 @@ class PodWorker:
         self._stop.set()
         for run in self.runs:
             run.kill_execs()
-        await asyncio.gather(*(r.proc.stop(grace) for r in self.runs if r.proc is not None))
+        await asyncio.gather(*(self._stop_container(r, r.proc, grace) for r in self.runs
+                               if r.proc is not None))
         if self._main is not None and not self._main.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._main), timeout=grace + 5)
@@ -651,6 +756,18 @@ class PodWorker:
             self._status.cancel()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.dir)
+
+
+async def _until_exit(task: asyncio.Future[Any], proc: process.ContainerProcess,
+                      timeout: float) -> None:
+    """Wait for `task` for at most `timeout` seconds and no longer than the container lives (a
+    hook has nothing left to act on once it is gone); `task` itself is left running."""
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.wait({task, exited}, timeout=max(timeout, 0.0),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        exited.cancel()
 
 
 def _terminated_from(t: Obj, now: datetime) -> Terminated:

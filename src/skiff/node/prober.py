@@ -5,12 +5,15 @@ kube-probe) / exec (exit 0) check against a ProbeSpec from probes.py, within
 its timeout; probe_loop() waits initialDelaySeconds, then checks every
 periodSeconds and reports each change of the thresholded result
 (probes.observe) to a callback. pod.py starts one loop per configured probe
-of a running container and cancels them when the container stops.
+of a running container and cancels them when the container stops; it also
+runs lifecycle hooks (lifecycle.py) through check(), an exec hook inside the
+pod's sandbox as `kubectl exec` is (execsession.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -19,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from skiff.node import probes
+from skiff.node.execsession import in_pod
 from skiff.node.process import exit_code, pod_umask, python_path_env, resolve_executable
 
 log = logging.getLogger("skiff.runtime")
@@ -50,7 +54,8 @@ async def http_check(spec: probes.ProbeSpec, port: int) -> bool:
     except OSError:
         return False
     try:
-        headers = {"Host": f"{spec.host}:{port}", "User-Agent": USER_AGENT, "Accept": "*/*"}
+        headers = {"Host": f"{spec.host}:{port}", "User-Agent": spec.user_agent or USER_AGENT,
+                   "Accept": "*/*"}
         for name, value in spec.headers:
             headers[name] = value
         headers["Connection"] = "close"
@@ -66,7 +71,9 @@ async def http_check(spec: probes.ProbeSpec, port: int) -> bool:
 
 
 async def exec_check(command: list[str], env: Mapping[str, str], cwd: Path, own_python: bool,
-                     timeout: float) -> bool:
+                     timeout: float, sandbox: Mapping[str, str] | None = None) -> bool:
+    """Exit 0 within `timeout`; the command's group is killed when it runs longer or the
+    check is cancelled. With a sandbox (Sandbox.wire()) it runs inside the pod's."""
     if not command:
         return False
     exe = resolve_executable(command[0], env.get("PATH", os.defpath), own_python)
@@ -80,7 +87,7 @@ async def exec_check(command: list[str], env: Mapping[str, str], cwd: Path, own_
             exe, *command[1:], stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             cwd=str(cwd), env=full_env, start_new_session=True,
-            preexec_fn=pod_umask)
+            preexec_fn=functools.partial(in_pod, dict(sandbox)) if sandbox else pod_umask)
     except OSError:
         return False
     try:
@@ -97,9 +104,10 @@ async def exec_check(command: list[str], env: Mapping[str, str], cwd: Path, own_
 
 
 async def check(spec: probes.ProbeSpec, env: Mapping[str, str], cwd: Path,
-                own_python: bool) -> bool:
+                own_python: bool, sandbox: Mapping[str, str] | None = None) -> bool:
     if spec.kind == "exec":
-        return await exec_check(list(spec.command), env, cwd, own_python, spec.timeout)
+        return await exec_check(list(spec.command), env, cwd, own_python, spec.timeout,
+                                sandbox)
     if spec.port is None:
         return False
     try:

@@ -36,6 +36,7 @@ class ProbeSpec:
     success_threshold: int = 1
     failure_threshold: int = 3
     termination_grace: float | None = None
+    user_agent: str = ""           # "" is the prober's kube-probe/; lifecycle.py sets its own
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from skiff.core.corevalidation import (
     needs_cluster_ip,
     normalize_cluster_ips,
     validate_configmap,
+    validate_pod,
+    validate_pod_template,
     validate_secret,
     validate_service_ips,
 )
@@ -87,6 +89,9 @@ class WorkloadStrategy(Strategy):
     def prepare_for_update(self, obj: Obj, old: Obj) -> None:
         default_workload(self.kind, obj)
 
+    def validate(self, obj: Obj, old: Obj | None) -> list[Cause]:
+        return validate_pod_template(obj, old)
+
 
 class PodStrategy(WorkloadStrategy):
     def __init__(self) -> None:
@@ -96,6 +101,9 @@ class PodStrategy(WorkloadStrategy):
         super().prepare_for_create(obj)
         if "status" not in obj:
             obj["status"] = initial_pod_status(obj)
+
+    def validate(self, obj: Obj, old: Obj | None) -> list[Cause]:
+        return validate_pod(obj, old)
 
     def grace(self, obj: Obj, requested: int | None) -> int:
         """A pod a node runs waits for the kubelet to stop it; others go at once."""
