@@ -222,6 +222,14 @@ def validate_revision_spec(spec: Obj, cfg: ServingConfig) -> list[FieldError]:
     ts = spec.get("timeoutSeconds")
     if isinstance(ts, int) and ts != 0 and not 0 <= ts <= cfg.max_revision_timeout_seconds:
         errs.append(apis.out_of_bounds(ts, 0, cfg.max_revision_timeout_seconds, "timeoutSeconds"))
+    # validateTimeoutSeconds: the response may start no later than the request must end; idle
+    # is bounded by the largest timeout a revision may have
+    timeout = ts if isinstance(ts, int) and ts > 0 else cfg.revision_timeout_seconds
+    for key, top in (("responseStartTimeoutSeconds", timeout),
+                     ("idleTimeoutSeconds", cfg.max_revision_timeout_seconds)):
+        v = spec.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and not 0 <= v <= top:
+            errs.append(apis.out_of_bounds(v, 0, top, key))
     cc = spec.get("containerConcurrency")
     if isinstance(cc, int) and not 0 <= cc <= cfg.container_concurrency_max_limit:
         errs.append(apis.out_of_bounds(cc, 0, cfg.container_concurrency_max_limit,

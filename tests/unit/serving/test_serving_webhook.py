@@ -78,6 +78,12 @@ def messages(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str
      ["spec.template.spec.timeoutSeconds: expected 0 <= 700 <= 600"]),
     ({"containers": [{"image": "img"}], "containerConcurrency": 1001},
      ["spec.template.spec.containerConcurrency: expected 0 <= 1001 <= 1000"]),
+    ({"containers": [{"image": "img"}], "timeoutSeconds": 10, "responseStartTimeoutSeconds": 11},
+     ["spec.template.spec.responseStartTimeoutSeconds: expected 0 <= 11 <= 10"]),
+    ({"containers": [{"image": "img"}], "idleTimeoutSeconds": 601},
+     ["spec.template.spec.idleTimeoutSeconds: expected 0 <= 601 <= 600"]),
+    ({"containers": [{"image": "img"}], "idleTimeoutSeconds": -1},
+     ["spec.template.spec.idleTimeoutSeconds: expected 0 <= -1 <= 600"]),
     # Defaulting runs first (name, probe), so an empty container misses its image.
     ({"containers": [{}]}, ["spec.template.spec.containers[0].image: missing field(s)"]),
     ({"containers": [{"name": "x"}]}, ["spec.template.spec.containers[0].image: missing field(s)"]),

@@ -382,8 +382,7 @@ class H2ServerProtocol(asyncio.Protocol):
 
     def check(self, now: float) -> None:
         lim = self.cfg.limits
-        for ex in [ex for ex in self.streams.values()
-                   if verdict(Phase.BUSY, now - ex.since, lim) is Verdict.REQUEST_TIMEOUT]:
+        for ex in [ex for ex in self.streams.values() if ex.overdue(now)]:
             ex.expire()
         # bytes that have made no whole frame (or header block) for that long: the slowloris
         # of HTTP/2, a frame trickled in

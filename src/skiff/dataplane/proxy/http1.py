@@ -74,6 +74,7 @@ from skiff.dataplane.proxy.limits import (
     Phase,
     Verdict,
     defer_timeout,
+    exchange_verdict,
     head_fits,
     sweep_period,
     too_many_headers,
@@ -502,6 +503,8 @@ class Exchange:
     t_start = 0.0
     status = 0
     sent = 0
+    sent_seen = 0        # `sent` at the sweep that last saw it move, and when (idle timeout)
+    quiet_since = 0.0
     error: str | None = None
 
     def __init__(self, cfg: ProxyConfig, head: RequestHead) -> None:
@@ -732,6 +735,17 @@ class Exchange:
         self.finished = True
         self.status = r.status
         self.send_reply(r)
+
+    def overdue(self, now: float) -> bool:
+        """Whether a timeout has run out (the sweeper asks, `now` its clock): the request's,
+        the response's start, or the response's idle time (measured from the last sweep
+        that saw its byte count move, so the hot path keeps no clock)."""
+        lim = self.cfg.limits
+        if self.sent != self.sent_seen or self.quiet_since == 0.0:
+            self.sent_seen = self.sent
+            self.quiet_since = now
+        return exchange_verdict(now - self.since, self.started, now - self.quiet_since,
+                                lim) is Verdict.REQUEST_TIMEOUT
 
     def expire(self) -> None:
         """The request timeout: 504 if no response has begun, else the downstream is reset.
@@ -1372,8 +1386,7 @@ class H1ServerProtocol(asyncio.Protocol):
     def check(self, now: float) -> None:
         q = self.queue
         if q:
-            v = verdict(Phase.BUSY, now - q[0].since, self.cfg.limits)
-            if v is Verdict.REQUEST_TIMEOUT:
+            if q[0].overdue(now):
                 q[0].expire()
             return
         phase = Phase.HEAD if self.head_size or self.fresh else Phase.IDLE

@@ -27,6 +27,10 @@ class Limits:
     header_timeout: float = 15.0          # to receive a whole request head
     idle_timeout: float = 300.0           # keep-alive with no request in flight
     request_timeout: float = 15.0         # head received -> response done (Envoy route timeout); 0: none
+    # Knative's responseStartTimeoutSeconds: head received -> the response begins; 0: none
+    response_start_timeout: float = 0.0
+    # Knative's idleTimeoutSeconds: no response byte for this long; 0: none
+    stream_idle_timeout: float = 0.0
     max_concurrent_streams: int = 100     # HTTP/2, advertised; more are refused (REFUSED_STREAM)
     premature_reset_streams: int = 500    # Envoy overload.premature_reset_total_stream_count
     drain_idle: float = 1.0               # while draining, an idle HTTP/1.1 connection is closed after this
@@ -69,6 +73,19 @@ def verdict(phase: Phase, elapsed: float, limits: Limits, draining: bool = False
     return Verdict.CLOSE if elapsed >= limit else Verdict.KEEP
 
 
+def exchange_verdict(elapsed: float, started: bool, quiet: float, limits: Limits) -> Verdict:
+    """A request in flight for `elapsed` seconds, whose response has `started` or not, and
+    whose response has sent no byte for `quiet` seconds: keep it, or time it out."""
+    t = limits.request_timeout
+    if 0 < t <= elapsed:
+        return Verdict.REQUEST_TIMEOUT
+    t = limits.response_start_timeout
+    if not started and 0 < t <= elapsed:
+        return Verdict.REQUEST_TIMEOUT
+    t = limits.stream_idle_timeout
+    return Verdict.REQUEST_TIMEOUT if 0 < t <= quiet else Verdict.KEEP
+
+
 def defer_timeout(requested: float | None, limits: Limits) -> float | None:
     """How long a deferred dispatch (an activator holding a request until a pod is ready) may
     wait: its own timeout when it names one, else the request timeout; None: no bound."""
@@ -82,7 +99,8 @@ def sweep_period(limits: Limits, draining: bool = False) -> float:
     is closed soon after its drain_idle and never early."""
     if draining:
         return 0.05
-    ts = [t for t in (limits.header_timeout, limits.idle_timeout, limits.request_timeout) if t > 0]
+    ts = [t for t in (limits.header_timeout, limits.idle_timeout, limits.request_timeout,
+                      limits.response_start_timeout, limits.stream_idle_timeout) if t > 0]
     return min(1.0, max(0.05, min(ts) / 4)) if ts else 1.0
 
 

@@ -11,7 +11,9 @@ ports are upstream's:
   containerConcurrency >= 1 it lets cc requests run at once and queues up to
   10 x cc more (autoscaler/breaker.py), answering 503 "pending request queue
   full" beyond; REVISION_TIMEOUT_SECONDS bounds a request from its arrival,
-  queueing included (504). A request carrying `K-Network-Probe: queue` is
+  queueing included (504), REVISION_RESPONSE_START_TIMEOUT_SECONDS the time to
+  the response's first byte, REVISION_IDLE_TIMEOUT_SECONDS the time without a
+  byte from the app (504 before the response began, a reset after). A request carrying `K-Network-Probe: queue` is
   the kubelet's readiness probe of this container: it is answered by probing
   the app with the user container's readiness probe (SERVING_READINESS_PROBE),
   every 25 ms until the app first answers when its period is 0 (Knative's
@@ -44,6 +46,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 from skiff.dataplane.proxy.http1 import (
     ConnContext,
@@ -257,11 +260,16 @@ async def probe_app(p: AppProbe, port: int) -> bool:
 Handler = Callable[[str, str], Awaitable[tuple[int, bytes]]]
 
 
-def small_http(handler: Handler) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                             Awaitable[None]]:
+def small_http(handler: Handler, busy: set[asyncio.Task[Any]] | None = None,
+               ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """One request per connection: the method and path go to `handler`; a head over 8 KiB or
-    one that does not arrive within 10 s is dropped."""
+    one that does not arrive within 10 s is dropped. `busy` holds the handlers running, so
+    that the process answers them (the kubelet's preStop call) before it exits."""
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if busy is not None and task is not None:
+            busy.add(task)
+            task.add_done_callback(busy.discard)
         try:
             async with asyncio.timeout(10.0):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -298,7 +306,8 @@ async def serve(s: QueueSettings) -> int:
     host = "127.0.0.1" if s.ports else "0.0.0.0"    # the loopback fallback: only loopback
     q = QueueProxy(s)
     pool = UpstreamPool()
-    limits = Limits(request_timeout=s.timeout)
+    limits = Limits(request_timeout=s.timeout, response_start_timeout=s.response_start_timeout,
+                    stream_idle_timeout=s.idle_timeout)
     cfg = ProxyConfig(q.dispatch, pool, limits=limits, hooks=(q,))
     report = stats.Report()
 
@@ -318,9 +327,11 @@ async def serve(s: QueueSettings) -> int:
         return (200, q.user_metrics()) if path == "/metrics" else (404, b"not found\n")
 
     servers = [await loop.create_server(h1_factory(cfg), sock=_listen(host, s.port(s.serving_port)))]
+    busy: set[asyncio.Task[Any]] = set()
     for port, handler in ((s.admin_port, admin), (s.metrics_port, metrics),
                           (s.user_metrics_port, user_metrics)):
-        servers.append(await asyncio.start_server(small_http(handler), sock=_listen(host, s.port(port)),
+        servers.append(await asyncio.start_server(small_http(handler, busy),
+                                                  sock=_listen(host, s.port(port)),
                                                   limit=MAX_ADMIN_HEAD))
     print(f"queue-proxy: serving {s.namespace}/{s.revision} on {s.serving_port}, app on "
           f"{s.user_port}, containerConcurrency {s.container_concurrency}", flush=True)
@@ -335,6 +346,8 @@ async def serve(s: QueueSettings) -> int:
         print("queue-proxy: draining", flush=True)
         await q.drain()
         await cfg.drain(timeout=1.0)
+        if busy:       # a /wait-for-drain waiting on the same drain: let it answer
+            await asyncio.wait(list(busy), timeout=1.0)
     finally:
         for srv in servers:
             srv.close()

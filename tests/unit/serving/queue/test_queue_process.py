@@ -47,6 +47,16 @@ class App:
                     app.peak = max(app.peak, app.now)
                 try:
                     q = parse_qs(urlparse(self.path).query)
+                    if "trickle" in q:         # a streamed body, a chunk every `trickle` s
+                        self.send_response(200)
+                        self.send_header("transfer-encoding", "chunked")
+                        self.end_headers()
+                        for _ in range(3):
+                            self.wfile.write(b"6\r\nchunk\n\r\n")
+                            self.wfile.flush()
+                            time.sleep(float(q["trickle"][0]))
+                        self.wfile.write(b"0\r\n\r\n")
+                        return
                     time.sleep(float(q.get("sleep", ["0"])[0]))
                     body = b"hello\n"
                     self.send_response(200)
@@ -112,7 +122,8 @@ def start_queue(app_port: int, **env: str) -> Queue:
                 return q
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(f"queue-proxy exited: {proc.stdout.read()!r}")  # type: ignore[union-attr]
+                out = proc.stdout.read() if proc.stdout else b""
+                raise AssertionError(f"queue-proxy exited: {out!r}") from None
             time.sleep(0.05)
     proc.kill()
     raise AssertionError("queue-proxy did not listen in time")
@@ -183,6 +194,25 @@ def test_timeout_is_504_and_frees_the_slot(app: App, queues: list[Queue]) -> Non
     assert q.get("/") == (200, b"hello\n")     # the slot came back
 
 
+def test_response_start_timeout_is_504(app: App, queues: list[Queue]) -> None:
+    q = start_queue(app.port, REVISION_RESPONSE_START_TIMEOUT_SECONDS="1")
+    queues.append(q)
+    status, body = q.get("/?sleep=3")
+    assert status == 504 and b"request timeout" in body
+    # a streamed response that began in time runs on past it
+    status, body = q.get("/?trickle=0.6")
+    assert status == 200 and body == b"chunk\n" * 3
+
+
+def test_idle_timeout_cuts_a_response_that_stops_sending(app: App, queues: list[Queue]) -> None:
+    q = start_queue(app.port, REVISION_IDLE_TIMEOUT_SECONDS="1")
+    queues.append(q)
+    with pytest.raises((http.client.HTTPException, OSError)):
+        q.get("/?trickle=3")               # the head and a chunk, then 3 s without a byte
+    status, body = q.get("/?trickle=0.2")  # bytes keep coming: no timeout
+    assert status == 200 and body == b"chunk\n" * 3
+
+
 def test_metrics_report_concurrency_and_rate(app: App, queues: list[Queue]) -> None:
     q = start_queue(app.port)
     queues.append(q)
@@ -204,15 +234,19 @@ def test_metrics_report_concurrency_and_rate(app: App, queues: list[Queue]) -> N
 def test_sigterm_drains_what_is_in_flight_then_exits(app: App, queues: list[Queue]) -> None:
     q = start_queue(app.port)
     queues.append(q)
-    with ThreadPoolExecutor(2) as ex:
+    with ThreadPoolExecutor(3) as ex:
         inflight = ex.submit(q.get, "/?sleep=1")
         time.sleep(0.3)
+        # the kubelet stops both containers at once: the app's preStop asks for the drain
+        # while queue-proxy gets its SIGTERM; the hook is answered before the process exits
+        prestop = ex.submit(q.get, "/wait-for-drain", port=q.admin)
         q.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         # draining: the kubelet's probe says not ready, requests still arriving are served
         assert q.get("/", {"K-Network-Probe": "queue"})[0] == 503
         assert q.get("/") == (200, b"hello\n")
         assert inflight.result() == (200, b"hello\n")
+        assert prestop.result() == (200, b"")
     assert q.proc.wait(DEADLINE) == 0
     out = q.proc.stdout.read()  # type: ignore[union-attr]
     assert b"drained, exiting" in out
