@@ -105,6 +105,11 @@ class PodStrategy(WorkloadStrategy):
     def validate(self, obj: Obj, old: Obj | None) -> list[Cause]:
         return validate_pod(obj, old)
 
+    def held(self, obj: Obj) -> bool:
+        """A pod deleted with a grace period stays (Terminating) until its kubelet has stopped
+        it and deletes it again with grace 0; a status write meanwhile does not remove it."""
+        return int((obj.get("metadata") or {}).get("deletionGracePeriodSeconds") or 0) > 0
+
     def grace(self, obj: Obj, requested: int | None) -> int:
         """A pod a node runs waits for the kubelet to stop it; others go at once."""
         spec = obj.get("spec") or {}
