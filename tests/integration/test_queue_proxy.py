@@ -197,3 +197,44 @@ def test_a_scale_down_under_load_loses_nothing(skiff: Skiff) -> None:
             t.join(60)
     errors = [r for r in outcomes if r != ("200", "slow")]
     assert len(outcomes) > 20 and not errors, (len(outcomes), errors[:5])
+
+
+def test_a_revision_retired_by_a_traffic_change_loses_nothing(skiff: Skiff) -> None:
+    deploy(skiff, "roll", annotations={"autoscaling.knative.dev/min-scale": "1"})
+    stop = threading.Event()
+    outcomes: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        while not stop.is_set():
+            r = curl(skiff, "roll", "/?sleep=0.2")
+            with lock:
+                outcomes.append(r)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        # a new template: revision roll-00002 takes all traffic; roll-00001's pod goes
+        deploy(skiff, "roll", annotations={"autoscaling.knative.dev/min-scale": "1",
+                                           "skiff.test/generation": "2"})
+        skiff.wait_for(lambda: not pods(skiff, "roll-00001"), timeout=90, interval=0.5,
+                       what="the old revision's pod gone")
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    errors = [r for r in outcomes if r != ("200", "slow")]
+    assert len(outcomes) > 10 and not errors, (len(outcomes), errors[:5])
+
+
+def test_stopping_skiff_up_finishes_the_requests_in_flight(skiff: Skiff) -> None:
+    # the last test of the module: it stops the module's skiff
+    deploy(skiff, "last", annotations=PINNED)
+    with ThreadPoolExecutor(3) as ex:
+        inflight = [ex.submit(curl, skiff, "last", "/?sleep=1.5") for _ in range(3)]
+        time.sleep(0.5)
+        assert skiff.stop() == 0
+        assert [f.result() for f in inflight] == [("200", "slow")] * 3
