@@ -35,14 +35,16 @@ import os, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 lock = threading.Lock()
-now = peak = 0
+now = peak = served = 0
 
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        global now, peak
+        global now, peak, served
         if self.path == "/peak":
             body = str(peak).encode()
+        elif self.path == "/count":
+            body = str(served).encode()
         else:
             with lock:
                 now += 1
@@ -52,6 +54,7 @@ class H(BaseHTTPRequestHandler):
             finally:
                 with lock:
                     now -= 1
+                    served += 1
             body = b"slow\n"
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
@@ -228,6 +231,36 @@ def test_a_revision_retired_by_a_traffic_change_loses_nothing(skiff: Skiff) -> N
             t.join(60)
     errors = [r for r in outcomes if r != ("200", "slow")]
     assert len(outcomes) > 10 and not errors, (len(outcomes), errors[:5])
+
+
+def test_the_activator_in_the_path_sends_to_the_pod_with_free_capacity(skiff: Skiff) -> None:
+    # target-burst-capacity -1: the activator stays in the path with pods ready (SKS Proxy)
+    deploy(skiff, "lb", annotations={"autoscaling.knative.dev/min-scale": "2",
+                                     "autoscaling.knative.dev/max-scale": "2",
+                                     "autoscaling.knative.dev/target-burst-capacity": "-1"})
+    skiff.wait_for(lambda: len([p for p in pods(skiff, "lb-00001") if all(
+        s["ready"] for s in p["status"].get("containerStatuses") or [])]) == 2,
+        timeout=60, what="two ready pods")
+    sks = skiff.kubectl_json("get", "sks", "lb-00001")
+    assert sks["spec"]["mode"] == "Proxy"
+    names = [p["metadata"]["name"] for p in pods(skiff, "lb-00001")]
+
+    def served(pod: str) -> int:
+        r = skiff.kubectl("exec", pod, "-c", "user-container", "--", "sh", "-c",
+                          "curl -s 127.0.0.1:$PORT/count")
+        return int(r.stdout)
+
+    before = {n: served(n) for n in names}
+    with ThreadPoolExecutor(1) as ex:
+        busy = ex.submit(curl, skiff, "lb", "/?sleep=3")
+        time.sleep(0.5)
+        # one pod holds the slow request: every short one goes to the other
+        for _ in range(6):
+            assert curl(skiff, "lb") == ("200", "slow")
+        after = {n: served(n) for n in names}
+        assert busy.result() == ("200", "slow")
+    gained = sorted(after[n] - before[n] for n in names)
+    assert gained == [0, 6], (before, after)
 
 
 def test_stopping_skiff_up_finishes_the_requests_in_flight(skiff: Skiff) -> None:

@@ -108,8 +108,10 @@ async def serve(args: argparse.Namespace) -> int:
     outbox = channel.Outbox()
     activator = Activator(poke=lambda cluster: outbox.send(codec.poke_message(cluster)))
     proxy.activator = activator
+    activator.on_path_change = proxy.activator_path_changed
     # The mesh's sidecars (a node proxy: each meshed pod's listeners live in its namespace).
     sidecars = SidecarHost()
+    sidecars.activator_hook = activator
     sidecars.route_local = proxy.route_local
     proxy.mesh_cluster = sidecars.gateway_cluster
     proxy.mesh_server_context = sidecars.gateway_server_context

@@ -13,6 +13,16 @@ pod became ready in time). The first held request pokes the control plane
 (a "poke" message over the snapshot channel) and so does one a second
 after, while requests keep waiting.
 
+While a revision's SKS is in Proxy mode and it has ready pods (its burst
+capacity is short, or target-burst-capacity is -1), the activator stays in
+the path: pick() chooses the pod for each request, the one with the fewest
+requests in flight from here, which is the one with the most free
+concurrency, as every pod of a revision has the same containerConcurrency
+(upstream's throttler picks by free capacity too); ties go round robin. The
+Forward carries the activator as its hook, so it hears when the request ends.
+Requests beyond every pod's capacity are queued by the pods' queue-proxies
+(10 x cc each), not here.
+
 It also counts the requests it holds, per cluster "namespace/revision"
 (Knative's activator stats): requests held, integrated over time, and
 requests started; report() returns their averages over the period since the
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from skiff.dataplane.proxy.http1 import Defer, Forward, Reply
@@ -66,6 +76,10 @@ class Activator:
         self.poked: dict[str, float] = {}
         self.period_start = clock()
         self.proxied: frozenset[str] = frozenset()    # clusters whose SKS is in Proxy mode
+        self.on_path_change: Callable[[], None] = lambda: None
+        # requests in flight to each pod it chose: cluster -> "ip:port" -> count
+        self.pod_inflight: dict[str, dict[str, int]] = {}
+        self.rr: dict[str, int] = {}
 
     def in_path(self, cluster: str) -> bool:
         """Whether the activator fronts this revision (its SKS is in Proxy mode); a revision
@@ -78,7 +92,55 @@ class Activator:
         if not isinstance(proxy, list) or not all(isinstance(c, str) for c in proxy) \
                 or len(proxy) > MAX_CLUSTERS:
             raise ValueError("proxy must be a list of cluster names")
-        self.proxied = frozenset(proxy)
+        proxied = frozenset(proxy)
+        if proxied != self.proxied:
+            self.proxied = proxied
+            for cluster in [c for c in self.rr if c not in proxied]:
+                self.rr.pop(cluster, None)
+            self.on_path_change()       # the gateway's cached routes may skip the activator
+
+    # --- in the path with pods ------------------------------------------------------
+    def pick(self, cluster: str, eps: Sequence[tuple[str, int]]) -> tuple[str, tuple[str, int]]:
+        """The pod for a request (`eps` non-empty): fewest requests in flight from here, ties
+        in round-robin order. Returns the tag ("cluster|ip:port") the caller puts on the
+        request head, so that end() can count it out, and the pod."""
+        counts = self.pod_inflight.get(cluster)
+        if counts is None:
+            if len(self.pod_inflight) >= MAX_CLUSTERS:
+                self.pod_inflight.clear()
+            counts = self.pod_inflight[cluster] = {}
+        n = len(eps)
+        start = self.rr.get(cluster, 0)
+        self.rr[cluster] = start + 1
+        best, best_n, best_ep = "", -1, eps[0]
+        for i in range(n):
+            ep = eps[(start + i) % n]
+            key = f"{ep[0]}:{ep[1]}"
+            c = counts.get(key, 0)
+            if best_n < 0 or c < best_n:
+                best, best_n, best_ep = key, c, ep
+                if c == 0:
+                    break
+        counts[best] = best_n + 1
+        return f"{cluster}|{best}", best_ep
+
+    # RequestHooks, for the requests it chose a pod for (Forward.hook)
+    def start(self, ctx: Any, head: Any) -> None:
+        pass
+
+    def end(self, ctx: Any, head: Any, status: int, bytes_sent: int, duration: float,
+            error: str | None) -> None:
+        tag = head.tag
+        if not tag:
+            return
+        head.tag = None
+        cluster, _, key = tag.rpartition("|")
+        counts = self.pod_inflight.get(cluster)
+        if counts is not None and key in counts:
+            if counts[key] > 1:
+                counts[key] -= 1
+            else:
+                del counts[key]
 
     # --- accounting --------------------------------------------------------------------
     def _counts(self, cluster: str, now: float) -> _Counts | None:
@@ -89,7 +151,7 @@ class Activator:
             c = self.counts[cluster] = _Counts(now)
         return c
 
-    def begin(self, cluster: str) -> None:
+    def held_in(self, cluster: str) -> None:
         now = self.clock()
         c = self._counts(cluster, now)
         if c is not None:
@@ -98,7 +160,7 @@ class Activator:
             c.inflight += 1
             c.requests += 1
 
-    def end(self, cluster: str) -> None:
+    def held_out(self, cluster: str) -> None:
         c = self.counts.get(cluster)
         if c is not None and c.inflight > 0:
             now = self.clock()
@@ -145,7 +207,7 @@ class Activator:
 
     async def _wait(self, cluster: str, redispatch: Redispatch) -> Forward | Reply | Defer:
         self.held[cluster] = self.held.get(cluster, 0) + 1
-        self.begin(cluster)
+        self.held_in(cluster)
         try:
             fut = self.waiting.get(cluster)
             if fut is None or fut.done():
@@ -154,7 +216,7 @@ class Activator:
             # dispatched again: a Forward now, or (the pod went away again) another hold
             return redispatch()
         finally:
-            self.end(cluster)
+            self.held_out(cluster)
             n = self.held.get(cluster, 1) - 1
             if n > 0:
                 self.held[cluster] = n
@@ -164,6 +226,8 @@ class Activator:
     def endpoints_changed(self, changes: Mapping[str, tuple[Any, ...]]) -> None:
         """EDS: clusters that got endpoints release their held requests."""
         for cluster, eps in changes.items():
+            if not eps:
+                self.pod_inflight.pop(cluster, None)
             if eps:
                 fut = self.waiting.pop(cluster, None)
                 if fut is not None and not fut.done():

@@ -70,14 +70,14 @@ def test_report_averages_requests_in_flight_over_the_period() -> None:
     clock = Clock()
     act = Activator(clock=clock)
     act.report()
-    act.begin("ns/r")                 # one request for the whole second
+    act.held_in("ns/r")                 # one request for the whole second
     clock.t += 0.5
-    act.begin("ns/r")                 # a second one for the last half
+    act.held_in("ns/r")                 # a second one for the last half
     clock.t += 0.5
     r = act.report()
     assert r == {"ns/r": {"concurrency": pytest.approx(1.5), "requests": 2.0}}
-    act.end("ns/r")
-    act.end("ns/r")
+    act.held_out("ns/r")
+    act.held_out("ns/r")
     clock.t += 1.0
     assert act.report() == {"ns/r": {"concurrency": 0.0, "requests": 0.0}}
     clock.t += 1.0
@@ -134,3 +134,40 @@ def test_the_outbox_drops_when_the_control_plane_stalls() -> None:
     assert box.send(codec.poke_message("ns/r")) is True and len(ok.written) == 1
     box.writer = stalled  # type: ignore[assignment]
     assert box.send(codec.poke_message("ns/r")) is False and stalled.written == []
+
+
+class _Head:
+    def __init__(self, tag: str | None) -> None:
+        self.tag = tag
+
+
+def test_in_the_path_it_picks_the_pod_with_the_most_free_concurrency() -> None:
+    act = Activator()
+    changes: list[frozenset[str]] = []
+    act.on_path_change = lambda: changes.append(act.proxied)
+    act.apply_part({"proxy": ["ns/r"]})
+    act.apply_part({"proxy": ["ns/r"]})          # no change: the gateway's caches stay
+    assert changes == [frozenset({"ns/r"})]
+    eps = (("10.0.0.1", 8012), ("10.0.0.2", 8012), ("10.0.0.3", 8012))
+    tags = []
+    for _ in range(3):                            # idle pods: one each, round robin
+        tag, ep = act.pick("ns/r", eps)
+        tags.append(tag)
+    assert sorted(tags) == ["ns/r|10.0.0.1:8012", "ns/r|10.0.0.2:8012", "ns/r|10.0.0.3:8012"]
+    # the second pod's request ends: it is the only one with free capacity now
+    act.end(None, _Head("ns/r|10.0.0.2:8012"), 200, 0, 0.1, None)
+    assert act.pick("ns/r", eps) == ("ns/r|10.0.0.2:8012", ("10.0.0.2", 8012))
+    assert act.pod_inflight["ns/r"] == {"10.0.0.1:8012": 1, "10.0.0.2:8012": 1,
+                                        "10.0.0.3:8012": 1}
+    # every pod as busy: the next goes to the least recently first-in-line
+    tag, _ = act.pick("ns/r", eps)
+    assert act.pod_inflight["ns/r"][tag.split("|")[1]] == 2
+    # a request ends once; a second end (or an unknown tag) changes nothing
+    head = _Head(tag)
+    act.end(None, head, 200, 0, 0.1, None)
+    act.end(None, head, 200, 0, 0.1, None)
+    act.end(None, _Head("ns/gone|1.2.3.4:1"), 200, 0, 0.1, None)
+    assert sum(act.pod_inflight["ns/r"].values()) == 3
+    # the revision lost its pods: its counts go
+    act.endpoints_changed({"ns/r": ()})
+    assert "ns/r" not in act.pod_inflight

@@ -306,15 +306,18 @@ class RequestHead:
 
 class Forward:
     """Send the request to `endpoint`, adding `extra` header lines (and maybe another Host);
-    `cluster` names TLS settings and a connect timeout (None: plain, the pool's timeout)."""
-    __slots__ = ("endpoint", "extra", "host", "cluster")
+    `cluster` names TLS settings and a connect timeout (None: plain, the pool's timeout).
+    `hook`: told when this request ends, as the listener's hooks are (an activator that
+    chose the pod counts its requests in flight)."""
+    __slots__ = ("endpoint", "extra", "host", "cluster", "hook")
 
     def __init__(self, endpoint: Endpoint, extra: bytes = b"", host: bytes | None = None,
-                 cluster: Cluster | None = None) -> None:
+                 cluster: Cluster | None = None, hook: RequestHooks | None = None) -> None:
         self.endpoint = endpoint
         self.extra = extra
         self.host = host
         self.cluster = cluster
+        self.hook = hook
 
 
 class Reply:
@@ -607,6 +610,10 @@ class Exchange:
             else:
                 ep = fwd.endpoint if cluster.tls is None else (fwd.endpoint, cluster.tls)
         self.endpoint = ep
+        if fwd.hook is not None:
+            if not self.hooks:
+                self.t_start = _perf()
+            self.hooks = (*self.hooks, fwd.hook)
         self.head_bytes = data = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
                                            fwd.host or head.host, b"\r\n", b"".join(head.lines),
                                            fwd.extra, framing, b"\r\n"))

@@ -138,6 +138,10 @@ class _Cold:
         self.cluster = cluster
 
 
+def _never(_cluster: str) -> bool:
+    return False
+
+
 class _Runtime:
     """What a snapshot needs while it serves: counters, host caches, ssl contexts."""
 
@@ -150,6 +154,8 @@ class _Runtime:
                 self.tables[bind] = li.table
         self.host_cache: dict[str, dict[bytes, VirtualHost | None]] = {t: {} for t in self.tables}
         self.simple: dict[str, dict[bytes, _Simple]] = {t: {} for t in self.tables}
+        # clusters whose requests the activator routes (never cached as simple routes)
+        self.in_path: Callable[[str], bool] = _never
         self.counters: dict[int, int] = {}          # per path: its split schedule's position
         self.ep_counters: dict[str, int] = {}       # per cluster: its endpoints' round robin
         self.extra: dict[int, bytes] = {}
@@ -187,7 +193,7 @@ class _Runtime:
             if not path.headers and len(path.prefix) <= 1 and len(path.schedule) == 1:
                 split = path.splits[path.schedule[0]]
                 eps = self.endpoints.get(split.cluster, ())
-                if len(eps) == 1:
+                if len(eps) == 1 and not self.in_path(split.cluster):
                     r = (eps[0], self.route_headers(path, split),
                          path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
         cache = self.simple[table]
@@ -321,6 +327,7 @@ class GatewayProxy:
     # --- the snapshot ----------------------------------------------------------------
     def swap(self, snap: Snapshot) -> None:
         rt = _Runtime(snap, self._contexts)
+        rt.in_path = self.rt.in_path
         rt.carry_over(self.rt)
         live = {hashlib.sha256(s.cert_pem + b"\0" + s.key_pem).digest()
                 for li in snap.listeners.values() for s in li.servers if s.terminates_tls}
@@ -333,6 +340,14 @@ class GatewayProxy:
         self.rt = rt
         if self.activator is not None:
             self.activator.endpoints_changed(snap.endpoints)
+
+    def activator_path_changed(self) -> None:
+        """The activator's Proxy-mode clusters changed: routes cached as simple are chosen
+        again (a cluster the activator fronts is never one)."""
+        rt = self.rt
+        if self.activator is not None:
+            rt.in_path = self.activator.in_path
+        rt.simple = {t: {} for t in rt.tables}
 
     def update_endpoints(self, changes: Mapping[str, tuple[Endpoint, ...]]) -> None:
         """An endpoints-only update (EDS): the current routes keep serving, with their state."""
@@ -384,7 +399,10 @@ class GatewayProxy:
                     b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
                     b"\r\nx-request-id: ", rid or request_id(), b"\r\n", extra))
             mesh = self.mesh_cluster
-            return Forward(ep, lines, rewrite, mesh(ep) if mesh is not None else None)
+            out = Forward(ep, lines, rewrite, mesh(ep) if mesh is not None else None)
+            if head.tag is not None:       # the activator chose the pod: it hears the end
+                out.hook = self.activator
+            return out
         return dispatch
 
     def route_local(self, head: RequestHead, redispatch: Callable[[], Forward | Reply | Defer],
@@ -426,10 +444,14 @@ class GatewayProxy:
         else:
             split = path.splits[sched[rt.next(id(path)) % len(sched)]]
         eps = rt.endpoints.get(split.cluster, ())
-        if not eps:
-            activator = self.activator
-            if activator is not None and activator.in_path(split.cluster):
+        activator = self.activator
+        if activator is not None and activator.in_path(split.cluster):
+            if not eps:
                 return _Cold(split.cluster)
+            head.tag, ep = activator.pick(split.cluster, eps)
+            return (ep, rt.route_headers(path, split),
+                    path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
+        if not eps:
             return NO_HEALTHY_UPSTREAM
         ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(split.cluster) % len(eps)]
         return (ep, rt.route_headers(path, split),

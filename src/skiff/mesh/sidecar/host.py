@@ -52,6 +52,7 @@ from skiff.dataplane.proxy.http1 import (
     ProxyConfig,
     Reply,
     RequestHead,
+    RequestHooks,
     UpstreamPool,
     h1_factory,
     original_dst,
@@ -361,7 +362,10 @@ class PodSidecar:
             if isinstance(r, (Reply, Defer)):
                 return r
             ep, extra, rewrite, _cluster = r
-            return self._to(ep, extra, rewrite)
+            fwd = self._to(ep, extra, rewrite)
+            if head.tag is not None:       # the activator chose the pod: it hears the end
+                fwd.hook = host.activator_hook
+            return fwd
         svc = host.vips.get(odst)
         if svc is not None:
             eps = svc.endpoints
@@ -474,6 +478,7 @@ class SidecarHost:
         self.rr: dict[tuple[str, int], int] = {}
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
+        self.activator_hook: RequestHooks | None = None  # told when a request it routed ends
         self.gateway_clusters: dict[str, Cluster] = {}
         self._gateway_ctx: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
