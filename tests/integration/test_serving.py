@@ -143,7 +143,7 @@ def test_hello_becomes_ready_with_its_children(skiff: Skiff) -> None:
     assert plabels["serving.knative.dev/service"] == "hello"
     assert plabels["serving.knative.dev/configuration"] == "hello"
     assert "serving.knative.dev/routingState" not in plabels
-    assert [c["name"] for c in pod["spec"]["containers"]] == ["user-container"]
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["user-container", "queue-proxy"]
     env = dict(line.split("=", 1) for line in skiff.kubectl(
         "exec", pod["metadata"]["name"], "--", "env").stdout.splitlines() if "=" in line)
     assert env["K_SERVICE"] == "hello" and env["K_CONFIGURATION"] == "hello"
