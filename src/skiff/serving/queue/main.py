@@ -105,6 +105,7 @@ class QueueProxy:
         params = queue_proxy_breaker_params(s.container_concurrency)
         self.breaker = Breaker(params) if params is not None else None
         self.user = ("127.0.0.1", s.port(s.user_port))
+        self.forward = Forward(self.user)      # one for every request (nothing per request)
         self.waiters: dict[int, asyncio.Future[None]] = {}
         self.granted: set[int] = set()
         self.ids = itertools.count(1)
@@ -115,22 +116,24 @@ class QueueProxy:
 
     # --- the serving port ------------------------------------------------------------
     def dispatch(self, head: RequestHead) -> Forward | Reply | Defer:
-        probe = head.header(_PROBE_HEADER)
+        cap = head.captured           # the two headers are captured: no scan of the lines
+        probe = cap.get(_PROBE_HEADER)
         if probe is not None and probe.lower() == PROBE_VALUE.encode():
             return DRAINING if self.draining else Defer(self._probe(), timeout=0)
         now = self.clock()
         self.last_arrival = now
-        token = next(self.ids)
-        proxied = head.header(_PROXY_HEADER) == b"activator"
-        head.tag = f"p{token}" if proxied else str(token)      # what end() is told
+        proxied = cap.get(_PROXY_HEADER) == b"activator"
         self.stats.request_in(now, proxied)
         b = self.breaker
         if b is None:
-            return Forward(self.user)
+            head.tag = "p" if proxied else "-"       # what end() is told
+            return self.forward
+        token = next(self.ids)
+        head.tag = f"p{token}" if proxied else str(token)
         adm = b.arrive(token)
         if adm is Admission.RUN:
             self.granted.add(token)
-            return Forward(self.user)
+            return self.forward
         if adm is Admission.REJECTED:
             return QUEUE_FULL
         fut = asyncio.get_running_loop().create_future()
@@ -140,7 +143,7 @@ class QueueProxy:
 
     async def _queued(self, token: int, fut: asyncio.Future[None]) -> Forward:
         await fut            # cancelled (timeout, client gone): end() takes it off the queue
-        return Forward(self.user)
+        return self.forward
 
     def _wake(self, tokens: list[Hashable]) -> None:
         for t in tokens:
@@ -163,14 +166,17 @@ class QueueProxy:
         if tag is None:
             return
         head.tag = None
-        proxied = tag.startswith("p")
-        token = int(tag[1:] if proxied else tag)
+        proxied = tag[0] == "p"
         self.stats.request_out(self.clock(), proxied)
-        if status and (status in self.codes or len(self.codes) < MAX_STATUS_CODES):
-            self.codes[status] = self.codes.get(status, 0) + 1
+        codes = self.codes
+        if status in codes:
+            codes[status] += 1
+        elif status and len(codes) < MAX_STATUS_CODES:
+            codes[status] = 1
         b = self.breaker
         if b is None:
             return
+        token = int(tag[1:] if proxied else tag)
         if token in self.granted:
             self.granted.discard(token)
             self._wake(b.finish())
@@ -308,7 +314,8 @@ async def serve(s: QueueSettings) -> int:
     pool = UpstreamPool()
     limits = Limits(request_timeout=s.timeout, response_start_timeout=s.response_start_timeout,
                     stream_idle_timeout=s.idle_timeout)
-    cfg = ProxyConfig(q.dispatch, pool, limits=limits, hooks=(q,))
+    cfg = ProxyConfig(q.dispatch, pool, limits=limits, hooks=(q,),
+                      capture=frozenset({_PROBE_HEADER, _PROXY_HEADER}))
     report = stats.Report()
 
     async def admin(method: str, path: str) -> tuple[int, bytes]:
