@@ -125,6 +125,25 @@ def _child(req: dict[str, Any], main: Callable[[], object], template: int) -> No
         os._exit(code)
 
 
+def _run_script(path: str) -> object:
+    """`python3 SCRIPT ARGS...` in a child of the template: the script runs as __main__ with
+    its own folder first on sys.path, as the interpreter would run it, but with the
+    interpreter already started and the template's modules already imported."""
+    import atexit
+    import runpy
+    import threading
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    finally:
+        # as the interpreter ends a program: its other threads run to their end, then atexit
+        for t in threading.enumerate():
+            if t is not threading.current_thread() and not t.daemon:
+                t.join()
+        atexit._run_exitfuncs()
+    return 0
+
+
 def _exec_child(req: dict[str, Any], err_w: int, template: int) -> None:
     """Become the container's binary; on failure, tell the template the errno (err_w)."""
     try:
@@ -173,6 +192,8 @@ class _Template:
             if "exec" in req:
                 os.close(err_r)
                 _exec_child(req, err_w, self.pid)
+            if "script" in req:
+                _child(req, lambda: _run_script(req["argv"][0]), self.pid)
             _child(req, self.mains[req["module"]], self.pid)
         self.children[pid] = rid
         self.by_id[rid] = pid
@@ -253,7 +274,12 @@ def serve(modules: Sequence[str]) -> None:
     parent = int(os.environ.get(PARENT_ENV) or os.getppid())
     if not die_with_parent(signal.SIGTERM, parent):
         return
-    mains = {m: importlib.import_module(m).main for m in modules}
+    # "+name": imported only, for the scripts the template runs (a local image's app)
+    mains = {m: importlib.import_module(m).main for m in modules if not m.startswith("+")}
+    for m in modules:
+        if m.startswith("+"):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(m[1:])
     gc.freeze()     # keep the collector from touching (and so copying) the template's pages
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -294,8 +320,13 @@ class ForkServer:
     """Starts the template and asks it for children; process.spawn()'s Forker."""
 
     def __init__(self, modules: Sequence[str], start_timeout: float = 30.0,
-                 spawn_timeout: float = 5.0, pid_file: Path | None = None) -> None:
+                 spawn_timeout: float = 5.0, pid_file: Path | None = None,
+                 preload: Sequence[str] = ()) -> None:
         self.modules = tuple(modules)
+        # Modules imported into the template for the Python scripts it runs; with none, it
+        # runs no scripts (they start in a fresh interpreter).
+        self.preload = tuple(preload)
+        self.scripts = bool(preload)
         self.start_timeout = start_timeout
         self.spawn_timeout = spawn_timeout
         self.pid_file = pid_file
@@ -322,7 +353,8 @@ class ForkServer:
         python_path_env(env)
         env[PARENT_ENV] = str(os.getpid())
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", __name__, *self.modules, stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", __name__, *self.modules, *("+" + m for m in self.preload),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         if self.pid_file is not None:
             record_pid(self.pid_file, self.proc.pid)
@@ -350,6 +382,25 @@ class ForkServer:
                 and argv[1] == "-m" and argv[2] in self.modules):
             return argv[2]
         return None
+
+    def script_for(self, argv: Sequence[str], cwd: Path) -> str | None:
+        """The Python script `argv` runs (python3 SCRIPT.py ARGS...: no interpreter option
+        before it), as a path, if this server can fork it: a local image's app started in a
+        warm interpreter instead of a fresh one."""
+        if not (self.ready and self.scripts and len(argv) >= 2
+                and os.path.basename(argv[0]) in PYTHON_NAMES
+                and argv[1].endswith(".py") and not argv[1].startswith("-")):
+            return None
+        path = cwd / argv[1]
+        return str(path) if path.is_file() else None
+
+    async def spawn_script(self, script: str, argv: Sequence[str], env: Mapping[str, str],
+                           cwd: Path, log_file: Path, sandbox: Mapping[str, str] | None = None,
+                           ) -> tuple[int, asyncio.Future[int]]:
+        """Fork a child that runs `script` as __main__ with sys.argv = argv[1:]."""
+        return await self._request({"script": script, "argv": list(argv[1:]), "env": dict(env),
+                                    "cwd": str(cwd), "log": str(log_file),
+                                    **({"sandbox": dict(sandbox)} if sandbox else {})})
 
     async def spawn(self, module: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
                     log_file: Path, sandbox: Mapping[str, str] | None = None,

@@ -184,6 +184,12 @@ class Forker(Protocol):
 
     def module_for(self, argv: Sequence[str]) -> str | None: ...
 
+    def script_for(self, argv: Sequence[str], cwd: Path) -> str | None: ...
+
+    async def spawn_script(self, script: str, argv: Sequence[str], env: Mapping[str, str],
+                           cwd: Path, log_file: Path, sandbox: Mapping[str, str] | None = None,
+                           ) -> tuple[int, asyncio.Future[int]]: ...
+
     async def spawn(self, module: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
                     log_file: Path, sandbox: Mapping[str, str] | None = None,
                     ) -> tuple[int, asyncio.Future[int]]: ...
@@ -213,12 +219,15 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_file
     pid_exit: tuple[int, asyncio.Future[int]] | None = None
     if forker is not None and await forker.wait_ready():
         module = forker.module_for(argv) if own_python else None
+        script = forker.script_for(argv, cwd) if own_python and module is None else None
         full_env = dict(env)
         if own_python:
             python_path_env(full_env)
         try:
             if module is not None:
                 pid_exit = await forker.spawn(module, argv, env, cwd, log_file, sandbox)
+            elif script is not None:
+                pid_exit = await forker.spawn_script(script, argv, env, cwd, log_file, sandbox)
             else:
                 pid_exit = await forker.spawn_exec(exe, argv, full_env, cwd, log_file, sandbox)
         except (OSError, RuntimeError, TimeoutError) as e:

@@ -196,3 +196,56 @@ def test_sweep_kills_only_the_recorded_process(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait(DEADLINE)
+
+
+def test_a_python_script_runs_as_a_fork_of_the_warm_template(tmp_path: Path) -> None:
+    """`python3 app.py ARGS` of a local image: a child of the template (not a fresh
+    interpreter) runs the script as __main__, its folder first on sys.path, its argv, env and
+    cwd; its other threads finish and atexit runs before it exits with the script's code."""
+    (tmp_path / "helper.py").write_text("VALUE = 'from the app folder'\n")
+    (tmp_path / "app.py").write_text(
+        "import atexit, json, os, sys, threading, time\n"
+        "import helper\n"
+        "def late():\n"
+        "    time.sleep(0.2)\n"
+        "    print('thread done', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "print(json.dumps({'name': __name__, 'argv': sys.argv, 'env': os.environ.get('X'),\n"
+        "                  'cwd': os.getcwd(), 'helper': helper.VALUE,\n"
+        "                  'json_preloaded': 'json' in sys.modules}), flush=True)\n"
+        "sys.exit(3 if sys.argv[1:] == ['--code', '3'] else 0)\n")
+
+    async def body() -> None:
+        fs = ForkServer([HELLO_OPENSHIFT_MODULE], preload=("json",))
+        await fs.start()
+        try:
+            argv = ["python3", "app.py", "--code", "3"]
+            script = fs.script_for(argv, tmp_path)
+            assert script == str(tmp_path / "app.py")
+            assert fs.script_for(["python3", "-u", "app.py"], tmp_path) is None
+            assert fs.script_for(["python3", "missing.py"], tmp_path) is None
+            assert fs.script_for(["sh", "app.py"], tmp_path) is None
+            pid, exited = await fs.spawn_script(script, argv, {"X": "1", "PATH": os.defpath},
+                                                tmp_path, tmp_path / "log")
+            assert os.getppid() != pid
+            code = await asyncio.wait_for(exited, DEADLINE)
+            assert code == 3
+        finally:
+            await fs.close()
+
+    asyncio.run(body())
+    out = (tmp_path / "log").read_text().splitlines()
+    import json
+    info = json.loads(out[0])
+    assert info == {"name": "__main__", "argv": ["app.py", "--code", "3"], "env": "1",
+                    "cwd": str(tmp_path), "helper": "from the app folder",
+                    "json_preloaded": True}
+    assert out[1:] == ["thread done", "atexit ran"]
+
+
+def test_without_preloads_scripts_are_not_forked(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    fs = ForkServer([HELLO_OPENSHIFT_MODULE])
+    fs.ready = True
+    assert fs.script_for(["python3", "app.py"], tmp_path) is None
