@@ -51,8 +51,8 @@ import logging
 import os
 import random
 import ssl
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from skiff.dataplane.model import (
     EMPTY,
@@ -74,6 +74,7 @@ from skiff.dataplane.proxy.http1 import (
     ProxyConfig,
     Reply,
     RequestHead,
+    RequestHooks,
     UpstreamPool,
     h1_factory,
 )
@@ -136,6 +137,22 @@ class _Cold:
 
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster
+
+
+class ActivatorSeam(RequestHooks, Protocol):
+    """What the gateway asks of the activator (serving/activator.py), which the data plane
+    plugs in: whether it fronts a revision cluster, holding a request for one without a ready
+    pod, choosing the pod while it is in the path (a RequestHooks: told when that request
+    ends), and the endpoints updates that release held requests."""
+
+    def in_path(self, cluster: str) -> bool: ...
+
+    def hold(self, cluster: str, redispatch: Callable[[], Forward | Reply | Defer],
+             ) -> Reply | Defer: ...
+
+    def pick(self, cluster: str, eps: Sequence[Endpoint]) -> tuple[str, Endpoint]: ...
+
+    def endpoints_changed(self, changes: Mapping[str, tuple[Any, ...]]) -> None: ...
 
 
 def _never(_cluster: str) -> bool:
@@ -316,7 +333,7 @@ class GatewayProxy:
         self.mesh_cluster: Callable[[Endpoint], Cluster | None] | None = None
         # The activator (serving/activator.py): holds requests for revisions without a ready
         # pod (and counts them while it does); None: no ready endpoint is a 503.
-        self.activator: Any = None
+        self.activator: ActivatorSeam | None = None
         # The gateway's mesh identity as a server (ISTIO_MUTUAL on the local gateway).
         self.mesh_server_context: Callable[[], ssl.SSLContext | None] | None = None
 
@@ -372,8 +389,8 @@ class GatewayProxy:
                 if isinstance(r, Reply):
                     return r
                 if isinstance(r, _Cold):
-                    return self.activator.hold(r.cluster,  # type: ignore[no-any-return]
-                                               lambda: dispatch(head))
+                    assert self.activator is not None     # _Cold only comes with one
+                    return self.activator.hold(r.cluster, lambda: dispatch(head))
                 ep, extra, rewrite, cluster = r
             cap = head.captured
             xff = cap.get(b"x-forwarded-for")
@@ -413,7 +430,8 @@ class GatewayProxy:
         it has one."""
         r = self._route(self.rt, "local", head)
         if isinstance(r, _Cold):
-            return self.activator.hold(r.cluster, redispatch)  # type: ignore[no-any-return]
+            assert self.activator is not None
+            return self.activator.hold(r.cluster, redispatch)
         return r
 
     def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply | _Cold:
