@@ -673,6 +673,12 @@ class WorkloadPolicies:
     empty_allow: tuple[str, ...] = ()      # those of them without rules (allow nothing)
     providers: tuple[str, ...] = ()        # distinct CUSTOM providers (enforced)
 
+    @property
+    def none(self) -> bool:
+        """No policy at all selects the workload: every well-formed request is allowed."""
+        return not (self.custom or self.deny or self.allow or self.audit or self.dry_custom
+                    or self.dry_deny or self.dry_allow or self.allow_policies)
+
 
 def _refs(policies: Iterable[CompiledPolicy]) -> tuple[RuleRef, ...]:
     out: list[RuleRef] = []

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import socket
 import ssl
 import time
@@ -126,6 +127,16 @@ def _socket_in(netns: str, mark: int) -> socket.socket:
 async def origin_socket(origin: Origin) -> socket.socket:
     return await asyncio.get_running_loop().run_in_executor(
         _netns_threads, _socket_in, origin.netns, origin.mark)
+
+
+_PLAIN_PATH = re.compile(rb"/[A-Za-z0-9_\-./]*(?:\?[^#%]*)?")
+
+
+def _plain_path(target: bytes) -> bool:
+    """A request target that Istio's path normalization leaves as it is and would not reject:
+    an absolute path of plain characters with no dot segment and no percent-escape."""
+    return (_PLAIN_PATH.fullmatch(target) is not None and b"/." not in target
+            and b"//" not in target)
 
 
 async def connect_from(origin: Origin, address: tuple[str, int], timeout: float = 5.0,
@@ -225,6 +236,8 @@ class PodSidecar:
         root = self.host.part.root_pem
         self.w = w
         self.workload = Workload.of(w.namespace, dict(w.labels))
+        self._policies_of: PolicySet | None = None     # the set _no_policy was read from
+        self._no_policy = False
         self.ctx_strict = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root,
                                          require_client_cert=True)
         self.ctx_permissive = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root)
@@ -314,6 +327,14 @@ class PodSidecar:
         odst = conn.original_dst
         port = odst[1] if odst else 0
         spiffe = conn.spiffe_id
+        policies = self.host.policies
+        if self._policies_of is not policies:      # a new policy set: ask once per sidecar
+            self._policies_of = policies
+            self._no_policy = policies.for_workload(self.workload).none
+        if self._no_policy and _plain_path(head.target):
+            # no policy selects this pod and the path needs no normalizing: nothing to decide
+            # (decide() would allow it with no policy named, and nothing goes to the log)
+            return self._to_app(port, spiffe, conn.tls)
         principal = spiffe[len("spiffe://"):] if spiffe else None
         peer = conn.peer
         req = Request(destination=self.workload, port=port, host=_host(head.host),
@@ -330,12 +351,15 @@ class PodSidecar:
         if d.policy:
             self.log_access(f'"{req.method} {req.path}" allowed source={who} port={port}: '
                             f"{d.action} policy {d.policy} rule {d.rule}")
+        return self._to_app(port, spiffe, conn.tls)
+
+    def _to_app(self, port: int, spiffe: str | None, tls: bool) -> Forward:
         xfcc = b""
         if spiffe:
             xfcc = (b"x-forwarded-client-cert: By=" + self.w.spiffe_id.encode() + b";URI=" +
                     spiffe.encode() + b"\r\n")
         return Forward(("127.0.0.1", port), xfcc + b"x-forwarded-proto: " +
-                       (b"https" if conn.tls else b"http") + b"\r\n", cluster=self.local)
+                       (b"https" if tls else b"http") + b"\r\n", cluster=self.local)
 
     # --- outbound ----------------------------------------------------------------------
     def _decide_outbound(self, hello: ClientHello | None, conn: socket.socket) -> Action:
