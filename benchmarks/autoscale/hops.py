@@ -86,10 +86,14 @@ def main() -> int:
             raise RuntimeError(f"unexpected SKS modes {modes}")
         gw = s.ports["--http-port"]
         targets: dict[str, tuple[int, str]] = {}
+        ports = {name: pod_ports(s, f"{name}-00001") for name in ("direct", "proxied")}
+        # each kind of path for both services back to back, so that a change in the machine's
+        # load between them is as small as it can be
         for name in ("direct", "proxied"):
-            ports = pod_ports(s, f"{name}-00001")
-            targets[f"{name}: app"] = (ports["8080"], "127.0.0.1")
-            targets[f"{name}: queue-proxy"] = (ports["8012"], "127.0.0.1")
+            targets[f"{name}: app"] = (ports[name]["8080"], "127.0.0.1")
+        for name in ("direct", "proxied"):
+            targets[f"{name}: queue-proxy"] = (ports[name]["8012"], "127.0.0.1")
+        for name in ("direct", "proxied"):
             targets[f"{name}: gateway"] = (gw, f"{name}-default.{DOMAIN}")
         results: dict[str, dict[str, list[float]]] = {k: {"p50": [], "p99": [], "rps": []}
                                                       for k in targets}
@@ -111,8 +115,11 @@ def main() -> int:
             q = med[f"{name}: queue-proxy"]["p50"] - med[f"{name}: app"]["p50"]
             g = med[f"{name}: gateway"]["p50"] - med[f"{name}: queue-proxy"]["p50"]
             print(f"{name}: queue-proxy adds {q:+.3f} ms p50; the gateway hop adds {g:+.3f} ms")
-        act = med["proxied: gateway"]["p50"] - med["direct: gateway"]["p50"]
-        print(f"the activator in the path adds {act:+.3f} ms p50 (goal <= 0.3 ms)")
+        diffs = [p - d for p, d in zip(results["proxied: gateway"]["p50"],
+                                       results["direct: gateway"]["p50"], strict=True)]
+        act = statistics.median(diffs)
+        print(f"the activator in the path adds {act:+.3f} ms p50, the median of the rounds' "
+              f"differences ({', '.join(f'{d:+.3f}' for d in diffs)}); goal <= 0.3 ms")
         return 0
     finally:
         s.stop()
