@@ -1,13 +1,16 @@
 """One pod's supervisor: kubelet's pod worker for a single pod.
 
 PodWorker admits the pod (spec.nodeName, loopback ports recorded in the
-skiff.dev/port(s) annotations), runs init containers in order (restartable
-"sidecar" init containers stay up), then every container in its own loop:
-resolve the image (images/), build the env (env.py, with the ConfigMaps and
-Secrets fetched through the Client), spawn (process.py), probe (prober.py),
-wait, and restart by restartPolicy with CrashLoopBackOff (backoff.py). Every
-change marks the pod dirty; a single writer builds the status (status.py)
-and patches it only when it differs from what it last wrote. terminate()
+skiff.dev/port(s) annotations; the write goes on while the containers start),
+runs init containers in order (restartable "sidecar" init containers stay
+up), then every container in its own loop: resolve the image (images/), build
+the env (env.py, with the ConfigMaps and Secrets fetched through the Client),
+spawn (process.py), probe (prober.py), wait, and restart by restartPolicy
+with CrashLoopBackOff (backoff.py). Every change marks the pod dirty; a
+single writer builds the status (status.py) and patches it only when it
+differs from what it last wrote, never before the admission write, and the
+first time only once the pod has settled (or START_COALESCE passed), so a
+pod that is ready at once is written once. terminate()
 stops all containers within a grace period. Every stop of a container (the
 pod's termination, a failed liveness or startup probe, a failed postStart
 hook, a finished pod's sidecars) goes through _stop_container(): its preStop
@@ -49,6 +52,7 @@ from skiff.node.status import (
     Waiting,
     build_status,
     exit_reason,
+    settled,
 )
 
 log = logging.getLogger("skiff.runtime")
@@ -58,6 +62,11 @@ CONFIGMAP = Ref("v1", "ConfigMap")
 SECRET = Ref("v1", "Secret")
 DEFAULT_GRACE = 30.0
 ERR_IMAGE_PULL_SHOWN = 1.0      # seconds ErrImagePull shows before ImagePullBackOff
+# A starting pod's first status waits at most this long (seconds) for the pod to settle (every
+# container ready, or one failed), so that a pod ready at once is written once, not
+# Pending, ContainerCreating, Running and Ready in turn (as the kubelet's status manager
+# batches them); each write wakes the ReplicaSet, EndpointSlice, Revision and gateway watches.
+START_COALESCE = 0.25
 
 
 def utcnow() -> datetime:
@@ -162,6 +171,10 @@ class PodWorker:
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
         self._written: Obj | None = copy.deepcopy(status) if status else None
+        self._wrote = False                    # this worker has written a status
+        self._admitted = asyncio.Event()       # the admission write is done (or failed)
+        self._admission_task: asyncio.Task[None] | None = None
+        self._settle_by: float | None = None   # (loop time) the first status waits until then
         self._main: asyncio.Task[None] | None = None
         self._status: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
@@ -250,16 +263,14 @@ class PodWorker:
     async def _run(self) -> None:
         if not await self._make_sandbox():
             return
-        try:
-            await self._admit()
-        except _Gone:
-            await self._release_network()
-            return
-        except Exception:
-            log.exception("pod %s/%s: admitting failed; running it anyway", self.namespace,
-                          self.name)
+        self._choose_ports()
+        # The admission write (nodeName, the port annotations) goes on beside the containers'
+        # start: their ports are chosen already, and no status (so no Ready) is written
+        # before it is done (_status_loop waits for it).
+        self._admission_task = asyncio.ensure_future(self._admission())
         if self.start_time is None:
             self.start_time = self.ctx.clock()
+        self._settle_by = asyncio.get_running_loop().time() + START_COALESCE
         self.changed()
         try:
             if await self._run_inits():
@@ -274,6 +285,20 @@ class PodWorker:
             await asyncio.gather(*(self._stop_container(r, r.proc, self.grace)
                                    for r in self.inits if r.sidecar and r.proc is not None))
             await self._release_network()
+
+    async def _admission(self) -> None:
+        try:
+            await self._admit()
+        except _Gone:
+            # The pod left the store before it was admitted: what started stops at once (the
+            # runtime's watch sees it go too and disposes of this worker).
+            self.gone = True
+            await self.terminate(0.0, write_status=False)
+        except Exception:
+            log.exception("pod %s/%s: admitting failed; running it anyway", self.namespace,
+                          self.name)
+        finally:
+            self._admitted.set()
 
     async def _make_sandbox(self) -> bool:
         """The pod's network namespace and IP (the kubelet's RunPodSandbox through the CNI).
@@ -338,12 +363,27 @@ class PodWorker:
                 return False
         return not self.terminating
 
-    async def _admit(self) -> None:
+    def _choose_ports(self) -> None:
+        """The pod's port mapping: its own ports in a namespace of its own; else host ports on
+        the shared loopback (a previous run's when they are free)."""
         recorded = ports.recorded(self.pod)
         if not self.mapping and self.isolated:
             self.mapping = ports.own_ports(self.keys)
         elif not self.mapping:
             self.mapping = {k: self.ctx.ports.allocate(prefer=recorded.get(k)) for k in self.keys}
+
+    def _as_admitted(self) -> Obj:
+        """The pod with its port annotations, which the admission write may not have stored
+        yet when a container's env (a fieldRef) reads them."""
+        want = ports.port_annotations(self.mapping, self.keys)
+        meta = self.pod.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        if all(ann.get(k) == v for k, v in want.items()):
+            return self.pod
+        return {**self.pod, "metadata": {**meta, "annotations": {**ann, **want}}}
+
+    async def _admit(self) -> None:
+        """Write spec.nodeName and the port annotations (_choose_ports chose them)."""
         want = ports.port_annotations(self.mapping, self.keys)
         set_node = True
         for _ in range(10):
@@ -465,7 +505,7 @@ class PodWorker:
             api_host=self.ctx.api_host, api_port=self.ctx.api_port, pod_ip=self.pod_ip,
             node_name=self.ctx.node_name, configmaps=found["ConfigMap"],
             secrets=found["Secret"], image_env=base, node_allocatable=self.ctx.node_allocatable)
-        built = env.build_env(self.pod, run.spec, ctx)
+        built = env.build_env(self._as_admitted(), run.spec, ctx)
         if isinstance(built, env.EnvError) or problem:
             message = problem or (built.message if isinstance(built, env.EnvError) else "")
             run.state = Waiting("CreateContainerConfigError", message)
@@ -543,11 +583,13 @@ class PodWorker:
         startup, readiness, liveness = (spec_of("startupProbe"), spec_of("readinessProbe"),
                                         spec_of("livenessProbe"))
 
-        def loop(spec: probes.ProbeSpec, on_change: Callable[[bool], None]) -> asyncio.Task[None]:
+        def loop(spec: probes.ProbeSpec, on_change: Callable[[bool], None],
+                 readiness: bool = False) -> asyncio.Task[None]:
             async def run_check() -> bool:
                 img = run.image
                 return await prober.check(spec, run.env, run.cwd, bool(img and img.own_python))
-            task = asyncio.ensure_future(prober.probe_loop(spec, run_check, on_change))
+            task = asyncio.ensure_future(prober.probe_loop(spec, run_check, on_change,
+                                                           readiness=readiness))
             tasks.append(task)
             return task
 
@@ -571,7 +613,7 @@ class PodWorker:
             if readiness is None:
                 run.ready = True
             else:
-                loop(readiness, on_ready)
+                loop(readiness, on_ready, readiness=True)
             if liveness is not None:
                 loop(liveness, on_live)
             self.changed()
@@ -680,12 +722,34 @@ class PodWorker:
     # ---- status ------------------------------------------------------------------------
 
     async def _status_loop(self) -> None:
+        await self._admitted.wait()     # nodeName and the port annotations come first
         while not self.gone:
             await self._dirty.wait()
+            await self._settle()
             self._dirty.clear()
             if not await self.flush_status():
                 await asyncio.sleep(0.5)
                 self._dirty.set()
+
+    async def _settle(self) -> None:
+        """Hold this worker's first status while the pod is still starting, until it settles
+        or START_COALESCE after its start (see there)."""
+        if self._wrote or self._settle_by is None:
+            return
+        loop = asyncio.get_running_loop()
+        while not self._settled():
+            left = self._settle_by - loop.time()
+            if left <= 0:
+                return
+            self._dirty.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._dirty.wait()
+            except TimeoutError:
+                return
+
+    def _settled(self) -> bool:
+        return self.terminating or self.gone or settled(self.observation())
 
     async def flush_status(self) -> bool:
         """Write the status if it changed; False when the write failed (retry later)."""
@@ -710,6 +774,7 @@ class PodWorker:
             log.exception("pod %s/%s: status write failed", self.namespace, self.name)
             return False
         self._written = new
+        self._wrote = True
         return True
 
     # ---- stopping ----------------------------------------------------------------------
@@ -732,6 +797,9 @@ class PodWorker:
                 self._main.cancel()
         for t in list(self._bg):
             t.cancel()
+        admission = self._admission_task
+        if admission is not None and admission is not asyncio.current_task():
+            admission.cancel()      # (done already, but with a remote API server)
         await self._release_network()
 
     async def delete_gracefully(self) -> None:

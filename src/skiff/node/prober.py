@@ -121,12 +121,15 @@ async def check(spec: probes.ProbeSpec, env: Mapping[str, str], cwd: Path,
 
 async def probe_loop(spec: probes.ProbeSpec, run_check: Callable[[], Awaitable[bool]],
                      on_change: Callable[[bool], None],
-                     initial: probes.ProbeState | None = None) -> None:
-    """Check forever; call on_change(result) whenever the thresholded result changes."""
+                     initial: probes.ProbeState | None = None, readiness: bool = False) -> None:
+    """Check forever; call on_change(result) whenever the thresholded result changes. The
+    period is probes.period()'s (an aggressive readiness probe's differs from spec.period)."""
     state = initial or probes.ProbeState()
     if spec.initial_delay:
         await asyncio.sleep(spec.initial_delay)
     loop = asyncio.get_running_loop()
+    begun = loop.time()
+    passed = False
     while True:
         started = loop.time()
         ok = await run_check()
@@ -134,4 +137,6 @@ async def probe_loop(spec: probes.ProbeSpec, run_check: Callable[[], Awaitable[b
         if new.result is not None and new.result != state.result:
             on_change(new.result)
         state = new
-        await asyncio.sleep(max(0.0, spec.period - (loop.time() - started)))
+        passed = passed or new.result is True
+        wait = probes.period(spec, readiness, passed, started - begun)
+        await asyncio.sleep(max(0.0, wait - (loop.time() - started)))

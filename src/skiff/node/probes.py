@@ -3,10 +3,16 @@
 parse() turns a container's readinessProbe/livenessProbe/startupProbe into a
 ProbeSpec with the host port already translated (ports.port_for) and
 kubelet's defaults (period 10 s, timeout 1 s, thresholds 1/3). periodSeconds
-0, which Knative uses to ask for aggressive probing, means 50 ms. observe()
-is kubelet's worker rule: a result replaces the current one only after
-successThreshold successes or failureThreshold failures in a row. prober.py
-runs the checks and the ticker; pod.py acts on the results.
+0, which Knative uses to ask for aggressive probing, means 50 ms; for a
+readiness probe it means what Knative makes of it (period()): a network
+check every 5 ms until the first success (the container's socket may not be
+bound yet when it starts; a refused connect costs ~50 us), for at most a
+second, then 50 ms, and 1 s once the container has been ready (upstream's
+kubelet period for queue-proxy's probe, which probes the app aggressively
+itself only until it first answers). observe() is kubelet's worker rule: a
+result replaces the current one only after successThreshold successes or
+failureThreshold failures in a row. prober.py runs the checks and the
+ticker; pod.py acts on the results.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from skiff.node import ports
 
 ProbeKind = Literal["tcp", "http", "exec", "grpc"]
 AGGRESSIVE_PERIOD = 0.05
+FIRST_RETRY = 0.005             # an aggressive readiness check's period until it first passes,
+FIRST_RETRY_FOR = 1.0           # for at most this long after the container started
+RELAXED_PERIOD = 1.0            # an aggressive readiness probe's period once it has passed
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class ProbeSpec:
     failure_threshold: int = 3
     termination_grace: float | None = None
     user_agent: str = ""           # "" is the prober's kube-probe/; lifecycle.py sets its own
+    aggressive: bool = False       # periodSeconds 0 (Knative's aggressive probing)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ def parse(probe: Obj | None, pod: Obj, container: Obj, mapping: dict[str, int],
     timing: Obj = {
         "initial_delay": float(probe.get("initialDelaySeconds") or 0),
         "period": AGGRESSIVE_PERIOD if period_raw == 0 else float(period_raw or 10),
+        "aggressive": period_raw == 0,
         "timeout": float(probe.get("timeoutSeconds") or 1),
         "success_threshold": int(probe.get("successThreshold") or 1),
         "failure_threshold": int(probe.get("failureThreshold") or 3),
@@ -83,3 +94,16 @@ def observe(state: ProbeState, ok: bool, spec: ProbeSpec) -> ProbeState:
     threshold = spec.success_threshold if ok else spec.failure_threshold
     result = ok if run >= threshold else state.result
     return ProbeState(result=result, last=ok, run=run)
+
+
+def period(spec: ProbeSpec, readiness: bool, passed: bool, elapsed: float) -> float:
+    """Seconds to the next check: spec.period, but for an aggressive readiness probe
+    FIRST_RETRY before its first pass (a network check, within FIRST_RETRY_FOR of the start:
+    `elapsed`), and RELAXED_PERIOD after it (`passed`)."""
+    if not (readiness and spec.aggressive):
+        return spec.period
+    if passed:
+        return RELAXED_PERIOD
+    if spec.kind != "exec" and elapsed < FIRST_RETRY_FOR:
+        return FIRST_RETRY
+    return spec.period

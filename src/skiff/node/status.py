@@ -6,7 +6,8 @@ into the pod's status: phase (kubelet's getPhase), the four conditions with
 lastTransitionTime kept from the previous status while unchanged,
 containerStatuses/initContainerStatuses, IPs, startTime and qosClass. The
 result is compared with what was last written, so an unchanged pod is never
-written twice.
+written twice; settled() says when a starting pod's first status is worth
+writing.
 """
 
 from __future__ import annotations
@@ -98,6 +99,20 @@ def init_incomplete(pod: Obj, init: Sequence[ContainerObs]) -> list[str]:
         if not done:
             out.append(c.name)
     return out
+
+
+STARTING = ("ContainerCreating", "PodInitializing")
+
+
+def settled(obs: PodObs) -> bool:
+    """Whether a starting pod is worth its first status write (pod.py holds that write a
+    little while until it is): every container ready, or one waits for something other
+    than its creation (an image, its config, a crash loop), or one ended."""
+    for c in [*obs.init_containers, *obs.containers]:
+        if isinstance(c.state, Terminated) or (
+                isinstance(c.state, Waiting) and c.state.reason not in STARTING):
+            return True
+    return all(c.ready and isinstance(c.state, Running) for c in obs.containers)
 
 
 def init_done(pod: Obj, init: Sequence[ContainerObs]) -> bool:

@@ -67,3 +67,33 @@ def test_thresholds(results: list[bool], expect: list[bool | None]) -> None:
 
 def test_default_thresholds_flip_on_first_success() -> None:
     assert run(ProbeSpec("tcp"), [True]) == [True]
+
+
+AGGRESSIVE = ProbeSpec("http", port=41000, period=probes.AGGRESSIVE_PERIOD, aggressive=True)
+
+
+@pytest.mark.parametrize("spec, readiness, passed, elapsed, expect", [
+    # an aggressive readiness probe: fine retries until it first passes, for at most a while
+    (AGGRESSIVE, True, False, 0.0, probes.FIRST_RETRY),
+    (AGGRESSIVE, True, False, probes.FIRST_RETRY_FOR + 0.1, probes.AGGRESSIVE_PERIOD),
+    # then relaxed, as upstream's kubelet probes queue-proxy once a second
+    (AGGRESSIVE, True, True, 0.2, probes.RELAXED_PERIOD),
+    # an exec check is a process: no fine retries
+    (ProbeSpec("exec", period=probes.AGGRESSIVE_PERIOD, aggressive=True), True, False, 0.0,
+     probes.AGGRESSIVE_PERIOD),
+    # liveness and startup probes keep their period; so does a probe with a period of its own
+    (AGGRESSIVE, False, False, 0.0, probes.AGGRESSIVE_PERIOD),
+    (AGGRESSIVE, False, True, 0.0, probes.AGGRESSIVE_PERIOD),
+    (ProbeSpec("http", period=10.0), True, False, 0.0, 10.0),
+    (ProbeSpec("http", period=10.0), True, True, 0.0, 10.0),
+])
+def test_period(spec: ProbeSpec, readiness: bool, passed: bool, elapsed: float,
+                expect: float) -> None:
+    assert probes.period(spec, readiness, passed, elapsed) == expect
+
+
+def test_parse_marks_period_zero_aggressive() -> None:
+    fast = parse({"tcpSocket": {"port": 0}, "periodSeconds": 0})
+    slow = parse({"tcpSocket": {"port": 0}, "periodSeconds": 1})
+    assert fast is not None and fast.aggressive
+    assert slow is not None and not slow.aggressive and slow.period == 1.0

@@ -16,6 +16,7 @@ from skiff.node.status import (
     build_status,
     phase,
     qos_class,
+    settled,
 )
 
 Obj = dict[str, Any]
@@ -176,3 +177,18 @@ def test_phase_with_a_sidecar_init_container(sidecar: ContainerObs, main: Contai
     p = pod("Never")
     p["spec"]["initContainers"] = [{"name": "proxy", "image": "x", "restartPolicy": "Always"}]
     assert phase(p, PodObs([main], [sidecar])) == expect
+
+
+@pytest.mark.parametrize("containers, inits, expect", [
+    ([c(Waiting())], [], False),                                   # ContainerCreating
+    ([c(Running(T0))], [], False),                                 # running, not ready yet
+    ([c(Running(T0), ready=True), c(Running(T0), name="c1")], [], False),
+    ([c(Running(T0), ready=True), c(Running(T0), ready=True, name="c1")], [], True),
+    ([c(Waiting("ErrImagePull"))], [], True),                     # a problem: shown at once
+    ([c(Waiting("CreateContainerConfigError"))], [], True),
+    ([c(Terminated(1, "Error", T0, T1))], [], True),
+    ([c(Waiting("PodInitializing"))], [c(Running(T0), name="i0")], False),
+    ([c(Waiting("PodInitializing"))], [c(Terminated(0, "Completed", T0, T1), name="i0")], True),
+])
+def test_settled(containers: list[ContainerObs], inits: list[ContainerObs], expect: bool) -> None:
+    assert settled(PodObs(containers=containers, init_containers=inits)) is expect
