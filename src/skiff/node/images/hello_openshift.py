@@ -87,16 +87,26 @@ class HelloProtocol(asyncio.Protocol):
             t.close()
 
 
-async def serve(port: int, body: bytes, host: str = "127.0.0.1") -> None:
-    loop = asyncio.get_running_loop()
-    date = _Date()
-    # bind here rather than by host name: uvloop would resolve it on its thread pool,
-    # which costs milliseconds in a child forked from the warm template
+def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """The listening socket, made before the event loop: from the bind on, the kernel queues
+    connections (a readiness probe's connect succeeds and waits for the answer), while
+    the loop still starts. Bound by address rather than by host name: uvloop would resolve
+    a name on its thread pool, which costs milliseconds in a child forked from the warm
+    template."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
+    return sock
+
+
+async def serve(port: int, body: bytes, host: str = "127.0.0.1",
+                sock: socket.socket | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    date = _Date()
+    if sock is None:
+        sock = listen(port, host)
     server = await loop.create_server(lambda: HelloProtocol(body, date), sock=sock)
     print(f"serving on {port}", flush=True)
     stop = asyncio.Event()
@@ -121,10 +131,11 @@ def main() -> None:
     port = int(os.environ.get("PORT") or "8080")
     host = bind_address()
     body = (os.environ.get("RESPONSE") or "Hello OpenShift!").encode() + b"\n"
-    if uvloop is not None:
-        uvloop.install()
     try:
-        asyncio.run(serve(port, body, host))
+        sock = listen(port, host)
+        if uvloop is not None:
+            uvloop.install()
+        asyncio.run(serve(port, body, host, sock))
     except OSError as e:
         print(f"hello-openshift: cannot listen on {host}:{port}: {e}", file=sys.stderr)
         sys.exit(1)

@@ -307,9 +307,25 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(s: QueueSettings) -> int:
-    loop = asyncio.get_running_loop()
+def listen_all(s: QueueSettings) -> list[socket.socket]:
+    """The serving, admin, metrics and user metrics ports' sockets, made before the event
+    loop: from the bind on, the kernel queues connections (the kubelet's readiness probe
+    connects at once and waits for its answer) while the loop still starts."""
     host = "127.0.0.1" if s.ports else "0.0.0.0"    # the loopback fallback: only loopback
+    socks: list[socket.socket] = []
+    try:
+        for port in (s.serving_port, s.admin_port, s.metrics_port, s.user_metrics_port):
+            socks.append(_listen(host, s.port(port)))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+async def serve(s: QueueSettings, socks: list[socket.socket] | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    serving_sock, *admin_socks = socks if socks is not None else listen_all(s)
     q = QueueProxy(s)
     pool = UpstreamPool()
     limits = Limits(request_timeout=s.timeout, response_start_timeout=s.response_start_timeout,
@@ -333,12 +349,10 @@ async def serve(s: QueueSettings) -> int:
     async def user_metrics(method: str, path: str) -> tuple[int, bytes]:
         return (200, q.user_metrics()) if path == "/metrics" else (404, b"not found\n")
 
-    servers = [await loop.create_server(h1_factory(cfg), sock=_listen(host, s.port(s.serving_port)))]
+    servers = [await loop.create_server(h1_factory(cfg), sock=serving_sock)]
     busy: set[asyncio.Task[Any]] = set()
-    for port, handler in ((s.admin_port, admin), (s.metrics_port, metrics),
-                          (s.user_metrics_port, user_metrics)):
-        servers.append(await asyncio.start_server(small_http(handler, busy),
-                                                  sock=_listen(host, s.port(port)),
+    for sock, handler in zip(admin_socks, (admin, metrics, user_metrics), strict=True):
+        servers.append(await asyncio.start_server(small_http(handler, busy), sock=sock,
                                                   limit=MAX_ADMIN_HEAD))
     print(f"queue-proxy: serving {s.namespace}/{s.revision} on {s.serving_port}, app on "
           f"{s.user_port}, containerConcurrency {s.container_concurrency}", flush=True)
@@ -368,10 +382,11 @@ def main() -> None:
     except SettingsError as e:
         print(f"queue-proxy: {e}", file=sys.stderr)
         sys.exit(1)
-    if uvloop is not None:
-        uvloop.install()
     try:
-        sys.exit(asyncio.run(serve(settings)))
+        socks = listen_all(settings)
+        if uvloop is not None:
+            uvloop.install()
+        sys.exit(asyncio.run(serve(settings, socks)))
     except OSError as e:
         print(f"queue-proxy: cannot listen: {e}", file=sys.stderr)
         sys.exit(1)
