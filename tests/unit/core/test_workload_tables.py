@@ -110,6 +110,22 @@ DEPLOYMENT_ROWS = [
                        "spec": {"replicas": 1}}],
         want_patches=[("Deployment", "web", {"metadata": {"annotations": {REVISION: "2"}}})],
         want_status_updates=[{"status": {"replicas": 2, "availableReplicas": 2}}]),
+    # one write per ReplicaSet (upstream's scaleReplicaSet), and the status as of it
+    Row("a scale from zero: the ReplicaSet's replicas and annotations in one patch",
+        [{**deployment(replicas=1), "metadata": {**D["metadata"],
+                                                 "annotations": {REVISION: "1"}}},
+         {**replicaset(D, 1, 0, 0), "metadata": {**replicaset(D, 1, 0, 0)["metadata"],
+                                                 "annotations": {
+             REVISION: "1", "deployment.kubernetes.io/desired-replicas": "0",
+             "deployment.kubernetes.io/max-replicas": "0"}}}],
+        "default/web",
+        want_patches=[("ReplicaSet", f"web-{hash_of(D)}", {
+            "metadata": {"annotations": {"deployment.kubernetes.io/desired-replicas": "1",
+                                         "deployment.kubernetes.io/max-replicas": "2"}},
+            "spec": {"replicas": 1}})],
+        want_status_updates=[{"status": {"unavailableReplicas": 1, "conditions": [
+            {"type": "Available", "status": "False"},
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}}]),
     Row("the ReplicaSet cannot be created: the error is returned", [D], "default/web",
         fail_on=[("create", "ReplicaSet")],
         want_creates=[{"kind": "ReplicaSet"}], want_err="inducing failure"),
@@ -124,9 +140,15 @@ def test_deployment_reconciler(row: Row) -> None:
 RS = replicaset(D, 1, 3, 0)
 
 REPLICASET_ROWS = [
+    # the status counts the pods it made (the next sync would, one more write later)
     Row("creates the missing pods", [RS], "default/" + RS["metadata"]["name"],
         want_creates=[{"kind": "Pod", "metadata": {"labels": {"app": "web"}}}] * 3,
-        want_status_updates=[{"status": {"replicas": 0}}]),
+        want_status_updates=[{"status": {"replicas": 3, "fullyLabeledReplicas": 3}}]),
+    Row("a scale from zero: one pod, counted", [{**RS, "spec": {**RS["spec"], "replicas": 1},
+                                                "status": {}}],
+        "default/" + RS["metadata"]["name"],
+        want_creates=[{"kind": "Pod"}],
+        want_status_updates=[{"status": {"replicas": 1}}]),
     Row("scales down the unready first", [
         {**RS, "spec": {**RS["spec"], "replicas": 1}},
         pod(RS, "a-ready"), pod(RS, "b-unready", ready=False)],

@@ -55,9 +55,12 @@ def _normalized(value: Any) -> Any:
 
 def template_hash(template: Obj) -> str:
     """A stable, DNS-safe hash of a pod template (upstream: a safe-encoded fnv32)."""
-    t = copy.deepcopy(template)
-    ((t.get("metadata") or {}).get("labels") or {}).pop(HASH_LABEL, None)
-    return revision_hash(_normalized(t))
+    meta = template.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if HASH_LABEL in labels:     # (no deep copy: _normalized builds the hashed value anew)
+        template = {**template, "metadata": {
+            **meta, "labels": {k: v for k, v in labels.items() if k != HASH_LABEL}}}
+    return revision_hash(_normalized(template))
 
 
 def _int_or_percent(value: Any, total: int, round_up: bool) -> int:
@@ -345,12 +348,18 @@ class DeploymentReconciler:
                 if e.code != 409:
                     raise
                 return 0.1   # created by an earlier pass we have not seen yet: look again
-        for rs_name, notes in p.annotations.items():
-            if p.create is None or rs_name != p.create["metadata"]["name"]:
-                await self.client.patch(REPLICASET, rs_name, {"metadata": {"annotations": notes}},
-                                        namespace)
-        for rs_name, count in p.replicas.items():
-            await self.client.patch(REPLICASET, rs_name, {"spec": {"replicas": count}}, namespace)
+        # one write per ReplicaSet, its annotations and replicas together (upstream's
+        # scaleReplicaSet): each write wakes the ReplicaSet controller and the watches
+        created = p.create["metadata"]["name"] if p.create is not None else None
+        patched: dict[str, Obj] = {}
+        for rs_name in [*p.annotations, *(n for n in p.replicas if n not in p.annotations)]:
+            body: Obj = {}
+            if rs_name in p.annotations and rs_name != created:
+                body["metadata"] = {"annotations": p.annotations[rs_name]}
+            if rs_name in p.replicas:
+                body["spec"] = {"replicas": p.replicas[rs_name]}
+            if body:
+                patched[rs_name] = await self.client.patch(REPLICASET, rs_name, body, namespace)
         for rs_name in p.delete_replicasets:
             await self.client.delete(REPLICASET, rs_name, namespace)
         for pod_name in p.delete_pods:
@@ -359,6 +368,11 @@ class DeploymentReconciler:
             d = await self.client.patch(DEPLOYMENT, name,
                                         {"metadata": {"annotations": {REVISION: p.revision}}},
                                         namespace)
+        if patched and p.create is None:
+            # the status as of the ReplicaSets just scaled (their next event would bring it,
+            # one write of the Deployment later)
+            after = plan(d, [patched.get(rs["metadata"]["name"], rs) for rs in rss], legacy)
+            p.status, p.complete = after.status, after.complete
         status, requeue = with_deadline(d, p.status, p.complete, rfc3339(utcnow()))
         old = d.get("status") or {}
         if _without_times(status) != _without_times(old) or \

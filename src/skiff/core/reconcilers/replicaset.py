@@ -108,6 +108,14 @@ def owned_pods(owner: Obj, pods: list[Obj]) -> list[Obj]:
             and sel.matches(p["metadata"].get("labels") or {})]
 
 
+async def _create(client: Client, obj: Obj) -> Obj | BaseException:
+    """client.create, its error returned as asyncio.gather(return_exceptions=True) would."""
+    try:
+        return await client.create(obj)
+    except Exception as e:
+        return e
+
+
 class ReplicaSetReconciler:
     name = "replicaset"
     primary = REPLICASET
@@ -129,16 +137,23 @@ class ReplicaSetReconciler:
             return None
         pods = owned_pods(rs, await self.client.list(POD, namespace))
         p = plan(rs, pods)
+        created: list[Obj] = []
         for size in slow_start_batches(p.create):
-            results = await asyncio.gather(
-                *(self.client.create(make_pod(rs, random_suffix())) for _ in range(size)),
-                return_exceptions=True)
+            if size == 1:     # the usual case (a scale from zero): no task hop for it
+                results: list[Any] = [await _create(self.client, make_pod(rs, random_suffix()))]
+            else:
+                results = await asyncio.gather(
+                    *(self.client.create(make_pod(rs, random_suffix())) for _ in range(size)),
+                    return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
+            created += [r for r in results if not isinstance(r, BaseException)]
             if failed:
                 raise failed[0]   # skip the rest; the controller retries with backoff
         for pod_name in p.delete:
             await self.client.delete(POD, pod_name, namespace)
-        if (rs.get("status") or {}) != p.status:
-            rs["status"] = p.status
+        # the status counts the pods just made (the next sync would, one write later)
+        status = plan(rs, pods + created).status if created else p.status
+        if (rs.get("status") or {}) != status:
+            rs["status"] = status
             await self.client.update_status(rs)
         return None

@@ -27,7 +27,6 @@ pods), reconcilers/podautoscaler.py (which scales them), configuration.py
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
@@ -291,17 +290,16 @@ class RevisionReconciler:
     def _carry_over(want: Obj, have: Obj) -> Obj:
         """As upstream's checkAndUpdateDeployment: labels and annotations others put on the
         Deployment (the Deployment controller's revision annotation) are kept beside ours."""
-        out: dict[str, Any] = copy.deepcopy(want)
+        meta = dict(want["metadata"])    # (copies of what changes only: `want` is not kept)
         for f in ("labels", "annotations"):
             merged = {**((have.get("metadata") or {}).get(f) or {}), **(want["metadata"].get(f) or {})}
             if merged:
-                out["metadata"][f] = merged
-        return out
+                meta[f] = merged
+        return {**want, "metadata": meta}
 
     @staticmethod
     def _keep_selector(want: Obj, have: Obj) -> Obj:
         """A Deployment's selector is immutable: keep the one it was made with."""
-        out: dict[str, Any] = copy.deepcopy(want)
         if (have.get("spec") or {}).get("selector"):
-            out["spec"]["selector"] = have["spec"]["selector"]
-        return out
+            return {**want, "spec": {**want["spec"], "selector": have["spec"]["selector"]}}
+        return want
