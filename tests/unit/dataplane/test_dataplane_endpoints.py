@@ -209,3 +209,24 @@ def test_a_pod_change_publishes_endpoints_only() -> None:
 
 async def _no_status(_snap: Any) -> bool:
     return False
+
+
+def test_an_endpoints_change_goes_out_at_once_unless_a_compile_is_due() -> None:
+    # (a revision at zero whose first pod got ready: the activator releases its requests on
+    # this update; behind a debounce the reconcilers the same pod write woke would run first)
+    pub = FakePublisher()
+    c = GatewayController(None, pub, GatewaySettings(), CERT)  # type: ignore[arg-type]
+    c.ingresses.items = {("default", "hello"): kingress((50, 50))}
+
+    async def go() -> None:
+        c._write_status = _no_status  # type: ignore[method-assign,assignment]
+        await c.compile_and_apply()
+        assert c.pods.apply("ADDED", pod("b", "hello-00002", 32001))
+        c.endpoints_changed()
+        assert pub.sent[1:] == [("endpoints", {TWO: (("127.0.0.1", 32001),)})]
+        c.changed()                                 # routes changed: the compile sends all
+        assert c.pods.apply("ADDED", pod("c", "hello-00002", 32002))
+        c.endpoints_changed()
+        assert len(pub.sent) == 2
+        await c.stop()
+    asyncio.run(go())

@@ -285,7 +285,18 @@ class GatewayController:
         self._schedule()
 
     def endpoints_changed(self) -> None:
-        """Only endpoints may have changed (a pod): an EDS update."""
+        """Only endpoints may have changed (a pod): an EDS update, sent at once when no
+        compile is due (the first ready pod of a revision at zero releases the requests
+        the activator holds; behind the debounce, the reconcilers the same pod write woke
+        would run first). A burst of pod events still costs one small update each, of the
+        clusters they touched."""
+        if self.snapshot is not None and not self._routes_dirty:
+            try:
+                self.apply_endpoints()
+                return
+            except Exception:
+                log.exception("gateway: endpoints update failed; recompiling")
+                self._routes_dirty = True
         self._endpoints_dirty = True
         self._schedule()
 
