@@ -21,8 +21,9 @@ ports are upstream's:
 - 8022 (admin): GET /wait-for-drain, the user container's preStop hook:
   starts the drain and answers once it is over, so the app is stopped only
   after the last request it was given has been answered.
-- 9090: the autoscaler's metrics (stats.prometheus_text), refreshed every
-  second; 9091: the user's request metrics (counts by response code).
+- 9090: the autoscaler's metrics (stats.prometheus_text): each scrape (the
+  autoscaler's, once a second) closes the reporting period, so the averages
+  are fresh; 9091: the user's request metrics (counts by response code).
 
 Drain (SIGTERM, or /wait-for-drain): probes answer 503, so the pod leaves
 the endpoints; requests still arriving are served; the drain is over when
@@ -82,7 +83,8 @@ except ImportError:  # pragma: no cover - uvloop is a dependency
     uvloop = None  # type: ignore[assignment]
 
 DRAIN_QUIET = 1.0
-REPORT_PERIOD = 1.0
+MIN_REPORT_PERIOD = 0.25     # the shortest period a scrape closes (see metrics())
+MAX_ADMIN_CONNS = 64          # connections each of the small servers holds at once
 MAX_ADMIN_HEAD = 8 * 1024
 MAX_STATUS_CODES = 100        # distinct response codes the user metrics keep
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
@@ -269,9 +271,17 @@ Handler = Callable[[str, str], Awaitable[tuple[int, bytes]]]
 def small_http(handler: Handler, busy: set[asyncio.Task[Any]] | None = None,
                ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """One request per connection: the method and path go to `handler`; a head over 8 KiB or
-    one that does not arrive within 10 s is dropped. `busy` holds the handlers running, so
-    that the process answers them (the kubelet's preStop call) before it exits."""
+    one that does not arrive within 10 s is dropped, and beyond MAX_ADMIN_CONNS open at once a
+    new connection is closed. `busy` holds the handlers running, so that the process answers
+    them (the kubelet's preStop call) before it exits."""
+    open_conns = 0
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_conns
+        if open_conns >= MAX_ADMIN_CONNS:
+            writer.close()                # bounded: a flood of idle connections gets closed
+            return
+        open_conns += 1
         task = asyncio.current_task()
         if busy is not None and task is not None:
             busy.add(task)
@@ -294,6 +304,7 @@ def small_http(handler: Handler, busy: set[asyncio.Task[Any]] | None = None,
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            open_conns -= 1
             writer.close()
     return serve
 
@@ -341,8 +352,15 @@ async def serve(s: QueueSettings, socks: list[socket.socket] | None = None) -> i
         return 404, b"not found\n"
 
     async def metrics(method: str, path: str) -> tuple[int, bytes]:
+        nonlocal report
         if path != "/metrics":
             return 404, b"not found\n"
+        # The period closes when the autoscaler scrapes (once a second), so what it reads is
+        # fresh, not up to a reporting period old; scrapes closer together than
+        # MIN_REPORT_PERIOD (a second scraper) get the last report.
+        now = q.clock()
+        if now - q.stats.period_start >= MIN_REPORT_PERIOD:
+            report = q.stats.report(now)
         return 200, stats.prometheus_text(report, s.namespace, s.configuration, s.revision,
                                           s.pod)
 
@@ -361,9 +379,7 @@ async def serve(s: QueueSettings, socks: list[socket.socket] | None = None) -> i
         loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     try:
-        while not stop.is_set():
-            await asyncio.wait([stopping], timeout=REPORT_PERIOD)
-            report = q.stats.report(q.clock())
+        await stopping
         print("queue-proxy: draining", flush=True)
         await q.drain()
         await cfg.drain(timeout=1.0)

@@ -275,3 +275,29 @@ def test_bad_env_is_one_line_and_exit_1() -> None:
     assert r.returncode == 1
     assert r.stderr.decode().strip() == \
         "queue-proxy: CONTAINER_CONCURRENCY='x': not an integer"
+
+
+def test_small_servers_are_bounded_and_the_serving_port_is_not_affected(
+        app: App, queues: list[Queue]) -> None:
+    q = start_queue(app.port)
+    queues.append(q)
+    idle = [socket.create_connection(("127.0.0.1", q.metrics), timeout=DEADLINE)
+            for _ in range(64)]
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", q.metrics), timeout=DEADLINE)
+        assert extra.recv(100) == b""            # closed at once: the limit is reached
+        extra.close()
+        assert q.get("/") == (200, b"hello\n")  # the app's traffic does not share the limit
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            if q.get("/metrics", port=q.metrics)[0] == 200:
+                break
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.1)
+    else:
+        raise AssertionError("the metrics port did not come back")
