@@ -147,7 +147,7 @@ class ContainerRun:
 class PodWorker:
     def __init__(self, ctx: NodeContext, pod: Obj) -> None:
         self.ctx = ctx
-        self.pod: Obj = copy.deepcopy(pod)
+        self.pod: Obj = pod          # the watch's own copy (never changed in place here)
         meta = pod.get("metadata") or {}
         self.uid: str = meta.get("uid", "")
         self.namespace: str = meta.get("namespace", "")
@@ -257,8 +257,9 @@ class PodWorker:
         self._main = asyncio.ensure_future(self._run())
 
     def update(self, pod: Obj) -> None:
-        """The latest object from the watch (metadata, spec; status is ours)."""
-        self.pod = copy.deepcopy(pod)
+        """The latest object from the watch (metadata, spec; status is ours): the watch's own
+        copy (each watcher gets one), kept as it is, not copied again."""
+        self.pod = pod
 
     async def _run(self) -> None:
         if not await self._make_sandbox():
@@ -392,10 +393,9 @@ class PodWorker:
             need_node = set_node and not spec.get("nodeName")
             if not need_node and all(ann.get(k) == v for k, v in want.items()):
                 return
-            obj = copy.deepcopy(self.pod)
-            obj.setdefault("metadata", {}).setdefault("annotations", {}).update(want)
+            obj = {**self.pod, "metadata": {**meta, "annotations": {**ann, **want}}}
             if need_node:
-                obj.setdefault("spec", {})["nodeName"] = self.ctx.node_name
+                obj["spec"] = {**spec, "nodeName": self.ctx.node_name}
             try:
                 self.pod = await self.ctx.client.update(obj)
             except ApiError as e:
