@@ -108,6 +108,12 @@ def main() -> int:
                         ("ready pods", 2)):
             t = first(i)
             print(f"  {name:30} {'not reached' if t is None else f'{t:.2f} s'}")
+        changes, last = [], None
+        for t, v in timeline:
+            if v != last:
+                changes.append(f"{t:.2f} s {v}")
+                last = v
+        print("  desired/replicas/ready as they changed:", "; ".join(changes))
         print("step's wrk:", (step.stdout.read() if step.stdout else "").strip().splitlines()[-2:])
     finally:
         s.stop()
