@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skiff.core.client import Client, Obj, Ref
+from skiff.core.reconcilers.podutil import is_ready
+from skiff.node import ports
 from skiff.serving.autoscaler.stats import RevisionStats
 from skiff.serving.names import REVISION_LABEL
 from skiff.serving.queue import stats as qstats
@@ -44,28 +45,17 @@ TIMEOUT = 0.5
 MAX_PODS = 1000                  # scraped per tick, over all revisions
 MAX_PARALLEL = 32
 METRICS_PORT = 9090
-PORTS_ANNOTATION = "skiff.dev/ports"
 
 # (namespace, pod name) -> how to open a stream to a port inside that pod, or None (loopback)
 Dialer = Callable[[str, str], Callable[[int], Awaitable[Any]] | None]
 
 
 def _ready(pod: Obj) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return False
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
+    return is_ready(pod) and not pod["metadata"].get("deletionTimestamp")
 
 
 def _loopback_port(pod: Obj) -> int | None:
-    raw = (pod["metadata"].get("annotations") or {}).get(PORTS_ANNOTATION)
-    try:
-        port = json.loads(raw or "{}").get(str(METRICS_PORT))
-        return int(port) if port else None
-    except (ValueError, TypeError, AttributeError):
-        return None
+    return ports.recorded(pod).get(str(METRICS_PORT))
 
 
 class Scraper:
