@@ -16,6 +16,11 @@ routed". The pod then goes unready again (and the 503 is awaited) before the nex
 The API server's watch delivery (store write -> informer) is not in this figure.
 It also reports the bytes and messages each pod change sends, the controller's work per pod
 change, and for comparison what a full recompile of the same 1,000 routes costs.
+Then routes-only changes: the target KIngress's traffic split flips between 50/50 and 90/10
+over two revisions (what `kn service update --traffic` does), the controller recompiles and
+publishes (GatewayController.compile_and_apply, which waits for the data plane's ack); the
+figures are the bytes and message types sent per change (only "routes", only the target's
+host) against the first, whole snapshot, and publish -> ack.
 """
 
 from __future__ import annotations
@@ -57,6 +62,17 @@ def kingress(name: str, rev: str) -> dict[str, Any]:
                                 "http": {"paths": [{"splits": [
                                     {"serviceName": rev, "serviceNamespace": "bench",
                                      "percent": 100}]}]}}]}}
+
+
+def split_kingress(name: str, weights: tuple[int, int]) -> dict[str, Any]:
+    """The target's KIngress with its traffic split over two revisions."""
+    return {"metadata": {"name": name, "namespace": "bench", "generation": 2},
+            "spec": {"rules": [{"hosts": [f"{name}-bench.{DOMAIN}"], "visibility": "ExternalIP",
+                                "http": {"paths": [{"splits": [
+                                    {"serviceName": f"{name}-00001", "serviceNamespace": "bench",
+                                     "percent": weights[0]},
+                                    {"serviceName": f"{name}-00002", "serviceNamespace": "bench",
+                                     "percent": weights[1]}]}]}}]}}
 
 
 def pod(name: str, rev: str, port: int, ready: bool) -> dict[str, Any]:
@@ -166,6 +182,21 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 ctl.pods.apply("MODIFIED", pod("target-pod", "target-00001", backend_port, False))
                 ctl.apply_endpoints()
                 await poll.until(503)
+
+            # routes-only changes: the target's traffic split flips (a KIngress change)
+            route_bytes, route_msgs, route_ms = [], [], []
+            kinds: set[str] = set()
+            for i in range(args.rounds):
+                ctl.ingresses.items[("bench", "target")] = split_kingress(
+                    "target", (90, 10) if i % 2 == 0 else (50, 50))
+                before = dict(server.sent_by_type)
+                b0, m0 = server.bytes_sent, server.messages_sent
+                t0 = time.perf_counter()
+                await ctl.compile_and_apply()         # compile, diff, publish, wait for the ack
+                route_ms.append((time.perf_counter() - t0) * 1000)
+                route_bytes.append(server.bytes_sent - b0)
+                route_msgs.append(server.messages_sent - m0)
+                kinds |= {k for k, n in server.sent_by_type.items() if n != before.get(k, 0)}
             return {
                 "routes": args.routes, "rounds": args.rounds,
                 "routed_ms": {"p50": statistics.median(routed), "p99": pct(routed, 99),
@@ -176,6 +207,11 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 "full_compile_ms": statistics.median(full_ms),
                 "full_snapshot_bytes": full_bytes,
                 "full_publish_to_ack_ms": full_acked_ms,
+                "routes_only_bytes": statistics.median(route_bytes),
+                "routes_only_messages": statistics.median(route_msgs),
+                "routes_only_message_types": sorted(kinds),
+                "routes_only_compile_publish_ack_ms": {"p50": statistics.median(route_ms),
+                                                       "max": max(route_ms)},
             }
         finally:
             await sup.stop()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from skiff.dataplane import codec
 from skiff.dataplane.channel import SnapshotServer, run_client
-from skiff.dataplane.model import RouteTable, Snapshot
+from skiff.dataplane.model import EMPTY, Snapshot
 
 DEADLINE = 10.0
 
 
 def snap(header: str, eps: dict[str, tuple[tuple[str, int], ...]] | None = None) -> Snapshot:
-    return Snapshot(header, {}, RouteTable(), RouteTable(), frozenset(), eps or {})
+    return Snapshot(header, {}, {}, frozenset(), eps or {})
 
 
 async def until(cond: object, what: str) -> None:
@@ -37,8 +37,7 @@ def test_resync_after_the_control_plane_returns(tmp_path: Path) -> None:
         receiver = codec.ReceiverState()
 
         def apply(u: codec.Update) -> None:
-            served.append(u.snapshot if u.snapshot is not None
-                          else served[-1].with_endpoints(u.endpoints))
+            served.append(u.on(served[-1] if served else EMPTY))
 
         server = SnapshotServer(path)
         await server.start()
@@ -85,4 +84,59 @@ def test_no_ack_without_a_data_plane(tmp_path: Path) -> None:
         v = server.publish(snap("one"))
         assert not await server.wait_acked(v, 0.2)
         await server.stop()
+    asyncio.run(go())
+
+
+def routed(header: str, weight: int) -> Snapshot:
+    """A snapshot whose one listener names the "external" route configuration."""
+    from types import MappingProxyType
+
+    from skiff.dataplane.model import Listener, Server, Split, VirtualHost, build_table, http_path
+    vh = VirtualHost("default/hello", ("hello.example.com",), (http_path(splits=(
+        Split("default/hello-00001", weight), Split("default/hello-00002", 100 - weight))),))
+    li = Listener("http", ("127.0.0.1", 8080), (Server("gw", 0, 80, "HTTP", ("*",), "http"),),
+                  "external")
+    return Snapshot(header, MappingProxyType({"http": li}),
+                    MappingProxyType({"external": build_table([("hello.example.com", vh)])}),
+                    frozenset())
+
+
+def test_a_route_change_sends_routes_only_and_a_refusal_resyncs(tmp_path: Path) -> None:
+    path = tmp_path / "dp.sock"
+
+    async def go() -> None:
+        served: list[Snapshot] = []
+        refuse = {"routes": 1}                          # the data plane refuses one routes update
+
+        def apply(u: codec.Update) -> None:
+            if u.routes is not None and refuse["routes"]:
+                refuse["routes"] -= 1
+                raise codec.CodecError("refused for the test")
+            served.append(u.on(served[-1] if served else EMPTY))
+
+        server = SnapshotServer(path)
+        await server.start()
+        server.publish(routed("one", 50))
+        client = asyncio.create_task(run_client(path, codec.ReceiverState(), apply, retry=0.01))
+        await until(lambda: server.acked(server.version), "the first snapshot")
+        before = dict(server.sent_by_type)
+
+        # a routes-only change is refused: the server answers the nack with the whole snapshot
+        v = server.publish(routed("one", 90))
+        assert server.sent_by_type.get("routes", 0) > before.get("routes", 0)
+        await until(lambda: server.sent_by_type["snapshot"] > before["snapshot"], "a resync")
+        assert await server.wait_acked(server.version, DEADLINE) and server.version > v
+        assert served[-1] == routed("one", 90)
+
+        # the next one is taken: routes only, nothing else sent
+        before = dict(server.sent_by_type)
+        v = server.publish(routed("one", 20))
+        assert await server.wait_acked(v, DEADLINE)
+        grew = {k for k, n in server.sent_by_type.items() if n != before.get(k, 0)}
+        assert grew == {"routes"} and served[-1] == routed("one", 20)
+        assert v == server.publish(routed("one", 20))   # nothing changed: nothing sent
+        client.cancel()
+        await asyncio.gather(client, return_exceptions=True)
+        await server.stop()
+
     asyncio.run(go())

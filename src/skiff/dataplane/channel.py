@@ -2,12 +2,17 @@
 
 SnapshotServer (in the platform, next to the GatewayController) listens on a
 Unix socket in the home (mode 0600; the platform's umask is 077 anyway). It
-keeps the current snapshot: publish() replaces it (a full snapshot: listeners,
-routes, endpoints), publish_endpoints() changes only endpoints; each gets the
+keeps the current snapshot: publish() replaces it and sends each connected
+data plane only the parts that changed (codec.delta_messages: a route change
+sends routes, a listener change listeners, both together the whole
+snapshot), publish_endpoints() changes only endpoints; each message gets the
 next version and goes to every connected data plane. A data plane that
 connects says hello (its pid and the version it serves); the server answers
 with the current snapshot at once, at a version above anything that data plane
-has seen, so a data plane that outlived a control plane resyncs. Acks come
+has seen, so a data plane that outlived a control plane resyncs. A data
+plane that refuses a message sent after its last whole snapshot may have
+missed a step a later delta builds on, so it is sent the whole snapshot
+again (once per refusal; a refused whole snapshot is not resent). Acks come
 back per version: wait_acked() is how the controller knows the data plane
 serves a snapshot before it writes status that says so.
 
@@ -53,6 +58,7 @@ class _Conn:
     writer: asyncio.StreamWriter
     pid: int = 0
     acked: int = 0
+    whole: int = 0          # the version of the last whole snapshot sent on this connection
     hello: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +81,7 @@ class SnapshotServer:
         self._early: dict[int, dict[str, Any]] = {}     # hellos nobody waited for (yet)
         self.bytes_sent = 0
         self.messages_sent = 0
+        self.sent_by_type: dict[str, int] = {}      # message type -> bytes (benchmarks, tests)
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -98,10 +105,14 @@ class SnapshotServer:
 
     # --- publishing ------------------------------------------------------------------
     def publish(self, snap: Snapshot) -> int:
-        """A whole snapshot; its version."""
-        self.version += 1
+        """A new snapshot: what changed since the last one goes out (codec.delta_messages);
+        the version a data plane serving `snap` has acked (the current one when nothing
+        changed)."""
+        msgs = codec.delta_messages(self.version + 1, self.snapshot, snap)
         self.snapshot = snap
-        self._send_all(codec.frame(codec.snapshot_message(self.version, snap)))
+        for msg in msgs:
+            self.version = int(msg["version"])
+            self._send_all(msg)
         return self.version
 
     def publish_endpoints(self, changes: Mapping[str, tuple[Endpoint, ...]]) -> int:
@@ -109,26 +120,35 @@ class SnapshotServer:
         self.version += 1
         if self.snapshot is not None:
             self.snapshot = self.snapshot.with_endpoints(changes)
-        self._send_all(codec.frame(codec.endpoints_message(self.version, changes)))
+        self._send_all(codec.endpoints_message(self.version, changes))
         return self.version
 
     def publish_part(self, name: str, data: Mapping[str, Any]) -> int:
         """A domain's part of the configuration (replaces the last one of that name)."""
         self.version += 1
         self.parts[name] = data
-        self._send_all(codec.frame(codec.part_message(self.version, name, data)))
+        self._send_all(codec.part_message(self.version, name, data))
         return self.version
 
-    def _send_all(self, data: bytes) -> None:
+    def _send_all(self, msg: Mapping[str, Any]) -> None:
+        data = codec.frame(msg)
         for c in self.conns:
             if c.hello:
-                self._send(c, data)
+                self._send(c, data, str(msg["type"]))
 
-    def _send(self, c: _Conn, data: bytes) -> None:
+    def _send(self, c: _Conn, data: bytes, kind: str) -> None:
         if not c.writer.is_closing():
             c.writer.write(data)
             self.bytes_sent += len(data)
             self.messages_sent += 1
+            self.sent_by_type[kind] = self.sent_by_type.get(kind, 0) + len(data)
+
+    def _send_whole(self, c: _Conn) -> None:
+        if self.snapshot is not None:
+            self.version += 1
+            c.whole = self.version
+            self._send(c, codec.frame(codec.snapshot_message(self.version, self.snapshot)),
+                       "snapshot")
 
     # --- acks ------------------------------------------------------------------------
     def acked(self, version: int) -> bool:
@@ -180,12 +200,10 @@ class SnapshotServer:
                 self._early[c.pid] = hello
             if hello.get("error"):
                 return
-            if self.snapshot is not None:
-                self.version += 1
-                self._send(c, codec.frame(codec.snapshot_message(self.version, self.snapshot)))
+            self._send_whole(c)
             for name, data in self.parts.items():
                 self.version += 1
-                self._send(c, codec.frame(codec.part_message(self.version, name, data)))
+                self._send(c, codec.frame(codec.part_message(self.version, name, data)), "part")
             self._changed.set()
             while True:
                 msg = await read_message(reader)
@@ -202,6 +220,8 @@ class SnapshotServer:
                 elif msg["type"] == "nack":
                     log.warning("data plane %d refused version %s: %s", c.pid, msg["version"],
                                 msg.get("error"))
+                    if int(msg["version"]) > c.whole:
+                        self._send_whole(c)       # it may lack what later deltas build on
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
         except codec.CodecError as e:

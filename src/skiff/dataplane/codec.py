@@ -3,10 +3,20 @@
 A frame is a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
 Every message is an object with "type" and, for updates, a "version":
 - control plane -> data plane:
-  "snapshot" (version, snapshot: listeners, route tables, endpoints; the
-  whole of dataplane/model.py's Snapshot; PEMs base64) and "endpoints"
+  "snapshot" (version, snapshot: listeners, route configurations,
+  endpoints; the whole of dataplane/model.py's Snapshot; PEMs base64), sent
+  when a data plane connects, when listeners and routes change together (so
+  a listener never names a configuration that has not arrived), and after a
+  data plane refused a delta; the deltas, each a part alone as Envoy's xDS
+  sends them: "listeners" (version, serverHeader, every listener: LDS; a
+  listener names its route configuration), "routes" (version, the changed
+  route configurations: per configuration the hosts whose virtual host
+  changed, null for a host gone, or every host of a new one; null for a
+  configuration gone; and the passthrough hosts: RDS) and "endpoints"
   (version, clusters: {cluster: [[host, port], ...]}, only the changed ones,
-  [] for none ready: Envoy's EDS next to LDS/RDS) and "part" (version, name,
+  [] for none ready: EDS); delta_messages() decides which a new snapshot
+  needs (endpoints first, as Envoy's make-before-break order asks: a
+  route to a cluster finds its endpoints there); and "part" (version, name,
   data: a domain's own part of the configuration, e.g. the mesh's sidecars;
   the data plane hands `data` to the consumer registered for `name`, which
   decodes and checks it: this module only carries it);
@@ -19,9 +29,10 @@ Versions increase monotonically; ReceiverState.accept() refuses a message
 older than or equal to the one applied, so a data plane never goes back.
 Decoding checks every field's type and bounds frames by MAX_FRAME: a bad
 message raises CodecError and the receiver keeps the last good snapshot.
-A route table refers to its virtual hosts by index into one list, so a
-vhost shared by several tables (the external table and the 443 listener's)
-is sent once and stays one object, sharing its split counters, after decoding.
+A route configuration refers to its virtual hosts by index into the
+message's one list, so a vhost shared by several configurations (the
+external one and the 443 listener's) is sent once and stays one object
+after decoding.
 
 Pure: no sockets, no asyncio. channel.py does the I/O on both ends.
 """
@@ -41,15 +52,19 @@ from skiff.dataplane.model import (
     Endpoint,
     HttpPath,
     Listener,
+    RouteChanges,
+    RoutePatch,
     RouteTable,
     Server,
     Snapshot,
     Split,
     VirtualHost,
+    endpoint_changes,
     http_path,
+    route_changes,
 )
 
-PROTOCOL = 1
+PROTOCOL = 2                    # 2: listeners name route configurations (LDS apart from RDS)
 MAX_FRAME = 32 * 1024 * 1024    # a snapshot of 1,000 routes is about 0.3 MB
 HEADER = struct.Struct(">I")
 
@@ -84,8 +99,8 @@ def parse(body: bytes) -> dict[str, Any]:
         raise CodecError(f"not JSON: {e}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise CodecError("not a message object with a type")
-    if msg["type"] not in ("snapshot", "endpoints", "part", "hello", "ack", "nack", "stats",
-                           "poke"):
+    if msg["type"] not in ("snapshot", "listeners", "routes", "endpoints", "part", "hello",
+                           "ack", "nack", "stats", "poke"):
         raise CodecError(f"unknown message type {msg['type']!r}")
     if msg["type"] != "hello" and not _is_int(msg.get("version")):
         raise CodecError("version must be an integer")
@@ -98,6 +113,50 @@ def parse(body: bytes) -> dict[str, Any]:
 def snapshot_message(version: int, snap: Snapshot) -> dict[str, Any]:
     return {"type": "snapshot", "protocol": PROTOCOL, "version": version,
             "snapshot": encode_snapshot(snap)}
+
+
+def listeners_message(version: int, snap: Snapshot) -> dict[str, Any]:
+    """LDS: the server header and every listener of `snap` (each names its routes)."""
+    return {"type": "listeners", "protocol": PROTOCOL, "version": version,
+            "serverHeader": snap.server_header, "listeners": _encode_listeners(snap)}
+
+
+def routes_message(version: int, changes: RouteChanges,
+                   passthrough_hosts: frozenset[str]) -> dict[str, Any]:
+    """RDS: the changed route configurations (model.route_changes) and the passthrough hosts."""
+    refs = _VhostRefs()
+    routes: dict[str, Any] = {}
+    for name, patch in sorted(changes.items()):
+        routes[name] = None if patch is None else {
+            "exact": {h: (None if vh is None else refs(vh)) for h, vh in patch.exact.items()},
+            "wildcard": [[w, refs(vh)] for w, vh in patch.wildcard],
+            "patch": not patch.whole}
+    return {"type": "routes", "protocol": PROTOCOL, "version": version, "vhosts": refs.vhosts,
+            "routes": routes, "passthroughHosts": sorted(passthrough_hosts)}
+
+
+def delta_messages(version: int, old: Snapshot | None, new: Snapshot) -> list[dict[str, Any]]:
+    """What turns a data plane serving `old` into one serving `new`, numbered from `version`:
+    nothing when they are equal; the whole snapshot when there is no `old` or when listeners
+    and routes both changed (one atomic swap, so no listener names routes still on their
+    way); otherwise each changed part alone, endpoints first."""
+    if old is None:
+        return [snapshot_message(version, new)]
+    listeners_changed = (old.server_header != new.server_header
+                         or old.listeners != new.listeners)
+    routes = route_changes(old.routes, new.routes)
+    passthrough_changed = old.passthrough_hosts != new.passthrough_hosts
+    if listeners_changed and (routes or passthrough_changed):
+        return [snapshot_message(version, new)]
+    out: list[dict[str, Any]] = []
+    eps = endpoint_changes(old.endpoints, new.endpoints)
+    if eps:
+        out.append(endpoints_message(version + len(out), eps))
+    if routes or passthrough_changed:
+        out.append(routes_message(version + len(out), routes, new.passthrough_hosts))
+    if listeners_changed:
+        out.append(listeners_message(version + len(out), new))
+    return out
 
 
 def endpoints_message(version: int, changes: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, Any]:
@@ -157,11 +216,29 @@ def decode_stats(d: Any) -> dict[str, dict[str, float]]:
 
 @dataclass(frozen=True)
 class Update:
-    """A decoded update: a whole snapshot, or endpoint changes on top of the current one."""
+    """A decoded update: a whole snapshot, or one part's changes on top of the current one
+    (routes, listeners or endpoints: on() makes the snapshot they give), or a domain's part."""
     version: int
     snapshot: Snapshot | None = None
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
     part: tuple[str, Mapping[str, Any]] | None = None     # (name, data) of a "part" message
+    routes: RouteChanges | None = None                    # RDS
+    passthrough_hosts: frozenset[str] | None = None       # with the routes
+    listeners: tuple[str, Mapping[str, Listener]] | None = None   # LDS: (server header, listeners)
+
+    def on(self, current: Snapshot) -> Snapshot:
+        """The snapshot this update makes of `current`; CodecError when a route patch has
+        no configuration to apply to (the sender's and the receiver's views differ)."""
+        if self.snapshot is not None:
+            return self.snapshot
+        if self.routes is not None:
+            try:
+                return current.with_routes(self.routes, self.passthrough_hosts)
+            except ValueError as e:
+                raise CodecError(str(e)) from None
+        if self.listeners is not None:
+            return current.with_listeners(*self.listeners)
+        return current.with_endpoints(self.endpoints)
 
 
 @dataclass
@@ -172,7 +249,7 @@ class ReceiverState:
     def accept(self, msg: Mapping[str, Any]) -> Update:
         """The update a message asks for; CodecError (and nothing changes) when it is
         malformed, of another protocol, or not newer than what is served."""
-        if msg.get("type") not in ("snapshot", "endpoints", "part"):
+        if msg.get("type") not in ("snapshot", "listeners", "routes", "endpoints", "part"):
             raise CodecError(f"a data plane does not take {msg.get('type')!r} messages")
         if msg.get("protocol") != PROTOCOL:
             raise CodecError(f"protocol {msg.get('protocol')!r}, want {PROTOCOL}")
@@ -184,6 +261,12 @@ class ReceiverState:
             raise CodecError(f"version {version} is not newer than {self.version} (out of order)")
         if msg["type"] == "snapshot":
             return Update(version, snapshot=decode_snapshot(msg.get("snapshot")))
+        if msg["type"] == "routes":
+            changes, passthrough = decode_routes(msg)
+            return Update(version, routes=changes, passthrough_hosts=passthrough)
+        if msg["type"] == "listeners":
+            return Update(version, listeners=(_str(msg.get("serverHeader"), "serverHeader"),
+                                              decode_listeners(msg.get("listeners"))))
         if msg["type"] == "part":
             name = msg.get("name")
             if not isinstance(name, str) or not name:
@@ -198,29 +281,36 @@ class ReceiverState:
 # --- the snapshot as plain data --------------------------------------------------------
 
 
-def encode_snapshot(snap: Snapshot) -> dict[str, Any]:
-    vhosts: list[dict[str, Any]] = []
-    index: dict[int, int] = {}
+class _VhostRefs:
+    """Virtual hosts by index into one list: one shared by two configurations is sent once."""
 
-    def vh_ref(vh: VirtualHost) -> int:
-        i = index.get(id(vh))
+    def __init__(self) -> None:
+        self.vhosts: list[dict[str, Any]] = []
+        self.index: dict[int, int] = {}
+
+    def __call__(self, vh: VirtualHost) -> int:
+        i = self.index.get(id(vh))
         if i is None:
-            i = index[id(vh)] = len(vhosts)
-            vhosts.append(_encode_vhost(vh))
+            i = self.index[id(vh)] = len(self.vhosts)
+            self.vhosts.append(_encode_vhost(vh))
         return i
 
-    def table(t: RouteTable) -> dict[str, Any]:
-        return {"exact": {h: vh_ref(vh) for h, vh in t.exact.items()},
-                "wildcard": [[s, vh_ref(vh)] for s, vh in t.wildcard]}
 
-    external, local = table(snap.external), table(snap.local)
-    listeners = {b: {"address": [li.address[0], li.address[1]],
-                     "servers": [_encode_server(s) for s in li.servers],
-                     "table": table(li.table)} for b, li in snap.listeners.items()}
-    return {"serverHeader": snap.server_header, "vhosts": vhosts, "external": external,
-            "local": local, "listeners": listeners,
+def encode_snapshot(snap: Snapshot) -> dict[str, Any]:
+    refs = _VhostRefs()
+    routes = {name: {"exact": {h: refs(vh) for h, vh in t.exact.items()},
+                     "wildcard": [[s, refs(vh)] for s, vh in t.wildcard]}
+              for name, t in snap.routes.items()}
+    return {"serverHeader": snap.server_header, "vhosts": refs.vhosts, "routes": routes,
+            "listeners": _encode_listeners(snap),
             "passthroughHosts": sorted(snap.passthrough_hosts),
             "endpoints": {c: [[h, p] for h, p in eps] for c, eps in snap.endpoints.items()}}
+
+
+def _encode_listeners(snap: Snapshot) -> dict[str, Any]:
+    return {b: {"address": [li.address[0], li.address[1]],
+                "servers": [_encode_server(s) for s in li.servers],
+                "routeConfig": li.route_config} for b, li in snap.listeners.items()}
 
 
 def _encode_vhost(vh: VirtualHost) -> dict[str, Any]:
@@ -244,32 +334,65 @@ def _encode_server(s: Server) -> dict[str, Any]:
 def decode_snapshot(d: Any) -> Snapshot:
     o = _obj(d, "snapshot")
     vhosts = [_decode_vhost(v) for v in _list(o.get("vhosts"), "vhosts")]
-
-    def table(t: Any, where: str) -> RouteTable:
-        tt = _obj(t, where)
+    routes: dict[str, RouteTable] = {}
+    for name, t in _obj(o.get("routes"), "routes").items():
+        where = f"routes {name}"
         exact = {_str(h, where): _ref(vhosts, i, where)
-                 for h, i in _obj(tt.get("exact"), where).items()}
-        wild = tuple((_str(_pair(w, where)[0], where), _ref(vhosts, _pair(w, where)[1], where))
-                     for w in _list(tt.get("wildcard"), where))
-        return RouteTable(MappingProxyType(exact), wild)
+                 for h, i in _obj(_obj(t, where).get("exact"), where).items()}
+        routes[name] = RouteTable(MappingProxyType(exact), _wildcard(t.get("wildcard"), vhosts,
+                                                                     where))
+    return Snapshot(
+        server_header=_str(o.get("serverHeader"), "serverHeader"),
+        listeners=MappingProxyType(decode_listeners(o.get("listeners"))),
+        routes=MappingProxyType(routes),
+        passthrough_hosts=_hosts(o.get("passthroughHosts")),
+        endpoints=MappingProxyType({c: eps for c, eps in
+                                    decode_endpoints(o.get("endpoints")).items() if eps}))
 
+
+def decode_listeners(d: Any) -> dict[str, Listener]:
     listeners: dict[str, Listener] = {}
-    for bind, li in _obj(o.get("listeners"), "listeners").items():
+    for bind, li in _obj(d, "listeners").items():
         lo = _obj(li, f"listener {bind}")
         host, port = _pair(lo.get("address"), f"listener {bind} address")
+        route_config = _str(lo.get("routeConfig"), f"listener {bind} routeConfig")
         listeners[bind] = Listener(
             bind, (_str(host, "address"), _int(port, "address")),
             tuple(_decode_server(s) for s in _list(lo.get("servers"), f"listener {bind}")),
-            table(lo.get("table"), f"listener {bind} table"))
-    return Snapshot(
-        server_header=_str(o.get("serverHeader"), "serverHeader"),
-        listeners=MappingProxyType(listeners),
-        external=table(o.get("external"), "external"),
-        local=table(o.get("local"), "local"),
-        passthrough_hosts=frozenset(_str(h, "passthroughHosts")
-                                    for h in _list(o.get("passthroughHosts"), "passthroughHosts")),
-        endpoints=MappingProxyType({c: eps for c, eps in
-                                    decode_endpoints(o.get("endpoints")).items() if eps}))
+            route_config)
+    return listeners
+
+
+def decode_routes(msg: Mapping[str, Any]) -> tuple[dict[str, RoutePatch | None], frozenset[str]]:
+    """A routes message's changes and passthrough hosts, checked."""
+    vhosts = [_decode_vhost(v) for v in _list(msg.get("vhosts"), "vhosts")]
+    changes: dict[str, RoutePatch | None] = {}
+    for name, t in _obj(msg.get("routes"), "routes").items():
+        where = f"routes {name}"
+        if t is None:
+            changes[name] = None
+            continue
+        to = _obj(t, where)
+        patch = to.get("patch")
+        if not isinstance(patch, bool):
+            raise CodecError(f"{where}: patch must be a boolean")
+        exact: dict[str, VirtualHost | None] = {}
+        for h, i in _obj(to.get("exact"), where).items():
+            if i is None and not patch:
+                raise CodecError(f"{where}: a host removed ({h}) from a whole configuration")
+            exact[_str(h, where)] = None if i is None else _ref(vhosts, i, where)
+        changes[name] = RoutePatch(MappingProxyType(exact),
+                                   _wildcard(to.get("wildcard"), vhosts, where), whole=not patch)
+    return changes, _hosts(msg.get("passthroughHosts"))
+
+
+def _wildcard(v: Any, vhosts: list[VirtualHost], where: str) -> tuple[tuple[str, VirtualHost], ...]:
+    return tuple((_str(_pair(w, where)[0], where), _ref(vhosts, _pair(w, where)[1], where))
+                 for w in _list(v, where))
+
+
+def _hosts(v: Any) -> frozenset[str]:
+    return frozenset(_str(h, "passthroughHosts") for h in _list(v, "passthroughHosts"))
 
 
 def decode_endpoints(d: Any) -> dict[str, tuple[Endpoint, ...]]:

@@ -8,8 +8,8 @@ server's event loop: the router (router/router.py: --http-port, and
 plane picked, and the knative-local-gateway). It binds every listener first,
 then connects to the control plane's socket (channel.run_client): the hello
 tells the platform it listens (or why it could not bind: exit code 3), and
-snapshots and endpoint updates arrive over the same connection. It never
-reads the store.
+snapshots and their listener, route and endpoint updates arrive over the
+same connection. It never reads the store.
 
 With --reuse-port, several such processes (workers, `skiff up
 --dataplane-workers N`) bind the same ports with SO_REUSEPORT and the kernel
@@ -131,6 +131,9 @@ async def serve(args: argparse.Namespace) -> int:
                 raise codec.CodecError(f"part {name}: {e}") from None
         elif update.snapshot is not None:
             proxy.swap(update.snapshot)
+        elif update.routes is not None or update.listeners is not None:
+            # RDS or LDS alone: the other parts stay; split positions carry over (swap)
+            proxy.swap(update.on(proxy.snapshot))
         else:
             proxy.update_endpoints(update.endpoints)
 

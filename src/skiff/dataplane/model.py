@@ -2,9 +2,15 @@
 
 Envoy's xDS resources, kept as separate parts of one immutable Snapshot:
 - Listener (LDS): a bound address, its servers (TLS certificates chosen by
-  SNI) and the RouteTable it serves;
-- RouteTable (RDS, Envoy's RouteConfiguration): host -> VirtualHost ->
-  HttpPath (prefix, exact header matches) -> weighted Splits;
+  SNI) and the name of the route configuration it serves (route_config), as
+  an Envoy listener's HTTP connection manager names its RDS route_config_name;
+- route configurations (RDS): Snapshot.routes, name -> RouteTable (Envoy's
+  RouteConfiguration): host -> VirtualHost -> HttpPath (prefix, exact header
+  matches) -> weighted Splits. "external" and "local" hold every external and
+  cluster-local host; a listener may name one of them or its own. A name
+  with no configuration behind it routes nothing (404, Envoy's NR). A route
+  change travels alone (route_changes -> Snapshot.with_routes: only the hosts
+  whose virtual host changed), a listener change alone (with_listeners);
 - Cluster (CDS): a Split names one by `cluster`; Snapshot.clusters lists them;
 - endpoints (EDS, Envoy's ClusterLoadAssignment): cluster -> ready
   (host, port) pairs, the only part a pod change touches
@@ -129,7 +135,7 @@ class Listener:
     bind: str                                           # http | https | local
     address: tuple[str, int]
     servers: tuple[Server, ...]
-    table: RouteTable
+    route_config: str                                   # a name in Snapshot.routes (RDS)
 
     @property
     def tls(self) -> bool:
@@ -154,24 +160,62 @@ class Listener:
 
 
 EMPTY_ENDPOINTS: ClusterEndpoints = MappingProxyType({})
+EMPTY_TABLE = RouteTable()
+EXTERNAL = "external"                                   # the route configuration of every external host
+LOCAL = "local"                                         # ... and of every cluster-local host
+RouteConfigs = Mapping[str, RouteTable]
+
+
+@dataclass(frozen=True)
+class RoutePatch:
+    """RDS for one route configuration: the hosts whose virtual host changed (None: gone)
+    on top of the configuration the receiver has, or (whole) every host of a new one. The
+    wildcard list is always whole: it is short, and its order is its meaning."""
+    exact: Mapping[str, VirtualHost | None]
+    wildcard: tuple[tuple[str, VirtualHost], ...] = ()
+    whole: bool = True
+
+
+RouteChanges = Mapping[str, RoutePatch | None]          # name -> patch, None: the configuration is gone
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the data plane serves. Listeners and route tables change together (a full
-    snapshot); endpoints change alone (with_endpoints) and keep the routes' identity."""
+    """What the data plane serves, in parts that change apart: listeners (with the server
+    header), route configurations (with the passthrough hosts, which also come from the
+    KIngresses) and endpoints (with_listeners, with_routes, with_endpoints); each keeps the
+    other parts' identity."""
     server_header: str
-    listeners: Mapping[str, Listener]
-    external: RouteTable                                # every external host (router, http port)
-    local: RouteTable                                   # every cluster-local host
+    listeners: Mapping[str, Listener]                   # LDS
+    routes: RouteConfigs                                # RDS, by name
     passthrough_hosts: frozenset[str]
     endpoints: ClusterEndpoints = field(default_factory=lambda: EMPTY_ENDPOINTS)  # EDS
+
+    @property
+    def external(self) -> RouteTable:
+        """Every external host (the router's HTTP port and edge TLS serve this one)."""
+        return self.routes.get(EXTERNAL, EMPTY_TABLE)
+
+    @property
+    def local(self) -> RouteTable:
+        """Every cluster-local host."""
+        return self.routes.get(LOCAL, EMPTY_TABLE)
+
+    def table_of(self, listener: Listener) -> RouteTable | None:
+        """The route configuration a listener names; None when there is none of that name."""
+        return self.routes.get(listener.route_config)
+
+    @property
+    def missing_routes(self) -> frozenset[str]:
+        """Route configuration names a listener gives that no configuration has."""
+        return frozenset(li.route_config for li in self.listeners.values()
+                         if li.route_config not in self.routes)
 
     @property
     def clusters(self) -> frozenset[str]:
         """Every cluster a route sends traffic to (CDS)."""
         out: set[str] = set()
-        for table in (self.external, self.local, *(li.table for li in self.listeners.values())):
+        for table in self.routes.values():
             for _, vh in table.items():
                 for p in vh.paths:
                     out.update(s.cluster for s in p.splits)
@@ -187,8 +231,21 @@ class Snapshot:
                 eps.pop(cluster, None)
         return replace(self, endpoints=MappingProxyType(eps))
 
+    def with_routes(self, changes: RouteChanges,
+                    passthrough_hosts: frozenset[str] | None = None) -> Snapshot:
+        """The same listeners and endpoints with some route configurations patched
+        (apply_route_changes; ValueError when a patch has nothing to apply to)."""
+        return replace(self, routes=MappingProxyType(apply_route_changes(self.routes, changes)),
+                       passthrough_hosts=(self.passthrough_hosts if passthrough_hosts is None
+                                          else passthrough_hosts))
 
-EMPTY = Snapshot("envoy", MappingProxyType({}), RouteTable(), RouteTable(), frozenset())
+    def with_listeners(self, server_header: str, listeners: Mapping[str, Listener]) -> Snapshot:
+        """The same routes and endpoints under other listeners."""
+        return replace(self, server_header=server_header,
+                       listeners=MappingProxyType(dict(listeners)))
+
+
+EMPTY = Snapshot("envoy", MappingProxyType({}), MappingProxyType({}), frozenset())
 
 
 def endpoint_changes(old: ClusterEndpoints, new: ClusterEndpoints) -> dict[str, tuple[Endpoint, ...]]:
@@ -197,6 +254,57 @@ def endpoint_changes(old: ClusterEndpoints, new: ClusterEndpoints) -> dict[str, 
     for c in old:
         if c not in new:
             out[c] = ()
+    return out
+
+
+def route_changes(old: RouteConfigs, new: RouteConfigs) -> dict[str, RoutePatch | None]:
+    """The RDS update that turns `old` into `new`: per changed configuration, the hosts whose
+    virtual host differs (a patch), the whole of a new one, None for a removed one."""
+    out: dict[str, RoutePatch | None] = {}
+    for name, table in new.items():
+        prev = old.get(name)
+        if prev is None:
+            out[name] = RoutePatch(table.exact, table.wildcard, whole=True)
+            continue
+        if prev is table:
+            continue
+        exact: dict[str, VirtualHost | None] = {}
+        for host, vh in table.exact.items():
+            pv = prev.exact.get(host)
+            if pv is not vh and pv != vh:
+                exact[host] = vh
+        for host in prev.exact:
+            if host not in table.exact:
+                exact[host] = None
+        if exact or prev.wildcard != table.wildcard:
+            out[name] = RoutePatch(MappingProxyType(exact), table.wildcard, whole=False)
+    for name in old:
+        if name not in new:
+            out[name] = None
+    return out
+
+
+def apply_route_changes(routes: RouteConfigs, changes: RouteChanges) -> dict[str, RouteTable]:
+    """`routes` with `changes` applied; ValueError when a patch names a configuration that
+    is not there (the receiver missed an update: it must be sent the whole snapshot)."""
+    out = dict(routes)
+    for name, patch in changes.items():
+        if patch is None:
+            out.pop(name, None)
+            continue
+        if patch.whole:
+            exact = {h: vh for h, vh in patch.exact.items() if vh is not None}
+        else:
+            prev = routes.get(name)
+            if prev is None:
+                raise ValueError(f"route configuration {name!r}: a patch, but there is none")
+            exact = dict(prev.exact)
+            for h, maybe in patch.exact.items():
+                if maybe is None:
+                    exact.pop(h, None)
+                else:
+                    exact[h] = maybe
+        out[name] = RouteTable(MappingProxyType(exact), tuple(patch.wildcard))
     return out
 
 

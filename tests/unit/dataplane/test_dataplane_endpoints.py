@@ -147,7 +147,7 @@ def test_an_endpoint_update_is_served_at_once_and_round_robin_continues() -> Non
 ])
 def test_endpoint_changes(old: dict[str, Any], new: dict[str, Any], want: dict[str, Any]) -> None:
     assert model.endpoint_changes(old, new) == want
-    assert dict(model.Snapshot("envoy", {}, model.RouteTable(), model.RouteTable(), frozenset(),
+    assert dict(model.Snapshot("envoy", {}, {}, frozenset(),
                                old).with_endpoints(want).endpoints) == new
 
 
@@ -230,3 +230,37 @@ def test_an_endpoints_change_goes_out_at_once_unless_a_compile_is_due() -> None:
         assert len(pub.sent) == 2
         await c.stop()
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("weights,n,every", [((50, 50), 400, 1), ((90, 10), 400, 3),
+                                             ((20, 80), 1000, 7)])
+def test_split_proportions_stay_exact_across_routes_only_updates(weights: tuple[int, int],
+                                                                 n: int, every: int) -> None:
+    """The same churn as above, but as the channel sends it: another service's routes come
+    and go as "routes" messages (RDS alone) applied on top of what is served, with pod churn
+    as endpoint updates in between; the unchanged path keeps its split position."""
+    from skiff.dataplane import codec
+    eps = {("default", "hello-00001"): (("127.0.0.1", 31001),),
+           ("default", "hello-00002"): (("127.0.0.1", 32001),)}
+    alone = compile_snapshot(Inputs(ingresses=[kingress(weights)], endpoints=eps)).dataplane()
+    with_other = compile_snapshot(Inputs(ingresses=[kingress(weights), OTHER],
+                                         endpoints=eps)).dataplane()
+    gp = GatewayProxy(GatewaySettings(), CERT)
+    gp.swap(alone)
+    state, sent = codec.ReceiverState(version=1), alone
+    seen: collections.Counter[str] = collections.Counter()
+    for i in range(n):
+        r = gp.configs["external"].dispatch(head())
+        assert isinstance(r, Forward)
+        seen[cluster_of(r.endpoint[1])] += 1
+        if i % every == every - 1:
+            nxt = with_other if (i // every) % 2 == 0 else alone
+            msgs = codec.delta_messages(state.version + 1, sent, nxt)
+            assert [m["type"] for m in msgs] == ["routes"]
+            update = state.accept(msgs[0])
+            gp.swap(update.on(gp.snapshot))
+            state.applied(update)
+            sent = nxt
+            if i % (2 * every) == every - 1:
+                gp.update_endpoints({ONE: (("127.0.0.1", 31001 + i % 3),)})
+    assert seen == {ONE: n * weights[0] // 100, TWO: n * weights[1] // 100}

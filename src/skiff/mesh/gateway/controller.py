@@ -11,7 +11,9 @@ round a few milliseconds later, which batches bursts.
 
 A change of Gateways, Secrets, KIngresses or KnativeServings recompiles: the
 pure snapshot.compile_snapshot() makes a whole snapshot, which is published
-over the snapshot channel (dataplane/channel.py) to the data-plane process;
+over the snapshot channel (dataplane/channel.py) to the data-plane process
+(the channel sends only the parts that changed: a KIngress change the
+route configurations, a certificate the listeners);
 once the data plane acks that version, status is written: KIngress
 conditions (LoadBalancerReady, NetworkConfigured, Ready) and load balancers,
 and Gateway conditions (Ready, or why a server was skipped), each written only

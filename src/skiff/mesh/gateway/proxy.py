@@ -32,7 +32,8 @@ stop() is the graceful one: listeners close first, then every connection of
 the gateway's and the router's (they share these ProxyConfigs) drains at
 once, within drain_timeout.
 
-swap() replaces the snapshot atomically: one reference, read once per
+swap() replaces the snapshot atomically (a whole one, or one with new
+routes or listeners from a "routes"/"listeners" update): one reference, read once per
 request, so in-flight requests finish on the endpoint they were given; new
 TLS connections pick up new certificates (a rotated Secret) from the SNI
 callback, which reads the current snapshot. Round-robin counters and host
@@ -56,6 +57,7 @@ from typing import Any, Protocol
 
 from skiff.dataplane.model import (
     EMPTY,
+    EMPTY_TABLE,
     GatewaySettings,
     HttpPath,
     Listener,
@@ -165,10 +167,12 @@ class _Runtime:
     def __init__(self, snap: Snapshot, contexts: dict[bytes, ssl.SSLContext]) -> None:
         self.snap = snap
         self.endpoints = snap.endpoints
+        # dispatcher -> the route configuration it serves: the router's edge every external
+        # host, a listener the one it names (none of that name: every host 404, Envoy's NR)
         self.tables = {"external": snap.external, "local": snap.local}
         for bind, li in snap.listeners.items():
             if bind != "http":
-                self.tables[bind] = li.table
+                self.tables[bind] = snap.routes.get(li.route_config, EMPTY_TABLE)
         self.host_cache: dict[str, dict[bytes, VirtualHost | None]] = {t: {} for t in self.tables}
         self.simple: dict[str, dict[bytes, _Simple]] = {t: {} for t in self.tables}
         # clusters whose requests the activator routes (never cached as simple routes)
@@ -343,6 +347,10 @@ class GatewayProxy:
 
     # --- the snapshot ----------------------------------------------------------------
     def swap(self, snap: Snapshot) -> None:
+        missing = snap.missing_routes
+        if missing:
+            log.warning("gateway: listeners name route configurations %s that the snapshot "
+                        "lacks: their hosts answer 404 (route not found)", sorted(missing))
         rt = _Runtime(snap, self._contexts)
         rt.in_path = self.rt.in_path
         rt.carry_over(self.rt)

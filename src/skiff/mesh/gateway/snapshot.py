@@ -12,7 +12,12 @@ compile_snapshot(Inputs) is a pure function of
 It never reads the clock or a socket; the controller (controller.py) feeds
 it from watches and pushes Snapshot.dataplane() (the generic model of
 dataplane/model.py) to the data-plane process, whose proxy (proxy.py) swaps
-it in atomically. Routes name clusters (cluster_name: "ns/revision"); the
+it in atomically. Listeners name route configurations (Envoy's LDS and RDS):
+"external" and "local" hold every ExternalIP and ClusterLocal host (the
+router and, in Kourier mode, every listener serve them), and in Istio mode
+each Gateway listener gets its own, "<bind>.<port>", filtered by its
+servers' hosts; a KIngress change alters only route configurations, so the
+channel sends only those (dataplane/codec.delta_messages). Routes name clusters (cluster_name: "ns/revision"); the
 ready endpoints are a part of their own (cluster_endpoints), so a pod change
 is sent as an endpoints-only update without recompiling routes. The same Snapshot carries the status the controller
 writes back: Gateway conditions and KIngress conditions/load balancers.
@@ -139,9 +144,8 @@ class IngressStatus:
 @dataclass(frozen=True)
 class Snapshot:
     mode: str                                           # istio | kourier
-    listeners: Mapping[str, Listener]
-    external: RouteTable                                # every ExternalIP host (router, http port)
-    local: RouteTable                                   # every ClusterLocal host
+    listeners: Mapping[str, Listener]                   # each names its route configuration
+    routes: Mapping[str, RouteTable]                    # route configurations by name (RDS)
     passthrough_hosts: frozenset[str]
     gateway_status: Mapping[NsName, tuple[Condition, ...]]
     ingress_status: Mapping[NsName, IngressStatus]
@@ -151,16 +155,27 @@ class Snapshot:
     def server_header(self) -> str:
         return SERVER_HEADER[self.mode]
 
+    @property
+    def external(self) -> RouteTable:
+        """Every ExternalIP host (the router, the http port)."""
+        return self.routes.get(model.EXTERNAL, model.EMPTY_TABLE)
+
+    @property
+    def local(self) -> RouteTable:
+        """Every ClusterLocal host."""
+        return self.routes.get(model.LOCAL, model.EMPTY_TABLE)
+
     def dataplane(self) -> model.Snapshot:
         """The part the data plane serves: no status, no Istio vocabulary."""
-        return model.Snapshot(self.server_header, self.listeners, self.external, self.local,
+        return model.Snapshot(self.server_header, self.listeners, self.routes,
                               self.passthrough_hosts, self.endpoints)
 
     def describe(self) -> dict[str, Any]:
         """Plain data for golden tests and `skiff` diagnostics (certificates by Secret name)."""
         return {
             "mode": self.mode,
-            "listeners": {b: _describe_listener(li) for b, li in sorted(self.listeners.items())},
+            "listeners": {b: _describe_listener(li, self.routes)
+                          for b, li in sorted(self.listeners.items())},
             "external": _describe_table(self.external, self.endpoints),
             "local": _describe_table(self.local, self.endpoints),
             "passthrough": sorted(self.passthrough_hosts),
@@ -172,7 +187,7 @@ class Snapshot:
         }
 
 
-EMPTY = Snapshot("kourier", MappingProxyType({}), RouteTable(), RouteTable(), frozenset(),
+EMPTY = Snapshot("kourier", MappingProxyType({}), MappingProxyType({}), frozenset(),
                  MappingProxyType({}), MappingProxyType({}))
 
 
@@ -496,6 +511,7 @@ def compile_snapshot(inp: Inputs) -> Snapshot:
     external, local, passthrough, ingress_status = compile_ingresses(inp.ingresses, mode)
     st = inp.settings
     listeners: dict[str, Listener] = {}
+    routes: dict[str, RouteTable] = {model.EXTERNAL: external, model.LOCAL: local}
     gateway_status: dict[NsName, tuple[Condition, ...]] = {}
     if mode == "istio":
         accepted, reports = compile_servers(inp.gateways, inp.secrets)
@@ -507,8 +523,10 @@ def compile_snapshot(inp: Inputs) -> Snapshot:
                          local if owner == LOCAL_GATEWAY else None)
                 if table is not None:
                     pairs += filter_table(table, s.hosts)
-            listeners[bind] = Listener(bind, (st.host, st.port_of(bind)), tuple(servers),
-                                       build_table(pairs))
+            # Istio names a gateway's route configuration by its port ("https.443")
+            name = route_config_name(bind, servers[0].port)
+            routes[name] = build_table(pairs)
+            listeners[bind] = Listener(bind, (st.host, st.port_of(bind)), tuple(servers), name)
         for gw_key, report in reports.items():
             if report.problems:
                 reason = report.problems[0][0]
@@ -525,19 +543,25 @@ def compile_snapshot(inp: Inputs) -> Snapshot:
                     "Kourier (skiff's default ingress) serves Knative traffic"),)
         kourier = "knative-serving-ingress/kourier"
         listeners["http"] = Listener("http", (st.host, st.http_port),
-                                     (Server(kourier, 0, 80, "HTTP", ("*",), "http"),), external)
+                                     (Server(kourier, 0, 80, "HTTP", ("*",), "http"),),
+                                     model.EXTERNAL)
         if inp.default_cert is not None:
             cert_pem, key_pem = inp.default_cert
             listeners["https"] = Listener(
                 "https", (st.host, st.internal_https_port),
                 (Server(kourier, 1, 443, "HTTPS", ("*",), "https", "SIMPLE", "skiff/ingress",
-                        cert_pem, key_pem),), external)
+                        cert_pem, key_pem),), model.EXTERNAL)
         listeners["local"] = Listener("local", (st.host, st.local_gateway_port),
                                       (Server("knative-serving-ingress/kourier-internal", 0, 8081,
-                                              "HTTP", ("*",), "local"),), local)
-    return Snapshot(mode, MappingProxyType(listeners), external, local, passthrough,
+                                              "HTTP", ("*",), "local"),), model.LOCAL)
+    return Snapshot(mode, MappingProxyType(listeners), MappingProxyType(routes), passthrough,
                     MappingProxyType(gateway_status), MappingProxyType(ingress_status),
                     MappingProxyType(cluster_endpoints(inp.endpoints)))
+
+
+def route_config_name(bind: str, port: int) -> str:
+    """A Gateway listener's own route configuration ("https.443", "local.8081")."""
+    return f"{bind}.{port}"
 
 
 # --- describe --------------------------------------------------------------------------
@@ -568,7 +592,7 @@ def _describe_path(p: HttpPath, endpoints: ClusterEndpoints) -> dict[str, Any]:
     return d
 
 
-def _describe_listener(li: Listener) -> dict[str, Any]:
+def _describe_listener(li: Listener, routes: Mapping[str, RouteTable]) -> dict[str, Any]:
     return {
         "address": f"{li.address[0]}:{li.address[1]}",
         "tls": li.tls,
@@ -576,5 +600,6 @@ def _describe_listener(li: Listener) -> dict[str, Any]:
                      "hosts": list(s.hosts),
                      **({"tls": s.tls_mode} if s.tls_mode else {}),
                      **({"secret": s.secret} if s.secret else {})} for s in li.servers],
-        "hosts": li.table.hosts(),
+        "routeConfig": li.route_config,
+        "hosts": routes.get(li.route_config, model.EMPTY_TABLE).hosts(),
     }
