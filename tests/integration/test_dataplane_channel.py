@@ -6,6 +6,7 @@ start again from zero); a frame over the bound drops the connection, not the sna
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 from pathlib import Path
@@ -19,6 +20,19 @@ DEADLINE = 10.0
 
 def snap(header: str, eps: dict[str, tuple[tuple[str, int], ...]] | None = None) -> Snapshot:
     return Snapshot(header, {}, {}, frozenset(), eps or {})
+
+
+class _LogSeen(logging.Handler):
+    """Notes that a log line containing `text` was emitted (the data plane's own signal)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen = True
 
 
 async def until(cond: object, what: str) -> None:
@@ -49,8 +63,11 @@ def test_resync_after_the_control_plane_returns(tmp_path: Path) -> None:
         assert await server.wait_acked(v, DEADLINE)
         assert served[-1].endpoints == {"ns/rev": (("127.0.0.1", 1),)}
 
+        away = _LogSeen("control plane went away")
+        logging.getLogger("skiff.dataplane.channel").addHandler(away)
         await server.stop()                             # the control plane goes away
-        await asyncio.sleep(0.1)
+        await until(lambda: away.seen, "the data plane to notice")   # its signal, no window
+        logging.getLogger("skiff.dataplane.channel").removeHandler(away)
         assert served[-1].server_header == "one" and not client.done()
         kept = receiver.version
 

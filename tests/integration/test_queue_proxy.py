@@ -45,6 +45,8 @@ class H(BaseHTTPRequestHandler):
             body = str(peak).encode()
         elif self.path == "/count":
             body = str(served).encode()
+        elif self.path == "/now":
+            body = str(now).encode()
         else:
             with lock:
                 now += 1
@@ -245,15 +247,19 @@ def test_the_activator_in_the_path_sends_to_the_pod_with_free_capacity(skiff: Sk
     assert sks["spec"]["mode"] == "Proxy"
     names = [p["metadata"]["name"] for p in pods(skiff, "lb-00001")]
 
-    def served(pod: str) -> int:
+    def app(pod: str, path: str) -> int:
         r = skiff.kubectl("exec", pod, "-c", "user-container", "--", "sh", "-c",
-                          "curl -s 127.0.0.1:$PORT/count")
+                          f"curl -s 127.0.0.1:$PORT{path}")
         return int(r.stdout)
+
+    def served(pod: str) -> int:
+        return app(pod, "/count")
 
     before = {n: served(n) for n in names}
     with ThreadPoolExecutor(1) as ex:
         busy = ex.submit(curl, skiff, "lb", "/?sleep=3")
-        time.sleep(0.5)
+        skiff.wait_for(lambda: sum(app(n, "/now") for n in names) == 1, timeout=10,
+                       interval=0.05, what="the slow request to reach a pod")
         # one pod holds the slow request: every short one goes to the other
         for _ in range(6):
             assert curl(skiff, "lb") == ("200", "slow")
@@ -267,7 +273,11 @@ def test_stopping_skiff_up_finishes_the_requests_in_flight(skiff: Skiff) -> None
     # the last test of the module: it stops the module's skiff
     deploy(skiff, "last", annotations=PINNED)
     with ThreadPoolExecutor(3) as ex:
-        inflight = [ex.submit(curl, skiff, "last", "/?sleep=1.5") for _ in range(3)]
-        time.sleep(0.5)
+        inflight = [ex.submit(curl, skiff, "last", "/?sleep=2") for _ in range(3)]
+        pod = pods(skiff, "last-00001")[0]["metadata"]["name"]
+        skiff.wait_for(lambda: skiff.kubectl("exec", pod, "-c", "user-container", "--", "sh",
+                                             "-c", "curl -s 127.0.0.1:$PORT/now").stdout
+                       .strip() == "3", timeout=10, interval=0.05,
+                       what="the three requests to reach the app")
         assert skiff.stop() == 0
         assert [f.result() for f in inflight] == [("200", "slow")] * 3

@@ -307,7 +307,12 @@ def test_hello_openshift_answers_curl_on_its_port(tmp_path: Path) -> None:
             assert cs["ready"] and cs["started"] and "running" in cs["state"]
             assert await body_of(f"http://127.0.0.1:{port}/anything") == "Hello OpenShift!\n"
             writes = h.client.status_writes
-            await asyncio.sleep(0.3)
+            # a status sync now (the clock has moved on) finds nothing changed and writes
+            # nothing: the decision itself, instead of waiting out a window for a write
+            w = h.rt.worker(NS, "hello")
+            assert w is not None
+            for _ in range(2):
+                assert await w.flush_status()
             assert h.client.status_writes == writes, "unchanged status must not be rewritten"
     run(body())
 
@@ -522,18 +527,23 @@ def test_probes_http_tcp_exec_and_liveness_restart(tmp_path: Path) -> None:
             await h.client.create(hello("tcp-probe", readinessProbe={
                 "tcpSocket": {"port": 0}, "periodSeconds": 0}))
             await h.client.create(tool("exec-probe", ["sleep", "1000"], readinessProbe={
-                "exec": {"command": ["sh", "-c", "test -f ready"]}, "periodSeconds": 0,
-                "failureThreshold": 1}))
+                "exec": {"command": ["sh", "-c", "echo >> probed; test -f ready"]},
+                "periodSeconds": 0, "failureThreshold": 1}))
             await h.client.create(tool("dead", ["sleep", "1000"], livenessProbe={
                 "tcpSocket": {"port": 1}, "periodSeconds": 0, "failureThreshold": 2},
                 grace=1))
             await h.ready("http-probe")
             await h.ready("tcp-probe")
-            await asyncio.sleep(0.3)
-            assert condition(h.client, "exec-probe", "Ready") == "False"
-            assert cstatus(h.client, "exec-probe")["started"] is True
             w = h.rt.worker(NS, "exec-probe")
             assert w is not None
+            # the probe has run and failed twice (it counts its runs in a file): not ready,
+            # shown by the probe's own runs rather than a waiting window
+            probed = w.containers[0].cwd / "probed"
+            await eventually(lambda: probed.exists() and probed.read_text().count("\n") >= 2,
+                             10, "two readiness probes")
+            assert condition(h.client, "exec-probe", "Ready") == "False"
+            await eventually(lambda: cstatus(h.client, "exec-probe").get("started") is True, 10,
+                             "exec-probe started")
             (w.containers[0].cwd / "ready").touch()
             await h.ready("exec-probe")
             await eventually(lambda: cstatus(h.client, "dead").get("restartCount", 0) >= 1, 10,
@@ -548,7 +558,9 @@ def test_fork_server_starts_hello_and_reports_exit_codes(tmp_path: Path) -> None
         async with Harness(tmp_path) as h:
             forks = h.rt.forks
             assert forks is not None
-            await asyncio.sleep(0.3)
+            # the node has listed and watches pods (its start-up is done): still no fork server
+            await eventually(lambda: any(k == "Pod" for k, _ in h.client.watchers), 10,
+                             "the node's pod watch")
             assert forks.proc is None   # an idle node has no fork server
             await h.client.create(hello(name="first"))   # the first pod starts it
             await eventually(lambda: forks.ready, 30, "fork server ready")

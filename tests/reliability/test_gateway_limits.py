@@ -87,6 +87,7 @@ class _Upstream(asyncio.Protocol):
     def on_message_complete(self) -> None:
         url, self.url = self.url, b""
         if url == b"/hold":
+            self.rig.held += 1
             asyncio.get_running_loop().create_task(self._answer_later(b"held"))
             return
         if url == b"/sink":
@@ -116,6 +117,7 @@ class Rig:
     h2_port: int = 0
     cfg: ProxyConfig | None = None
     sink_paused: int = 0
+    held: int = 0                   # /hold requests the upstream holds until release
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -498,7 +500,10 @@ def test_drain_finishes_in_flight_requests_with_connection_close(loose: Rig) -> 
         busy.sendall(b"GET /hold HTTP/1.1\r\nhost: app.example.com\r\n\r\n")
         h2c = H2Client(rig.h2_port)
         sid = h2c.request("/hold")
-        time.sleep(0.2)                       # let both requests reach the upstream
+        deadline = time.monotonic() + DEADLINE        # both requests reach the upstream
+        while rig.held < 2:
+            assert time.monotonic() < deadline, "the held requests never reached the upstream"
+            time.sleep(0.005)
         rig.drain()
         assert h2c.pump_until(lambda: h2c.goaway() is not None)
         assert h2c.goaway() == GoAway(sid, h2.errors.ErrorCodes.NO_ERROR)

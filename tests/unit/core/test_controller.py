@@ -101,8 +101,11 @@ def test_requeue_after(tmp_path: Path) -> None:
         r = Recorder(requeue=0.05)
         ctl = Controller(c, r, workers=1)
         await ctl.start()
-        await until(lambda: len(r.calls) >= 3)
-        await asyncio.sleep(0.2)
-        assert len(r.calls) == 3     # the third run asked for no requeue
+        loop = asyncio.get_running_loop()
+        await until(lambda: len(r.calls) >= 3 and not ctl.q.active)
+        # the third run asked for no requeue: nothing is queued and every requeue timer has
+        # fired (so no fourth run can come), shown without waiting out a window
+        assert len(r.calls) == 3 and not ctl.q.queued and ctl.q.pending.empty()
+        assert all(t.cancelled() or t.when() <= loop.time() for t in ctl._timers)
         await ctl.stop()
     asyncio.run(main())

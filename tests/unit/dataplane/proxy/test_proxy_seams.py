@@ -243,10 +243,21 @@ def test_defer_on_a_shared_future_serves_every_held_request() -> None:
         up = Upstream()
         ep = await up.start()
         ready: asyncio.Future[Forward | Reply | Defer] = asyncio.get_running_loop().create_future()
-        cfg = ProxyConfig(lambda h: Defer(ready), UpstreamPool())
+        held: list[RequestHead] = []
+
+        def dispatch(h: RequestHead) -> Defer:
+            held.append(h)
+            return Defer(ready)
+        cfg = ProxyConfig(dispatch, UpstreamPool())
         srv, port = await serve(cfg)
         tasks = [asyncio.create_task(get(port)) for _ in range(3)]
-        await asyncio.sleep(0.1)
+        # every request has been dispatched and deferred (a signal, not a waiting window);
+        # none is answered while the future is pending
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 10
+        while len(held) < 3:
+            assert loop.time() < end, "the requests never reached the dispatcher"
+            await asyncio.sleep(0.005)
         assert not any(t.done() for t in tasks)
         ready.set_result(Forward(ep))
         assert await asyncio.gather(*tasks) == [(200, b"ok")] * 3
