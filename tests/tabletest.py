@@ -32,6 +32,7 @@ class Row:
     want_deletes: list[tuple[str, str]] = field(default_factory=list)        # (kind, name)
     want_err: str = ""                                 # a part of the error's message
     fail_on: list[tuple[str, str]] = field(default_factory=list)             # (verb, kind)
+    want_requeue: Any = "unchecked"                    # what reconcile returns (seconds or None)
 
     def __str__(self) -> str:
         return self.name
@@ -59,8 +60,9 @@ def run(row: Row, make: Callable[[MemoryClient], Any], kinds: Sequence[Kind] = (
     reconciler = make(client)
     ns, _, name = row.key.rpartition("/")
     err = ""
+    requeue: Any = None
     try:
-        asyncio.run(reconciler.reconcile(ns, name))
+        requeue = asyncio.run(reconciler.reconcile(ns, name))
     except ApiError as e:
         err = e.message
     if row.want_err:
@@ -78,4 +80,6 @@ def run(row: Row, make: Callable[[MemoryClient], Any], kinds: Sequence[Kind] = (
            lambda w, g: w[0] == g[0] and w[1] == g[1] and subset(w[2], g[2]))
     _check("deletes", row.want_deletes, [(a.kind, a.name) for a in by["delete"]],
            lambda w, g: bool(w == g))
+    if row.want_requeue != "unchecked":
+        assert requeue == row.want_requeue, f"requeue: want {row.want_requeue}, got {requeue}"
     return client
