@@ -20,7 +20,8 @@ Then routes-only changes: the target KIngress's traffic split flips between 50/5
 over two revisions (what `kn service update --traffic` does), the controller recompiles and
 publishes (GatewayController.compile_and_apply, which waits for the data plane's ack); the
 figures are the bytes and message types sent per change (only "routes", only the target's
-host) against the first, whole snapshot, and publish -> ack.
+host) against the first, whole snapshot, and publish -> ack; and, in this process, what the
+data plane's apply costs for a routes-only message against a whole snapshot.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.clock import utcnow
+from skiff.dataplane import codec
 from skiff.dataplane.channel import SnapshotServer
 from skiff.dataplane.model import GatewaySettings
 from skiff.dataplane.supervisor import DataPlaneSupervisor
@@ -184,7 +186,7 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 await poll.until(503)
 
             # routes-only changes: the target's traffic split flips (a KIngress change)
-            route_bytes, route_msgs, route_ms = [], [], []
+            route_bytes, route_msgs, route_ms, diff_ms = [], [], [], []
             kinds: set[str] = set()
             for i in range(args.rounds):
                 ctl.ingresses.items[("bench", "target")] = split_kingress(
@@ -192,8 +194,13 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 before = dict(server.sent_by_type)
                 b0, m0 = server.bytes_sent, server.messages_sent
                 t0 = time.perf_counter()
+                prev = server.snapshot
                 await ctl.compile_and_apply()         # compile, diff, publish, wait for the ack
                 route_ms.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()              # the diff and framing alone, again
+                for m in codec.delta_messages(1, prev, server.snapshot):  # type: ignore[arg-type]
+                    codec.frame(m)
+                diff_ms.append((time.perf_counter() - t0) * 1000)
                 route_bytes.append(server.bytes_sent - b0)
                 route_msgs.append(server.messages_sent - m0)
                 kinds |= {k for k, n in server.sent_by_type.items() if n != before.get(k, 0)}
@@ -212,6 +219,8 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 "routes_only_message_types": sorted(kinds),
                 "routes_only_compile_publish_ack_ms": {"p50": statistics.median(route_ms),
                                                        "max": max(route_ms)},
+                "routes_only_diff_and_frame_ms": statistics.median(diff_ms),
+                "data_plane_apply_ms": data_plane_apply_ms(args.routes, cert),
             }
         finally:
             await sup.stop()
@@ -219,6 +228,37 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     finally:
         backend.terminate()
         backend.wait(5)
+
+
+def data_plane_apply_ms(routes: int, cert: tuple[bytes, bytes], rounds: int = 40
+                       ) -> dict[str, float]:
+    """In this process: what the data plane does with a routes-only message (parse, check,
+    patch, swap with split positions carried over) against a whole snapshot of the same
+    routes (parse, decode, swap), p50 over `rounds` split flips."""
+    from skiff.mesh.gateway.proxy import GatewayProxy
+    from skiff.mesh.gateway.snapshot import Inputs
+
+    def inputs(w: int) -> Inputs:
+        ings = [kingress(f"r{i}", f"r{i}-00001") for i in range(routes)]
+        return Inputs(ingresses=[*ings, split_kingress("target", (w, 100 - w))],
+                      default_cert=cert)
+    snaps = [compile_snapshot(inputs(w)).dataplane() for w in (50, 90)]
+    gp = GatewayProxy(GatewaySettings(), cert)
+    gp.swap(snaps[0])
+    part, whole = [], []
+    for i in range(rounds):
+        old, new = snaps[i % 2], snaps[(i + 1) % 2]
+        body = codec.frame(codec.delta_messages(i + 2, old, new)[0])[codec.HEADER.size:]
+        t0 = time.perf_counter()
+        update = codec.ReceiverState(version=i + 1).accept(codec.parse(body))
+        gp.swap(update.on(gp.snapshot))
+        part.append((time.perf_counter() - t0) * 1000)
+        body = codec.frame(codec.snapshot_message(i + 2, new))[codec.HEADER.size:]
+        t0 = time.perf_counter()
+        update = codec.ReceiverState(version=i + 1).accept(codec.parse(body))
+        gp.swap(update.on(gp.snapshot))
+        whole.append((time.perf_counter() - t0) * 1000)
+    return {"routes_only": statistics.median(part), "whole_snapshot": statistics.median(whole)}
 
 
 async def _no_status(_snap: Any) -> bool:
