@@ -15,7 +15,8 @@ ID of a certificate (its URI SAN starting with spiffe://), and the words of Envo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 
@@ -54,6 +55,11 @@ class Cluster:
     tls: UpstreamTlsContext | None = None
     connect_timeout: float = 5.0         # Envoy's connect_timeout (its default is 5 s)
     origin: Origin | None = None
+    # endpoint -> (pool, key, idle list) of this cluster's connections to it, found once
+    # (http1.py's Exchange.forward): building and hashing (endpoint, tls, origin) anew calls
+    # the frozen dataclasses' __hash__ in Python on every request. Not part of the identity.
+    pool_keys: dict[tuple[str, int], Any] = field(default_factory=dict, compare=False,
+                                                  hash=False, repr=False)
 
 
 @dataclass(frozen=True)

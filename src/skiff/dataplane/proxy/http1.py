@@ -77,7 +77,6 @@ from skiff.dataplane.proxy.limits import (
     exchange_verdict,
     head_fits,
     sweep_period,
-    too_many_headers,
     verdict,
 )
 from skiff.dataplane.proxy.tls import client_context, peer_chain, requested_sni
@@ -100,9 +99,22 @@ PoolKey = (Endpoint | tuple[Endpoint, UpstreamTlsContext]
 # Makes an unconnected, non-blocking TCP socket for an Origin (the sidecar host supplies it).
 OriginSocket = Callable[[Origin], Awaitable[socket.socket]]
 _perf = time.perf_counter
+# Request headers that on_headers_complete must look at (framing; Expect: 100-continue).
+_SPECIAL = frozenset({b"transfer-encoding", b"content-length", b"expect"})
+_new = object.__new__
 # Response headers that send a response down the parser's path (they need rewriting).
 _REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server|keep-alive|upgrade|"
                         rb"proxy-connection|te|trailer)[ \t]*:")
+
+
+def pool_key(endpoint: Endpoint, cluster: Cluster) -> PoolKey:
+    """What the pool keys a cluster's connections to `endpoint` by (PoolKey)."""
+    if cluster.origin is not None:
+        return (endpoint, cluster.tls, cluster.origin)
+    return endpoint if cluster.tls is None else (endpoint, cluster.tls)
+
+
+_POOL_KEYS_MAX = 1024
 
 
 def _fast_head_length(head: bytes) -> int:
@@ -560,7 +572,10 @@ class Exchange:
         except Exception:
             log.exception("dispatch failed for %r", self.head.host)
             d = INTERNAL_ERROR
-        self.act(d)
+        if d.__class__ is Forward:
+            self.forward(d)
+        else:
+            self.act(d)
 
     def act(self, d: Decision) -> None:
         """Carry out a dispatch decision: forward, reply, or hold the request until it resolves."""
@@ -601,14 +616,23 @@ class Exchange:
         else:
             framing = b""
         cluster = fwd.cluster
+        pool = self.cfg.pool
         if cluster is None:
             ep: PoolKey = fwd.endpoint
+            idle = pool.idle.get(ep)
         else:
             self.cluster = cluster
-            if cluster.origin is not None:
-                ep = (fwd.endpoint, cluster.tls, cluster.origin)
-            else:
-                ep = fwd.endpoint if cluster.tls is None else (fwd.endpoint, cluster.tls)
+            # the key and idle list of this cluster's connections to the endpoint, looked up
+            # once: hashing (endpoint, tls, origin) calls the dataclasses' __hash__ in Python
+            slots = cluster.pool_keys
+            slot = slots.get(fwd.endpoint)
+            if slot is None or slot[0] is not pool:
+                slot = pool.slot(pool_key(fwd.endpoint, cluster))
+                if len(slots) >= _POOL_KEYS_MAX:
+                    slots.clear()
+                slots[fwd.endpoint] = slot
+            ep = slot[1]
+            idle = slot[2]
         self.endpoint = ep
         if fwd.hook is not None:
             if not self.hooks:
@@ -617,7 +641,6 @@ class Exchange:
         self.head_bytes = data = b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\nhost: ",
                                            fwd.host or head.host, b"\r\n", b"".join(head.lines),
                                            fwd.extra, framing, b"\r\n"))
-        idle = self.cfg.pool.idle.get(ep)
         conn = idle.pop() if idle else None
         if conn is None or conn.closed or self.pending or conn.transport is None \
                 or conn.transport.is_closing():
@@ -867,6 +890,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.slow = False            # this response goes through the parser
         self.fast_left = 0           # body bytes still due on a fast-path response
+        # the last response head the fast path took on this connection, and its length
+        self.fast_head = b""
+        self.fast_clen = 0
+        # the pool's idle list for this key, once the pool has held this connection
+        self.idle: list[UpstreamConnection] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -896,8 +924,35 @@ class UpstreamConnection(asyncio.Protocol):
             if n == left:
                 self._finish(True)
             return
-        if ex is not None and ex.fast and not self.slow and self._fast_response(ex, data):
-            return
+        if ex is not None and ex.fast and not self.slow:
+            # The common response, handled without the parser: its whole head in this read,
+            # Content-Length framing, keep-alive, no header the proxy must rewrite. Written
+            # out here in one piece on purpose: it runs once per request (benchmarks/gateway).
+            head = self.fast_head
+            n = len(head)
+            if n and data[:n] == head and data[n:n + 2] == b"\r\n":
+                end = n - 2                    # the same head as last time: no search
+                clen = self.fast_clen
+            else:
+                end = data.find(b"\r\n\r\n")
+                clen = -1
+                if end >= 0:
+                    head = data[:end + 2]
+                    known = _fast_heads.get(head)
+                    if known is None:
+                        known = _fast_head_length(head)
+                        if len(head) <= _FAST_HEAD_MAX:
+                            if len(_fast_heads) >= _FAST_HEADS:
+                                _fast_heads.clear()
+                            _fast_heads[head] = known
+                    clen = known
+                    if clen >= 0:
+                        self.fast_head = head
+                        self.fast_clen = clen
+            blen = len(data) - end - 4
+            if 0 <= blen <= clen:              # clen < 0: not a head for the fast path
+                self._fast_response(ex, head, data[end + 2:], blen, clen)  # type: ignore[arg-type]
+                return
         self.slow = True
         try:
             self.parser.feed_data(data)
@@ -912,34 +967,18 @@ class UpstreamConnection(asyncio.Protocol):
         elif ex is not None and ex is self.exchange:
             ex.flush()
 
-    def _fast_response(self, ex: Exchange, data: bytes) -> bool:
-        """The common response, handled without the parser: its whole head in this read,
-        Content-Length framing, keep-alive, no header the proxy must rewrite. False: not that.
-        Written out in one function on purpose: it runs once per request (benchmarks/gateway)."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        head = data[:end + 2]
-        clen = _fast_heads.get(head)
-        if clen is None:
-            clen = _fast_head_length(head)
-            if len(head) <= _FAST_HEAD_MAX:
-                if len(_fast_heads) >= _FAST_HEADS:
-                    _fast_heads.clear()
-                _fast_heads[head] = clen
-        if clen < 0:
-            return False
-        blen = len(data) - end - 4
-        if blen > clen:
-            return False               # bytes beyond the message: let the parser judge
-        h1: H1Exchange = ex            # type: ignore[assignment]  # ex.fast: HTTP/1.1 downstream
-        cfg = ex.cfg
-        rh = ex.head
+    def _fast_response(self, h1: H1Exchange, head: bytes, rest: bytes, blen: int,
+                       clen: int) -> None:
+        """Pass on a response the fast path took (data_received): `head` up to its last header
+        line's CRLF, `rest` the blank line and the `blen` body bytes of `clen` that came with
+        it. Done in one function: it runs once per request."""
+        cfg = h1.cfg
+        rh = h1.head
         proto = h1.proto
         if cfg.service_time:
-            ms = int((_perf() - ex.t0) * 1000)
-            tail = cfg.server_line_st0 if ms == 0 else \
-                cfg.server_line + b"x-envoy-upstream-service-time: %d\r\n" % ms
+            took = _perf() - h1.t0
+            tail = cfg.server_line_st0 if took < 0.001 else \
+                cfg.server_line + b"x-envoy-upstream-service-time: %d\r\n" % int(took * 1000)
         else:
             tail = cfg.server_line
         if not rh.keep_alive or proto.closing:
@@ -947,29 +986,28 @@ class UpstreamConnection(asyncio.Protocol):
             tail += b"connection: close\r\n"
         elif rh.version == "1.0":
             tail += b"connection: keep-alive\r\n"
-        ex.started = True
+        h1.started = True
         t = proto.transport
         if t is not None:
-            t.write(b"".join((head, tail, data[end + 2:])))
-        if ex.hooks:
-            ex.status = int(head[9:12])
-            ex.sent = blen
+            t.write(b"".join((head, tail, rest)))
+        if h1.hooks:
+            h1.status = int(head[9:12])
+            h1.sent = blen
         if blen < clen:
             self.fast_left = clen - blen
-            return True
+            return
         # the whole response is here: finish without the general path's calls
         self.exchange = None
-        ex.up = None
-        ex.finished = True
-        if ex.hooks:
-            ex.end_hooks()
-        if ex.req_done:
-            pool = self.pool
-            idle = pool.idle.get(self.key)
-            if idle is not None and len(idle) < pool.max_idle and not self.closed:
+        h1.up = None
+        h1.finished = True
+        if h1.hooks:
+            h1.end_hooks()
+        if h1.req_done:
+            idle = self.idle
+            if idle is not None and len(idle) < self.pool.max_idle and not self.closed:
                 idle.append(self)
             else:
-                pool.put(self)
+                self.pool.put(self)
         elif self.transport is not None:
             self.transport.close()
         q = proto.queue
@@ -979,7 +1017,6 @@ class UpstreamConnection(asyncio.Protocol):
             proto.since = cfg.now      # idle from now
         else:
             proto.exchange_done(h1)
-        return True
 
     def _broken(self) -> None:
         if self.transport is not None:
@@ -1089,6 +1126,14 @@ class UpstreamPool:
         self.ssl_contexts: dict[UpstreamTlsContext, ssl.SSLContext] = {}
         self.origin_socket: OriginSocket | None = None
 
+    def slot(self, key: PoolKey) -> tuple[UpstreamPool, PoolKey, list[UpstreamConnection]]:
+        """This pool, `key`, and the list of idle connections for it (made if there is none
+        yet; it stays that key's list until close()): what a Cluster remembers per endpoint."""
+        idle = self.idle.get(key)
+        if idle is None:
+            idle = self.idle[key] = []
+        return self, key, idle
+
     def take(self, key: PoolKey) -> UpstreamConnection | None:
         idle = self.idle.get(key)
         while idle:
@@ -1103,6 +1148,7 @@ class UpstreamPool:
         idle = self.idle.get(c.key)
         if idle is None:
             idle = self.idle[c.key] = []
+        c.idle = idle
         if len(idle) < self.max_idle:
             idle.append(c)
         elif c.transport is not None:
@@ -1317,12 +1363,17 @@ class H1ServerProtocol(asyncio.Protocol):
     nheaders = 0
     fresh = True         # no request head completed yet on this connection
     since = 0.0
+    # The head being received starts with "... HTTP/1.1\r\n" (read off the bytes when it
+    # began): its version without asking the parser, whose get_http_version() formats a str.
+    v11 = False
+    special = False      # the head has a framing header or Expect (on_header saw one)
 
     def __init__(self, cfg: ProxyConfig, scheme: bytes = b"http") -> None:
         self.cfg = cfg
         self.scheme = scheme
         self.capture = cfg.capture
         self.strip = cfg.strip_prefix
+        self.max_headers = cfg.limits.max_headers
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client = b""
@@ -1350,8 +1401,11 @@ class H1ServerProtocol(asyncio.Protocol):
         if self.current is None:
             # not inside a request body: these bytes start or continue a request head
             size = self.head_size
-            if not size and not self.queue:
-                self.since = self.cfg.now
+            if not size:
+                if not self.queue:
+                    self.since = self.cfg.now
+                eol = data.find(b"\r\n")
+                self.v11 = eol > 8 and data[eol - 9:eol] == b" HTTP/1.1"
             size += len(data)
             if size > self.cfg.limits.max_header_bytes and not head_fits(
                     self.head_size, len(data), data.find(b"\r\n\r\n"), self.cfg.limits):
@@ -1421,42 +1475,73 @@ class H1ServerProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         n = self.nheaders + 1
         self.nheaders = n
-        if too_many_headers(n, self.cfg.limits):
+        if n > self.max_headers:        # limits.too_many_headers, inlined (once per header)
             raise _HeadTooLarge         # becomes HttpParserCallbackError in data_received
         lname = name.lower()
         if lname in self.capture:
             c = self.captured
             prev = c.get(lname)
             c[lname] = value if prev is None else prev + b", " + value
+            if lname in _SPECIAL:
+                self.special = True
         elif self.strip and lname.startswith(self.strip):
             return
         else:
-            self.lines.append(lname + b": " + value + b"\r\n")
+            self.lines.append(b"".join((lname, b": ", value, b"\r\n")))
 
     def on_headers_complete(self) -> None:
+        # The per-request hot path (benchmarks/gateway): the head and the exchange are built
+        # without their __init__ calls, and a request with no framing header, no Expect and
+        # nothing queued ahead of it is dispatched here directly.
         p = self.parser
         cap = self.captured
-        te = cap.get(b"transfer-encoding")
-        chunked = te is not None and b"chunked" in te.lower()
-        clen = -1
-        cl = cap.get(b"content-length")
-        if cl is not None and not chunked:
-            clen = int(cl)     # llhttp has already rejected a malformed Content-Length
-        head = RequestHead(p.get_method(), self.url, cap.get(b"host", b""), self.lines, cap,
-                           self.client, self.scheme, p.get_http_version(), p.should_keep_alive(),
-                           chunked, clen, self.conn)
+        cfg = self.cfg
+        head = _new(RequestHead)
+        head.method = p.get_method()
+        head.target = self.url
+        head.host = cap.get(b"host", b"")
+        head.lines = self.lines
+        head.captured = cap
+        head.client = self.client
+        head.scheme = self.scheme
+        if self.v11:
+            head.version = "1.1"
+            self.v11 = False             # a second head in the same read asks the parser
+        else:
+            head.version = p.get_http_version()
+        head.keep_alive = p.should_keep_alive()
+        head.conn = self.conn
+        head.tag = None
+        special = self.special
+        if special:
+            self.special = False
+            te = cap.get(b"transfer-encoding")
+            chunked = te is not None and b"chunked" in te.lower()
+            head.chunked = chunked
+            cl = cap.get(b"content-length")
+            # llhttp has already rejected a malformed Content-Length
+            head.content_length = int(cl) if cl is not None and not chunked else -1
+        else:
+            head.chunked = False
+            head.content_length = -1
         self.url = b""
         self.lines = []
         self.captured = {}
         self.head_size = self.nheaders = 0
         self.fresh = False
-        ex = H1Exchange(self.cfg, head, self)
-        ex.since = self.cfg.now
+        ex = _new(H1Exchange)
+        ex.cfg = cfg
+        ex.head = head
+        ex.proto = self
+        ex.since = cfg.now
         self.current = ex
         q = self.queue
         q.append(ex)
         if len(q) == 1:
-            self._begin(ex)
+            if special:
+                self._begin(ex)
+            else:
+                ex.begin()
         elif len(q) > self.MAX_QUEUED:
             self.pause_reading()
 
@@ -1472,8 +1557,12 @@ class H1ServerProtocol(asyncio.Protocol):
             self.current.body(body)
 
     def on_message_complete(self) -> None:
-        if self.current is not None:
-            self.current.end()
+        ex = self.current
+        if ex is not None:
+            if ex.head.chunked:
+                ex.end()
+            else:
+                ex.req_done = True       # Exchange.end without a chunked body
             self.current = None
 
     # exchange bookkeeping

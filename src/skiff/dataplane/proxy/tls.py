@@ -185,6 +185,27 @@ def peer_chain(sslobj: Any) -> tuple[bytes, ...]:
     return (leaf,) if leaf else ()
 
 
+class FastSSLObject(ssl.SSLObject):
+    """ssl.SSLObject whose read, write and pending are the C methods of the underlying
+    _ssl object, bound on the instance. The event loop's TLS layer (uvloop's SSLProtocol)
+    calls these for every record; ssl.SSLObject's own are Python wrappers that only pass the
+    call on, a Python frame each time (benchmarks/gateway: about 1 us per request)."""
+
+    @classmethod
+    def _create(cls, *args: Any, **kwargs: Any) -> FastSSLObject:
+        self: FastSSLObject = super()._create(*args, **kwargs)  # type: ignore[misc]
+        inner = self._sslobj                # type: ignore[attr-defined]
+        self.read = inner.read              # type: ignore[method-assign]  # (size[, buffer])
+        self.write = inner.write            # type: ignore[method-assign]
+        self.pending = inner.pending        # type: ignore[method-assign]
+        return self
+
+
+def _fast(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    ctx.sslobject_class = FastSSLObject
+    return ctx
+
+
 def server_context(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ALPN,
                    client_ca: bytes | None = None,
                    require_client_cert: bool = False) -> ssl.SSLContext:
@@ -202,7 +223,7 @@ def server_context(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ALPN
         ctx.load_verify_locations(cadata=client_ca.decode())
         ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     ctx.sni_callback = _note_sni_callback
-    return ctx
+    return _fast(ctx)
 
 
 def client_context(tls: UpstreamTlsContext) -> ssl.SSLContext:
@@ -222,4 +243,4 @@ def client_context(tls: UpstreamTlsContext) -> ssl.SSLContext:
             ctx.load_cert_chain(path)
     if tls.alpn:
         ctx.set_alpn_protocols(list(tls.alpn))
-    return ctx
+    return _fast(ctx)

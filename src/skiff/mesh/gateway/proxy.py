@@ -96,6 +96,7 @@ NO_HEALTHY_UPSTREAM = Reply(503, b"no healthy upstream", ((b"content-type", b"te
 _HOST_CACHE_MAX = 4096
 GATEWAY_LIMITS = Limits(request_timeout=600.0 + 30.0)
 _ID_MASK = 0xFFFFFFFFFFFF
+new_forward = object.__new__
 
 
 class _RequestIds:
@@ -401,9 +402,12 @@ class GatewayProxy:
                     return self.activator.hold(r.cluster, lambda: dispatch(head))
                 ep, extra, rewrite, cluster = r
             cap = head.captured
-            xff = cap.get(b"x-forwarded-for")
-            fwd = cap.get(b"forwarded")
-            rid = cap.get(b"x-request-id")
+            if len(cap) == 1 and head.host:
+                xff = fwd = rid = None     # Host is the only header held back: none of these
+            else:
+                xff = cap.get(b"x-forwarded-for")
+                fwd = cap.get(b"forwarded")
+                rid = cap.get(b"x-request-id")
             if xff is None and fwd is None:
                 client = head.client
                 hops = self._hops.get(head.scheme)
@@ -424,9 +428,14 @@ class GatewayProxy:
                     b"\r\nforwarded: ", fwd + b", " + this_hop if fwd else this_hop,
                     b"\r\nx-request-id: ", rid or request_id(), b"\r\n", extra))
             mesh = self.mesh_cluster
-            out = Forward(ep, lines, rewrite, mesh(ep) if mesh is not None else None)
-            if head.tag is not None:       # the activator chose the pod: it hears the end
-                out.hook = self.activator
+            # Forward(ep, lines, rewrite, cluster), without the __init__ call (once a request)
+            out = new_forward(Forward)
+            out.endpoint = ep
+            out.extra = lines
+            out.host = rewrite
+            out.cluster = mesh(ep) if mesh is not None else None
+            # the activator chose the pod: it hears the end
+            out.hook = self.activator if head.tag is not None else None
             return out
         return dispatch
 

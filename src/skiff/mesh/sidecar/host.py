@@ -135,8 +135,31 @@ _PLAIN_PATH = re.compile(rb"/[A-Za-z0-9_\-./]*(?:\?[^#%]*)?")
 def _plain_path(target: bytes) -> bool:
     """A request target that Istio's path normalization leaves as it is and would not reject:
     an absolute path of plain characters with no dot segment and no percent-escape."""
-    return (_PLAIN_PATH.fullmatch(target) is not None and b"/." not in target
-            and b"//" not in target)
+    known = _plain_paths.get(target)
+    if known is None:
+        known = (_PLAIN_PATH.fullmatch(target) is not None and b"/." not in target
+                 and b"//" not in target)
+        if len(_plain_paths) >= _PLAIN_PATHS_MAX:
+            _plain_paths.clear()
+        _plain_paths[target] = known
+    return known
+
+
+# targets already judged by _plain_path (the same few recur); bounded, cleared when full
+_plain_paths: dict[bytes, bool] = {}
+_PLAIN_PATHS_MAX = 4096
+_new = object.__new__
+
+
+def _forward(ep: tuple[str, int], extra: bytes, host: bytes | None, cluster: Cluster) -> Forward:
+    """Forward(ep, extra, host, cluster) without the class call's __init__ (once a request)."""
+    f = _new(Forward)
+    f.endpoint = ep
+    f.extra = extra
+    f.host = host
+    f.cluster = cluster
+    f.hook = None
+    return f
 
 
 async def connect_from(origin: Origin, address: tuple[str, int], timeout: float = 5.0,
@@ -243,6 +266,11 @@ class PodSidecar:
         self.ctx_permissive = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root)
         self._mtls: dict[str, Cluster] = {}
         self._tls_modes: dict[tuple[str, int, str, int], str] = {}
+        # per request, decided once: an outbound destination (not a Service VIP) -> its
+        # cluster; (port, client SPIFFE ID, TLS) -> the app's endpoint and the added headers.
+        # The host empties _direct when the mesh part changes (apply).
+        self._direct: dict[tuple[str, int], Cluster] = {}
+        self._app_routes: dict[tuple[int, str | None, bool], tuple[tuple[str, int], bytes]] = {}
         self.probers = {path: json.loads(spec) for path, spec in w.app_probers}
 
     def update(self, w: SidecarWorkload) -> None:
@@ -354,12 +382,19 @@ class PodSidecar:
         return self._to_app(port, spiffe, conn.tls)
 
     def _to_app(self, port: int, spiffe: str | None, tls: bool) -> Forward:
-        xfcc = b""
-        if spiffe:
-            xfcc = (b"x-forwarded-client-cert: By=" + self.w.spiffe_id.encode() + b";URI=" +
-                    spiffe.encode() + b"\r\n")
-        return Forward(("127.0.0.1", port), xfcc + b"x-forwarded-proto: " +
-                       (b"https" if tls else b"http") + b"\r\n", cluster=self.local)
+        key = (port, spiffe, tls)
+        route = self._app_routes.get(key)
+        if route is None:
+            xfcc = b""
+            if spiffe:
+                xfcc = (b"x-forwarded-client-cert: By=" + self.w.spiffe_id.encode() +
+                        b";URI=" + spiffe.encode() + b"\r\n")
+            route = (("127.0.0.1", port),
+                     xfcc + b"x-forwarded-proto: " + (b"https" if tls else b"http") + b"\r\n")
+            if len(self._app_routes) >= 1024:
+                self._app_routes.clear()
+            self._app_routes[key] = route
+        return _forward(route[0], route[1], None, self.local)
 
     # --- outbound ----------------------------------------------------------------------
     def _decide_outbound(self, hello: ClientHello | None, conn: socket.socket) -> Action:
@@ -402,17 +437,30 @@ class PodSidecar:
 
     def _to(self, ep: tuple[str, int], extra: bytes = b"", rewrite: bytes | None = None,
             service: ServiceVip | None = None) -> Forward:
+        if service is not None:
+            return _forward(ep, extra, rewrite, self._cluster_for(ep, service))
+        cluster = self._direct.get(ep)         # a pod address: decided once per mesh part
+        if cluster is None:
+            cluster = self._cluster_for(ep, None)
+            if len(self._direct) >= 4096:
+                self._direct.clear()
+            self._direct[ep] = cluster
+        return _forward(ep, extra, rewrite, cluster)
+
+    def _cluster_for(self, ep: tuple[str, int], service: ServiceVip | None) -> Cluster:
+        """How this pod reaches `ep`: mTLS with its SVID when a sidecar guards it and the
+        mesh says so, else plain from the pod's namespace."""
         dest = self.host.by_ip.get(ep[0])
         if dest is None:
-            return Forward(ep, extra, rewrite, self.plain_out)
+            return self.plain_out
         if service is not None and self.host.part.destination_rules:
             mode = self._tls_mode(service, dest, ep[1])
             if mode != "ISTIO_MUTUAL":
                 # DISABLE (and the app-level SIMPLE/MUTUAL, which the app speaks itself)
-                return Forward(ep, extra, rewrite, self.plain_out)
+                return self.plain_out
         elif dest.mode_for(ep[1]) == "DISABLE" or not self.host.part.auto_mtls:
-            return Forward(ep, extra, rewrite, self.plain_out)
-        return Forward(ep, extra, rewrite, self._mtls_to(dest))
+            return self.plain_out
+        return self._mtls_to(dest)
 
     def _tls_mode(self, svc: ServiceVip, dest: SidecarWorkload, port: int) -> str:
         """What the caller's DestinationRules say for this service port (auto mTLS without)."""
@@ -520,6 +568,7 @@ class SidecarHost:
         self.vips = {(s.vip, s.port): s for s in part.services}
         for sc in self.pods.values():
             sc._tls_modes.clear()
+            sc._direct.clear()
         self.local_gateways = frozenset(part.local_gateways)
         self.gateway_clusters = {}
         self._gateway_ctx = None

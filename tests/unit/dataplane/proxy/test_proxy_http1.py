@@ -385,3 +385,105 @@ def test_backpressure_pauses_the_upstream_read() -> None:
         r.proto.resume_writing()
         assert not ut.paused
     run(t)
+
+
+def test_versions_of_pipelined_heads_in_one_read() -> None:
+    """The version of a head that starts a read is taken from its request line; any other
+    head's from the parser: an HTTP/1.0 request behind an HTTP/1.1 one in the same read is
+    still answered as HTTP/1.0 (keep-alive said, chunked never used)."""
+    async def t() -> None:
+        r = Rig()
+        r.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+               b"GET /2 HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+        await tick()
+        c, ut = r.upstream()
+        c.data_received(HELLO)
+        await tick()
+        c.data_received(HELLO)
+        assert [h.version for h in r.heads] == ["1.1", "1.0"]
+        out = r.down.take()
+        first, second = out.split(b"Hello OpenShift!\n")[:2]
+        assert b"connection: keep-alive" not in first
+        assert b"connection: keep-alive" in second
+        r.send(b"GET /3 HTTP/1.0\r\nHost: h\r\n\r\n")           # starts a read: not 1.1
+        await tick()
+        c.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        assert r.heads[-1].version == "1.0"
+        line, h, body = split_head(r.down.take())
+        assert "transfer-encoding" not in h and body == b"abc" and r.down.closed
+    run(t)
+
+
+def test_a_head_split_over_reads_keeps_the_version_of_its_first_read() -> None:
+    async def t() -> None:
+        r = Rig()
+        r.send(b"GET / HTTP/1.0\r\nHo")
+        r.send(b"st: h\r\n\r\n")
+        await tick()
+        assert r.heads[0].version == "1.0" and not r.heads[0].keep_alive
+        r2 = Rig()
+        r2.send(b"GET / HT")
+        r2.send(b"TP/1.1\r\nHost: h\r\n\r\n")
+        await tick()
+        assert r2.heads[0].version == "1.1" and r2.heads[0].keep_alive
+    run(t)
+
+
+def test_the_fast_path_remembers_a_head_and_notices_a_new_one() -> None:
+    """A response head the same as the last one on the connection is recognised by comparing
+    bytes; a different one (another length, a header to rewrite) is judged afresh."""
+    async def t() -> None:
+        r = Rig()
+        c = None
+        for body in (b"one", b"two", b"three!", b"four"):
+            r.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            await tick()
+            c, _ = r.upstream()
+            c.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            line, h, got = split_head(r.down.take())
+            assert got == body and h["content-length"] == str(len(body))
+        assert c is not None and len(r.ups) == 1
+        r.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        await tick()
+        c.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfive")
+        line, h, got = split_head(r.down.take())
+        assert got == b"five" and "connection" not in h       # went through the parser
+        r.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        await tick()
+        c2, _ = r.upstream()
+        c2.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")   # body comes later
+        c2.data_received(b"six!")
+        assert r.down.take().endswith(b"\r\n\r\nsix!")
+    run(t)
+
+
+def test_a_cluster_remembers_its_pool_slot_per_endpoint_and_pool() -> None:
+    from skiff.dataplane.proxy.cluster import Cluster, Origin, UpstreamTlsContext
+
+    async def t() -> None:
+        cluster = Cluster(name="c", tls=UpstreamTlsContext(sni="x"), origin=Origin("/run/netns/a"))
+        keys: list[Any] = []
+        for _ in range(2):
+            pool = UpstreamPool()
+
+            async def connect(key: Any, timeout: float | None = None,
+                              pool: UpstreamPool = pool) -> UpstreamConnection:
+                keys.append(key)
+                c = UpstreamConnection(pool, key)
+                c.connection_made(FakeTransport())  # type: ignore[arg-type]
+                return c
+            pool.connect = connect  # type: ignore[method-assign]
+            cfg = ProxyConfig(lambda h: Forward(("10.0.0.9", 8080), cluster=cluster), pool)
+            proto = H1ServerProtocol(cfg)
+            down = FakeTransport()
+            proto.connection_made(down)  # type: ignore[arg-type]
+            for _ in range(3):
+                proto.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                await tick()
+                up = next(iter(pool.live))
+                up.data_received(HELLO)
+                assert down.take().endswith(b"Hello OpenShift!\n")
+            assert len(pool.live) == 1                   # one connection, reused
+            assert pool.idle[((("10.0.0.9", 8080)), cluster.tls, cluster.origin)] == [up]
+        assert keys == [(("10.0.0.9", 8080), cluster.tls, cluster.origin)] * 2
+    run(t)
