@@ -83,8 +83,11 @@ class Request:
         p = self.source_principal
         if p:
             object.__setattr__(self, "uri", p if p.startswith(SPIFFE_PREFIX) else SPIFFE_PREFIX + p)
-        # Matchers look headers up by lower-case name (HTTP/2 and Envoy lower-case them).
-        if any(k != k.lower() for k in self.headers):
+        # Matchers look headers up by lower-case name (HTTP/2 and Envoy lower-case them). A
+        # mapping that says its names are lower-case already is not read here (the sidecar's
+        # RequestHeaders makes its dict only if a policy asks for a header).
+        if not getattr(self.headers, "lower_case", False) and \
+                any(k != k.lower() for k in self.headers):
             object.__setattr__(self, "headers", {k.lower(): v for k, v in self.headers.items()})
 
     @property

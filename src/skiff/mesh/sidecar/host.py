@@ -42,7 +42,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -181,6 +181,40 @@ def _headers(head: RequestHead) -> dict[str, str]:
     for name, value in head.captured.items():
         out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return out
+
+
+class RequestHeaders(Mapping[str, str]):
+    """A request's headers as authorization reads them (lower-case str name -> str value),
+    made into a dict only when a policy first looks at one: most rules never do, and the
+    dict cost a pass over every header line for each request. Names are lower-case
+    already (the proxy lower-cases them), which `lower_case` tells authz's Request."""
+    __slots__ = ("_head", "_d")
+    lower_case = True
+
+    def __init__(self, head: RequestHead) -> None:
+        self._head = head
+        self._d: dict[str, str] | None = None
+
+    def _dict(self) -> dict[str, str]:
+        d = self._d
+        if d is None:
+            d = self._d = _headers(self._head)
+        return d
+
+    def __getitem__(self, name: str) -> str:
+        return self._dict()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._dict().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
 
 
 def _host(raw: bytes) -> str:
@@ -367,7 +401,7 @@ class PodSidecar:
         peer = conn.peer
         req = Request(destination=self.workload, port=port, host=_host(head.host),
                       method=head.method.decode("latin-1"),
-                      path=head.target.decode("latin-1"), headers=_headers(head),
+                      path=head.target.decode("latin-1"), headers=RequestHeaders(head),
                       source_principal=principal, source_ip=str(peer[0]) if peer else "",
                       destination_ip=self.w.ip, sni=conn.sni or "")
         d = decide(self.host.policies, req)
