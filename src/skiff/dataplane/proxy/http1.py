@@ -951,7 +951,53 @@ class UpstreamConnection(asyncio.Protocol):
                         self.fast_clen = clen
             blen = len(data) - end - 4
             if 0 <= blen <= clen:              # clen < 0: not a head for the fast path
-                self._fast_response(ex, head, data[end + 2:], blen, clen)  # type: ignore[arg-type]
+                h1: H1Exchange = ex            # type: ignore[assignment]  # ex.fast: HTTP/1.1
+                rest = data[end + 2:]          # the blank line and the body bytes that came
+                cfg = h1.cfg
+                rh = h1.head
+                proto = h1.proto
+                if cfg.service_time:
+                    took = _perf() - h1.t0
+                    tail = cfg.server_line_st0 if took < 0.001 else \
+                        cfg.server_line + b"x-envoy-upstream-service-time: %d\r\n" % int(took * 1000)
+                else:
+                    tail = cfg.server_line
+                if not rh.keep_alive or proto.closing:
+                    h1.close_after = True
+                    tail += b"connection: close\r\n"
+                elif rh.version == "1.0":
+                    tail += b"connection: keep-alive\r\n"
+                h1.started = True
+                t = proto.transport
+                if t is not None:
+                    t.write(b"".join((head, tail, rest)))
+                if h1.hooks:
+                    h1.status = int(head[9:12])
+                    h1.sent = blen
+                if blen < clen:
+                    self.fast_left = clen - blen
+                    return
+                # the whole response is here: finish without the general path's calls
+                self.exchange = None
+                h1.up = None
+                h1.finished = True
+                if h1.hooks:
+                    h1.end_hooks()
+                if h1.req_done:
+                    idle = self.idle
+                    if idle is not None and len(idle) < self.pool.max_idle and not self.closed:
+                        idle.append(self)
+                    else:
+                        self.pool.put(self)
+                elif self.transport is not None:
+                    self.transport.close()
+                q = proto.queue
+                if len(q) == 1 and q[0] is h1 and not h1.close_after and not proto.closing \
+                        and not proto.paused:
+                    q.popleft()                # exchange_done's common case
+                    proto.since = cfg.now      # idle from now
+                else:
+                    proto.exchange_done(h1)
                 return
         self.slow = True
         try:
@@ -966,57 +1012,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish(self.head_keep)
         elif ex is not None and ex is self.exchange:
             ex.flush()
-
-    def _fast_response(self, h1: H1Exchange, head: bytes, rest: bytes, blen: int,
-                       clen: int) -> None:
-        """Pass on a response the fast path took (data_received): `head` up to its last header
-        line's CRLF, `rest` the blank line and the `blen` body bytes of `clen` that came with
-        it. Done in one function: it runs once per request."""
-        cfg = h1.cfg
-        rh = h1.head
-        proto = h1.proto
-        if cfg.service_time:
-            took = _perf() - h1.t0
-            tail = cfg.server_line_st0 if took < 0.001 else \
-                cfg.server_line + b"x-envoy-upstream-service-time: %d\r\n" % int(took * 1000)
-        else:
-            tail = cfg.server_line
-        if not rh.keep_alive or proto.closing:
-            h1.close_after = True
-            tail += b"connection: close\r\n"
-        elif rh.version == "1.0":
-            tail += b"connection: keep-alive\r\n"
-        h1.started = True
-        t = proto.transport
-        if t is not None:
-            t.write(b"".join((head, tail, rest)))
-        if h1.hooks:
-            h1.status = int(head[9:12])
-            h1.sent = blen
-        if blen < clen:
-            self.fast_left = clen - blen
-            return
-        # the whole response is here: finish without the general path's calls
-        self.exchange = None
-        h1.up = None
-        h1.finished = True
-        if h1.hooks:
-            h1.end_hooks()
-        if h1.req_done:
-            idle = self.idle
-            if idle is not None and len(idle) < self.pool.max_idle and not self.closed:
-                idle.append(self)
-            else:
-                self.pool.put(self)
-        elif self.transport is not None:
-            self.transport.close()
-        q = proto.queue
-        if len(q) == 1 and q[0] is h1 and not h1.close_after and not proto.closing \
-                and not proto.paused:
-            q.popleft()                # exchange_done's common case
-            proto.since = cfg.now      # idle from now
-        else:
-            proto.exchange_done(h1)
 
     def _broken(self) -> None:
         if self.transport is not None:
@@ -1374,6 +1369,7 @@ class H1ServerProtocol(asyncio.Protocol):
         self.capture = cfg.capture
         self.strip = cfg.strip_prefix
         self.max_headers = cfg.limits.max_headers
+        self.max_header_bytes = cfg.limits.max_header_bytes
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client = b""
@@ -1407,7 +1403,7 @@ class H1ServerProtocol(asyncio.Protocol):
                 eol = data.find(b"\r\n")
                 self.v11 = eol > 8 and data[eol - 9:eol] == b" HTTP/1.1"
             size += len(data)
-            if size > self.cfg.limits.max_header_bytes and not head_fits(
+            if size > self.max_header_bytes and not head_fits(
                     self.head_size, len(data), data.find(b"\r\n\r\n"), self.cfg.limits):
                 self._refuse(HEADERS_TOO_LARGE)
                 return
@@ -1540,8 +1536,19 @@ class H1ServerProtocol(asyncio.Protocol):
         if len(q) == 1:
             if special:
                 self._begin(ex)
+                return
+            # ex.begin(), inlined
+            if cfg.hooks:
+                ex.start_hooks(cfg.hooks)
+            try:
+                d = cfg.dispatch(head)
+            except Exception:
+                log.exception("dispatch failed for %r", head.host)
+                d = INTERNAL_ERROR
+            if d.__class__ is Forward:
+                ex.forward(d)
             else:
-                ex.begin()
+                ex.act(d)
         elif len(q) > self.MAX_QUEUED:
             self.pause_reading()
 
