@@ -84,8 +84,8 @@ class FakeClient:
                                 field_selector: str = "") -> tuple[list[Obj], str]:
         return await self.list(ref, namespace), ""
 
-    async def watch(self, ref: Ref, namespace: str = "",
-                    resource_version: str = "") -> AsyncIterator[WatchEvent]:
+    async def watch(self, ref: Ref, namespace: str = "", resource_version: str = "",
+                    shared: bool = False) -> AsyncIterator[WatchEvent]:
         q: asyncio.Queue[WatchEvent] = asyncio.Queue()
         entry = (ref.kind, q)
         self.watchers.append(entry)

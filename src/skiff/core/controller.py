@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from skiff.core.client import ApiError, Client, Obj, Ref
+from skiff.core.lanes import LANES
 
 log = logging.getLogger("skiff.controller")
 
@@ -37,6 +38,7 @@ Mapper = Callable[[Obj], list[Key]]
 
 
 class Reconciler(Protocol):
+    """May also have `lane = "pod"`: its steps go before background work (core/lanes.py)."""
     name: str
     primary: Ref
 
@@ -63,6 +65,7 @@ class _Queue:
     queued: set[Key] = field(default_factory=set)
     active: set[Key] = field(default_factory=set)
     dirty: set[Key] = field(default_factory=set)
+    urgent: set[Key] = field(default_factory=set)   # keys that skip the background wait
 
     def add(self, key: Key) -> None:
         if key in self.active:
@@ -85,8 +88,17 @@ class Controller:
         self.synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        # core/lanes.py: in the pod lane, a change of spec not yet acted on goes first
+        self.pod_lane = getattr(reconciler, "lane", "") == "pod"
 
     def enqueue(self, key: Key) -> None:
+        self.q.add(key)
+
+    def enqueue_urgent(self, key: Key) -> None:
+        """Reconcile `key` without waiting for background work to be let through (core/lanes.py):
+        a pod-lane controller's new spec, a held request's poke."""
+        LANES.touch()
+        self.q.urgent.add(key)
         self.q.add(key)
 
     def enqueue_after(self, key: Key, delay: float) -> None:
@@ -99,7 +111,7 @@ class Controller:
     async def start(self) -> None:
         primary_synced = asyncio.Event()
         self._tasks.append(asyncio.create_task(
-            self._watch(self.r.primary, lambda o: [_key(o)], primary_synced)))
+            self._watch(self.r.primary, lambda o: [_key(o)], primary_synced, primary=True)))
         for ref, mapper in self.r.secondary():
             self._tasks.append(asyncio.create_task(self._watch(ref, mapper, None)))
         for _ in range(self.workers):
@@ -115,8 +127,10 @@ class Controller:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def _watch(self, ref: Ref, mapper: Mapper, synced: asyncio.Event | None) -> None:
+    async def _watch(self, ref: Ref, mapper: Mapper, synced: asyncio.Event | None,
+                     primary: bool = False) -> None:
         """List then watch; on a broken or expired watch, start over (a re-list)."""
+        lane = primary and self.pod_lane
         delay = RELIST_MIN
         while True:
             try:
@@ -127,11 +141,15 @@ class Controller:
                 if synced is not None:
                     synced.set()
                 del items   # the watch may run for hours; do not pin the listed objects
-                async for ev in self.client.watch(ref, resource_version=rv if rv != "0" else ""):
+                # shared: the mappers only read the object (one decode for every controller)
+                async for ev in self.client.watch(ref, resource_version=rv if rv != "0" else "",
+                                                  shared=True):
                     delay = RELIST_MIN
                     if ev.type in ("ADDED", "MODIFIED", "DELETED"):
+                        add = self.enqueue_urgent if lane and spec_pending(ev.object) \
+                            else self.enqueue
                         for key in mapper(ev.object):
-                            self.enqueue(key)
+                            add(key)
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
@@ -144,6 +162,12 @@ class Controller:
     async def _work(self) -> None:
         while True:
             key = await self.q.pending.get()
+            urgent = key in self.q.urgent
+            if not urgent:
+                # still queued while it waits: the events that come meanwhile add no reconcile
+                await LANES.quiet(until=lambda k=key: k in self.q.urgent)   # type: ignore[misc]
+                urgent = key in self.q.urgent
+            self.q.urgent.discard(key)
             self.q.queued.discard(key)
             self.q.active.add(key)
             try:
@@ -164,10 +188,23 @@ class Controller:
                                 e, n, delay, exc_info=not isinstance(e, ApiError))
                 self.enqueue_after(key, delay)
             finally:
+                if urgent:
+                    LANES.touch()   # what it wrote wakes the next link of the chain
                 self.q.active.discard(key)
                 if key in self.q.dirty:
                     self.q.dirty.discard(key)
                     self.enqueue(key)
+
+
+def spec_pending(obj: Obj) -> bool:
+    """Whether the object's spec changed since its controller last acted on it (its
+    generation is ahead of status.observedGeneration), as opposed to a status-only change."""
+    gen = (obj.get("metadata") or {}).get("generation")
+    seen = (obj.get("status") or {}).get("observedGeneration")
+    try:
+        return gen is None or seen is None or int(seen) < int(gen)
+    except (TypeError, ValueError):
+        return True
 
 
 def _key(obj: Obj) -> Key:

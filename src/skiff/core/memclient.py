@@ -116,8 +116,9 @@ class MemoryClient:
                                 field_selector: str = "") -> tuple[builtins.list[Obj], str]:
         return await self._client.list_with_version(ref, namespace, label_selector, field_selector)
 
-    def watch(self, ref: Ref, namespace: str = "", resource_version: str = "") -> AsyncIterator[WatchEvent]:
-        return self._client.watch(ref, namespace, resource_version)
+    def watch(self, ref: Ref, namespace: str = "", resource_version: str = "",
+              shared: bool = False) -> AsyncIterator[WatchEvent]:
+        return self._client.watch(ref, namespace, resource_version, shared)
 
     async def create(self, obj: Obj) -> Obj:
         m = obj.get("metadata") or {}

@@ -23,11 +23,11 @@ cover RFC 6902/7386 only, and these are small enough to keep beside it).
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from skiff.core.bodies import MAX_OBJECT, truncated
+from skiff.core.jsoncopy import clone
 
 __all__ = [
     "MERGE_KEYS",
@@ -51,13 +51,13 @@ class PatchError(Exception):
 
 def merge_patch(target: dict[str, Any], patch: Any) -> Any:
     """Apply an RFC 7386 merge patch: maps merge, null deletes, anything else replaces."""
-    return _merge_patch(copy.deepcopy(target), patch)
+    return _merge_patch(clone(target), patch)
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
     # `target` is already a private copy; `patch` is copied where it is kept.
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if not isinstance(target, dict):
         target = {}
     for key, value in patch.items():
@@ -95,7 +95,7 @@ def json_patch(target: Any, ops: list[Any], max_size: int = MAX_OBJECT) -> Any:
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise PatchTooLarge(f"The allowed maximum operations in a JSON patch is "
                          f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     size = _size(doc)
     for index, op in enumerate(ops):
         doc, grown = _apply_op(doc, op, index)
@@ -120,14 +120,14 @@ def _apply_op(doc: Any, op: Any, index: int) -> tuple[Any, int]:
         raise PatchError(f"{where}: missing 'value'")
     if name == "add":
         value = op["value"]
-        return _add(doc, tokens, copy.deepcopy(value), where, path), _size(value) + len(path)
+        return _add(doc, tokens, clone(value), where, path), _size(value) + len(path)
     if name == "remove":
         doc, gone = _remove(doc, tokens, where, path)
         return doc, -_size(gone)
     if name == "replace":
         value = op["value"]
         grown = _size(value) - _size(_get(doc, tokens, where, path))
-        return _replace(doc, tokens, copy.deepcopy(value), where, path), grown
+        return _replace(doc, tokens, clone(value), where, path), grown
     if name in ("move", "copy"):
         source = op.get("from")
         if not isinstance(source, str):
@@ -140,7 +140,7 @@ def _apply_op(doc: Any, op: Any, index: int) -> tuple[Any, int]:
             return _add(doc, tokens, value, where, path), len(path) - len(source)
         original = _get(doc, from_tokens, where, source)
         grown = _size(original) + len(path)   # measured before the copy is made
-        return _add(doc, tokens, copy.deepcopy(original), where, path), grown
+        return _add(doc, tokens, clone(original), where, path), grown
     if name == "test":
         actual = _get(doc, tokens, where, path)
         if not _json_equal(actual, op["value"]):
@@ -320,7 +320,7 @@ def strategic_merge_patch(target: dict[str, Any], patch: dict[str, Any], kind: s
     """
     if not isinstance(target, dict) or not isinstance(patch, dict):
         raise PatchError("strategic merge patch: object and patch must both be JSON objects")
-    return _merge_map(copy.deepcopy(target), copy.deepcopy(patch), "", merge_keys_for(kind))
+    return _merge_map(clone(target), clone(patch), "", merge_keys_for(kind))
 
 
 def _child(path: str, key: str) -> str:
@@ -589,7 +589,7 @@ def apply_patch(live: dict[str, Any] | None, applied: dict[str, Any], kind: str,
     meta = merged.setdefault("metadata", {})
     for field in SERVER_OWNED_METADATA:
         if field in live_meta:
-            meta[field] = copy.deepcopy(live_meta[field])
+            meta[field] = clone(live_meta[field])
         else:
             meta.pop(field, None)
     return merged

@@ -12,13 +12,13 @@ core/controller.py, the domains' reconcilers (serving/, operator/).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 from skiff.core import conditions
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import rfc3339, utcnow
 from skiff.core.controller import Key, Mapper
+from skiff.core.jsoncopy import clone
 
 
 def now() -> str:
@@ -38,8 +38,8 @@ async def write_status(client: Client, obj: Obj, status: Obj, old_status: Obj) -
     """Write `status` unless it equals the stored one (times aside); keep unchanged times."""
     if conditions.same_status(status, old_status):
         return obj
-    out = copy.deepcopy(obj)
-    out["status"] = conditions.stamp(status, old_status, now())
+    # a shallow copy does: the API server copies what it is sent, and only status changes
+    out = {**obj, "status": conditions.stamp(status, old_status, now())}
     return await client.update_status(out)
 
 
@@ -55,7 +55,7 @@ def desired(have: Obj, want: Obj) -> Obj:
     """The update that makes an existing child what `want` says: a copy of `have` (its
     resourceVersion, status, owner and other metadata kept) with want's spec, labels and
     annotations, the fields differs() compares."""
-    upd = copy.deepcopy(have)
+    upd = clone(have)
     upd["spec"] = want["spec"]
     meta = upd.setdefault("metadata", {})
     meta["labels"] = want["metadata"]["labels"]

@@ -54,11 +54,49 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def validate(schema: Schema, value: Any, path: str = "") -> list[Cause]:
-    """Every way `value` breaks `schema`, as causes with field paths."""
+def validate(schema: Schema, value: Any, path: str = "", old: Any = None) -> list[Cause]:
+    """Every way `value` breaks `schema`, as causes with field paths. With `old` (the stored
+    object an update replaces), a field whose value is unchanged is not checked again, as
+    Kubernetes' CRD validation ratcheting does: it was checked when it was stored, so only
+    what the update changes can break the schema. Most writes are a controller's status
+    update, which leaves the spec and nearly all metadata as they were."""
     out: list[Cause] = []
-    _check(schema, value, path, out)
+    if old is None:
+        _check(schema, value, path, out)
+    else:
+        _check_changed(schema, value, old, path, out)
     return out
+
+
+_ABSENT = object()
+
+
+def _check_changed(s: Schema, v: Any, old: Any, path: str, out: list[Cause]) -> None:
+    if type(v) is not dict or type(old) is not dict or s.get("type") != "object" \
+            or s.get("x-kubernetes-int-or-string"):
+        _check(s, v, path, out)
+        return
+    props: dict[str, Schema] = s.get("properties", {})
+    addl = s.get("additionalProperties")
+    preserve = s.get("x-kubernetes-preserve-unknown-fields", False)
+    for k, sub in v.items():
+        was = old.get(k, _ABSENT)
+        if was is not _ABSENT and was == sub:
+            continue
+        key = str(k)
+        sub_schema = props.get(key) if key in props else addl if isinstance(addl, dict) else None
+        if sub_schema is not None:
+            if was is _ABSENT:
+                _check(sub_schema, sub, _join(path, key), out)
+            else:
+                _check_changed(sub_schema, sub, was, _join(path, key), out)
+        elif not preserve:
+            out.append(Cause(_join(path, key), "FieldValueInvalid",
+                             f'unknown field "{_join(path, key)}"' + _suggest(key, props)))
+    for r in s.get("required", []):
+        if r not in v or v[r] is None:
+            out.append(Cause(_join(path, r), "FieldValueRequired",
+                             f"{_join(path, r)}: Required value"))
 
 
 def _check(s: Schema, v: Any, path: str, out: list[Cause]) -> None:

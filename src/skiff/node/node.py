@@ -30,6 +30,7 @@ import psutil
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import rfc3339
+from skiff.core.lanes import LANES
 from skiff.node import capacity, logread, logs, process
 from skiff.node.backoff import BackoffPolicy
 from skiff.node.execsession import ExecSession
@@ -141,6 +142,7 @@ class NodeRuntime:
                 await asyncio.sleep(0.05)
 
     def _handle(self, kind: str, pod: Obj) -> None:
+        LANES.touch()   # starting and stopping pods goes before background work (core/lanes.py)
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         uid = meta.get("uid", "")
         if kind == "DELETED":

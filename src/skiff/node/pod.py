@@ -38,6 +38,7 @@ from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import parse_time, rfc3339
+from skiff.core.lanes import LANES
 from skiff.node import backoff, env, images, lifecycle, logs, ports, prober, probes, process
 from skiff.node.execsession import ExecSession
 from skiff.node.images.local import LocalImages
@@ -262,7 +263,10 @@ class PodWorker:
         self.pod = pod
 
     async def _run(self) -> None:
+        LANES.touch()
+        LANES.starting.add(self.uid)   # until it settles (flush_status)
         if not await self._make_sandbox():
+            LANES.starting.discard(self.uid)
             return
         self._choose_ports()
         # The admission write (nodeName, the port annotations) goes on beside the containers'
@@ -531,6 +535,7 @@ class PodWorker:
         # The child writes into a pipe that the writer frames and rotates (logs.py).
         writer = logs.LogWriter(cdir, run.restart_count, self.ctx.log_max_size,
                                 self.ctx.log_max_files)
+        LANES.touch()
         try:
             proc = await process.spawn(argv, container_env, run.cwd, writer.start(),
                                        cdir / "pid", own_python=img.own_python,
@@ -756,7 +761,10 @@ class PodWorker:
         base = self.pod if self._written is None else {**self.pod, "status": self._written}
         new = build_status(base, self.observation(), self.ctx.clock())
         if new == self._written:
+            if self._settled():
+                LANES.starting.discard(self.uid)
             return True
+        LANES.touch()
         patch: Obj = dict(new)
         for key in self._written or {}:
             patch.setdefault(key, None)
@@ -775,12 +783,15 @@ class PodWorker:
             return False
         self._written = new
         self._wrote = True
+        if self._settled():
+            LANES.starting.discard(self.uid)
         return True
 
     # ---- stopping ----------------------------------------------------------------------
 
     async def terminate(self, grace: float, write_status: bool = True) -> None:
         """Stop every container: SIGTERM, SIGKILL after `grace`; idempotent, may shorten."""
+        LANES.starting.discard(self.uid)
         if not write_status and self._status is not None:
             self._status.cancel()
         self.grace = min(self.grace, grace) if self.terminating else grace

@@ -27,6 +27,7 @@ ProbeKind = Literal["tcp", "http", "exec", "grpc"]
 AGGRESSIVE_PERIOD = 0.05
 FIRST_RETRY = 0.005             # an aggressive readiness check's period until it first passes,
 FIRST_RETRY_FOR = 1.0           # for at most this long after the container started
+SOONEST_RETRY = 0.001           # and at first shorter: half the time since the probing began
 RELAXED_PERIOD = 1.0            # an aggressive readiness probe's period once it has passed
 
 
@@ -98,12 +99,14 @@ def observe(state: ProbeState, ok: bool, spec: ProbeSpec) -> ProbeState:
 
 def period(spec: ProbeSpec, readiness: bool, passed: bool, elapsed: float) -> float:
     """Seconds to the next check: spec.period, but for an aggressive readiness probe
-    FIRST_RETRY before its first pass (a network check, within FIRST_RETRY_FOR of the start:
-    `elapsed`), and RELAXED_PERIOD after it (`passed`)."""
+    before its first pass (a network check, within FIRST_RETRY_FOR of the start: `elapsed`)
+    half the time since the start, between SOONEST_RETRY and FIRST_RETRY (a fork of a warm
+    template listens within milliseconds; the first check usually comes before it does),
+    and RELAXED_PERIOD after it (`passed`)."""
     if not (readiness and spec.aggressive):
         return spec.period
     if passed:
         return RELAXED_PERIOD
     if spec.kind != "exec" and elapsed < FIRST_RETRY_FOR:
-        return FIRST_RETRY
+        return min(FIRST_RETRY, max(SOONEST_RETRY, elapsed / 2))
     return spec.period

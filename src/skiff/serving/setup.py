@@ -60,7 +60,7 @@ def install(platform: Any) -> None:
     kpa = PodAutoscalerReconciler(client, holder, platform.revision_stats)
     controller = platform.manager.add(kpa, workers=2)
     if controller is not None:
-        kpa.bind(controller.enqueue)
+        kpa.bind(controller.enqueue_urgent)   # pokes only: a held request waits on them
     platform.revision_stats.on_poke = kpa.poke
 
     def dialer(namespace: str, name: str) -> Any:

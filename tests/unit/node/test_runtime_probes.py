@@ -74,7 +74,9 @@ AGGRESSIVE = ProbeSpec("http", port=41000, period=probes.AGGRESSIVE_PERIOD, aggr
 
 @pytest.mark.parametrize("spec, readiness, passed, elapsed, expect", [
     # an aggressive readiness probe: fine retries until it first passes, for at most a while
-    (AGGRESSIVE, True, False, 0.0, probes.FIRST_RETRY),
+    (AGGRESSIVE, True, False, 0.0, probes.SOONEST_RETRY),
+    (AGGRESSIVE, True, False, 0.006, 0.003),
+    (AGGRESSIVE, True, False, 0.5, probes.FIRST_RETRY),
     (AGGRESSIVE, True, False, probes.FIRST_RETRY_FOR + 0.1, probes.AGGRESSIVE_PERIOD),
     # then relaxed, as upstream's kubelet probes queue-proxy once a second
     (AGGRESSIVE, True, True, 0.2, probes.RELAXED_PERIOD),

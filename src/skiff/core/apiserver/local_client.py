@@ -36,9 +36,10 @@ class LocalClient:
                                           field_selector)
         return items, str(rv)
 
-    async def watch(self, ref: Ref, namespace: str = "",
-                    resource_version: str = "") -> AsyncIterator[WatchEvent]:
-        events = await self.registry.watch(self.registry.kind_for(ref), namespace, resource_version)
+    async def watch(self, ref: Ref, namespace: str = "", resource_version: str = "",
+                    shared: bool = False) -> AsyncIterator[WatchEvent]:
+        events = await self.registry.watch(self.registry.kind_for(ref), namespace, resource_version,
+                                           shared=shared)
         async for ev in events:
             yield ev
             del ev   # not kept while waiting for the next event (see Registry._watch_events)

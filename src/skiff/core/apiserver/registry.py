@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import copy
 import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -27,6 +26,7 @@ from skiff.core.apiserver.strategy import Strategies
 from skiff.core.client import ApiError, Obj, Ref, WatchEvent
 from skiff.core.clock import rfc3339, utcnow
 from skiff.core.clusterip import DEFAULT_SERVICE_CIDR
+from skiff.core.jsoncopy import clone
 from skiff.core.kinds import Kind, Kinds
 from skiff.core.patch import (
     PatchError,
@@ -130,7 +130,7 @@ class Registry:
     def _validate(self, k: Kind, obj: Obj, old: Obj | None) -> None:
         meta = obj.get("metadata") or {}
         name = str(meta.get("name", ""))
-        causes = validate(k.schema, obj)
+        causes = validate(k.schema, obj, old=old)
         if not causes:
             rule = NAME_RULES.get(k.name_rule, NAME_RULES["dns1123-subdomain"])
             problem = rule(name) if name else "name or generateName is required"
@@ -196,12 +196,14 @@ class Registry:
 
     async def watch(self, k: Kind, namespace: str = "", resource_version: str = "",
                     label_selector: str = "", field_selector: str = "",
-                    version: str = "") -> AsyncIterator[WatchEvent]:
+                    version: str = "", shared: bool = False) -> AsyncIterator[WatchEvent]:
         """Watch events; without a resourceVersion (or "0") the current objects come first as ADDED.
-        Each event's object is the watcher's own copy (in-process consumers may mutate it)."""
+        Each event's object is the watcher's own copy (in-process consumers may mutate it), or,
+        with `shared`, for consumers that only read it (the controllers' watches, which map an
+        object to keys), one object decoded once for all of them: a pod's write wakes a dozen."""
         match = self._matcher(label_selector, field_selector)
         w, initial = self._open_watch(k, namespace, resource_version)
-        return _Stream(self._watch_events(k, w, initial, match, version), w)
+        return _Stream(self._watch_events(k, w, initial, match, version, shared and not version), w)
 
     async def watch_json(self, k: Kind, namespace: str = "", resource_version: str = "",
                          label_selector: str = "", field_selector: str = "",
@@ -231,7 +233,7 @@ class Registry:
         return w, initial
 
     async def _watch_events(self, k: Kind, w: Watch, initial: builtins.list[str], match: Callable[[Obj], bool],
-                            version: str) -> AsyncGenerator[WatchEvent, None]:
+                            version: str, shared: bool = False) -> AsyncGenerator[WatchEvent, None]:
         # No local keeps an object while the watch waits for the next event: a long watch would
         # pin it, and with it the allocator's arenas it was decoded into (on a CRD list, MiBs).
         try:
@@ -241,7 +243,9 @@ class Registry:
                     yield WatchEvent("ADDED", self._out(k, o, version))
                 del o
             async for ev in w:
-                obj = ev.decode()   # a private copy per watcher: consumers may mutate it
+                # a private copy per watcher, as consumers may mutate it, unless they only read
+                # (stored text is in the storage version: _out changes nothing in a shared one)
+                obj = ev.shared() if shared else ev.decode()
                 if match(obj):
                     yield WatchEvent(ev.type, self._out(k, obj, version))
                 del obj
@@ -284,7 +288,7 @@ class Registry:
         one write where a create and then a status update would be two."""
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request must be a JSON object, not {type(body).__name__}")
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         self._check_envelope(k, obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -305,7 +309,7 @@ class Registry:
         if k.status_subresource and k.kind not in ("Namespace",):
             obj.pop("status", None)
         if status is not None:
-            obj["status"] = copy.deepcopy(status)
+            obj["status"] = clone(status)
         elif k.not_implemented and k.status_subresource:
             obj["status"] = {"conditions": [notimplemented.condition(k, rfc3339(self.clock()))]}
         # The uid first, as kube-apiserver fills it in before the strategy runs: a Job's
@@ -347,7 +351,7 @@ class Registry:
         old = self.store.get(key)
         if old is None:
             raise not_found(k, name)
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         self._check_envelope(k, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name", name) != name:
@@ -376,7 +380,7 @@ class Registry:
                 meta.pop(f, None)
         meta["name"] = old["metadata"]["name"]
         if subresource == "status":
-            new = copy.deepcopy(old)
+            new = clone(old)
             if "status" in obj:
                 new["status"] = obj["status"]
             return new
@@ -493,7 +497,7 @@ class Registry:
         if hold:
             if meta.get("deletionTimestamp") and grace >= int(meta.get("deletionGracePeriodSeconds", 0)):
                 return self._out(k, old)   # already being deleted
-            new = copy.deepcopy(old)
+            new = clone(old)
             now = self.clock()
             new["metadata"]["deletionTimestamp"] = rfc3339(now + timedelta(seconds=max(grace, 0)))
             new["metadata"]["deletionGracePeriodSeconds"] = max(grace, 0)

@@ -17,7 +17,6 @@ conditions), gc.py (deleting a Deployment cascades to its ReplicaSets and pods).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +25,8 @@ from typing import Any
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import parse_time, rfc3339, utcnow
 from skiff.core.controller import Mapper, owned_by
+from skiff.core.jsoncopy import clone
+from skiff.core.lanes import LANES
 from skiff.core.reconcilers.podutil import is_active, revision_hash
 from skiff.core.reconcilers.replicaset import (
     BURST_REPLICAS,  # noqa: F401 - re-exported: the cap is the ReplicaSet controller's
@@ -110,10 +111,10 @@ def _st(rs: Obj, key: str) -> int:
 def new_replicaset(deploy: Obj, h: str, rev: int, replicas: int) -> Obj:
     """The ReplicaSet for the Deployment's current template (pure)."""
     spec = deploy.get("spec") or {}
-    tmpl = copy.deepcopy(spec.get("template") or {})
+    tmpl = clone(spec.get("template") or {})
     tmeta = tmpl.setdefault("metadata", {})
     tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH_LABEL: h}
-    selector = copy.deepcopy(spec.get("selector") or {})
+    selector = clone(spec.get("selector") or {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: h}
     meta = deploy["metadata"]
     rs_spec: Obj = {"replicas": replicas, "selector": selector, "template": tmpl}
@@ -318,6 +319,7 @@ def _progress_stamp(status: Obj) -> str | None:
 class DeploymentReconciler:
     name = "deployment"
     primary = DEPLOYMENT
+    lane = "pod"   # core/lanes.py: a scale from zero waits on this controller
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -368,6 +370,10 @@ class DeploymentReconciler:
             d = await self.client.patch(DEPLOYMENT, name,
                                         {"metadata": {"annotations": {REVISION: p.revision}}},
                                         namespace)
+        if patched or p.create is not None:
+            # the ReplicaSet controller and the node first (core/lanes.py); then this status
+            await LANES.after_spec_writes()
+            d = await self.client.get(DEPLOYMENT, name, namespace)
         if patched and p.create is None:
             # the status as of the ReplicaSets just scaled (their next event would bring it,
             # one write of the Deployment later)

@@ -11,7 +11,6 @@ core/reconcilers/deployment.py (the same slow start for Deployments).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import parse_rfc3339, rfc3339
+from skiff.core.jsoncopy import clone
 from skiff.core.selectors import from_label_selector_object
 
 POD = Ref("v1", "Pod")
@@ -152,13 +152,13 @@ def get_condition(conditions: list[Any], type_: str) -> Obj | None:
 
 def template_patch(template: Obj) -> Obj:
     """The revision data of a StatefulSet or DaemonSet: its template as a replacing patch."""
-    tmpl = copy.deepcopy(template)
+    tmpl = clone(template)
     tmpl["$patch"] = "replace"
     return {"spec": {"template": tmpl}}
 
 
 def template_of(revision: Obj) -> Obj:
-    tmpl = copy.deepcopy(((revision.get("data") or {}).get("spec") or {}).get("template") or {})
+    tmpl = clone(((revision.get("data") or {}).get("spec") or {}).get("template") or {})
     tmpl.pop("$patch", None)
     return tmpl
 

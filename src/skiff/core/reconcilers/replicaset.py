@@ -16,13 +16,14 @@ ReplicaSets), node/ (the node that runs the pods), gc.py (cascades).
 from __future__ import annotations
 
 import asyncio
-import copy
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.controller import Mapper, owned_by
+from skiff.core.jsoncopy import clone
+from skiff.core.lanes import LANES
 from skiff.core.reconcilers.podutil import is_active, is_ready, slow_start_batches
 from skiff.core.selectors import from_label_selector_object
 
@@ -79,7 +80,7 @@ def plan(rs: Obj, pods: list[Obj]) -> Plan:
 
 def make_pod(rs: Obj, suffix: str) -> Obj:
     """A pod of the ReplicaSet's template (pure; the suffix is chosen by the caller)."""
-    tmpl = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
+    tmpl = clone((rs.get("spec") or {}).get("template") or {})
     meta = tmpl.get("metadata") or {}
     name = rs["metadata"]["name"]
     pod_meta: dict[str, Any] = {
@@ -119,6 +120,7 @@ async def _create(client: Client, obj: Obj) -> Obj | BaseException:
 class ReplicaSetReconciler:
     name = "replicaset"
     primary = REPLICASET
+    lane = "pod"   # core/lanes.py: a scale from zero waits on this controller
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -153,6 +155,9 @@ class ReplicaSetReconciler:
             await self.client.delete(POD, pod_name, namespace)
         # the status counts the pods just made (the next sync would, one write later)
         status = plan(rs, pods + created).status if created else p.status
+        if created:
+            await LANES.after_spec_writes()   # the node first (core/lanes.py)
+            rs = await self.client.get(REPLICASET, name, namespace)
         if (rs.get("status") or {}) != status:
             rs["status"] = status
             await self.client.update_status(rs)

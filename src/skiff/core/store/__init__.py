@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from skiff.core.client import Obj
@@ -48,18 +48,25 @@ class TooOld(StoreError):
     """A watch asked for history the store no longer keeps (HTTP 410 Gone)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """A committed change. The object is kept as its JSON text: history stays compact, and each
-    consumer decodes its own private copy (no copy is shared between watchers)."""
+    consumer decodes its own private copy, or reads the one shared() copy that consumers which
+    promise not to change it share."""
     type: str      # ADDED | MODIFIED | DELETED
     key: str
     text: str
     rv: int
+    _shared: Obj | None = field(default=None, compare=False, repr=False)
 
     def decode(self) -> Obj:
         obj: Obj = json.loads(self.text)
         return obj
+
+    def shared(self) -> Obj:
+        if self._shared is None:
+            self._shared = self.decode()
+        return self._shared
 
 
 class Watch(Protocol):

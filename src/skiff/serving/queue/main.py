@@ -227,16 +227,24 @@ class QueueProxy:
         return ("\n".join(lines) + "\n").encode()
 
 
+FIRST_RETRY = 0.002   # the app is a fork of a warm template: it binds within milliseconds
+
+
 async def retry_until(check: Callable[[], Awaitable[bool]], period: float,
                       deadline: float) -> bool:
+    """check() until it passes or `deadline` seconds pass. The wait between tries starts at
+    FIRST_RETRY and doubles up to `period` (upstream waits its full 25 ms retry interval
+    each time, which here would be most of a cold start)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
+    wait = min(FIRST_RETRY, period)
     while True:
         if await check():
             return True
-        if loop.time() + period >= end:
+        if loop.time() + wait >= end:
             return False
-        await asyncio.sleep(period)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, period)
 
 
 async def probe_app(p: AppProbe, port: int) -> bool:

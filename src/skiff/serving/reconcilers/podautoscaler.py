@@ -55,6 +55,8 @@ from skiff.core.client import Client, Obj, Ref
 from skiff.core.clock import parse_time, rfc3339
 from skiff.core.conditions import ConditionSet
 from skiff.core.controller import Key, Mapper, owned_by
+from skiff.core.jsoncopy import clone
+from skiff.core.lanes import LANES
 from skiff.core.reconcile import KeySet, desired, differs, get_or_none, write_status
 from skiff.serving import names, resources
 from skiff.serving.autoscaler import config as asc
@@ -210,7 +212,7 @@ class PodAutoscalerReconciler:
         self._config_error = err
         now = self.clock()
         old_status = pa.get("status") or {}
-        status = copy.deepcopy(old_status)
+        status = clone(old_status)
         gen = int(pa["metadata"].get("generation") or 1)
         conditions.pre_process(PA_CONDITIONS, status, gen)
         requeue: float | None = None
@@ -224,8 +226,9 @@ class PodAutoscalerReconciler:
     async def _write_status(self, pa: Obj, status: Obj, old: Obj, now: float) -> None:
         if conditions.same_status(status, old):
             return
-        out = copy.deepcopy(pa)
-        out["status"] = conditions.stamp(status, old, rfc3339(datetime.fromtimestamp(now, UTC)))
+        # shallow: the API server copies what it is sent
+        out = {**pa, "status": conditions.stamp(status, old,
+                                                rfc3339(datetime.fromtimestamp(now, UTC)))}
         await self.client.update_status(out)
 
     async def _reconcile(self, pa: Obj, status: Obj, cfg: ServingConfig,
@@ -270,9 +273,11 @@ class PodAutoscalerReconciler:
         replicas = 1
         if deployment is not None and (deployment.get("spec") or {}).get("replicas") is not None:
             replicas = int(deployment["spec"]["replicas"])
+        from_zero = False
         if key in self.poked:
             self.poked.discard(key)
             if scaler.desired <= 0 and (replicas == 0 or active == conditions.FALSE):
+                from_zero = True
                 # The activator holds a request: scale from zero now (upstream: its stat of
                 # concurrency 1, sent straight to the autoscaler).
                 scaler.desired = max(1, s.activation_scale)
@@ -303,6 +308,11 @@ class PodAutoscalerReconciler:
                 log.info("%s: scaling from %d to %d", key, replicas, want)
                 await self.client.patch(DEPLOYMENT, deployment["metadata"]["name"],
                                         {"spec": {"replicas": want}}, ns)
+                if from_zero:
+                    # a request is held: the Deployment controller and the node go first,
+                    # this reconcile's SKS and status writes after them (core/lanes.py)
+                    LANES.touch()
+                    await LANES.quiet()
 
         internal_tls = str((cfg.data.get("network") or {}).get("internal-encryption", "")) \
             .lower() == "true"
