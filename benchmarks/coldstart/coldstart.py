@@ -4,10 +4,12 @@
 
 Starts a `skiff up` of this tree in a fresh home on free loopback ports, applies a
 KnativeServing with the shortest windows upstream accepts (stable-window and
-scale-to-zero-grace-period 6 s) and a ksvc (hello-openshift), then, per trial: waits
-until the revision has no pod (the KPA scaled it to zero, the SKS is in Proxy mode) and
-times one curl through the router and gateway (the activator holds it, pokes the KPA,
-the pod starts, the request goes through): curl's time to first byte. Beside it, on the
+scale-to-zero-grace-period 6 s) and two ksvcs: the built-in hello-openshift, and a Python
+app image (a local image: a script on the standard library's http.server, run by the
+node's warm template), then, per trial and ksvc: waits until the revision has no pod (the
+KPA scaled it to zero, the SKS is in Proxy mode) and times one curl through the router
+and gateway (the activator holds it, pokes the KPA, the pod starts, the request goes
+through): curl's time to first byte. Beside it, on the
 same machine and in the same run:
 - floor (fork): a warm Python process that has imported hello-openshift forks a child
   that binds and serves; time from the fork to the first response byte;
@@ -47,7 +49,37 @@ spec:
       containers:
         - image: docker.io/openshift/hello-openshift
           env: [{name: RESPONSE, value: "cold"}]
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: coldpy, namespace: default}
+spec:
+  template:
+    spec:
+      containers:
+        - image: skiff.local/pyapp
 """
+# A Python app image as a user builds one: a local image (image.json and a script in the
+# home's image store, as a pipeline leaves them) whose server is the standard library's.
+PY_APP = """
+import http.server, os
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"hello from python\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("", int(os.environ.get("PORT", "8080"))), Hello).serve_forever()
+"""
+IMAGES = {"cold": "built-in image (hello-openshift)", "coldpy": "Python app image (http.server)"}
 DOMAIN = "apps.127.0.0.1.sslip.io"
 
 
@@ -128,40 +160,53 @@ def main() -> int:
 
     s = new_skiff(Path(tempfile.mkdtemp(prefix="skiff-coldstart-")))
     s.extra_args = ["--pod-network", args.pod_network]
+    image = s.home / "images" / "pyapp"
+    image.mkdir(parents=True)
+    (image / "app.py").write_text(PY_APP)
+    (image / "image.json").write_text(json.dumps({"cmd": ["python3", "app.py"], "workdir": "."}))
     if args.pod_network == "namespaces":
         wait_pod_network_free()
     s.start(timeout=60)
-    cold: list[float] = []
+    cold: dict[str, list[float]] = {name: [] for name in IMAGES}
     try:
         s.kubectl("apply", "-f", "-", input=SHORT_WINDOWS)
         s.kubectl("wait", "--for=condition=Ready", "knativeserving/knative-serving", "-n",
                   "knative-serving", "--timeout=60s", timeout=70)
         s.kubectl("apply", "-f", "-", input=KSVC)
-        s.kubectl("wait", "--for=condition=Ready", "ksvc/cold", "--timeout=90s", timeout=100)
-        host, port = f"cold-default.{DOMAIN}", s.ports["--http-port"]
+        for name in IMAGES:
+            s.kubectl("wait", "--for=condition=Ready", f"ksvc/{name}", "--timeout=90s",
+                      timeout=100)
+        port = s.ports["--http-port"]
 
-        def at_zero() -> bool:
-            pods = s.kubectl("get", "pods", "-l", "serving.knative.dev/service=cold", "-o",
+        def at_zero(name: str) -> bool:
+            pods = s.kubectl("get", "pods", "-l", f"serving.knative.dev/service={name}", "-o",
                              "name").stdout.split()
-            sks = json.loads(s.kubectl("get", "sks", "cold-00001", "-o", "json").stdout)
+            sks = json.loads(s.kubectl("get", "sks", f"{name}-00001", "-o", "json").stdout)
             return not pods and sks["spec"]["mode"] == "Proxy"
         for i in range(args.trials):
-            s.wait_for(at_zero, timeout=120, interval=0.5, what="cold at zero")
-            time.sleep(0.5)
-            r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_starttransfer}",
-                                "--max-time", "60", "--resolve", f"{host}:{port}:127.0.0.1",
-                                f"http://{host}:{port}/"], capture_output=True, text=True,
-                               timeout=90)
-            cold.append(float(r.stdout))
-            print(f"trial {i + 1}: {cold[-1] * 1000:.1f} ms", flush=True)
+            for name in IMAGES:
+                host = f"{name}-default.{DOMAIN}"
+                s.wait_for(lambda n=name: at_zero(n), timeout=120, interval=0.5,
+                           what=f"{name} at zero")
+                time.sleep(0.5)
+                r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w",
+                                    "%{http_code} %{time_starttransfer}", "--max-time", "60",
+                                    "--resolve", f"{host}:{port}:127.0.0.1",
+                                    f"http://{host}:{port}/"], capture_output=True, text=True,
+                                   timeout=90)
+                code, took = r.stdout.split()
+                if code != "200":
+                    raise RuntimeError(f"{name}: HTTP {code}")
+                cold[name].append(float(took))
+                print(f"trial {i + 1} {name}: {cold[name][-1] * 1000:.1f} ms", flush=True)
     finally:
         s.stop()
 
-    rows = [("through the activator (scale from zero)", cold), ("floor: fork + first response", fork),
-            ("python3 start + first response", py)]
-    print(f"\n{'path':42} {'p50 ms':>9} {'p95 ms':>9} {'n':>4}")
+    rows = [*((f"from zero, {IMAGES[n]}", xs) for n, xs in cold.items()),
+            ("floor: fork + first response", fork), ("python3 start + first response", py)]
+    print(f"\n{'path':48} {'p50 ms':>9} {'p95 ms':>9} {'n':>4}")
     for name, xs in rows:
-        print(f"{name:42} {statistics.median(xs) * 1000:9.1f} {pct(xs, 0.95) * 1000:9.1f} "
+        print(f"{name:48} {statistics.median(xs) * 1000:9.1f} {pct(xs, 0.95) * 1000:9.1f} "
               f"{len(xs):4}")
     if args.json:
         args.json.write_text(json.dumps({n: xs for n, xs in rows}))
