@@ -41,6 +41,22 @@ async def load_config(client: Client, holder: ConfigHolder) -> ServingConfig:
         if e.code != 404:
             raise
         items = []
-    cfg = effective_config(authoritative(items), holder.cluster_domain)
+    ks = authoritative(items)
+    meta = (ks or {}).get("metadata") or {}
+    # every serving reconcile asks; the answer changes only with the ruling object
+    key = (meta.get("uid"), meta.get("resourceVersion"), holder.cluster_domain)
+    if _last is not None and _last[0] == key:
+        cfg = _last[1]
+    else:
+        cfg = effective_config(ks, holder.cluster_domain)
+        _remember(key, cfg)
     holder.set(cfg)
     return cfg
+
+
+_last: tuple[tuple[object, object, str], ServingConfig] | None = None
+
+
+def _remember(key: tuple[object, object, str], cfg: ServingConfig) -> None:
+    global _last
+    _last = (key, cfg)
