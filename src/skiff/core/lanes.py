@@ -12,7 +12,7 @@ So work is in one of two lanes. The pod lane is a pod-lane controller's (Deploym
 ReplicaSet) reconcile of a spec it has not acted on yet (generation ahead of
 observedGeneration), a held request's poke of its PodAutoscaler, and the node's
 steps; each marks the loop busy, and the node names the pods whose containers are
-starting until they settle (the CPUs are the children's then). Any other reconcile
+starting until they settle or MAX_START passes (the CPUs are the children's then). Any other reconcile
 (status propagation, a controller's own status write coming back) picks its key
 only when the pod lane has been quiet for GRACE and no pod is starting, or when the
 key has waited MAX_DEFER: deferred, never starved. Deferred keys also coalesce: the
@@ -29,14 +29,16 @@ from collections.abc import Callable
 
 GRACE = 0.003       # the pod lane counts as busy this long after its last step
 MAX_DEFER = 0.05    # a background key waits at most this long
+MAX_START = 0.5     # a pod counts as starting at most this long (one that never settles,
+                    # crash-looping, must not slow background work for good)
 
 
 class Lanes:
     def __init__(self) -> None:
         self.busy_until = 0.0
         # pods whose containers are starting: their forks, probes and first status need the
-        # CPUs more than background work does (uids; a pod leaves it once it has settled)
-        self.starting: set[str] = set()
+        # CPUs more than background work does (uid -> until when; bounded by the pods there are)
+        self.starting: dict[str, float] = {}
 
     def touch(self) -> None:
         """The pod lane took a step: background work waits a little longer."""
@@ -46,6 +48,25 @@ class Lanes:
             return
         self.busy_until = now + GRACE
 
+    def pod_starting(self, uid: str) -> None:
+        """The node starts a pod's containers: until it settles, or MAX_START."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            return
+        self.starting[uid] = now + MAX_START
+
+    def pod_settled(self, uid: str) -> None:
+        self.starting.pop(uid, None)
+
+    def _starting(self, now: float) -> bool:
+        if not self.starting:
+            return False
+        if any(until > now for until in self.starting.values()):
+            return True
+        self.starting.clear()    # all expired
+        return False
+
     async def quiet(self, max_wait: float = MAX_DEFER,
                     until: Callable[[], bool] = lambda: False) -> None:
         """Returns once the pod lane has been quiet for GRACE and no pod is starting, after
@@ -54,7 +75,7 @@ class Lanes:
         deadline = loop.time() + max_wait
         while not until():
             now = loop.time()
-            if now >= deadline or (not self.starting and now >= self.busy_until):
+            if now >= deadline or (now >= self.busy_until and not self._starting(now)):
                 return
             await asyncio.sleep(min(deadline - now, GRACE))
 

@@ -264,9 +264,9 @@ class PodWorker:
 
     async def _run(self) -> None:
         LANES.touch()
-        LANES.starting.add(self.uid)   # until it settles (flush_status)
+        LANES.pod_starting(self.uid)   # until it settles (flush_status)
         if not await self._make_sandbox():
-            LANES.starting.discard(self.uid)
+            LANES.pod_settled(self.uid)
             return
         self._choose_ports()
         # The admission write (nodeName, the port annotations) goes on beside the containers'
@@ -762,7 +762,7 @@ class PodWorker:
         new = build_status(base, self.observation(), self.ctx.clock())
         if new == self._written:
             if self._settled():
-                LANES.starting.discard(self.uid)
+                LANES.pod_settled(self.uid)
             return True
         LANES.touch()
         patch: Obj = dict(new)
@@ -784,14 +784,14 @@ class PodWorker:
         self._written = new
         self._wrote = True
         if self._settled():
-            LANES.starting.discard(self.uid)
+            LANES.pod_settled(self.uid)
         return True
 
     # ---- stopping ----------------------------------------------------------------------
 
     async def terminate(self, grace: float, write_status: bool = True) -> None:
         """Stop every container: SIGTERM, SIGKILL after `grace`; idempotent, may shorten."""
-        LANES.starting.discard(self.uid)
+        LANES.pod_settled(self.uid)
         if not write_status and self._status is not None:
             self._status.cancel()
         self.grace = min(self.grace, grace) if self.terminating else grace

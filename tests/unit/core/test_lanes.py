@@ -79,7 +79,7 @@ def test_the_pod_lane_goes_before_background_work_enqueued_first(tmp_path: Path)
         pod = Controller(c, Log("pod", DEPLOY, order, lane="pod"))
         await bg.start()
         await pod.start()
-        LANES.starting.add("a-pod-starting")   # as the node does while a pod's containers start
+        LANES.pod_starting("a-pod-starting")   # as the node does while a pod's containers start
         try:
             await c.create({"apiVersion": "v1", "kind": "ConfigMap",
                             "metadata": {"name": "first", "namespace": "default"}})
@@ -89,7 +89,7 @@ def test_the_pod_lane_goes_before_background_work_enqueued_first(tmp_path: Path)
             # the background key was enqueued first and still waited for the pod lane
             assert order == ["pod:d", "background:first"]
         finally:
-            LANES.starting.discard("a-pod-starting")
+            LANES.pod_settled("a-pod-starting")
             await bg.stop()
             await pod.stop()
     asyncio.run(main())
@@ -101,13 +101,13 @@ def test_background_work_waits_at_most_max_defer_while_pods_keep_starting(tmp_pa
         order: list[str] = []
         bg = Controller(c, Log("background", CM, order))
         await bg.start()
-        LANES.starting.add("a-pod-that-never-settles")
+        LANES.pod_starting("a-pod-that-never-settles")
         try:
             await c.create({"apiVersion": "v1", "kind": "ConfigMap",
                             "metadata": {"name": "cm", "namespace": "default"}})
             await until(lambda: order == ["background:cm"], timeout=5)   # deferred, not starved
         finally:
-            LANES.starting.discard("a-pod-that-never-settles")
+            LANES.pod_settled("a-pod-that-never-settles")
             await bg.stop()
     asyncio.run(main())
 
@@ -115,7 +115,7 @@ def test_background_work_waits_at_most_max_defer_while_pods_keep_starting(tmp_pa
 def test_an_urgent_key_stops_waiting() -> None:
     async def main() -> None:
         lanes = Lanes()
-        lanes.starting.add("p")
+        lanes.pod_starting("p")
         urgent = False
 
         async def poke() -> None:
@@ -125,6 +125,17 @@ def test_an_urgent_key_stops_waiting() -> None:
         waiter = asyncio.ensure_future(lanes.quiet(max_wait=60, until=lambda: urgent))
         await poke()
         await asyncio.wait_for(waiter, 5)   # returns long before max_wait
+    asyncio.run(main())
+
+
+def test_a_pod_that_never_settles_stops_counting_after_max_start() -> None:
+    async def main() -> None:
+        lanes = Lanes()
+        lanes.starting["crash-looping"] = asyncio.get_running_loop().time() - 0.001   # expired
+        waiter = asyncio.ensure_future(lanes.quiet(max_wait=60))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert waiter.done() and not lanes.starting
     asyncio.run(main())
 
 
