@@ -15,8 +15,10 @@ steps; each marks the loop busy, and the node names the pods whose containers ar
 starting until they settle or MAX_START passes (the CPUs are the children's then). Any other reconcile
 (status propagation, a controller's own status write coming back) picks its key
 only when the pod lane has been quiet for GRACE and no pod is starting, or when the
-key has waited MAX_DEFER: deferred, never starved. Deferred keys also coalesce: the
-events that arrive while one waits make one reconcile.
+key has waited MAX_DEFER: deferred, never starved. Pod-lane work that goes on for
+MAX_BLOCK without a quiet moment is pods churning, not one cold start: then nothing
+waits. Deferred keys also coalesce: the events that arrive while one waits make one
+reconcile.
 
 Neighbours: core/controller.py (the workers that wait here), node/node.py and
 node/pod.py (which mark the pod lane busy).
@@ -31,6 +33,8 @@ GRACE = 0.003       # the pod lane counts as busy this long after its last step
 MAX_DEFER = 0.05    # a background key waits at most this long
 MAX_START = 0.5     # a pod counts as starting at most this long (one that never settles,
                     # crash-looping, must not slow background work for good)
+MAX_BLOCK = 0.1     # past this much pod-lane work without a quiet moment, it is sustained
+                    # load (pods churning), not one scale from zero: nothing is deferred
 
 
 class Lanes:
@@ -39,6 +43,7 @@ class Lanes:
         # pods whose containers are starting: their forks, probes and first status need the
         # CPUs more than background work does (uid -> until when; bounded by the pods there are)
         self.starting: dict[str, float] = {}
+        self.blocked_since: float | None = None
 
     def touch(self) -> None:
         """The pod lane took a step: background work waits a little longer."""
@@ -46,6 +51,7 @@ class Lanes:
             now = asyncio.get_running_loop().time()
         except RuntimeError:
             return
+        self._block_begins(now)
         self.busy_until = now + GRACE
 
     def pod_starting(self, uid: str) -> None:
@@ -54,6 +60,7 @@ class Lanes:
             now = asyncio.get_running_loop().time()
         except RuntimeError:
             return
+        self._block_begins(now)
         self.starting[uid] = now + MAX_START
 
     def pod_settled(self, uid: str) -> None:
@@ -67,6 +74,18 @@ class Lanes:
         self.starting.clear()    # all expired
         return False
 
+    def _block_begins(self, now: float) -> None:
+        if now >= self.busy_until and not self._starting(now):
+            self.blocked_since = now    # the pod lane was quiet until now
+
+    def _deferring(self, now: float) -> bool:
+        if now >= self.busy_until and not self._starting(now):
+            self.blocked_since = None
+            return False
+        if self.blocked_since is None:
+            self.blocked_since = now
+        return now - self.blocked_since < MAX_BLOCK
+
     async def quiet(self, max_wait: float = MAX_DEFER,
                     until: Callable[[], bool] = lambda: False) -> None:
         """Returns once the pod lane has been quiet for GRACE and no pod is starting, after
@@ -75,7 +94,7 @@ class Lanes:
         deadline = loop.time() + max_wait
         while not until():
             now = loop.time()
-            if now >= deadline or (now >= self.busy_until and not self._starting(now)):
+            if now >= deadline or not self._deferring(now):
                 return
             await asyncio.sleep(min(deadline - now, GRACE))
 

@@ -139,6 +139,19 @@ def test_a_pod_that_never_settles_stops_counting_after_max_start() -> None:
     asyncio.run(main())
 
 
+def test_sustained_pod_lane_work_defers_nothing() -> None:
+    async def main() -> None:
+        lanes = Lanes()
+        now = asyncio.get_running_loop().time()
+        lanes.pod_starting("one-of-many")
+        lanes.blocked_since = now - 1.0   # pods have been starting without a quiet moment
+        waiter = asyncio.ensure_future(lanes.quiet(max_wait=60))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert waiter.done()
+    asyncio.run(main())
+
+
 def test_quiet_returns_at_once_when_nothing_is_starting() -> None:
     async def main() -> None:
         lanes = Lanes()
