@@ -370,6 +370,20 @@ def test_hairpin_pod_reaches_itself_through_its_service(no_rules: World) -> None
     assert connect_full(w.pod("y/a").netns, "10.97.0.13", 8080) == (a.key, w.pod("y/a").ip)
 
 
+def test_hairpin_through_a_service_of_several_endpoints(no_rules: World) -> None:
+    # The endpoint is chosen by the DNAT map; the hairpin mark comes after it, in nat
+    # postrouting: masqueraded only when the pod landed on itself.
+    w = no_rules
+    a, b = w.pod("x/a"), w.pod("x/b")
+    w.apply_proxy([service("pair", "10.97.0.14")], [endpoint_slice("pair", [a, b])])
+    want = {(a.key, BRIDGE_IP), (b.key, a.ip)}
+    seen: set[tuple[str, str] | None] = set()
+    deadline = time.monotonic() + 10
+    while not want <= seen and time.monotonic() < deadline:
+        seen.add(connect_full(a.netns, "10.97.0.14", 8080))
+    assert seen == want
+
+
 def test_pods_reach_host_loopback_listeners_through_the_bridge_address(no_rules: World) -> None:
     w = no_rules
     w.apply_proxy([], [])

@@ -7,6 +7,7 @@ validated by the kernel, nothing committed) where root and nft allow.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from typing import Any
 
@@ -70,19 +71,45 @@ def test_target_port_comes_from_the_slice_port_of_the_same_name_across_slices() 
     assert got == [ProxyEndpoint("10.244.0.2", 8080), ProxyEndpoint("10.244.0.3", 9090)]
 
 
-def test_service_chain_spreads_with_numgen_and_dnats_each_endpoint() -> None:
+def test_service_chain_spreads_with_a_numgen_dnat_map() -> None:
     script = compile_proxy([svc("a")], [eps("a", ep("10.244.0.2"), ep("10.244.0.3"))], **NET)
     assert script.startswith("add table ip skiff-proxy\ndelete table ip skiff-proxy\n")
     assert "10.96.0.10 . tcp . 80 : goto service-" in script
-    assert "numgen random mod 2 vmap { 0 : goto endpoint-" in script
-    assert "meta l4proto tcp dnat to 10.244.0.2:8080" in script
-    assert "meta l4proto tcp dnat to 10.244.0.3:8080" in script
-    # hairpin: the endpoint marks its own traffic for masquerade
-    assert "ip saddr 10.244.0.2 jump mark-for-masquerade" in script
+    assert ("meta l4proto tcp dnat to numgen random mod 2 map "
+            "{ 0 : 10.244.0.2 . 8080, 1 : 10.244.0.3 . 8080 }") in script
+    assert "chain endpoint-" not in script and "vmap { 0 : goto endpoint-" not in script
     assert "ip saddr != 10.244.0.0/16 jump mark-for-masquerade" in script
     assert "type nat hook prerouting priority dstnat" in script
     assert "type nat hook output priority -100" in script
     assert "masquerade fully-random" in script
+
+
+def test_one_endpoint_is_a_plain_dnat() -> None:
+    script = compile_proxy([svc("a")], [eps("a", ep("10.244.0.2"))], **NET)
+    assert "meta l4proto tcp dnat to 10.244.0.2:8080" in script
+    assert "numgen" not in script
+
+
+def test_hairpin_is_marked_after_the_dnat_from_a_set_of_endpoint_addresses() -> None:
+    script = compile_proxy([svc("a"), svc("b", ip="10.96.0.11")],
+                           [eps("a", ep("10.244.0.10"), ep("10.244.0.9")),
+                            eps("b", ep("10.244.0.9"))], **NET)
+    # each endpoint address once, in address order
+    assert "elements = { 10.244.0.9 . 10.244.0.9,\n\t\t\t10.244.0.10 . 10.244.0.10 }" in script
+    post = script[script.index("chain nat-postrouting"):]
+    assert post.index("ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade") \
+        < post.index("jump masquerading")
+
+
+def test_one_chain_per_service_port_endpoint_chains_only_with_affinity() -> None:
+    services = [svc(f"s{i}", ip=f"10.96.1.{i}") for i in range(1, 11)]
+    services[0]["spec"]["sessionAffinity"] = "ClientIP"
+    slices = [eps(f"s{i}", *(ep(f"10.244.1.{3 * i + k}") for k in range(3)))
+              for i in range(1, 11)]
+    script = compile_proxy(services, slices, **NET)
+    assert len(re.findall(r"\tchain service-[A-Z2-7]{8}-", script)) == 10
+    assert len(re.findall(r"\tchain endpoint-[A-Z2-7]{8}-", script)) == 3    # s1's: affinity
+    assert compile_proxy([], [], **NET).count("\tchain ") + 10 + 3 == script.count("\tchain ")
 
 
 def test_no_endpoints_rejects_instead_of_hanging() -> None:
@@ -98,6 +125,8 @@ def test_session_affinity_sets_with_timeout() -> None:
     script = compile_proxy([svc("a", **affinity)], [eps("a", ep("10.244.0.2"))], **NET)
     assert "flags dynamic,timeout" in script and "timeout 60s" in script
     assert "update @affinity-" in script and "ip saddr @affinity-" in script
+    assert "numgen random mod 1 vmap { 0 : goto endpoint-" in script
+    assert "meta l4proto tcp dnat to 10.244.0.2:8080" in script
     default = compile_proxy([svc("a", sessionAffinity="ClientIP")], [eps("a", ep("10.244.0.2"))],
                             **NET)
     assert "timeout 10800s" in default
@@ -151,11 +180,12 @@ def test_scripts_pass_nft_check_mode() -> None:
                    {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]
     long = "x" * 63
     services = [svc("a", **affinity), dns, svc("none", ip="10.96.0.12"),
-                svc(long, ip="10.96.0.13")]
+                svc("multi", ip="10.96.0.14"), svc(long, ip="10.96.0.13")]
     services[-1]["metadata"]["namespace"] = long
     long_slice = eps(long, ep("10.244.0.7"))
     long_slice["metadata"]["namespace"] = long
-    script = compile_proxy(services, [eps("a", ep("10.244.0.2"), ep("10.244.0.3")), sl,
+    multi = eps("multi", ep("10.244.0.2"), ep("10.244.0.3"), ep("10.244.0.4"))
+    script = compile_proxy(services, [eps("a", ep("10.244.0.2"), ep("10.244.0.3")), sl, multi,
                                       long_slice], **NET, host_ports={443: 8443})
     with Nft() as nft:
         nft.check(script)
