@@ -302,6 +302,10 @@ def main() -> int:
                     help="skiff up --dataplane-workers (the sidecars' listeners use SO_REUSEPORT)")
     ap.add_argument("--quick", action="store_true", help="1 round of 3 s, 3 s fixed rate")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--perf", type=Path, metavar="DIR",
+                    help="after the runs, `perf record -g` of the data plane during a mesh run "
+                         "and of nginx A and B during an nginx run (perf.data files; "
+                         "`perf report -i` them)")
     ap.add_argument("--py-spy", type=Path, metavar="DIR",
                     help="after the runs, a py-spy profile (raw folded stacks) of the data-plane "
                          "process during one more mesh run")
@@ -441,6 +445,20 @@ def main() -> int:
             res = wrk_in(netns, url, args.duration, args.connections)
             spy.wait(30)
             log(f"py-spy of the data plane during a mesh run ({res['rps']:,.0f} req/s): {out}")
+        if args.perf:
+            args.perf.mkdir(parents=True, exist_ok=True)
+            for name, pids in (("mesh chain", dp_pids), ("nginx mTLS chain", ngx_workers)):
+                netns, url, _ = paths[name]
+                out = args.perf / f"{name.split()[0]}.perf.data"
+                rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(out),
+                                        "-p", ",".join(map(str, pids)), "--", "sleep",
+                                        str(args.duration)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append(rec)
+                res = wrk_in(netns, url, args.duration, args.connections)
+                rec.wait(60)
+                log(f"perf of {name} ({res['rps']:,.0f} req/s, {res['requests']:,} requests): "
+                    f"{out}")
         result.update(web_ip=web_ip, load_ip=load_ip, rounds=rounds, ratios=ratios,
                       fixed=fixed)
         result["machine"]["load_end"] = os.getloadavg()
