@@ -102,8 +102,10 @@ _perf = time.perf_counter
 # Request headers that on_headers_complete must look at (framing; Expect: 100-continue).
 _SPECIAL = frozenset({b"transfer-encoding", b"content-length", b"expect"})
 _new = object.__new__
-# Response headers that send a response down the parser's path (they need rewriting).
-_REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server|keep-alive|upgrade|"
+# Response headers that send a response down the parser's path (they need rewriting); a
+# Server header is taken out by the fast path itself (_fast_head), unless a space comes
+# before its colon (the parser judges that).
+_REWRITTEN = re.compile(rb"\n(?:transfer-encoding|connection|server[ \t]|keep-alive|upgrade|"
                         rb"proxy-connection|te|trailer)[ \t]*:")
 
 
@@ -117,33 +119,44 @@ def pool_key(endpoint: Endpoint, cluster: Cluster) -> PoolKey:
 _POOL_KEYS_MAX = 1024
 
 
-def _fast_head_length(head: bytes) -> int:
-    """The Content-Length of a response head that the fast path may pass on as it is (HTTP/1.1,
-    a final status with a body, Content-Length framing, no header the proxy rewrites); -1 for
-    any other head. `head` ends with its last header line's CRLF."""
+_NOT_FAST = (-1, b"")
+
+
+def _fast_head(head: bytes) -> tuple[int, bytes]:
+    """The Content-Length of a response head that the fast path may pass on (HTTP/1.1, a final
+    status with a body, Content-Length framing, no header the proxy rewrites but Server), and
+    the head to pass on: as it came, without its Server lines (the proxy sends its own, as
+    Envoy overwrites Server); (-1, b"") for any other head. `head` ends with its last header
+    line's CRLF."""
     if not head.startswith(b"HTTP/1.1 "):
-        return -1
+        return _NOT_FAST
     low = head.lower()
     i = low.find(b"\ncontent-length:")
     if i < 0 or _REWRITTEN.search(low) is not None:
-        return -1
+        return _NOT_FAST
     try:
         status = int(head[9:12])
         clen = int(low[i + 16:low.find(b"\r", i + 16)])
     except ValueError:
-        return -1
+        return _NOT_FAST
     if status < 200 or status == 204 or status == 304 or clen < 0:
-        return -1
+        return _NOT_FAST
     if low.find(b"\ncontent-length:", i + 16) >= 0:
-        return -1                      # a repeated Content-Length: the parser decides
-    return clen
+        return _NOT_FAST               # a repeated Content-Length: the parser decides
+    if low.find(b"\nserver:") < 0:
+        return clen, head
+    if b"\n " in head or b"\n\t" in head:
+        return _NOT_FAST               # a folded line: the parser decides what it belongs to
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines if not line[:7].lower() == b"server:"]
+    return clen, b"\r\n".join(kept)
 
 
-# Response heads already judged by _fast_head_length. A backend sends the same head again and
+# Response heads already judged by _fast_head. A backend sends the same head again and
 # again (only Date changes, once a second), so most responses skip the judging: one hash and
 # one lookup instead of a lower(), two finds, a regex scan and two int()s. Bounded: cleared
 # when full; heads longer than _FAST_HEAD_MAX are judged every time.
-_fast_heads: dict[bytes, int] = {}
+_fast_heads: dict[bytes, tuple[int, bytes]] = {}
 _FAST_HEADS = 512
 _FAST_HEAD_MAX = 2048
 
@@ -890,9 +903,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.slow = False            # this response goes through the parser
         self.fast_left = 0           # body bytes still due on a fast-path response
-        # the last response head the fast path took on this connection, and its length
+        # the last response head the fast path took on this connection, its length and the
+        # head passed on in its place (without Server lines)
         self.fast_head = b""
         self.fast_clen = 0
+        self.fast_out = b""
         # the pool's idle list for this key, once the pool has held this connection
         self.idle: list[UpstreamConnection] | None = None
 
@@ -933,22 +948,24 @@ class UpstreamConnection(asyncio.Protocol):
             if n and data[:n] == head and data[n:n + 2] == b"\r\n":
                 end = n - 2                    # the same head as last time: no search
                 clen = self.fast_clen
+                head = self.fast_out
             else:
                 end = data.find(b"\r\n\r\n")
                 clen = -1
                 if end >= 0:
-                    head = data[:end + 2]
-                    known = _fast_heads.get(head)
+                    raw = data[:end + 2]
+                    known = _fast_heads.get(raw)
                     if known is None:
-                        known = _fast_head_length(head)
-                        if len(head) <= _FAST_HEAD_MAX:
+                        known = _fast_head(raw)
+                        if len(raw) <= _FAST_HEAD_MAX:
                             if len(_fast_heads) >= _FAST_HEADS:
                                 _fast_heads.clear()
-                            _fast_heads[head] = known
-                    clen = known
+                            _fast_heads[raw] = known
+                    clen, head = known
                     if clen >= 0:
-                        self.fast_head = head
+                        self.fast_head = raw
                         self.fast_clen = clen
+                        self.fast_out = head
             blen = len(data) - end - 4
             if 0 <= blen <= clen:              # clen < 0: not a head for the fast path
                 h1: H1Exchange = ex            # type: ignore[assignment]  # ex.fast: HTTP/1.1

@@ -487,3 +487,46 @@ def test_a_cluster_remembers_its_pool_slot_per_endpoint_and_pool() -> None:
             assert pool.idle[((("10.0.0.9", 8080)), cluster.tls, cluster.origin)] == [up]
         assert keys == [(("10.0.0.9", 8080), cluster.tls, cluster.origin)] * 2
     run(t)
+
+
+@pytest.mark.parametrize("server_lines", [
+    b"Server: gunicorn\r\n",
+    b"server: envoy\r\nSERVER: twice\r\n",
+    b"Server:\r\n",
+])
+def test_an_upstream_server_header_is_replaced_by_the_proxys(server_lines: bytes) -> None:
+    """Envoy overwrites Server: whatever the upstream said, the client sees the proxy's, once,
+    with the rest of the response as it came (a repeated head too)."""
+    async def t() -> None:
+        r = Rig()
+        for _ in range(3):
+            r.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            await tick()
+            c, _ = r.upstream()
+            c.data_received(b"HTTP/1.1 200 OK\r\nDate: x\r\n" + server_lines +
+                            b"Content-Length: 5\r\nX-App: 1\r\n\r\nhello")
+            raw = r.down.take()
+            line, h, body = split_head(raw)
+            assert line == "HTTP/1.1 200 OK" and body == b"hello"
+            assert raw.lower().count(b"\r\nserver:") == 1 and h["server"] == "istio-envoy"
+            assert h["x-app"] == "1" and h["date"] == "x" and h["content-length"] == "5"
+        assert len(r.ups) == 1
+    run(t)
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nServer : spaced\r\nContent-Length: 5\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nServer: a\r\n folded\r\nContent-Length: 5\r\n\r\n",
+])
+def test_odd_server_lines_are_left_to_the_parser(head: bytes) -> None:
+    """A space before the colon, or a folded line: not for the fast path; llhttp refuses the
+    response and the upstream connection is closed (as before the fast path knew Server)."""
+    async def t() -> None:
+        r = Rig()
+        r.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        await tick()
+        c, ut = r.upstream()
+        c.data_received(head + b"hello")
+        await tick()
+        assert ut.closed and b"200 OK" not in r.down.take()
+    run(t)
