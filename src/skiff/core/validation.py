@@ -76,11 +76,18 @@ def _check_changed(s: Schema, v: Any, old: Any, path: str, out: list[Cause]) -> 
             or s.get("x-kubernetes-int-or-string"):
         _check(s, v, path, out)
         return
+    _check_properties(s, v, old, path, out)
+
+
+def _check_properties(s: Schema, v: dict[Any, Any], old: dict[Any, Any] | None, path: str,
+                      out: list[Cause]) -> None:
+    """An object's fields against its schema; with `old`, the fields it has unchanged are
+    skipped (see validate)."""
     props: dict[str, Schema] = s.get("properties", {})
     addl = s.get("additionalProperties")
     preserve = s.get("x-kubernetes-preserve-unknown-fields", False)
     for k, sub in v.items():
-        was = old.get(k, _ABSENT)
+        was = _ABSENT if old is None else old.get(k, _ABSENT)
         if was is not _ABSENT and was == sub:
             continue
         key = str(k)
@@ -130,22 +137,7 @@ def _check(s: Schema, v: Any, path: str, out: list[Cause]) -> None:
         return
     if t == "object":
         assert isinstance(v, dict)
-        props: dict[str, Schema] = s.get("properties", {})
-        addl = s.get("additionalProperties")
-        preserve = s.get("x-kubernetes-preserve-unknown-fields", False)
-        for k, sub in v.items():
-            key = str(k)
-            if key in props:
-                _check(props[key], sub, _join(path, key), out)
-            elif isinstance(addl, dict):
-                _check(addl, sub, _join(path, key), out)
-            elif not preserve:
-                out.append(Cause(_join(path, key), "FieldValueInvalid",
-                                 f'unknown field "{_join(path, key)}"' + _suggest(key, props)))
-        for r in s.get("required", []):
-            if r not in v or v[r] is None:
-                out.append(Cause(_join(path, r), "FieldValueRequired",
-                                 f"{_join(path, r)}: Required value"))
+        _check_properties(s, v, None, path, out)
     elif t == "array":
         assert isinstance(v, list)
         items = s.get("items")

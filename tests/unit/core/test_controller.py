@@ -5,24 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from skiff.core import builtin_kinds
-from skiff.core.apiserver.local_client import LocalClient
-from skiff.core.apiserver.registry import Registry
+from localworld import local_client as client
 from skiff.core.client import Ref
 from skiff.core.controller import Controller, Mapper
-from skiff.core.kinds import Kinds
-from skiff.core.store.sqlite import SQLiteStore
 
 CM = Ref("v1", "ConfigMap")
 
 
-def client(tmp: Path) -> LocalClient:
-    kinds = Kinds()
-    for k in builtin_kinds.KINDS:
-        kinds.add(k)
-    reg = Registry(SQLiteStore(tmp / "db"), kinds)
-    reg.create(kinds.for_api_version("v1", "Namespace"), "", {"metadata": {"name": "default"}})  # type: ignore[arg-type]
-    return LocalClient(reg)
 
 
 class Recorder:

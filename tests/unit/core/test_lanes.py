@@ -9,26 +9,15 @@ from typing import Any
 
 import pytest
 
-from skiff.core import builtin_kinds
-from skiff.core.apiserver.local_client import LocalClient
-from skiff.core.apiserver.registry import Registry
+from localworld import local_client as client
 from skiff.core.client import Ref
 from skiff.core.controller import Controller, Mapper, spec_pending
-from skiff.core.kinds import Kinds
 from skiff.core.lanes import LANES, Lanes
-from skiff.core.store.sqlite import SQLiteStore
 
 CM = Ref("v1", "ConfigMap")
 DEPLOY = Ref("apps/v1", "Deployment")
 
 
-def client(tmp: Path) -> LocalClient:
-    kinds = Kinds()
-    for k in builtin_kinds.KINDS:
-        kinds.add(k)
-    reg = Registry(SQLiteStore(tmp / "db"), kinds)
-    reg.create(kinds.for_api_version("v1", "Namespace"), "", {"metadata": {"name": "default"}})  # type: ignore[arg-type]
-    return LocalClient(reg)
 
 
 async def until(cond: Any, timeout: float = 5.0) -> None:

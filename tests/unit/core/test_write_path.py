@@ -9,12 +9,9 @@ from typing import Any
 
 import pytest
 
-from skiff.core import builtin_kinds
-from skiff.core.apiserver.registry import Registry
+from localworld import registry
 from skiff.core.client import ApiError
 from skiff.core.jsoncopy import clone
-from skiff.core.kinds import Kinds
-from skiff.core.store.sqlite import SQLiteStore
 from skiff.core.validation import validate
 
 SCHEMA: dict[str, Any] = {
@@ -62,13 +59,6 @@ def test_without_old_everything_is_checked() -> None:
     assert sorted(c.field for c in validate(SCHEMA, new)) == ["spec.mode", "spec.replicas"]
 
 
-def registry(tmp: Path) -> tuple[Registry, Kinds]:
-    kinds = Kinds()
-    for k in builtin_kinds.KINDS:
-        kinds.add(k)
-    reg = Registry(SQLiteStore(tmp / "db"), kinds)
-    reg.create(kinds.for_api_version("v1", "Namespace"), "", {"metadata": {"name": "default"}})  # type: ignore[arg-type]
-    return reg, kinds
 
 
 DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment",
