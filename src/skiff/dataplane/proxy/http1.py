@@ -153,9 +153,10 @@ def _fast_head(head: bytes) -> tuple[int, bytes]:
 
 
 # Response heads already judged by _fast_head. A backend sends the same head again and
-# again (only Date changes, once a second), so most responses skip the judging: one hash and
-# one lookup instead of a lower(), two finds, a regex scan and two int()s. Bounded: cleared
-# when full; heads longer than _FAST_HEAD_MAX are judged every time.
+# again (only Date changes, once a second), so most responses skip the judging: a connection
+# first compares with its own last head (UpstreamConnection.fast_head), then this map gives
+# one hash and one lookup instead of a lower(), two finds, a regex scan and two int()s.
+# Bounded: cleared when full; heads longer than _FAST_HEAD_MAX are judged every time.
 _fast_heads: dict[bytes, tuple[int, bytes]] = {}
 _FAST_HEADS = 512
 _FAST_HEAD_MAX = 2048
@@ -941,8 +942,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if ex is not None and ex.fast and not self.slow:
             # The common response, handled without the parser: its whole head in this read,
-            # Content-Length framing, keep-alive, no header the proxy must rewrite. Written
-            # out here in one piece on purpose: it runs once per request (benchmarks/gateway).
+            # Content-Length framing, keep-alive, no header the proxy must rewrite but Server
+            # (_fast_head takes it out). Written out here in one piece on purpose: it runs
+            # once per request (benchmarks/gateway).
             head = self.fast_head
             n = len(head)
             if n and data[:n] == head and data[n:n + 2] == b"\r\n":
