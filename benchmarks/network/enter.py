@@ -85,7 +85,8 @@ def main() -> None:
     p50 = statistics.median
     print(f"fork -> child ready, {n} each, alternating; {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.2f}")
-    q = (lambda xs, p: sorted(xs)[int(p * (len(xs) - 1))])
+    def q(xs: list[float], p: float) -> float:
+        return sorted(xs)[int(p * (len(xs) - 1))]
     print(f"  plain fork:            p50 {p50(plain):7.0f} us, p90 {q(plain, 0.9):7.0f} us")
     print(f"  fork + sandbox.enter:  p50 {p50(entered):7.0f} us, p90 {q(entered, 0.9):7.0f} us")
     print(f"  enter() costs          p50 {p50(entered) - p50(plain):+7.0f} us")
