@@ -264,11 +264,19 @@ async def stream(current: Path, opts: Options,
             f.close()
         files = files[index:]
         files[0].seek(offset)
+        # Without follow, what was there when the request came: a writer still going must not
+        # stretch `--tail=1` into everything it writes while the answer is read.
+        left = [*sizes[index:]]
+        left[0] -= offset
         ended = False
         while files:
             f = files[0]
             while not out.done:
-                data = f.read(BLOCK)
+                if opts.follow:
+                    data = f.read(BLOCK)
+                else:
+                    data = f.read(min(BLOCK, left[0])) if left[0] > 0 else b""
+                    left[0] -= len(data)
                 if not data:
                     break
                 chunk = out.feed(data)
@@ -280,6 +288,7 @@ async def stream(current: Path, opts: Options,
                 return
             if len(files) > 1:
                 files.pop(0).close()
+                left.pop(0)
                 files[0].seek(0)        # finding the start may have moved it
                 out.next_file()
                 continue

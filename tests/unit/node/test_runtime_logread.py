@@ -135,3 +135,21 @@ def test_follow_continues_into_the_next_file_after_a_rotation(tmp_path: Path) ->
         return got
 
     assert asyncio.run(asyncio.wait_for(body(), 10)) == b"one\ntwo\nthree\n"
+
+
+def test_without_follow_what_is_written_during_the_read_is_not_in_the_answer(
+        tmp_path: Path) -> None:
+    # The current file has just been rotated (empty); the last line is in the one before. A
+    # writer still going appends while the answer is read: `--tail=1` stays one line.
+    (tmp_path / "0.log.1").write_bytes(make([(T0, b"a\nb\n")]))
+    cur = tmp_path / "0.log"
+    cur.write_bytes(b"")
+
+    async def body() -> bytes:
+        gen = logread.stream(cur, logread.Options(tail_lines=1))
+        got = await gen.__anext__()
+        with cur.open("ab") as f:
+            f.write(make([(T0 + SEC, b"c\nd\n")]))
+        return got + b"".join([c async for c in gen])
+
+    assert asyncio.run(asyncio.wait_for(body(), 10)) == b"b\n"
