@@ -43,7 +43,6 @@ Neighbours: revision.py (creates the PA, reads its status), serverlessservice.py
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -311,8 +310,7 @@ class PodAutoscalerReconciler:
                 if from_zero:
                     # a request is held: the Deployment controller and the node go first,
                     # this reconcile's SKS and status writes after them (core/lanes.py)
-                    LANES.touch()
-                    await LANES.quiet()
+                    await LANES.after_spec_writes()
 
         internal_tls = str((cfg.data.get("network") or {}).get("internal-encryption", "")) \
             .lower() == "true"
@@ -407,7 +405,7 @@ class PodAutoscalerReconciler:
             upd = desired(have, want)
             have = await self.client.update(upd)
         old = have.get("status") or {}
-        mst = copy.deepcopy(old)
+        mst = clone(old)
         gen = int(have["metadata"].get("generation") or 1)
         METRIC_CONDITIONS.manage(mst).mark_true(conditions.READY)
         mst["observedGeneration"] = gen
