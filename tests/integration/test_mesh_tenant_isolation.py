@@ -168,6 +168,62 @@ def test_a_meshed_pod_cannot_bypass_its_sidecar(mesh: Skiff) -> None:
     assert r.stdout == "RBAC: access denied", (r.stdout, r.stderr)
 
 
+V1_DENY = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-v1-path, namespace: team-alpha-1}
+spec:
+  selector: {matchLabels: {serving.knative.dev/service: test-webapp}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/v1-denied*"]}}]}]
+"""
+
+V1_BAD = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: bad-v1, namespace: team-alpha-1}
+spec:
+  rules: [{when: [{key: source.foo, values: [a]}]}]
+"""
+
+
+def test_security_istio_io_v1_is_served_and_enforced_as_v1beta1(mesh: Skiff) -> None:
+    """Istio 1.22+'s security.istio.io/v1: discovery shows it (preferred), a v1 policy is
+    applied, read at both versions, enforced by the sidecar as a v1beta1 one is, and bad v1
+    input gets Istio's message."""
+    versions = mesh.kubectl("api-versions").stdout.split()
+    assert {"security.istio.io/v1", "security.istio.io/v1beta1"} <= set(versions), versions
+    res = mesh.kubectl("api-resources", "--api-group=security.istio.io", "--no-headers").stdout
+    rows = {line.split()[0]: line.split() for line in res.splitlines() if line.strip()}
+    assert "security.istio.io/v1" in rows["authorizationpolicies"], res
+    assert "security.istio.io/v1" in rows["peerauthentications"], res
+    mesh.kubectl("apply", "-f", "-", input=V1_DENY)
+    for v in ("v1", "v1beta1"):
+        got = mesh.kubectl_json("get", f"authorizationpolicies.{v}.security.istio.io",
+                                "deny-v1-path", "-n", "team-alpha-1")
+        assert got["apiVersion"] == f"security.istio.io/{v}" and got["spec"]["action"] == "DENY"
+    listed = mesh.kubectl("get", "authorizationpolicies.v1.security.istio.io", "-n",
+                          "team-alpha-1", "-o", "name").stdout.split()
+    assert "authorizationpolicy.security.istio.io/deny-v1-path" in listed, listed
+    mesh.wait_for(lambda: exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80/v1-denied")
+                  .stdout == "RBAC: access denied", 20, what="the v1 DENY policy to apply")
+    ok = exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80/")
+    assert ok.stdout == "Hello Serverless!\n", (ok.returncode, ok.stderr)
+    pod = mesh.kubectl("get", "pods", "-n", "team-alpha-1", "-l",
+                       "serving.knative.dev/service=test-webapp", "-o",
+                       "jsonpath={.items[0].metadata.name}").stdout
+    log = mesh.kubectl("logs", "-n", "team-alpha-1", pod, "-c", "istio-proxy").stdout
+    assert "denied by DENY policy team-alpha-1/deny-v1-path rule 0" in log, log
+    bad = mesh.kubectl("apply", "-f", "-", input=V1_BAD, check=False)
+    assert bad.returncode != 0
+    assert ("invalid policy bad-v1.team-alpha-1: invalid `value` for `key` source.foo: "
+            "unknown attribute: source.foo") in bad.stderr, bad.stderr
+    mesh.kubectl("delete", "authorizationpolicies.v1.security.istio.io", "deny-v1-path", "-n",
+                 "team-alpha-1")
+    mesh.wait_for(lambda: exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80/v1-denied")
+                  .stdout == "Hello Serverless!\n", 20, what="the v1 policy to be gone")
+
+
 def test_authz_check_agrees_with_the_traffic(mesh: Skiff) -> None:
     ok = mesh.skiff("authz", "check", "--from", "team-alpha-1/default", "--to",
                     "test-webapp.team-alpha-1", "-o", "json")

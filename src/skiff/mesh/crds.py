@@ -1,8 +1,9 @@
 """Service Mesh resource kinds: Istio networking/security and Maistra, as data.
 
 networking.istio.io (v1alpha3 stored, v1beta1 served): Gateway,
-VirtualService, DestinationRule, ServiceEntry. security.istio.io v1beta1:
-AuthorizationPolicy, PeerAuthentication. maistra.io: ServiceMeshControlPlane
+VirtualService, DestinationRule, ServiceEntry. security.istio.io (v1beta1
+stored, v1 served, one schema, as Istio 1.22+'s CRDs): AuthorizationPolicy,
+PeerAuthentication. maistra.io: ServiceMeshControlPlane
 (v2 stored, v1 served), ServiceMeshMemberRoll and ServiceMeshMember (v1).
 Names, short names, categories and printer columns follow the CRDs of Istio
 1.16 / OpenShift Service Mesh 2.4 (istio manifests/charts/base/crds,
@@ -427,6 +428,9 @@ SMM = resource(obj({
 _ISTIO_NET = ("istio-io", "networking-istio-io")
 _ISTIO_SEC = ("istio-io", "security-istio-io")
 _NET_VERSIONS = ("v1alpha3", "v1beta1")
+# Istio 1.22 made the security API v1 (istio manifests/charts/base/crds: v1 served, v1beta1
+# served and stored, the same schema); discovery prefers v1, as a cluster with those CRDs does.
+_SEC_VERSIONS = ("v1beta1", "v1")
 _AGE_DESCRIPTION = (
     "CreationTimestamp is a timestamp representing the server time when this object was "
     "created. It is not guaranteed to be set in happens-before order across separate "
@@ -479,11 +483,11 @@ KINDS: list[Kind] = [
                                        "or DNS)"),
              _ISTIO_AGE,
          )),
-    Kind(group=SECURITY, version="v1beta1", kind="AuthorizationPolicy",
+    Kind(group=SECURITY, version="v1beta1", versions=_SEC_VERSIONS, kind="AuthorizationPolicy",
          plural="authorizationpolicies", singular="authorizationpolicy", namespaced=True,
          schema=AUTHORIZATION_POLICY, categories=_ISTIO_SEC,
          crd_name=f"authorizationpolicies.{SECURITY}", printer_columns=()),
-    Kind(group=SECURITY, version="v1beta1", kind="PeerAuthentication",
+    Kind(group=SECURITY, version="v1beta1", versions=_SEC_VERSIONS, kind="PeerAuthentication",
          plural="peerauthentications", singular="peerauthentication", namespaced=True,
          schema=PEER_AUTHENTICATION, short_names=("pa",), categories=_ISTIO_SEC,
          crd_name=f"peerauthentications.{SECURITY}",
