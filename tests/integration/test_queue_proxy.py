@@ -8,6 +8,8 @@ holds at once (GET /peak). Checked with real curl through the gateway:
 - containerConcurrency 1: parallel clients are served one at a time, all 200;
 - its queue (10 x cc) full: 503 "pending request queue full", the rest 200;
 - timeoutSeconds: 504;
+- the activator in the path picks the pod with free capacity, and with a
+  containerConcurrency holds what no pod has room for (upstream's throttler);
 - a scale-down under steady load loses no request: the pods that go are
   drained (the user container's preStop waits on queue-proxy's
   /wait-for-drain) while the gateway already sends elsewhere.
@@ -154,7 +156,13 @@ def test_cc1_serves_parallel_clients_one_at_a_time(skiff: Skiff) -> None:
 
 
 def test_a_full_queue_is_503_and_the_rest_are_served(skiff: Skiff) -> None:
-    deploy(skiff, "full", cc=1, annotations=PINNED)
+    # target-burst-capacity 0: the activator leaves the path once the pod is ready (SKS
+    # Serve), so the pod's own queue takes the burst (in the path, the activator would hold
+    # the excess: the throttling test below)
+    deploy(skiff, "full", cc=1, annotations={
+        **PINNED, "autoscaling.knative.dev/target-burst-capacity": "0"})
+    skiff.wait_for(lambda: skiff.kubectl_json("get", "sks", "full-00001")["spec"].get(
+        "mode") == "Serve", timeout=30, what="the SKS in Serve mode")
     with ThreadPoolExecutor(16) as ex:
         results = list(ex.map(lambda _: curl(skiff, "full", "/?sleep=1"), range(16)))
     codes = [c for c, _ in results]
@@ -267,6 +275,20 @@ def test_the_activator_in_the_path_sends_to_the_pod_with_free_capacity(skiff: Sk
         assert busy.result() == ("200", "slow")
     gained = sorted(after[n] - before[n] for n in names)
     assert gained == [0, 6], (before, after)
+
+
+def test_the_activator_in_the_path_throttles_to_container_concurrency(skiff: Skiff) -> None:
+    # cc 1, one pod, the activator in the path: 14 parallel clients would overflow the pod's
+    # own queue (1 + 10 x cc) and get 503s (the test above); the activator holds them
+    # instead and sends one at a time, so every one is served and the app never sees two
+    deploy(skiff, "throttle", cc=1, annotations={
+        **PINNED, "autoscaling.knative.dev/target-burst-capacity": "-1"})
+    skiff.wait_for(lambda: skiff.kubectl_json("get", "sks", "throttle-00001")["spec"].get(
+        "mode") == "Proxy", timeout=30, what="the SKS in Proxy mode")
+    with ThreadPoolExecutor(14) as ex:
+        results = list(ex.map(lambda _: curl(skiff, "throttle", "/?sleep=0.25"), range(14)))
+    assert results == [("200", "slow")] * 14, results
+    assert curl(skiff, "throttle", "/peak") == ("200", "1")
 
 
 def test_stopping_skiff_up_finishes_the_requests_in_flight(skiff: Skiff) -> None:

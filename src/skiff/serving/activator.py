@@ -20,8 +20,12 @@ requests in flight from here, which is the one with the most free
 concurrency, as every pod of a revision has the same containerConcurrency
 (upstream's throttler picks by free capacity too); ties go round robin. The
 Forward carries the activator as its hook, so it hears when the request ends.
-Requests beyond every pod's capacity are queued by the pods' queue-proxies
-(10 x cc each), not here.
+With a containerConcurrency (the part's "capacity", from the PodAutoscaler), the
+activator is also upstream's throttler: a request that finds every pod at cc
+requests in flight from here is held, in order, in the same bounded queue, and
+each request that ends releases the first one waiting (upstream's breaker with
+capacity cc x pods); new requests do not jump that queue. A revision without cc
+(0: unlimited) has no such limit, and its pods' queue-proxies queue the rest.
 
 It also counts the requests it holds, per cluster "namespace/revision"
 (Knative's activator stats): requests held, integrated over time, and
@@ -45,6 +49,7 @@ QUEUE_LIMIT = 10_000
 HOLD_TIMEOUT = 120.0             # how long a request waits for a pod before 503
 POKE_EVERY = 1.0
 MAX_CLUSTERS = 10_000
+MAX_CONCURRENCY = 1000           # upstream's containerConcurrency maximum
 QUEUE_FULL = Reply(503, b"pending request queue full", ((b"content-type", b"text/plain"),))
 NOT_READY = Reply(503, b"activation timed out: no ready pod for the revision",
                   ((b"content-type", b"text/plain"),))
@@ -80,6 +85,15 @@ class Activator:
         # requests in flight to each pod it chose: cluster -> "ip:port" -> count
         self.pod_inflight: dict[str, dict[str, int]] = {}
         self.rr: dict[str, int] = {}
+        # throttling: each proxied cluster's containerConcurrency (absent: unlimited), its
+        # endpoints as last told, the requests waiting for a pod (in order; a dict is an
+        # ordered set with O(1) removal of one that gave up), and how many of those were
+        # released and have not picked yet (their slot is theirs)
+        self.capacity: dict[str, int] = {}
+        self.eps: dict[str, tuple[Any, ...]] = {}
+        self.queues: dict[str, dict[asyncio.Future[None], None]] = {}
+        self.granted: dict[str, int] = {}
+        self._granted = False            # a released request is choosing its pod now
 
     def in_path(self, cluster: str) -> bool:
         """Whether the activator fronts this revision (its SKS is in Proxy mode); a revision
@@ -87,23 +101,44 @@ class Activator:
         return cluster in self.proxied
 
     def apply_part(self, data: Any) -> None:
-        """The control plane's "activator" part: {"proxy": [clusters]} (ValueError if bad)."""
+        """The control plane's "activator" part: {"proxy": [clusters], "capacity": {cluster:
+        containerConcurrency}} (ValueError if bad; nothing changes then)."""
         proxy = data.get("proxy") if isinstance(data, dict) else None
         if not isinstance(proxy, list) or not all(isinstance(c, str) for c in proxy) \
                 or len(proxy) > MAX_CLUSTERS:
             raise ValueError("proxy must be a list of cluster names")
+        capacity = data.get("capacity", {})
+        if not isinstance(capacity, dict) or len(capacity) > MAX_CLUSTERS:
+            raise ValueError("capacity must be a map of cluster name to containerConcurrency")
+        for cluster, cc in capacity.items():
+            if not isinstance(cc, int) or isinstance(cc, bool) or not 1 <= cc <= MAX_CONCURRENCY:
+                raise ValueError(f"capacity[{cluster}]: containerConcurrency must be an integer "
+                                 f"in [1, {MAX_CONCURRENCY}], got {cc!r}")
         proxied = frozenset(proxy)
+        old_capacity, self.capacity = self.capacity, dict(capacity)
         if proxied != self.proxied:
+            left = self.proxied - proxied
             self.proxied = proxied
             for cluster in [c for c in self.rr if c not in proxied]:
                 self.rr.pop(cluster, None)
             self.on_path_change()       # the gateway's cached routes may skip the activator
+            for cluster in left:        # no longer fronted: what waits for capacity goes direct
+                self._wake(cluster)
+        for cluster in set(old_capacity) | set(self.capacity):
+            if old_capacity.get(cluster) != self.capacity.get(cluster):
+                self._wake(cluster)
 
     # --- in the path with pods ------------------------------------------------------
-    def pick(self, cluster: str, eps: Sequence[tuple[str, int]]) -> tuple[str, tuple[str, int]]:
+    def pick(self, cluster: str, eps: Sequence[tuple[str, int]],
+             ) -> tuple[str, tuple[str, int]] | None:
         """The pod for a request (`eps` non-empty): fewest requests in flight from here, ties
         in round-robin order. Returns the tag ("cluster|ip:port") the caller puts on the
-        request head, so that end() can count it out, and the pod."""
+        request head, so that end() can count it out, and the pod; None when the revision
+        has a containerConcurrency and every pod is at it, or requests are already waiting
+        for one (the caller holds the request then)."""
+        cc = self.capacity.get(cluster, 0)
+        if cc and not self._granted and (self.queues.get(cluster) or self.granted.get(cluster)):
+            return None                  # first come, first served: the ones waiting go first
         counts = self.pod_inflight.get(cluster)
         if counts is None:
             if len(self.pod_inflight) >= MAX_CLUSTERS:
@@ -121,6 +156,8 @@ class Activator:
                 best, best_n, best_ep = key, c, ep
                 if c == 0:
                     break
+        if cc and best_n >= cc:
+            return None
         counts[best] = best_n + 1
         return f"{cluster}|{best}", best_ep
 
@@ -141,6 +178,8 @@ class Activator:
                 counts[key] -= 1
             else:
                 del counts[key]
+            if cluster in self.queues:
+                self._wake(cluster)     # a slot is free: the first one waiting takes it
 
     # --- accounting --------------------------------------------------------------------
     def _counts(self, cluster: str, now: float) -> _Counts | None:
@@ -187,13 +226,16 @@ class Activator:
 
     # --- holding -----------------------------------------------------------------------
     def hold(self, cluster: str, redispatch: Redispatch) -> Reply | Defer:
-        """A request for `cluster`, which has no ready endpoint: wait for one, then dispatch
-        again."""
+        """A request for `cluster`, which has no ready endpoint or no free capacity: wait for
+        one, then dispatch again."""
         held = self.held.get(cluster, 0)
         if held >= self.queue_limit:
             return QUEUE_FULL
-        self._poke(cluster)
-        return Defer(self._wait(cluster, redispatch), timeout=self.hold_timeout,
+        # a request released for a free slot that lost it again (its pod went) keeps its turn
+        first = self._granted
+        if not self.eps.get(cluster):
+            self._poke(cluster)         # demand at zero: the autoscaler hears it at once
+        return Defer(self._wait(cluster, redispatch, first), timeout=self.hold_timeout,
                      timeout_reply=NOT_READY)
 
     def _poke(self, cluster: str) -> None:
@@ -205,17 +247,39 @@ class Activator:
             self.poked[cluster] = now
             self.poke_cb(cluster)
 
-    async def _wait(self, cluster: str, redispatch: Redispatch) -> Forward | Reply | Defer:
+    async def _wait(self, cluster: str, redispatch: Redispatch,
+                    first: bool = False) -> Forward | Reply | Defer:
         self.held[cluster] = self.held.get(cluster, 0) + 1
         self.held_in(cluster)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self.queues.get(cluster)
+        if queue is None:
+            queue = self.queues[cluster] = {}
+        if first:
+            items = list(queue)
+            queue.clear()
+            queue[fut] = None
+            queue.update(dict.fromkeys(items))
+        else:
+            queue[fut] = None
+        picked = False
         try:
-            fut = self.waiting.get(cluster)
-            if fut is None or fut.done():
-                fut = self.waiting[cluster] = asyncio.get_running_loop().create_future()
-            await _shielded(fut)
+            if self.eps.get(cluster):
+                self._wake(cluster)     # there may be room already (a pod came meanwhile)
+            await fut
             # dispatched again: a Forward now, or (the pod went away again) another hold
-            return redispatch()
+            picked = True
+            return self._again(cluster, redispatch)
         finally:
+            q = self.queues.get(cluster)
+            if q is not None:
+                q.pop(fut, None)
+                if not q:
+                    del self.queues[cluster]
+            if not picked and fut.done() and not fut.cancelled():
+                # released, then gave up before choosing: its slot goes to the next one
+                self._ungrant(cluster)
+                self._wake(cluster)
             self.held_out(cluster)
             n = self.held.get(cluster, 1) - 1
             if n > 0:
@@ -223,18 +287,62 @@ class Activator:
             else:
                 self.held.pop(cluster, None)
 
+    def _again(self, cluster: str, redispatch: Redispatch) -> Forward | Reply | Defer:
+        self._ungrant(cluster)
+        self._granted = True
+        try:
+            return redispatch()
+        finally:
+            self._granted = False
+
+    def _ungrant(self, cluster: str) -> None:
+        g = self.granted.get(cluster, 0)
+        if g > 1:
+            self.granted[cluster] = g - 1
+        else:
+            self.granted.pop(cluster, None)
+
+    def _free(self, cluster: str) -> int | None:
+        """Free slots for requests waiting on `cluster`: None when it has no limit (every
+        waiting request may go), else cc x pods less what is in flight and already granted."""
+        cc = self.capacity.get(cluster, 0)
+        if not cc or cluster not in self.proxied:
+            return None
+        counts = self.pod_inflight.get(cluster) or {}
+        free = 0
+        for ip, port in self.eps.get(cluster, ()):
+            free += max(0, cc - counts.get(f"{ip}:{port}", 0))
+        return max(0, free - self.granted.get(cluster, 0))
+
+    def _wake(self, cluster: str) -> None:
+        """Release the requests that waiting for `cluster` may go now, first come first."""
+        queue = self.queues.get(cluster)
+        if not queue:
+            return
+        if not self.eps.get(cluster):
+            return                      # still no pod: they keep waiting (and their deadline)
+        free = self._free(cluster)
+        for fut in list(queue):
+            if fut.done():              # gave up; its own finally takes it out
+                continue
+            if free is not None:
+                if free <= 0:
+                    break
+                free -= 1
+                self.granted[cluster] = self.granted.get(cluster, 0) + 1
+            del queue[fut]
+            fut.set_result(None)
+        if not queue:
+            del self.queues[cluster]
+
     def endpoints_changed(self, changes: Mapping[str, tuple[Any, ...]]) -> None:
-        """EDS: clusters that got endpoints release their held requests."""
+        """EDS: clusters that got endpoints release their held requests (as many as their
+        capacity takes)."""
         for cluster, eps in changes.items():
-            if not eps:
-                self.pod_inflight.pop(cluster, None)
             if eps:
-                fut = self.waiting.pop(cluster, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
-
-
-async def _shielded(fut: asyncio.Future[None]) -> None:
-    # one future is shared by every held request of a revision: a client that goes away
-    # stops waiting without cancelling it for the others
-    await asyncio.shield(fut)
+                self.eps[cluster] = eps   # a reference: as many as the snapshot's clusters
+                self._wake(cluster)
+            else:
+                self.pod_inflight.pop(cluster, None)
+                self.eps.pop(cluster, None)
+                self.granted.pop(cluster, None)

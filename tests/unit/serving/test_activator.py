@@ -5,6 +5,7 @@ per-revision counts the autoscaler reads (time-averaged requests in flight)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -171,3 +172,142 @@ def test_in_the_path_it_picks_the_pod_with_the_most_free_concurrency() -> None:
     # the revision lost its pods: its counts go
     act.endpoints_changed({"ns/r": ()})
     assert "ns/r" not in act.pod_inflight
+
+
+# --- throttling to containerConcurrency (upstream's throttler) ---------------------------
+
+EPS2 = (("10.0.0.1", 8012), ("10.0.0.2", 8012))
+
+
+def _throttled(cc: int, queue_limit: int = 10) -> Activator:
+    act = Activator(queue_limit=queue_limit)
+    act.apply_part({"proxy": ["ns/r"], "capacity": {"ns/r": cc}})
+    act.endpoints_changed({"ns/r": EPS2})
+    return act
+
+
+def _dispatch(act: Activator, order: list[str]) -> Any:
+    """What the gateway does for one request: the pod the activator picks, or a hold that
+    dispatches again; records each pick."""
+    def again() -> Forward | Reply | Defer:
+        picked = act.pick("ns/r", act.eps["ns/r"])
+        if picked is None:
+            return act.hold("ns/r", again)
+        order.append(picked[0])
+        return Forward(picked[1])
+    return again()
+
+
+def test_at_capacity_requests_wait_in_order_and_each_end_releases_one() -> None:
+    async def run() -> None:
+        act = _throttled(cc=1)
+        order: list[str] = []
+        first = [_dispatch(act, order) for _ in range(2)]
+        assert all(isinstance(f, Forward) for f in first) and len(order) == 2
+        waits = [_dispatch(act, order) for _ in range(3)]     # both pods at cc=1: held
+        assert all(isinstance(w, Defer) for w in waits)
+        tasks = [asyncio.ensure_future(w.awaitable) for w in waits]
+        await asyncio.sleep(0)
+        assert not any(t.done() for t in tasks) and act.held == {"ns/r": 3}
+        act.end(None, _Head(order[0]), 200, 0, 0.1, None)     # one slot: the first waiter
+        # a newcomer does not jump the queue while a released request has not picked yet
+        assert act.pick("ns/r", EPS2) is None
+        await asyncio.sleep(0)
+        assert tasks[0].done() and not tasks[1].done() and not tasks[2].done()
+        assert isinstance(tasks[0].result(), Forward)
+        assert order[2] == order[0]                           # the pod that was freed
+        act.end(None, _Head(order[1]), 200, 0, 0.1, None)
+        await asyncio.sleep(0)
+        assert tasks[1].done() and not tasks[2].done()
+        assert act.pod_inflight["ns/r"] == {"10.0.0.1:8012": 1, "10.0.0.2:8012": 1}
+        tasks[2].cancel()
+        await asyncio.gather(tasks[2], return_exceptions=True)
+        assert act.held == {} and act.queues == {} and act.granted == {}
+    asyncio.run(run())
+
+
+def test_a_released_request_that_gives_up_passes_its_slot_on() -> None:
+    async def run() -> None:
+        act = _throttled(cc=1)
+        order: list[str] = []
+        for _ in range(2):
+            _dispatch(act, order)
+        waits = [_dispatch(act, order) for _ in range(2)]
+        tasks = [asyncio.ensure_future(w.awaitable) for w in waits]
+        await asyncio.sleep(0)
+        act.end(None, _Head(order[0]), 200, 0, 0.1, None)     # released ...
+        tasks[0].cancel()                                     # ... but its client went away
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        await asyncio.sleep(0)
+        assert isinstance(tasks[1].result(), Forward) and len(order) == 3
+        assert act.granted == {} and act.queues == {}
+    asyncio.run(run())
+
+
+def test_the_capacity_queue_is_bounded_and_a_pod_added_releases_as_many_as_it_takes() -> None:
+    async def run() -> None:
+        act = _throttled(cc=2, queue_limit=3)
+        order: list[str] = []
+        for _ in range(4):                                    # 2 pods x cc 2
+            assert isinstance(_dispatch(act, order), Forward)
+        waits = [_dispatch(act, order) for _ in range(3)]
+        tasks = [asyncio.ensure_future(w.awaitable) for w in waits]
+        await asyncio.sleep(0)
+        assert _dispatch(act, order) is QUEUE_FULL            # 10 x cc upstream; 3 here
+        eps3 = EPS2 + (("10.0.0.3", 8012),)
+        act.endpoints_changed({"ns/r": eps3})                 # a third pod: room for two
+        await asyncio.sleep(0)
+        assert [t.done() for t in tasks] == [True, True, False]
+        assert all(isinstance(t.result(), Forward) for t in tasks[:2])
+        assert act.pod_inflight["ns/r"]["10.0.0.3:8012"] == 2
+        tasks[2].cancel()
+        await asyncio.gather(tasks[2], return_exceptions=True)
+    asyncio.run(run())
+
+
+def test_without_a_concurrency_or_out_of_the_path_nothing_waits_for_capacity() -> None:
+    async def run() -> None:
+        act = _throttled(cc=1)
+        order: list[str] = []
+        for _ in range(2):
+            _dispatch(act, order)
+        wait = _dispatch(act, order)
+        task = asyncio.ensure_future(wait.awaitable)
+        await asyncio.sleep(0)
+        assert not task.done()
+        # the SKS went to Serve: the activator leaves the path and what it held goes on
+        act.apply_part({"proxy": [], "capacity": {}})
+        await asyncio.sleep(0)
+        assert task.done()
+        unlimited = Activator()
+        unlimited.apply_part({"proxy": ["ns/r"]})
+        assert all(unlimited.pick("ns/r", EPS2) is not None for _ in range(50))
+    asyncio.run(run())
+
+
+def test_a_bad_capacity_is_refused_and_changes_nothing() -> None:
+    act = _throttled(cc=3)
+    for bad in ({"proxy": ["ns/r"], "capacity": []},
+                {"proxy": ["ns/r"], "capacity": {"ns/r": 0}},
+                {"proxy": ["ns/r"], "capacity": {"ns/r": 1001}},
+                {"proxy": ["ns/r"], "capacity": {"ns/r": "2"}},
+                {"proxy": ["ns/r"], "capacity": {"ns/r": True}}):
+        with pytest.raises(ValueError, match="capacity"):
+            act.apply_part(bad)
+    assert act.capacity == {"ns/r": 3} and act.proxied == frozenset({"ns/r"})
+
+
+def test_the_activator_part_from_sks_and_pod_autoscalers() -> None:
+    from skiff.serving.activatorpart import activator_part
+
+    def obj(ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"namespace": ns, "name": name}, "spec": spec}
+    sks = [obj("a", "r1", {"mode": "Proxy"}), obj("a", "r2", {"mode": "Serve"}),
+           obj("b", "r3", {"mode": "Proxy"}), obj("b", "r4", {"mode": "Proxy"})]
+    pas = [obj("a", "r1", {"containerConcurrency": 1}),
+           obj("a", "r2", {"containerConcurrency": 5}),      # in Serve mode: not fronted
+           obj("b", "r3", {"containerConcurrency": 0}),      # unlimited
+           obj("c", "r9", {"containerConcurrency": 2})]      # no SKS
+    part = activator_part(sks, pas, lambda ns, n: f"{ns}/{n}")
+    assert part == {"proxy": ["a/r1", "b/r3", "b/r4"], "capacity": {"a/r1": 1}}
+    Activator().apply_part(part)                             # the data plane takes it

@@ -57,6 +57,7 @@ from skiff.mesh.gateway.snapshot import (
     endpoints_from_pods,
     pod_endpoint,
 )
+from skiff.serving.activatorpart import activator_part
 
 log = logging.getLogger("skiff.gateway.controller")
 
@@ -66,6 +67,7 @@ INGRESS = Ref("networking.internal.knative.dev/v1alpha1", "Ingress")
 POD = Ref("v1", "Pod")
 KNATIVE_SERVING = Ref("operator.knative.dev/v1beta1", "KnativeServing")
 SKS = Ref("networking.internal.knative.dev/v1alpha1", "ServerlessService")
+POD_AUTOSCALER = Ref("autoscaling.internal.knative.dev/v1alpha1", "PodAutoscaler")
 ACTIVATOR_PART = "activator"
 
 Key = tuple[str, str]
@@ -107,6 +109,10 @@ def fp_pod(o: Obj) -> Any:
 
 def fp_sks(o: Obj) -> Any:
     return (o.get("spec") or {}).get("mode")
+
+
+def fp_pod_autoscaler(o: Obj) -> Any:
+    return (o.get("spec") or {}).get("containerConcurrency")
 
 
 def fp_knative_serving(o: Obj) -> Any:
@@ -263,9 +269,11 @@ class GatewayController:
         self.servings = Informer(client, KNATIVE_SERVING, "", fp_knative_serving, self.changed)
         # ServerlessServices in Proxy mode put the activator in their revision's path
         self.sks = Informer(client, SKS, "", fp_sks, self.activator_changed)
-        self.proxied: frozenset[str] | None = None
+        # ... and their PodAutoscalers' containerConcurrency is the capacity it throttles to
+        self.pas = Informer(client, POD_AUTOSCALER, "", fp_pod_autoscaler, self.activator_changed)
+        self.activator_part: dict[str, Any] | None = None
         self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings,
-                          self.sks]
+                          self.sks, self.pas]
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -303,14 +311,13 @@ class GatewayController:
         self._schedule()
 
     def activator_changed(self) -> None:
-        """Which revision clusters the activator fronts (their SKS is in Proxy mode): a part
-        of its own, so a mode flip touches neither routes nor endpoints."""
-        proxied = frozenset(cluster_name(str(_meta(o).get("namespace")), str(_meta(o).get("name")))
-                            for o in self.sks.items.values()
-                            if (o.get("spec") or {}).get("mode") == "Proxy")
-        if proxied != self.proxied:
-            self.proxied = proxied
-            self.publisher.publish_part(ACTIVATOR_PART, {"proxy": sorted(proxied)})
+        """Which revision clusters the activator fronts (their SKS is in Proxy mode) and their
+        capacity (serving/activatorpart.py): a part of its own, so a mode flip touches neither
+        routes nor endpoints."""
+        part = activator_part(self.sks.items.values(), self.pas.items.values(), cluster_name)
+        if part != self.activator_part:
+            self.activator_part = part
+            self.publisher.publish_part(ACTIVATOR_PART, part)
 
     def _acked(self, version: int) -> None:
         if self._status_pending is not None and version >= self._status_pending:

@@ -135,7 +135,8 @@ _NOT_SIMPLE: _Simple = (("", 0), b"", None, "")
 
 
 class _Cold:
-    """A route whose revision cluster has no ready endpoint (the activator holds it)."""
+    """A route whose revision cluster has no ready endpoint or no free capacity (the activator
+    holds it)."""
     __slots__ = ("cluster",)
 
     def __init__(self, cluster: str) -> None:
@@ -153,7 +154,7 @@ class ActivatorSeam(RequestHooks, Protocol):
     def hold(self, cluster: str, redispatch: Callable[[], Forward | Reply | Defer],
              ) -> Reply | Defer: ...
 
-    def pick(self, cluster: str, eps: Sequence[Endpoint]) -> tuple[str, Endpoint]: ...
+    def pick(self, cluster: str, eps: Sequence[Endpoint]) -> tuple[str, Endpoint] | None: ...
 
     def endpoints_changed(self, changes: Mapping[str, tuple[Any, ...]]) -> None: ...
 
@@ -481,9 +482,10 @@ class GatewayProxy:
         eps = rt.endpoints.get(split.cluster, ())
         activator = self.activator
         if activator is not None and activator.in_path(split.cluster):
-            if not eps:
+            picked = activator.pick(split.cluster, eps) if eps else None
+            if picked is None:          # no ready pod, or every pod at its concurrency
                 return _Cold(split.cluster)
-            head.tag, ep = activator.pick(split.cluster, eps)
+            head.tag, ep = picked
             return (ep, rt.route_headers(path, split),
                     path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
         if not eps:
