@@ -59,6 +59,11 @@ def kill_marked(mark: str) -> None:
             p.kill()
 
 
+def unheld(template: psutil.Process, fs: ForkServer) -> set[int]:
+    """The template's children other than the standbys it has announced."""
+    return {c.pid for c in template.children()} - fs.standbys
+
+
 def shell(mark: str) -> list[str]:
     # the leader and a child of its own in its group, as a shell entrypoint has
     return ["/bin/sh", "-c", f"sleep {mark} & sleep {mark}; wait"]
@@ -119,7 +124,7 @@ def test_a_timed_out_spawn_leaves_no_child(tmp_path: Path) -> None:
         try:
             with pytest.raises(TimeoutError):
                 await fs.spawn_exec("/bin/sleep", ["sleep", mark], {}, tmp_path, fifo)
-            await asyncio.to_thread(wait_until, lambda: not template.children(), "no child")
+            await asyncio.to_thread(wait_until, lambda: not unheld(template, fs), "no child")
             # and the template still serves
             pid, exited = await fs.spawn_exec("/bin/true", ["true"], {}, tmp_path,
                                               tmp_path / "log")
@@ -249,3 +254,60 @@ def test_without_preloads_scripts_are_not_forked(tmp_path: Path) -> None:
     fs = ForkServer([HELLO_OPENSHIFT_MODULE])
     fs.ready = True
     assert fs.script_for(["python3", "app.py"], tmp_path) is None
+
+
+def test_standbys_become_the_python_children_and_die_with_the_template(tmp_path: Path) -> None:
+    """The template holds STANDBY children forked ahead of need: a module spawn is handed to
+    one (its pid was announced as a standby), with the request's env, argv, cwd and log; used
+    standbys are replaced after a quiet spell; closing kills the standbys too."""
+    (tmp_path / "app.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'argv': sys.argv, 'env': os.environ.get('X'), 'cwd': os.getcwd(),\n"
+        "                  'sid': os.getsid(0) == os.getpid()}), flush=True)\n")
+
+    async def body() -> None:
+        fs = ForkServer([HELLO_OPENSHIFT_MODULE], preload=("json",), standby=2)
+        await fs.start()
+        assert fs.proc is not None
+        template = psutil.Process(fs.proc.pid)
+        try:
+            await asyncio.to_thread(wait_until, lambda: len(fs.standbys) == 2, "two standbys")
+            first = set(fs.standbys)
+            assert {c.pid for c in template.children()} == first
+            argv = ["python3", "app.py", "a"]
+            script = fs.script_for(argv, tmp_path)
+            assert script is not None
+            pid, exited = await fs.spawn_script(script, argv, {"X": "1"}, tmp_path,
+                                                tmp_path / "log")
+            assert pid in first and pid not in fs.standbys
+            assert await asyncio.wait_for(exited, DEADLINE) == 0
+            await asyncio.to_thread(wait_until, lambda: len(fs.standbys) == 2
+                                    and fs.standbys & first == first - {pid}, "a new standby")
+            held = set(fs.standbys)
+        finally:
+            await fs.close()
+        await asyncio.to_thread(wait_until, lambda: not any(psutil.pid_exists(p) and
+                                psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                for p in held), "no standby left")
+    asyncio.run(body())
+    import json
+    info = json.loads((tmp_path / "log").read_text().splitlines()[0])
+    assert info == {"argv": ["app.py", "a"], "env": "1", "cwd": str(tmp_path), "sid": True}
+
+
+def test_without_standbys_every_child_is_a_fresh_fork(tmp_path: Path) -> None:
+    async def body() -> None:
+        fs = ForkServer([HELLO_OPENSHIFT_MODULE], preload=("json",), standby=0)
+        await fs.start()
+        try:
+            (tmp_path / "app.py").write_text("print('hi')\n")
+            argv = ["python3", "app.py"]
+            script = fs.script_for(argv, tmp_path)
+            assert script is not None
+            pid, exited = await fs.spawn_script(script, argv, {}, tmp_path, tmp_path / "log")
+            assert await asyncio.wait_for(exited, DEADLINE) == 0
+            assert not fs.standbys
+        finally:
+            await fs.close()
+    asyncio.run(body())
+    assert (tmp_path / "log").read_text() == "hi\n"
