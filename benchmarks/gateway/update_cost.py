@@ -20,8 +20,10 @@ Then routes-only changes: the target KIngress's traffic split flips between 50/5
 over two revisions (what `kn service update --traffic` does), the controller recompiles and
 publishes (GatewayController.compile_and_apply, which waits for the data plane's ack); the
 figures are the bytes and message types sent per change (only "routes", only the target's
-host) against the first, whole snapshot, and publish -> ack; and, in this process, what the
-data plane's apply costs for a routes-only message against a whole snapshot.
+host) against the first, whole snapshot, compile -> ack, how many KIngresses each change
+compiled (the controller's SnapshotCompiler compiles the changed one only) and its compile
+timed alone; and, in this process, what the data plane's apply costs for a routes-only
+message against a whole snapshot.
 """
 
 from __future__ import annotations
@@ -186,9 +188,10 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 await poll.until(503)
 
             # routes-only changes: the target's traffic split flips (a KIngress change)
-            route_bytes, route_msgs, route_ms, diff_ms = [], [], [], []
+            route_bytes, route_msgs, route_ms, diff_ms, compiled = [], [], [], [], []
             kinds: set[str] = set()
             for i in range(args.rounds):
+                c0 = ctl.compiler.ingress_compiles
                 ctl.ingresses.items[("bench", "target")] = split_kingress(
                     "target", (90, 10) if i % 2 == 0 else (50, 50))
                 before = dict(server.sent_by_type)
@@ -197,6 +200,7 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 prev = server.snapshot
                 await ctl.compile_and_apply()         # compile, diff, publish, wait for the ack
                 route_ms.append((time.perf_counter() - t0) * 1000)
+                compiled.append(ctl.compiler.ingress_compiles - c0)
                 t0 = time.perf_counter()              # the diff and framing alone, again
                 for m in codec.delta_messages(1, prev, server.snapshot):  # type: ignore[arg-type]
                     codec.frame(m)
@@ -204,6 +208,14 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 route_bytes.append(server.bytes_sent - b0)
                 route_msgs.append(server.messages_sent - m0)
                 kinds |= {k for k, n in server.sent_by_type.items() if n != before.get(k, 0)}
+            # the controller's compile alone (SnapshotCompiler: the changed KIngress only)
+            inc_ms = []
+            for i in range(args.rounds):
+                ctl.ingresses.items[("bench", "target")] = split_kingress(
+                    "target", (90, 10) if i % 2 == 0 else (50, 50))
+                t0 = time.perf_counter()
+                ctl.compiler.compile(ctl.inputs(endpoints=False), ctl.endpoints)
+                inc_ms.append((time.perf_counter() - t0) * 1000)
             return {
                 "routes": args.routes, "rounds": args.rounds,
                 "routed_ms": {"p50": statistics.median(routed), "p99": pct(routed, 99),
@@ -220,6 +232,9 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 "routes_only_compile_publish_ack_ms": {"p50": statistics.median(route_ms),
                                                        "max": max(route_ms)},
                 "routes_only_diff_and_frame_ms": statistics.median(diff_ms),
+                "routes_only_kingresses_compiled": statistics.median(compiled),
+                "incremental_compile_ms": {"p50": statistics.median(inc_ms), "max": max(inc_ms)},
+                "full_assemblies": ctl.compiler.full_assemblies,
                 "data_plane_apply_ms": data_plane_apply_ms(args.routes, cert),
             }
         finally:

@@ -10,21 +10,26 @@ status-only writes - ours included - do not recompile) schedules one
 round a few milliseconds later, which batches bursts.
 
 A change of Gateways, Secrets, KIngresses or KnativeServings recompiles: the
-pure snapshot.compile_snapshot() makes a whole snapshot, which is published
+compiler (compiler.SnapshotCompiler, the same result as the pure
+snapshot.compile_snapshot()) makes a whole snapshot, compiling again only the
+KIngresses whose version changed (and the Gateways' servers only when a
+Gateway, Secret or the mode did), with the endpoints from the controller's pod
+index rather than a pass over every pod; the snapshot is published
 over the snapshot channel (dataplane/channel.py) to the data-plane process
 (the channel sends only the parts that changed: a KIngress change the
 route configurations, a certificate the listeners);
 once the data plane acks that version, status is written: KIngress
 conditions (LoadBalancerReady, NetworkConfigured, Ready) and load balancers,
 and Gateway conditions (Ready, or why a server was skipped), each written only
-when it differs from what the object already says. Without an ack within
+when it differs from what the object already says (a KIngress whose object and
+compiled status are both the ones last found in agreement is not looked at). Without an ack within
 ACK_TIMEOUT no status is written; it is written when an ack comes later (the
 data plane restarted, or connected late). A change of Pods only recomputes the
 endpoints (snapshot.cluster_endpoints) and publishes the clusters that changed
 (Envoy's EDS): no route compile, no TLS context, and the data plane's split
 schedules carry on. Status does not depend on endpoints, so none is written.
-Neighbours: snapshot.py (pure), dataplane/channel.py, proxy.py (in the data
-plane), mesh/setup.py.
+Neighbours: snapshot.py and compiler.py (pure), dataplane/channel.py, proxy.py
+(in the data plane), mesh/setup.py.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from skiff.core.client import ApiError, Client, Obj, Ref
 from skiff.core.clock import rfc3339, utcnow
 from skiff.dataplane import model
 from skiff.dataplane.model import GatewaySettings
+from skiff.mesh.gateway.compiler import SnapshotCompiler
 from skiff.mesh.gateway.snapshot import (
     CLASS_ANNOTATION,
     CLASS_ANNOTATION_ALIAS,
@@ -53,7 +59,6 @@ from skiff.mesh.gateway.snapshot import (
     Inputs,
     Snapshot,
     cluster_name,
-    compile_snapshot,
     endpoints_from_pods,
     pod_endpoint,
 )
@@ -279,7 +284,10 @@ class GatewayController:
         self._timer: asyncio.TimerHandle | None = None
         self.compiles = 0
         self.endpoint_updates = 0
+        self.compiler = SnapshotCompiler()
         self.snapshot: Snapshot | None = None
+        # each KIngress's compiled status and the object it was last found to agree with
+        self._status_seen: dict[Key, tuple[IngressStatus, Obj]] = {}
         self.endpoints: dict[str, tuple[model.Endpoint, ...]] = {}
         # the endpoints index: each pod's (cluster, endpoint), and each cluster's members
         self._pod_endpoint: dict[Key, tuple[str, model.Endpoint]] = {}
@@ -362,12 +370,14 @@ class GatewayController:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    def inputs(self) -> Inputs:
+    def inputs(self, endpoints: bool = True) -> Inputs:
+        """The compiler's inputs from the watch caches; endpoints=False leaves the pods out
+        (the controller's pod index has them already)."""
         return Inputs(
             gateways=list(self.gateways.items.values()),
             secrets={k[1]: o for k, o in self.secrets.items.items()},
             ingresses=list(self.ingresses.items.values()),
-            endpoints=endpoints_from_pods(self.pods.items.values()),
+            endpoints=endpoints_from_pods(self.pods.items.values()) if endpoints else {},
             knative_servings=list(self.servings.items.values()),
             settings=self.settings,
             default_cert=self.default_cert,
@@ -395,10 +405,8 @@ class GatewayController:
 
     async def compile_and_apply(self) -> None:
         self._routes_dirty = self._endpoints_dirty = False
-        self.pods.take_touched()
-        self._index_all_pods()
-        snap = compile_snapshot(self.inputs())
-        self.endpoints = dict(snap.endpoints)
+        self._refresh_endpoints()
+        snap = self.compiler.compile(self.inputs(endpoints=False), self.endpoints)
         version = self.publisher.publish(snap.dataplane())
         self.snapshot = snap
         self.compiles += 1
@@ -447,11 +455,20 @@ class GatewayController:
         return touched
 
     def apply_endpoints(self) -> int:
-        """Publish the clusters whose endpoints changed; how many. Only the pods the watch
-        touched are looked at (all of them after a relist)."""
+        """Publish the clusters whose endpoints changed; how many."""
         self._endpoints_dirty = False
+        changes = self._refresh_endpoints()
+        if changes:
+            self.publisher.publish_endpoints(changes)
+            self.endpoint_updates += 1
+        return len(changes)
+
+    def _refresh_endpoints(self) -> dict[str, tuple[model.Endpoint, ...]]:
+        """Bring self.endpoints up to date with the pods; the clusters that changed. Only the
+        pods the watch touched are looked at (all of them after a relist, and before the
+        first compile, whose caches may have been filled without events)."""
         keys = self.pods.take_touched()
-        if keys is None:
+        if keys is None or self.snapshot is None:
             self._index_all_pods()
             clusters = set(self._members) | set(self.endpoints)
         else:
@@ -467,22 +484,25 @@ class GatewayController:
                     self.endpoints[c] = eps
                 else:
                     self.endpoints.pop(c, None)
-        if changes:
-            self.publisher.publish_endpoints(changes)
-            self.endpoint_updates += 1
-        return len(changes)
+        return changes
 
     async def _write_status(self, snap: Snapshot) -> bool:
         """Write what differs; True when a write lost a race and must be retried."""
         now = rfc3339(self.clock())
         retry = False
+        seen, self._status_seen = self._status_seen, {}
         for key, st in snap.ingress_status.items():
             obj = self.ingresses.items.get(key)
             if obj is None:
                 continue
+            last = seen.get(key)
+            if last is not None and last[1] is obj and last[0] == st:
+                self._status_seen[key] = last    # neither the object nor its status moved
+                continue
             old = obj.get("status") or {}
             want = ingress_status(st, old, now)
             if _same_status({k: old.get(k) for k in want}, want):
+                self._status_seen[key] = (st, obj)
                 continue
             retry |= await self._update_status(obj, {**old, **want})
         for key, conds in snap.gateway_status.items():

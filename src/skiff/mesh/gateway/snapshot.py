@@ -9,6 +9,10 @@ compile_snapshot(Inputs) is a pure function of
 - the KnativeServing objects (spec.ingress.istio.enabled picks the mode),
 - GatewaySettings (where the listeners are bound) and skiff's own
   certificate for the Kourier-mode HTTPS listener.
+It comes in parts: compile_ingress (one KIngress, alone), assemble_ingresses
+(who owns each host), compile_servers (the Gateways and their Secrets) and
+assemble_snapshot (listeners and route configurations), so that compiler.py
+can compile again only what changed and still give this function's result.
 It never reads the clock or a socket; the controller (controller.py) feeds
 it from watches and pushes Snapshot.dataplane() (the generic model of
 dataplane/model.py) to the data-plane process, whose proxy (proxy.py) swaps
@@ -334,41 +338,65 @@ def _sorted_headers(h: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in (h or {}).items()))
 
 
-def compile_ingresses(ingresses: Sequence[Obj], mode: str
-                      ) -> tuple[RouteTable, RouteTable, frozenset[str], dict[NsName, IngressStatus]]:
-    """(external table, local table, passthrough hosts, status per Ingress). Routes name
-    clusters (cluster_name); endpoints are not part of them (cluster_endpoints)."""
+@dataclass(frozen=True)
+class IngressRoutes:
+    """One KIngress compiled on its own (compile_ingress): its virtual hosts, before the hosts
+    of every KIngress are put together (assemble_ingresses decides who owns a host)."""
+    key: NsName
+    ident: str                                          # namespace/name
+    age: tuple[str, str, str]                           # _age_key: the older one keeps a host
+    generation: int
+    passthrough: bool
+    rules: tuple[tuple[str, VirtualHost], ...]          # (visibility, vhost) per rule
+
+
+def compile_ingress(ing: Obj) -> IngressRoutes | None:
+    """A KIngress's routes, a function of that object alone (so a compiler may keep them while
+    the object is the same); None when it is another implementation's (Contour...) or is going
+    away. Routes name clusters (cluster_name); endpoints are not part of them."""
+    meta = ing.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    cls = ann.get(CLASS_ANNOTATION) or ann.get(CLASS_ANNOTATION_ALIAS) or ""
+    if cls not in ("", ISTIO_CLASS, KOURIER_CLASS) or meta.get("deletionTimestamp"):
+        return None
+    ns, name = _nsname(ing)
+    ident = f"{ns}/{name}"
+    redirect = (ing.get("spec") or {}).get("httpOption") == "Redirected"
+    rules: list[tuple[str, VirtualHost]] = []
+    for rule in (ing.get("spec") or {}).get("rules") or []:
+        visibility = rule.get("visibility") or "ExternalIP"
+        hosts = tuple(normalize_host(str(h)) for h in rule.get("hosts") or [])
+        paths = tuple(_compile_path(p, ns) for p in (rule.get("http") or {}).get("paths") or [])
+        rules.append((visibility, VirtualHost(ident, hosts, paths,
+                                              redirect and visibility != "ClusterLocal")))
+    return IngressRoutes((ns, name), ident, _age_key(ing), int(meta.get("generation") or 0),
+                         str(ann.get(PASSTHROUGH_ANNOTATION, "")).lower() == "true",
+                         tuple(rules))
+
+
+def assemble_ingresses(compiled: Iterable[IngressRoutes], mode: str
+                       ) -> tuple[RouteTable, RouteTable, frozenset[str], dict[NsName, IngressStatus]]:
+    """(external table, local table, passthrough hosts, status per Ingress) from the KIngresses
+    compiled one by one: in age order, the first to claim a host keeps it and a later one
+    reports DomainConflict."""
     public, private = LOAD_BALANCERS[mode]
     external: list[tuple[str, VirtualHost]] = []
     local: list[tuple[str, VirtualHost]] = []
     owner: dict[tuple[str, str], str] = {}     # (visibility, host) -> ingress
     passthrough: set[str] = set()
     status: dict[NsName, IngressStatus] = {}
-    for ing in sorted(ingresses, key=_age_key):
-        meta = ing.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        cls = ann.get(CLASS_ANNOTATION) or ann.get(CLASS_ANNOTATION_ALIAS) or ""
-        if cls not in ("", ISTIO_CLASS, KOURIER_CLASS) or meta.get("deletionTimestamp"):
-            continue            # another ingress implementation's (Contour...), or going away
-        ns, name = _nsname(ing)
-        ident = f"{ns}/{name}"
-        is_passthrough = str(ann.get(PASSTHROUGH_ANNOTATION, "")).lower() == "true"
+    for ing in sorted(compiled, key=lambda c: c.age):
         conflicts: list[str] = []
-        redirect = (ing.get("spec") or {}).get("httpOption") == "Redirected"
-        for rule in (ing.get("spec") or {}).get("rules") or []:
-            visibility = rule.get("visibility") or "ExternalIP"
-            hosts = tuple(normalize_host(str(h)) for h in rule.get("hosts") or [])
-            paths = tuple(_compile_path(p, ns) for p in (rule.get("http") or {}).get("paths") or [])
-            vh = VirtualHost(ident, hosts, paths, redirect and visibility != "ClusterLocal")
+        for visibility, vh in ing.rules:
             target = local if visibility == "ClusterLocal" else external
-            for h in hosts:
+            for h in vh.hosts:
                 prev = owner.get((visibility, h))
-                if prev is not None and prev != ident:
+                if prev is not None and prev != ing.ident:
                     conflicts.append(f'host "{h}" is already served by Ingress {prev}')
                     continue
-                owner[(visibility, h)] = ident
+                owner[(visibility, h)] = ing.ident
                 target.append((h, vh))
-                if is_passthrough and visibility != "ClusterLocal":
+                if ing.passthrough and visibility != "ClusterLocal":
                     passthrough.add(h)
         if conflicts:
             msg = "; ".join(conflicts)
@@ -376,10 +404,20 @@ def compile_ingresses(ingresses: Sequence[Obj], mode: str
                      Condition("NetworkConfigured", "True"),
                      Condition("Ready", "False", "DomainConflict", msg))
         else:
-            conds = (Condition("LoadBalancerReady", "True"), Condition("NetworkConfigured", "True"),
-                     Condition("Ready", "True"))
-        status[(ns, name)] = IngressStatus(conds, public, private, int(meta.get("generation") or 0))
+            conds = READY_CONDITIONS
+        status[ing.key] = IngressStatus(conds, public, private, ing.generation)
     return build_table(external), build_table(local), frozenset(passthrough), status
+
+
+READY_CONDITIONS = (Condition("LoadBalancerReady", "True"), Condition("NetworkConfigured", "True"),
+                    Condition("Ready", "True"))
+
+
+def compile_ingresses(ingresses: Sequence[Obj], mode: str
+                      ) -> tuple[RouteTable, RouteTable, frozenset[str], dict[NsName, IngressStatus]]:
+    """(external table, local table, passthrough hosts, status per Ingress): every KIngress
+    compiled (compile_ingress), then put together (assemble_ingresses)."""
+    return assemble_ingresses([c for c in map(compile_ingress, ingresses) if c is not None], mode)
 
 
 def cluster_name(namespace: str, revision: str) -> str:
@@ -507,26 +545,40 @@ def compile_servers(gateways: Sequence[Obj], secrets: Mapping[str, Obj]
 
 
 def compile_snapshot(inp: Inputs) -> Snapshot:
+    """The whole snapshot from scratch (compiler.SnapshotCompiler keeps the parts of the last
+    one that did not change, and must equal this)."""
     mode = ingress_mode(inp.knative_servings)
-    external, local, passthrough, ingress_status = compile_ingresses(inp.ingresses, mode)
+    compiled = [c for c in map(compile_ingress, inp.ingresses) if c is not None]
+    servers = compile_servers(inp.gateways, inp.secrets) if mode == "istio" else ({}, {})
+    return assemble_snapshot(mode, assemble_ingresses(compiled, mode), servers, inp,
+                             cluster_endpoints(inp.endpoints))
+
+
+AssembledIngresses = tuple[RouteTable, RouteTable, frozenset[str], dict[NsName, IngressStatus]]
+CompiledServers = tuple[dict[str, list[Server]], dict[NsName, _GatewayReport]]
+
+
+def assemble_snapshot(mode: str, ingresses: AssembledIngresses, servers: CompiledServers,
+                      inp: Inputs, endpoints: Mapping[str, tuple[Endpoint, ...]],
+                      gateway_routes: Mapping[str, RouteTable] | None = None) -> Snapshot:
+    """The snapshot from its compiled parts: the KIngresses' tables (assemble_ingresses), the
+    Gateways' servers (compile_servers, Istio mode), the listeners and their route
+    configurations (inp gives the Gateways, settings and default certificate).
+    `gateway_routes`, when given, are the Gateway listeners' route configurations already
+    known (by name) for these tables and servers, so their hosts are not filtered again."""
+    external, local, passthrough, ingress_status = ingresses
     st = inp.settings
     listeners: dict[str, Listener] = {}
     routes: dict[str, RouteTable] = {model.EXTERNAL: external, model.LOCAL: local}
     gateway_status: dict[NsName, tuple[Condition, ...]] = {}
     if mode == "istio":
-        accepted, reports = compile_servers(inp.gateways, inp.secrets)
-        for bind, servers in accepted.items():
-            pairs: list[tuple[str, VirtualHost]] = []
-            for s in servers:
-                owner = tuple(s.gateway.split("/", 1))
-                table = (external if owner == EXTERNAL_GATEWAY else
-                         local if owner == LOCAL_GATEWAY else None)
-                if table is not None:
-                    pairs += filter_table(table, s.hosts)
+        accepted, reports = servers
+        for bind, servs in accepted.items():
             # Istio names a gateway's route configuration by its port ("https.443")
-            name = route_config_name(bind, servers[0].port)
-            routes[name] = build_table(pairs)
-            listeners[bind] = Listener(bind, (st.host, st.port_of(bind)), tuple(servers), name)
+            name = route_config_name(bind, servs[0].port)
+            known = gateway_routes.get(name) if gateway_routes is not None else None
+            routes[name] = known if known is not None else _gateway_table(servs, external, local)
+            listeners[bind] = Listener(bind, (st.host, st.port_of(bind)), tuple(servs), name)
         for gw_key, report in reports.items():
             if report.problems:
                 reason = report.problems[0][0]
@@ -556,7 +608,22 @@ def compile_snapshot(inp: Inputs) -> Snapshot:
                                               "HTTP", ("*",), "local"),), model.LOCAL)
     return Snapshot(mode, MappingProxyType(listeners), MappingProxyType(routes), passthrough,
                     MappingProxyType(gateway_status), MappingProxyType(ingress_status),
-                    MappingProxyType(cluster_endpoints(inp.endpoints)))
+                    MappingProxyType(dict(endpoints)))
+
+
+def _gateway_table(servers: Sequence[Server], external: RouteTable, local: RouteTable
+                   ) -> RouteTable:
+    """A Gateway listener's route configuration: the hosts of knative-ingress-gateway's
+    servers from the external table, knative-local-gateway's from the local one, filtered by
+    the servers' hosts; other Gateways route nothing."""
+    pairs: list[tuple[str, VirtualHost]] = []
+    for s in servers:
+        owner = tuple(s.gateway.split("/", 1))
+        table = (external if owner == EXTERNAL_GATEWAY else
+                 local if owner == LOCAL_GATEWAY else None)
+        if table is not None:
+            pairs += filter_table(table, s.hosts)
+    return build_table(pairs)
 
 
 def route_config_name(bind: str, port: int) -> str:
