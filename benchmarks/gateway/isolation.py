@@ -8,8 +8,11 @@ Knative service `hello` (attack.py's run_skiff set-up, reused), measures the nor
 (~200 req/s over 4 keep-alive connections through the router's HTTP port) and the API GET
 client quiet, then again while a separate process POSTs ConfigMaps to the API server as fast
 as `--concurrency` connections allow (10,000 by default), and prints both p99s and their ratio.
-Goal: the gateway's p99 during the burst within 2x of quiet. Everything targets 127.0.0.1 and
-is bounded; the only processes ended are the ones this script started, by PID. A benchmark,
+Goal: the gateway's p99 during the burst within 2x of quiet. It also prints the CPU the
+data-plane process(es) and the rest of skiff (the platform and its pods) used in each phase:
+the data plane's barely moving shows the burst sends it nothing (no recompile, no push), so
+what reaches the gateway is the two shared cores. Everything targets 127.0.0.1 and is
+bounded; the only processes ended are the ones this script started, by PID. A benchmark,
 never part of the test suite.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -57,6 +61,30 @@ async def burst(port: int, token: str, ca: str, creates: int, concurrency: int) 
     return {"creates": creates, "errors": errors, "seconds": time.perf_counter() - t0}
 
 
+def dataplane_pids(platform: int) -> list[int]:
+    """The data-plane processes `skiff up` (pid `platform`) supervises, from /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == platform and b"skiff.dataplane" in argv:
+            out.append(int(d))
+    return out
+
+
+def phase_cpu(platform: int, dp: list[int]) -> tuple[float, float]:
+    """(data plane, the rest of skiff) CPU seconds so far."""
+    d = tree_cpu(dp)
+    return d, tree_cpu([platform]) - d
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--creates", type=int, default=10000)
@@ -76,7 +104,10 @@ def main() -> int:
             second = api_client(ports, home)
             token = second["token"]
             measure(ports["--http-port"], second, 2.0, args.rate, args.api_rate)   # warm-up
+            dp = dataplane_pids(up.pid)
+            q0 = phase_cpu(up.pid, dp)
             quiet = measure(ports["--http-port"], second, args.measure, args.rate, args.api_rate)
+            q1 = phase_cpu(up.pid, dp)
             cfg = {"port": ports["api"], "token": token, "ca": str(home / "pki" / "ca.crt"),
                    "creates": args.creates, "concurrency": args.concurrency}
             c0 = tree_cpu([up.pid])
@@ -84,8 +115,10 @@ def main() -> int:
                                  stdout=subprocess.PIPE)
             try:
                 time.sleep(1.0)                          # let the burst get going
+                l0 = phase_cpu(up.pid, dp)
                 loaded = measure(ports["--http-port"], second, args.measure, args.rate,
                                  args.api_rate)
+                l1 = phase_cpu(up.pid, dp)
                 out, _ = b.communicate(timeout=330)
             finally:
                 stop(b)
@@ -102,6 +135,9 @@ def main() -> int:
             n = x["n"] if "n" in x else round(x["rate"] * args.measure)   # sent, for the open loop
             print(f"{label + ' ' + who:34}{x['p50_ms']:8.2f}{x['p99_ms']:9.2f}{n:7d}"
                   f"{x['late']:6d}")
+    print(f"CPU s in the measured {args.measure:.0f} s (data plane / rest of skiff): quiet "
+          f"{q1[0] - q0[0]:.2f} / {q1[1] - q0[1]:.2f}, during the burst {l1[0] - l0[0]:.2f} / "
+          f"{l1[1] - l0[1]:.2f} ({len(dp)} data-plane process(es))")
     ratio = loaded["gateway"]["p99_ms"] / quiet["gateway"]["p99_ms"]
     print(f"burst: {stats['creates']} creates in {stats['seconds']:.1f} s "
           f"({stats['creates'] / stats['seconds']:.0f}/s), {stats['errors']} errors; skiff CPU "
