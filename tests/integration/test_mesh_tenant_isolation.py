@@ -105,18 +105,44 @@ def test_same_tenant_by_external_url(mesh: Skiff) -> None:
     assert r.stdout.endswith("Hello Serverless!\n")
 
 
+def revision_pod(s: Skiff, ns: str) -> str:
+    return s.kubectl("get", "pods", "-n", ns, "-l", "serving.knative.dev/service=test-webapp",
+                     "-o", "jsonpath={.items[0].metadata.name}").stdout
+
+
+def activator_log(s: Skiff) -> str:
+    """The activator's sidecar access log (it has no pod: <home>/activator-istio-proxy.log)."""
+    return (s.home / "activator-istio-proxy.log").read_text()
+
+
 def test_other_tenant_by_cluster_local_name_is_denied(mesh: Skiff) -> None:
+    # one pod and the default target-burst-capacity: the activator is in the path (SKS Proxy),
+    # so, as on a cluster, the activator's policies deny it before it reaches bravo's pod
+    assert mesh.kubectl_json("get", "sks", "-n", "team-bravo-1")["items"][0]["spec"][
+        "mode"] == "Proxy"
     r = exec_curl(mesh, "-v", "http://test-webapp.team-bravo-1:80")
     assert "< HTTP/1.1 403 Forbidden" in r.stderr, r.stderr
     assert "< content-type: text/plain" in r.stderr and "< server: envoy" in r.stderr
     assert r.stdout == "RBAC: access denied"
-    # the bravo pod's sidecar says which policies it looked at and who asked
-    pod = mesh.kubectl("get", "pods", "-n", "team-bravo-1", "-l",
-                       "serving.knative.dev/service=test-webapp", "-o",
-                       "jsonpath={.items[0].metadata.name}").stdout
-    log = mesh.kubectl("logs", "-n", "team-bravo-1", pod, "-c", "istio-proxy").stdout
-    assert "403 rbac_access_denied source=cluster.local/ns/team-alpha-1/sa/default" in log, log
-    assert "team-bravo-1/allow-from-knative-and-istio" in log
+    # the activator's sidecar says who asked and which policies it looked at
+    log = activator_log(mesh)
+    assert ("403 rbac_access_denied source=cluster.local/ns/team-alpha-1/sa/default "
+            "host=test-webapp.team-bravo-1") in log, log
+    assert "knative-serving/allow-team-bravo-to-activator" in log, log
+
+
+def test_the_activator_forwards_with_its_own_identity(mesh: Skiff) -> None:
+    # the same tenant's request goes through the activator: the pod's sidecar sees the
+    # activator's SPIFFE ID, which the tenant's allow-from-knative-and-istio admits
+    r = exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80")
+    assert r.stdout == "Hello Serverless!\n", r.stderr
+    assert "allowed source=cluster.local/ns/team-alpha-1/sa/default" in activator_log(mesh)
+    pod_log = mesh.kubectl("logs", "-n", "team-alpha-1", revision_pod(mesh, "team-alpha-1"),
+                           "-c", "istio-proxy").stdout
+    assert "allowed source=cluster.local/ns/knative-serving/sa/activator" in pod_log, pod_log
+    assert "team-alpha-1/allow-from-knative-and-istio" in pod_log
+    # the activator's access log is the home's, private like every file in it
+    assert (mesh.home / "activator-istio-proxy.log").stat().st_mode & 0o077 == 0
 
 
 def test_other_tenant_by_external_url_is_allowed(mesh: Skiff) -> None:
@@ -381,7 +407,8 @@ def test_a_revision_at_zero_wakes_up_in_the_mesh(mesh: Skiff) -> None:
     assert same.stdout == "Hello Serverless!\n", (same.returncode, same.stderr)
     other = exec_curl(mesh, "-s", "-m", "30", "http://test-webapp.team-bravo-1:80")
     assert other.stdout == "RBAC: access denied", (other.returncode, other.stderr)
-    assert pods("team-bravo-1")          # the denied request still woke the revision up
+    # the activator's policies denied it before the activator took it: nothing woke up
+    assert not pods("team-bravo-1")
     ext = exec_curl(mesh, "-sk", "-m", "30", external_url(mesh, "team-alpha-1"))
     assert ext.stdout == "Hello Serverless!\n", (ext.returncode, ext.stderr)
 

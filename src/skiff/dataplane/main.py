@@ -72,9 +72,11 @@ class _StdinWatch(asyncio.Protocol):
 
 
 async def serve(args: argparse.Namespace) -> int:
+    from skiff.core.home import private_file
     from skiff.mesh.gateway.proxy import GatewayProxy
+    from skiff.mesh.sidecar.activator import ACTIVATOR_LOG
     from skiff.mesh.sidecar.config import PART
-    from skiff.mesh.sidecar.host import SidecarHost
+    from skiff.mesh.sidecar.host import AccessLog, SidecarHost
     from skiff.router.router import Router, router_pki_paths
     from skiff.serving.activator import Activator
 
@@ -115,6 +117,10 @@ async def serve(args: argparse.Namespace) -> int:
     sidecars.route_local = proxy.route_local
     proxy.mesh_cluster = sidecars.gateway_cluster
     proxy.mesh_server_context = sidecars.gateway_server_context
+    proxy.activator_mesh = sidecars.activator
+    activator_log = args.home / ACTIVATOR_LOG
+    private_file(activator_log)         # the home's files are private from their creation
+    sidecars.activator.access_log = AccessLog(str(activator_log))
     parts: dict[str, Callable[[Any], None]] = {PART: sidecars.apply_data,
                                                "activator": activator.apply_part}
     receiver = codec.ReceiverState()

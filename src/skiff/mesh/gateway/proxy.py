@@ -159,6 +159,16 @@ class ActivatorSeam(RequestHooks, Protocol):
     def endpoints_changed(self, changes: Mapping[str, tuple[Any, ...]]) -> None: ...
 
 
+class ActivatorMesh(Protocol):
+    """The activator as a mesh workload (mesh/sidecar/activator.py): the policies that select
+    it, for a request from `source` (a SPIFFE ID; None: this gateway), and its own mTLS to a
+    meshed pod (None: no SVID, or no sidecar there)."""
+
+    def admits(self, head: RequestHead, source: str | None) -> Reply | None: ...
+
+    def cluster(self, ep: Endpoint) -> Cluster | None: ...
+
+
 def _never(_cluster: str) -> bool:
     return False
 
@@ -340,6 +350,7 @@ class GatewayProxy:
         # The activator (serving/activator.py): holds requests for revisions without a ready
         # pod (and counts them while it does); None: no ready endpoint is a 503.
         self.activator: ActivatorSeam | None = None
+        self.activator_mesh: ActivatorMesh | None = None
         # The gateway's mesh identity as a server (ISTIO_MUTUAL on the local gateway).
         self.mesh_server_context: Callable[[], ssl.SSLContext | None] | None = None
 
@@ -435,26 +446,34 @@ class GatewayProxy:
             out.extra = lines
             out.host = rewrite
             out.cluster = mesh(ep) if mesh is not None else None
-            # the activator chose the pod: it hears the end
-            out.hook = self.activator if head.tag is not None else None
+            if head.tag is not None:
+                # the activator chose the pod: its identity (in the mesh), and it hears the end
+                am = self.activator_mesh
+                if am is not None:
+                    out.cluster = am.cluster(ep) or out.cluster
+                out.hook = self.activator
+            else:
+                out.hook = None
             return out
         return dispatch
 
     def route_local(self, head: RequestHead, redispatch: Callable[[], Forward | Reply | Defer],
-                    ) -> _Simple | Reply | Defer:
+                    source: str | None = None) -> _Simple | Reply | Defer:
         """Where the local gateway's table sends this request (endpoint, route headers, host
         rewrite, cluster), for a sidecar that routes cluster-local Knative hosts itself; a
         revision without a ready pod is held by the activator, which calls `redispatch` once
-        it has one."""
-        r = self._route(self.rt, "local", head)
+        it has one. `source`: the caller's SPIFFE ID (the activator's policies read it)."""
+        r = self._route(self.rt, "local", head, source)
         if isinstance(r, _Cold):
             assert self.activator is not None
             return self.activator.hold(r.cluster, redispatch)
         return r
 
-    def _route(self, rt: _Runtime, table: str, head: RequestHead) -> _Simple | Reply | _Cold:
+    def _route(self, rt: _Runtime, table: str, head: RequestHead, source: str | None = None,
+               ) -> _Simple | Reply | _Cold:
         """The general route choice: paths by prefix and headers, splits by weight, endpoints
-        round robin."""
+        round robin. A revision the activator fronts: the activator's policies (in the mesh;
+        `source` is the caller, None this gateway), then its pick or its hold."""
         vh = rt.lookup(table, head.host)
         if vh is None:
             return NOT_FOUND
@@ -482,6 +501,11 @@ class GatewayProxy:
         eps = rt.endpoints.get(split.cluster, ())
         activator = self.activator
         if activator is not None and activator.in_path(split.cluster):
+            am = self.activator_mesh
+            if am is not None:
+                denied = am.admits(head, source)
+                if denied is not None:
+                    return denied
             picked = activator.pick(split.cluster, eps) if eps else None
             if picked is None:          # no ready pod, or every pod at its concurrency
                 return _Cold(split.cluster)

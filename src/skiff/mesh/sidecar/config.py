@@ -16,7 +16,9 @@ and serves it. Like Envoy's xDS for a sidecar, it holds:
   data plane by mesh/authz), and the DestinationRules whose tls mode the
   caller's sidecar follows (mesh/peerauth.outbound_tls; auto mTLS without);
 - the root certificate and the ingress gateway's own SVID (the gateway
-  speaks mTLS to meshed pods).
+  speaks mTLS to meshed pods), and the activator's when knative-serving is a
+  member (it forwards with its own identity, and the policies that select it
+  decide what reaches it).
 
 Pure: encode() and decode() only; decode checks every field and raises
 ValueError, so a bad part is refused (nack) and the last one keeps serving.
@@ -40,6 +42,15 @@ MODES = ("STRICT", "PERMISSIVE", "DISABLE")
 MAX_WORKLOADS = 10_000
 MAX_SERVICES = 50_000
 MAX_POLICIES = 20_000
+# istiod's identities for Knative's system components: the gateways' pods run as this service
+# account, the activator as knative-serving/activator (its Deployment's labels select the
+# guide's allow-traffic-to-activator and the tenants' allow-<tenant>-to-activator policies;
+# it listens on 8012 for HTTP/1)
+GATEWAY_IDENTITY = ("istio-system", "istio-ingressgateway-service-account")
+ACTIVATOR_IDENTITY = ("knative-serving", "activator")
+ACTIVATOR_LABELS = (("app", "activator"), ("app.kubernetes.io/component", "activator"),
+                    ("app.kubernetes.io/name", "knative-serving"), ("role", "activator"))
+ACTIVATOR_PORT = 8012
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,9 @@ class MeshPart:
     auto_mtls: bool = True
     gateway_cert: bytes = b""
     gateway_key: bytes = b""
+    # the activator's SVID, when knative-serving is a member (else it is no mesh workload)
+    activator_cert: bytes = b""
+    activator_key: bytes = b""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +149,7 @@ def encode(part: MeshPart) -> dict[str, Any]:
         "destinationRules": [dict(p) for p in part.destination_rules],
         "autoMtls": part.auto_mtls,
         "gatewayCert": _b64(part.gateway_cert), "gatewayKey": _b64(part.gateway_key),
+        "activatorCert": _b64(part.activator_cert), "activatorKey": _b64(part.activator_key),
     }
 
 
@@ -237,4 +252,6 @@ def decode(d: Any) -> MeshPart:
         local_gateways=tuple(_endpoint(g, f"localGateways[{i}]") for i, g in
                              enumerate(_list(d.get("localGateways", []), "localGateways", 64))),
         policies=tuple(policies), destination_rules=tuple(rules), auto_mtls=auto,
-        gateway_cert=_bytes(d, "gatewayCert", "mesh"), gateway_key=_bytes(d, "gatewayKey", "mesh"))
+        gateway_cert=_bytes(d, "gatewayCert", "mesh"), gateway_key=_bytes(d, "gatewayKey", "mesh"),
+        activator_cert=_bytes(d, "activatorCert", "mesh"),
+        activator_key=_bytes(d, "activatorKey", "mesh"))

@@ -15,7 +15,9 @@ Each gets an X.509 SVID for its service account from the mesh CA
 life is gone (pilot-agent's grace ratio), which publishes a new part: new
 handshakes use the new certificate, open connections keep theirs. The
 ingress gateway's own SVID (istio-system/istio-ingressgateway-service-account)
-is issued the same way: the gateway speaks mTLS to meshed pods with it.
+is issued the same way: the gateway speaks mTLS to meshed pods with it; so
+is the activator's (knative-serving/activator) while knative-serving is a
+member: requests the activator routes reach the pods with it.
 Inbound mTLS modes come from PeerAuthentication (mesh/peerauth.py) with the
 SMCP's dataPlane.mtls as the mesh default.
 """
@@ -36,12 +38,19 @@ from skiff.mesh import membership
 from skiff.mesh.ca import CAHolder, issue_workload_cert, rotation_time
 from skiff.mesh.gateway.controller import Informer
 from skiff.mesh.peerauth import port_level_modes
-from skiff.mesh.sidecar.config import PART, MeshPart, ServiceVip, SidecarWorkload, encode
+from skiff.mesh.sidecar.config import (
+    ACTIVATOR_IDENTITY,
+    GATEWAY_IDENTITY,
+    PART,
+    MeshPart,
+    ServiceVip,
+    SidecarWorkload,
+    encode,
+)
 
 log = logging.getLogger("skiff.sidecar.controller")
 
 PROXY_CONTAINER = "istio-proxy"
-GATEWAY_IDENTITY = ("istio-system", "istio-ingressgateway-service-account")
 LOCAL_GATEWAY_SERVICES = (("istio-system", "knative-local-gateway"),
                           ("knative-serving-ingress", "kourier-internal"))
 
@@ -171,6 +180,8 @@ def compile_part(pods: Iterable[Obj], services: Iterable[Obj], slices: Iterable[
             app_probers=app_probers(proxy), trust_domain=cfg.trust_domain,
             access_log=log_path_of(ns, name)))
     gw_cert, gw_key = issue(*GATEWAY_IDENTITY)
+    act_cert, act_key = issue(*ACTIVATOR_IDENTITY) if cfg.is_member(ACTIVATOR_IDENTITY[0]) \
+        else (b"", b"")
     return MeshPart(root_pem=root_pem, trust_domain=cfg.trust_domain,
                     root_namespace=cfg.root_namespace,
                     workloads=tuple(sorted(workloads, key=lambda w: w.uid)),
@@ -178,7 +189,8 @@ def compile_part(pods: Iterable[Obj], services: Iterable[Obj], slices: Iterable[
                     local_gateways=local_gateway_vips(services),
                     policies=tuple(_policy_view(p) for p in policies),
                     destination_rules=tuple(_policy_view(r) for r in destination_rules),
-                    auto_mtls=cfg.auto_mtls, gateway_cert=gw_cert, gateway_key=gw_key)
+                    auto_mtls=cfg.auto_mtls, gateway_cert=gw_cert, gateway_key=gw_key,
+                    activator_cert=act_cert, activator_key=act_key)
 
 
 def inbound_mtls(peer_auths: list[Obj], cfg: membership.MeshConfig, pod: Obj,

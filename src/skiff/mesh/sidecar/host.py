@@ -70,6 +70,7 @@ from skiff.dataplane.proxy.listener import (
 from skiff.dataplane.proxy.tls import ClientHello, server_context
 from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, Workload, compile_policies, decide
 from skiff.mesh.peerauth import outbound_tls
+from skiff.mesh.sidecar.activator import ActivatorIdentity
 from skiff.mesh.sidecar.config import (
     EMPTY,
     HEALTH_PORT,
@@ -451,13 +452,18 @@ class PodSidecar:
             return Reply(404)
         host = self.host
         if odst in host.local_gateways and host.route_local is not None:
-            r = host.route_local(head, lambda: self._outbound(head))
+            r = host.route_local(head, lambda: self._outbound(head), self.w.spiffe_id)
             if isinstance(r, (Reply, Defer)):
                 return r
             ep, extra, rewrite, _cluster = r
-            fwd = self._to(ep, extra, rewrite)
-            if head.tag is not None:       # the activator chose the pod: it hears the end
-                fwd.hook = host.activator_hook
+            if head.tag is None:
+                return self._to(ep, extra, rewrite)
+            # the activator chose the pod: it goes with the activator's identity (when it has
+            # one), and the activator hears the end
+            cluster = host.activator.cluster(ep)
+            fwd = self._to(ep, extra, rewrite) if cluster is None else \
+                _forward(ep, extra, rewrite, cluster)
+            fwd.hook = host.activator_hook
             return fwd
         svc = host.vips.get(odst)
         if svc is not None:
@@ -566,7 +572,8 @@ class PodSidecar:
 
 # --- all of them ---------------------------------------------------------------------------
 
-RouteLocal = Callable[[RequestHead, Callable[[], "Forward | Reply | Defer"]],
+# the gateway's local table for a caller (its SPIFFE ID, for the activator's policies)
+RouteLocal = Callable[[RequestHead, Callable[[], "Forward | Reply | Defer"], "str | None"],
                       "tuple[tuple[str, int], bytes, bytes | None, str] | Reply | Defer"]
 
 
@@ -585,6 +592,7 @@ class SidecarHost:
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
         self.activator_hook: RequestHooks | None = None  # told when a request it routed ends
+        self.activator = ActivatorIdentity(self)          # its SVID and policies, as a workload
         self.gateway_clusters: dict[str, Cluster] = {}
         self._gateway_ctx: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -606,6 +614,7 @@ class SidecarHost:
         self.local_gateways = frozenset(part.local_gateways)
         self.gateway_clusters = {}
         self._gateway_ctx = None
+        self.activator.reset()
         task = asyncio.get_running_loop().create_task(self._converge(part))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
