@@ -501,6 +501,7 @@ class ForkServer:
         self._replies: dict[int, asyncio.Future[tuple[int, asyncio.Future[int]]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._outbox: list[bytes] = []       # lines for the template, written together
         self._orphan_watch: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -588,14 +589,12 @@ class ForkServer:
     async def _request(self, req: dict[str, Any]) -> tuple[int, asyncio.Future[int]]:
         if not self.ready or self.proc is None or self.proc.stdin is None:
             raise RuntimeError("fork server is not running")
-        stdin = self.proc.stdin
         rid = req["id"] = next(self._ids)
         reply: asyncio.Future[tuple[int, asyncio.Future[int]]] = \
             asyncio.get_running_loop().create_future()
         self._replies[rid] = reply
         try:
-            stdin.write(json.dumps(req).encode() + b"\n")
-            await stdin.drain()
+            self._send(json.dumps(req).encode() + b"\n")
             return await asyncio.wait_for(asyncio.shield(reply), self.spawn_timeout)
         except SpawnError:
             raise
@@ -605,10 +604,25 @@ class ForkServer:
             # handles lines in order, so it has handled the request when it reads this, and
             # kills the child if it made one (its exit is reported like any other).
             with contextlib.suppress(Exception):
-                stdin.write(json.dumps({"cancel": rid}).encode() + b"\n")
+                self._send(json.dumps({"cancel": rid}).encode() + b"\n")
             raise
         finally:
             self._replies.pop(rid, None)
+
+    def _send(self, line: bytes) -> None:
+        """Queue a line for the template; the lines queued in one turn of the event loop go in
+        one write. A pod's containers ask in the same turn (pod.py gathers them), so the
+        template reads their requests together: the first child it wakes cannot delay the
+        second request (on a busy machine, a woken process often takes skiff's CPU)."""
+        self._outbox.append(line)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        lines, self._outbox = self._outbox, []
+        if self.proc is not None and self.proc.stdin is not None and lines:
+            with contextlib.suppress(Exception):   # the template is gone: the reader says so
+                self.proc.stdin.write(b"".join(lines))
 
     def _exit_future(self, pid: int) -> asyncio.Future[int]:
         fut = self._exits.get(pid)
