@@ -24,12 +24,18 @@ host) against the first, whole snapshot, compile -> ack, how many KIngresses eac
 compiled (the controller's SnapshotCompiler compiles the changed one only) and its compile
 timed alone; and, in this process, what the data plane's apply costs for a routes-only
 message against a whole snapshot.
+With --istio the same runs in Istio mode: a KnativeServing with ingress.istio.enabled, the
+seed's knative-ingress-gateway (443 with a credential Secret, and 80 so that the plain HTTP
+port serves the external hosts) and knative-local-gateway; each Gateway listener then has
+a route configuration of its own, filtered by its servers' hosts, which a split change
+patches too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -77,6 +83,29 @@ def split_kingress(name: str, weights: tuple[int, int]) -> dict[str, Any]:
                                      "percent": weights[0]},
                                     {"serviceName": f"{name}-00002", "serviceNamespace": "bench",
                                      "percent": weights[1]}]}]}}]}}
+
+
+def istio_objects(cert: tuple[bytes, bytes]) -> dict[str, list[dict[str, Any]]]:
+    """Istio mode as the seed sets it up (1.3/1.4), with a port-80 server for the poller."""
+    def gw(name: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"kind": "Gateway", "metadata": {"name": name, "namespace": "knative-serving",
+                                                "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"selector": {"istio": "ingressgateway"}, "servers": servers}}
+    return {
+        "servings": [{"kind": "KnativeServing", "metadata": {"name": "knative-serving",
+                                                              "namespace": "knative-serving"},
+                      "spec": {"ingress": {"istio": {"enabled": True}}}}],
+        "gateways": [gw("knative-ingress-gateway", [
+            {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
+             "tls": {"mode": "SIMPLE", "credentialName": "wildcard-certs"}},
+            {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]),
+            gw("knative-local-gateway", [
+                {"port": {"number": 8081, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}])],
+        "secrets": [{"kind": "Secret", "metadata": {"name": "wildcard-certs",
+                                                    "namespace": "istio-system"},
+                     "data": {"tls.crt": base64.b64encode(cert[0]).decode(),
+                              "tls.key": base64.b64encode(cert[1]).decode()}}],
+    }
 
 
 def pod(name: str, rev: str, port: int, ready: bool) -> dict[str, Any]:
@@ -154,6 +183,12 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             ctl.pods.items[("bench", "target-pod")] = pod("target-pod", "target-00001",
                                                           backend_port, False)
             ctl._write_status = _no_status  # type: ignore[method-assign,assignment]
+            if args.istio:
+                objs = istio_objects(cert)
+                for kind, inf in (("servings", ctl.servings), ("gateways", ctl.gateways),
+                                  ("secrets", ctl.secrets)):
+                    for o in objs[kind]:
+                        inf.items[inf.key(o)] = o
 
             # a full snapshot, as every change cost before endpoints were apart
             full_ms = []
@@ -217,6 +252,7 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 ctl.compiler.compile(ctl.inputs(endpoints=False), ctl.endpoints)
                 inc_ms.append((time.perf_counter() - t0) * 1000)
             return {
+                "mode": ctl.snapshot.mode if ctl.snapshot is not None else "",
                 "routes": args.routes, "rounds": args.rounds,
                 "routed_ms": {"p50": statistics.median(routed), "p99": pct(routed, 99),
                               "max": max(routed)},
@@ -284,6 +320,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--routes", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--istio", action="store_true", help="Istio mode (the seed's Gateways)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="skiff-update-") as tmp:
