@@ -257,6 +257,10 @@ def test_authz_check_agrees_with_the_traffic(mesh: Skiff) -> None:
                       "test-webapp.team-bravo-1", "-o", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["allowed"] is True, ok.stdout + ok.stderr
     assert deny.returncode == 1 and json.loads(deny.stdout)["allowed"] is False, deny.stdout
+    # where the traffic is denied too: the activator fronts bravo's revision (SKS Proxy)
+    assert json.loads(deny.stdout)["decidedAt"] == "activator", deny.stdout
+    assert json.loads(ok.stdout)["hops"][0]["policy"] == \
+        "knative-serving/allow-team-alpha-to-activator", ok.stdout
 
 
 def _client_cert(tmp: Path, name: str, spiffe: str, issuer: tuple[bytes, bytes] | None,

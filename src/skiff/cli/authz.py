@@ -97,11 +97,14 @@ def _list(api: Api, api_version: str, kind: str, namespace: str | None) -> list[
 
 
 def live_objects(api: Api, namespaces: list[str]) -> list[Obj]:
-    """Every AuthorizationPolicy, and the Knative Services, Services, Deployments and Pods of
+    """Every AuthorizationPolicy and ServiceMeshMemberRoll, and the Knative Services, their
+    ServerlessServices (whether the activator fronts them), Services, Deployments and Pods of
     `namespaces`."""
     objs = _list(api, "security.istio.io/v1beta1", "AuthorizationPolicy", None)
+    objs += _list(api, "maistra.io/v1", "ServiceMeshMemberRoll", None)
     for ns in dict.fromkeys(namespaces):
         objs += _list(api, "serving.knative.dev/v1", "Service", ns)
+        objs += _list(api, "networking.internal.knative.dev/v1alpha1", "ServerlessService", ns)
         objs += _list(api, "v1", "Service", ns)
         objs += _list(api, "apps/v1", "Deployment", ns)
         objs += _list(api, "v1", "Pod", ns)
@@ -216,6 +219,9 @@ def check_cmd(
         out.print_json(json.dumps(v.to_dict()))
     else:
         say(v.line())
+        for at, hop in v.hops:
+            if hop.allowed and hop.policy:      # a hop that let it through, and by what
+                say(f"{at}: policy: {hop.policy} rule: {hop.rule}")
         if v.deciding():
             say(v.deciding())
         if v.decision.status is not None:

@@ -4,7 +4,10 @@ The world is the guide's chapter 2: knative-default-authz-policies + the team-al
 team-bravo tenant policies (examples/tenant-isolation), the two test-webapp Knative
 Services with a revision pod each, and a few plain Services. The 2.4 matrix: same tenant
 by the cluster-local name ALLOW, the other tenant DENY (403), either through the ingress
-gateway ALLOW.
+gateway ALLOW. With one pod and the default target-burst-capacity the activator fronts
+the revisions (no SKS known: assumed), so each request is decided twice: by the
+activator's policies, then by the pod's with the activator's identity; with the SKS in
+Serve mode, by the pod's alone with the caller's.
 """
 
 from __future__ import annotations
@@ -93,25 +96,61 @@ WORLD = [
 ]
 
 ALPHA = Source("team-alpha-1")
+ACTIVATOR = "cluster.local/ns/knative-serving/sa/activator"
+
+
+def sks(ns: str, mode: str, rev: str = "test-webapp-00001") -> dict[str, Any]:
+    return {"apiVersion": "networking.internal.knative.dev/v1alpha1",
+            "kind": "ServerlessService",
+            "metadata": {"name": rev, "namespace": ns,
+                         "labels": {"serving.knative.dev/service": "test-webapp"}},
+            "spec": {"mode": mode}}
+
+
+# the revisions have pods enough that the activator leaves the path
+SERVE = [*WORLD, sks("team-alpha-1", "Serve"), sks("team-bravo-1", "Serve")]
 
 
 # --- the guide's 2.4 matrix ----------------------------------------------------------------
 
 def test_same_tenant_by_local_name_is_allowed() -> None:
     v = check(WORLD, ALPHA, parse_target("test-webapp.team-alpha-1", "team-alpha-1"))
-    assert v.allowed and v.word == "ALLOW"
+    assert v.allowed and v.word == "ALLOW" and v.at == "destination"
+    # the activator's sidecar first (the tenant's allow-team-alpha-to-activator) ...
+    (at, first), = v.hops
+    assert (at, first.allowed, first.policy, first.rule) == (
+        "activator", True, "knative-serving/allow-team-alpha-to-activator", 0)
+    # ... then the pod's, which sees the activator
     assert (v.decision.policy, v.decision.rule) == ("team-alpha-1/allow-from-knative-and-istio", 0)
-    assert v.request.source_principal == "cluster.local/ns/team-alpha-1/sa/default"
+    assert v.request.source_principal == ACTIVATOR
+    assert "via the activator: allowed by ALLOW policy" in v.line()
+    assert any("activator assumed in the path" in n for n in v.notes)
     assert v.request.host == "test-webapp.team-alpha-1"
     assert v.request.port == KNATIVE_POD_PORT == 8012
     assert v.destination.workload_from == "pod test-webapp-00001-deployment-abc"
     assert v.deciding() == "policy: team-alpha-1/allow-from-knative-and-istio rule: 0"
+    # out of the activator's path (SKS Serve), straight to the pod with the caller's identity
+    v = check(SERVE, ALPHA, parse_target("test-webapp.team-alpha-1", "team-alpha-1"))
+    assert v.allowed and v.hops == () and v.decision.rule == 0
+    assert v.request.source_principal == "cluster.local/ns/team-alpha-1/sa/default"
+    assert "Serve mode" in " ".join(v.notes)
 
 
 def test_other_tenant_by_local_name_is_denied_403() -> None:
     v = check(WORLD, ALPHA, parse_target("test-webapp.team-bravo-1", "team-alpha-1"))
-    assert not v.allowed
+    assert not v.allowed and v.at == "activator"
     assert v.decision.status == 403 and v.decision.action == "NONE" and v.decision.policy is None
+    assert v.request.destination.namespace == "knative-serving"
+    assert v.line() == (
+        "DENY  team-alpha-1/default -> test-webapp.team-bravo-1 GET / : at the activator "
+        "(knative-serving/activator): denied: no ALLOW policy matched (4 select the workload: "
+        "knative-serving/allow-team-alpha-to-activator, "
+        "knative-serving/allow-team-bravo-to-activator, "
+        "knative-serving/allow-traffic-to-activator, knative-serving/deny-all-by-default); "
+        "knative-serving/deny-all-by-default has no rules and allows nothing")
+    # straight to the pod, bravo's own policies deny it
+    v = check(SERVE, ALPHA, parse_target("test-webapp.team-bravo-1", "team-alpha-1"))
+    assert not v.allowed and v.at == "destination" and v.decision.status == 403
     assert v.line() == (
         "DENY  team-alpha-1/default -> test-webapp.team-bravo-1 GET / : denied: no ALLOW policy "
         "matched (2 select the workload: team-bravo-1/allow-from-knative-and-istio, "
@@ -124,8 +163,11 @@ def test_any_tenant_by_the_external_url_is_allowed(ns: str) -> None:
     src = Source("team-alpha-1", via_ingress=True)
     v = check(WORLD, src, Target("test-webapp", ns))
     assert v.allowed
+    assert v.hops[0][1].policy == "knative-serving/allow-traffic-to-activator"
     assert v.decision.policy == f"{ns}/allow-from-knative-and-istio"
-    assert v.request.source_principal == \
+    assert v.request.source_principal == ACTIVATOR
+    direct = check(SERVE, src, Target("test-webapp", ns))
+    assert direct.allowed and direct.request.source_principal == \
         "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
     assert v.request.host == f"test-webapp-{ns}.apps.example.com"   # from status.url
     assert v.line().startswith("ALLOW ingress (istio-system/istio-ingressgateway-service-account)")
@@ -135,13 +177,18 @@ def test_wait_for_drain_port_is_open_to_anyone() -> None:
     v = check(WORLD, ALPHA, Target("test-webapp", "team-bravo-1"), RequestSpec(port=8022))
     assert v.allowed and v.decision.policy == "team-bravo-1/allow-wait-for-drain"
     assert v.request.port == 8022 and v.request.host == "test-webapp.team-bravo-1:8022"
+    assert v.hops == ()            # queue-proxy's admin port: the activator is not on the way
 
 
 def test_eventing_delivery_with_kn_namespace() -> None:
     src = Source("knative-eventing", "mt-broker-filter")
     ok = check(WORLD, src, Target("test-webapp", "team-alpha-1"),
                RequestSpec(method="POST", headers=(("Kn-Namespace", "team-alpha-2"),)))
-    assert ok.allowed and (ok.decision.policy, ok.decision.rule) == (
+    assert ok.allowed and (ok.hops[0][1].policy, ok.hops[0][1].rule) == (
+        "knative-serving/allow-team-alpha-to-activator", 1)
+    direct = check(SERVE, src, Target("test-webapp", "team-alpha-1"),
+                   RequestSpec(method="POST", headers=(("Kn-Namespace", "team-alpha-2"),)))
+    assert direct.allowed and (direct.decision.policy, direct.decision.rule) == (
         "team-alpha-1/allow-from-knative-and-istio", 1)
     no = check(WORLD, src, Target("test-webapp", "team-alpha-1"),
                RequestSpec(method="POST", headers=(("Kn-Namespace", "team-bravo-1"),)))
@@ -152,10 +199,13 @@ def test_a_policy_file_replaces_the_live_one() -> None:
     opened = {"apiVersion": "security.istio.io/v1beta1", "kind": "AuthorizationPolicy",
               "metadata": {"name": "allow-from-knative-and-istio", "namespace": "team-bravo-1"},
               "spec": {"rules": [{"from": [{"source": {"namespaces": ["team-alpha-1"]}}]}]}}
-    objs = merge_objects(WORLD, [opened])
-    assert len(objs) == len(WORLD)
+    objs = merge_objects(SERVE, [opened])
+    assert len(objs) == len(SERVE)
     v = check(objs, ALPHA, Target("test-webapp", "team-bravo-1"))
     assert v.allowed and v.decision.policy == "team-bravo-1/allow-from-knative-and-istio"
+    # while the activator fronts bravo's revision its own policies still keep alpha out
+    v = check(merge_objects(WORLD, [opened]), ALPHA, Target("test-webapp", "team-bravo-1"))
+    assert not v.allowed and v.at == "activator"
     deny_all = {**opened, "metadata": {"name": "deny", "namespace": "team-alpha-1"},
                 "spec": {"action": "DENY", "rules": [{}]}}
     v = check(merge_objects(WORLD, [deny_all]), ALPHA, Target("test-webapp", "team-alpha-1"))
@@ -294,3 +344,22 @@ def test_verdict_json_shape() -> None:
     assert d["destination"]["workload"]["labels"]["serving.knative.dev/service"] == "test-webapp"
     assert d["request"] == {"host": "test-webapp.team-bravo-1", "port": 8012, "method": "GET",
                             "path": "/", "headers": {}}
+
+
+def test_the_activator_is_no_mesh_workload_when_knative_serving_is_not_a_member() -> None:
+    roll = {"apiVersion": "maistra.io/v1", "kind": "ServiceMeshMemberRoll",
+            "metadata": {"name": "default", "namespace": "istio-system"},
+            "spec": {"members": ["team-alpha-1", "team-bravo-1"]}}
+    v = check([*WORLD, roll], ALPHA, Target("test-webapp", "team-alpha-1"))
+    assert v.allowed and v.hops == ()
+    assert v.request.source_principal == "cluster.local/ns/team-alpha-1/sa/default"
+    assert any("not a mesh member" in n for n in v.notes)
+    member = {**roll, "spec": {"members": ["knative-serving", "team-alpha-1"]}}
+    assert check([*WORLD, member], ALPHA, Target("test-webapp", "team-alpha-1")).hops
+
+
+def test_an_sks_in_proxy_mode_puts_the_activator_in_the_path() -> None:
+    proxy = [*WORLD, sks("team-bravo-1", "Proxy")]
+    v = check(proxy, ALPHA, Target("test-webapp", "team-bravo-1"))
+    assert v.at == "activator" and any("Proxy mode" in n for n in v.notes)
+    assert v.to_dict()["decidedAt"] == "activator" and v.to_dict()["hops"][0]["at"] == "activator"

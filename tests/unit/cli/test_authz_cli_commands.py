@@ -30,9 +30,12 @@ def offline(*args: str) -> tuple[int, str, str]:
 def test_check_allow_same_tenant() -> None:
     code, out, _ = offline("--from", "team-alpha-1/default", "--to", "test-webapp.team-alpha-1")
     assert code == 0
+    # no ServerlessService in the files: the activator is assumed in the path (one pod, the
+    # default target-burst-capacity), so its policy and then the pod's decide
     assert out.splitlines() == [
-        "ALLOW team-alpha-1/default -> test-webapp.team-alpha-1 GET / : allowed by ALLOW policy "
-        "team-alpha-1/allow-from-knative-and-istio rule 0",
+        "ALLOW team-alpha-1/default -> test-webapp.team-alpha-1 GET / : via the activator: "
+        "allowed by ALLOW policy team-alpha-1/allow-from-knative-and-istio rule 0",
+        "activator: policy: knative-serving/allow-team-alpha-to-activator rule: 0",
         "policy: team-alpha-1/allow-from-knative-and-istio rule: 0"]
 
 
@@ -41,6 +44,7 @@ def test_check_deny_other_tenant() -> None:
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("DENY  team-alpha-1/default -> test-webapp.team-bravo-1 GET / : "
+                               "at the activator (knative-serving/activator): "
                                "denied: no ALLOW policy matched")
     assert lines[1:] == ["response: 403 RBAC: access denied"]
     assert "no revision pod" in err   # the files hold no pods: said on stderr
@@ -63,7 +67,12 @@ def test_check_json() -> None:
 
 
 def test_check_namespace_defaults_to_the_callers() -> None:
+    # the bare name is the Host too, which none of the activator's hosts (*.team-bravo-1...)
+    # matches: denied there, as it would be on a cluster
     code, out, _ = offline("--from", "team-bravo-1/default", "--to", "test-webapp")
+    assert code == 1 and "-> test-webapp.team-bravo-1 " in out and "at the activator" in out
+    code, out, _ = offline("--from", "team-bravo-1/default", "--to", "test-webapp",
+                           "--host", "test-webapp.team-bravo-1")
     assert code == 0 and "-> test-webapp.team-bravo-1 " in out
     code, out, _ = offline("--from", "team-bravo-1/default", "--to", "test-webapp",
                            "-n", "team-alpha-1")

@@ -17,6 +17,14 @@ Mesh semantics followed (the Serverless guide, chapter 2.4):
 - a request to its external URL arrives from the ingress gateway, with the
   identity cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account
   (Source.via_ingress);
+- while the activator fronts the revision (its ServerlessService in Proxy mode:
+  at zero, or with the default target-burst-capacity and few pods; assumed
+  when no SKS is known), the request first reaches the activator, whose
+  sidecar applies the policies that select it (knative-serving, its
+  Deployment's labels, port 8012), and then the revision's pods with the
+  ACTIVATOR's identity (knative-serving/activator): two decisions, the first
+  denial answers. The activator is a mesh workload only while knative-serving
+  is a member (the ServiceMeshMemberRoll, when one is known);
 - a plain Service's request arrives at the pods its selector picks, at the
   port's targetPort (a named targetPort is looked up in the pod's containers).
 When no pod exists (scaled to zero, or the objects come from files) the labels
@@ -37,6 +45,7 @@ from typing import Any
 from skiff.mesh.authz.evaluate import Decision, decide
 from skiff.mesh.authz.model import DEFAULT_ROOT_NAMESPACE, PolicySet, compile_policies
 from skiff.mesh.authz.request import Request, Workload, principal_for
+from skiff.mesh.sidecar.config import ACTIVATOR_IDENTITY, ACTIVATOR_LABELS, ACTIVATOR_PORT
 
 __all__ = [
     "INGRESS_NAMESPACE", "INGRESS_SERVICE_ACCOUNT", "KNATIVE_POD_PORT", "CheckError",
@@ -51,6 +60,7 @@ KNATIVE_POD_PORT = 8012           # queue-proxy's HTTP/1 port: where mesh traffi
 KSVC_SERVICE_LABEL = "serving.knative.dev/service"
 KSVC_REVISION_LABEL = "serving.knative.dev/revision"
 KSVC_CONFIGURATION_LABEL = "serving.knative.dev/configuration"
+ACTIVATOR = Workload(ACTIVATOR_IDENTITY[0], tuple(sorted(ACTIVATOR_LABELS)))
 _KNATIVE_OWNED = ("serving.knative.dev/route", "serving.knative.dev/revision",
                   "networking.internal.knative.dev/serverlessservice", KSVC_SERVICE_LABEL)
 
@@ -135,6 +145,10 @@ class Verdict:
     request: Request
     decision: Decision
     notes: tuple[str, ...] = ()
+    # the hops a request takes before the destination's sidecar, each (where, decision):
+    # ("activator", its sidecar's decision) while the activator fronts the revision
+    hops: tuple[tuple[str, Decision], ...] = ()
+    at: str = "destination"       # whose decision answers: "activator" or "destination"
 
     @property
     def allowed(self) -> bool:
@@ -148,8 +162,10 @@ class Verdict:
         """`DENY  team-alpha-1/default -> test-webapp.team-bravo-1 GET / : <the engine's reason>`"""
         r = self.request
         what = f"{r.method} {r.path}" if r.http else f"TCP :{r.port}"
+        where = "at the activator (knative-serving/activator): " if self.at == "activator" \
+            else "via the activator: " if self.hops else ""
         return (f"{self.word:<5} {self.source.label} -> {self.destination.name}."
-                f"{self.destination.namespace} {what} : {self.decision.reason}")
+                f"{self.destination.namespace} {what} : {where}{self.decision.reason}")
 
     def deciding(self) -> str:
         """`policy: ns/name rule: N`, or "" when no policy decided (implicit allow/deny)."""
@@ -173,7 +189,10 @@ class Verdict:
             "request": {"host": r.host, "port": r.port, "method": r.method, "path": r.path,
                         "headers": dict(r.headers)},
             "action": d.action, "policy": d.policy, "rule": d.rule, "reason": d.reason,
-            "status": d.status, "notes": [*dst.notes, *self.notes],
+            "status": d.status, "decidedAt": self.at,
+            "hops": [{"at": at, "allowed": h.allowed, "policy": h.policy, "rule": h.rule,
+                      "reason": h.reason} for at, h in self.hops],
+            "notes": [*dst.notes, *self.notes],
         }
 
 
@@ -216,6 +235,10 @@ def kind_of(o: Obj) -> str:
     if kind in ("Service", "Pod") and group == "":
         return kind
     if kind == "Deployment" and group == "apps":
+        return kind
+    if kind == "ServerlessService" and group == "networking.internal.knative.dev":
+        return kind
+    if kind == "ServiceMeshMemberRoll" and group == "maistra.io":
         return kind
     return ""
 
@@ -363,6 +386,30 @@ def resolve(objects: Sequence[Obj], target: Target, port: int | None = None) -> 
                        notes=tuple(notes))
 
 
+def activator_in_path(objects: Sequence[Obj], dst: Destination) -> tuple[bool, str]:
+    """Whether a request to `dst` passes the activator's sidecar first, and a note on why
+    (or why not)."""
+    if dst.kind != "KnativeService" or dst.port != KNATIVE_POD_PORT:
+        return False, ""            # a plain Service, or a port other than the route's
+    rolls = _of(objects, "ServiceMeshMemberRoll")
+    if rolls:
+        members = {str(m) for r in rolls for m in ((r.get("spec") or {}).get("members") or [])}
+        if ACTIVATOR_IDENTITY[0] not in members:
+            return False, (f"{ACTIVATOR_IDENTITY[0]} is not a mesh member: the activator "
+                           "checks nothing and the pods see the caller")
+    sks = _of(objects, "ServerlessService", dst.namespace)
+    ksvc_revisions = {_meta(p).get("name") for p in sks
+                      if _labels(p).get(KSVC_SERVICE_LABEL) == dst.name}
+    mine = [p for p in sks if _meta(p).get("name") in ksvc_revisions]
+    if not mine:
+        return True, ("no ServerlessService known: the activator assumed in the path (at zero, "
+                      "or with the default target-burst-capacity and few pods)")
+    proxied = any((p.get("spec") or {}).get("mode") == "Proxy" for p in mine)
+    if proxied:
+        return True, "the revision's ServerlessService is in Proxy mode: the activator fronts it"
+    return False, "the revision's ServerlessService is in Serve mode: straight to the pods"
+
+
 # --- decisions ---------------------------------------------------------------------------
 
 def _policies(objects: Sequence[Obj], root_namespace: str) -> PolicySet:
@@ -384,9 +431,25 @@ def _check(policies: PolicySet, objects: Sequence[Obj], source: Source, target: 
             base = target.text or target.display
             dialled = spec.port or 80
             host = base if dialled == 80 or ":" in base else f"{base}:{dialled}"
+    via, why = activator_in_path(objects, dst)
+    caller = source.principal
+    hops: tuple[tuple[str, Decision], ...] = ()
+    if via:
+        notes.append(why)
+        first = Request(destination=ACTIVATOR, port=ACTIVATOR_PORT, host=host,
+                        method=spec.method, path=spec.path, headers=dict(spec.headers),
+                        source_principal=caller)
+        at_activator = decide(policies, first)
+        if not at_activator.allowed:
+            return Verdict(source, dst, first, at_activator, tuple(notes),
+                           (("activator", at_activator),), "activator")
+        hops = (("activator", at_activator),)
+        caller = principal_for(*ACTIVATOR_IDENTITY, source.trust_domain)
+    elif why:
+        notes.append(why)
     req = Request(destination=dst.workload, port=dst.port, host=host, method=spec.method,
-                  path=spec.path, headers=dict(spec.headers), source_principal=source.principal)
-    return Verdict(source, dst, req, decide(policies, req), tuple(notes))
+                  path=spec.path, headers=dict(spec.headers), source_principal=caller)
+    return Verdict(source, dst, req, decide(policies, req), tuple(notes), hops)
 
 
 def check(objects: Sequence[Obj], source: Source, target: Target,
