@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -248,6 +249,158 @@ def test_security_istio_io_v1_is_served_and_enforced_as_v1beta1(mesh: Skiff) -> 
                  "team-alpha-1")
     mesh.wait_for(lambda: exec_curl(mesh, "-s", "http://test-webapp.team-alpha-1:80/v1-denied")
                   .stdout == "Hello Serverless!\n", 20, what="the v1 policy to be gone")
+
+
+ECHO_SERVER = """
+import asyncio
+async def echo(r, w):
+    if w.get_extra_info("sockname")[1] == 9003:      # a server-first protocol: it speaks first
+        w.write(b"220 ready\\n")
+    while data := await r.read(65536):
+        w.write(b"hello " + data)
+        await w.drain()
+    w.close()
+async def main():
+    for port in (9000, 9001, 9002, 9003):
+        await asyncio.start_server(echo, "0.0.0.0", port)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+TCP_ECHO = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: foo}}
+---
+apiVersion: maistra.io/v1
+kind: ServiceMeshMember
+metadata: {{name: default, namespace: foo}}
+spec:
+  controlPlaneRef: {{name: basic, namespace: istio-system}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: tcp-echo, namespace: foo}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: tcp-echo}}}}
+  template:
+    metadata:
+      labels: {{app: tcp-echo}}
+      annotations: {{sidecar.istio.io/inject: "true"}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: tcp-echo
+          image: docker.io/library/busybox
+          command: [{json.dumps(sys.executable)}, "-c", {json.dumps(ECHO_SERVER)}]
+          readinessProbe: {{tcpSocket: {{port: 9000}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: tcp-echo, namespace: foo}}
+spec:
+  selector: {{app: tcp-echo}}
+  ports:
+    - {{name: tcp, port: 9000, targetPort: 9000}}
+    - {{name: tcp-other, port: 9001, targetPort: 9001}}
+    - {{name: tcp-greeting, port: 9003, targetPort: 9003}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: sleep, namespace: foo}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: sleep}}}}
+  template:
+    metadata:
+      labels: {{app: sleep}}
+      annotations: {{sidecar.istio.io/inject: "true"}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - {{name: sleep, image: docker.io/curlimages/curl, command: [sleep, infinity]}}
+"""
+
+# `echo "port N" | nc HOST N` of the task, as a Python client (the host has no nc): one line
+# back, or "connection rejected"
+NC = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    s = socket.create_connection((host, port), 5)
+    s.settimeout(5)
+    if len(sys.argv) < 4:
+        s.sendall(b"port %d\\n" % port)
+    line = s.makefile("rb").readline().decode().strip()
+    print(line or "connection rejected")
+except OSError as e:
+    print("connection rejected", type(e).__name__)
+"""
+
+
+def nc(s: Skiff, host: str, port: int, *extra: str) -> str:
+    r = s.kubectl("exec", "deployment/sleep", "-n", "foo", "--", sys.executable, "-c",
+                  NC, host, str(port), *extra, check=False, timeout=30)
+    return r.stdout.strip()
+
+
+def tcp_policy(action: str, operation: str) -> str:
+    return (f"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            f"metadata: {{name: tcp-policy, namespace: foo}}\n"
+            f"spec:\n  selector: {{matchLabels: {{app: tcp-echo}}}}\n  action: {action}\n"
+            f"  rules: [{{to: [{{operation: {operation}}}]}}]\n")
+
+
+def test_tcp_through_the_mesh_and_authorization_on_tcp(mesh: Skiff) -> None:
+    """istio.io's "TCP Traffic" task (authz-tcp) between two meshed pods under STRICT mTLS, in
+    a namespace of its own (foo, a member by its ServiceMeshMember): a TCP echo server on
+    9000, 9001, 9002 (9002 not in its Service, reached by the pod IP); the
+    caller's sidecar wraps the stream in mTLS, the server's proxies it as TCP and decides
+    at connection time: ALLOW by port; an ALLOW rule with `methods` ignored on TCP; a DENY
+    rule with only `methods` denying every TCP port; DENY methods+port denying that port
+    only. Denied connections are reset and the server's sidecar logs policy and rule. A
+    server-first protocol (9003 speaks first) gets through without a client byte."""
+    mesh.kubectl("apply", "-f", "-", input=TCP_ECHO)
+    for d in ("tcp-echo", "sleep"):
+        mesh.kubectl("rollout", "status", f"deployment/{d}", "-n", "foo", "--timeout=60s",
+                     timeout=70)
+    ip = pod_ip(mesh, "foo", "app=tcp-echo")
+    mesh.wait_for(lambda: nc(mesh, "tcp-echo", 9000) == "hello port 9000", 20,
+                  what="tcp-echo through the mesh")
+    assert nc(mesh, "tcp-echo", 9001) == "hello port 9001"
+    assert nc(mesh, ip, 9002) == "hello port 9002"
+    assert nc(mesh, "tcp-echo", 9003, "--silent") == "220 ready"   # the server speaks first
+
+    def expect(port: int, want: str, host: str = "tcp-echo") -> str:
+        return str(mesh.wait_for(lambda: (got := nc(mesh, host, port)).startswith(want) and got,
+                                 20, what=f"port {port} to answer {want!r}"))
+    ok = "hello port {}".format
+    rejected = "connection rejected"
+    # ALLOW ports 9000 and 9001: 9002 is rejected, though its Service does not declare it
+    mesh.kubectl("apply", "-f", "-", input=tcp_policy("ALLOW", '{ports: ["9000", "9001"]}'))
+    # reset by the server's sidecar, not left to time out
+    assert expect(9002, rejected, ip) in (rejected, f"{rejected} ConnectionResetError")
+    assert nc(mesh, "tcp-echo", 9000) == ok(9000) and nc(mesh, "tcp-echo", 9001) == ok(9001)
+    # ALLOW methods GET on 9000: an HTTP-only field makes the rule invalid for TCP
+    mesh.kubectl("apply", "-f", "-", input=tcp_policy("ALLOW", '{methods: [GET], ports: ["9000"]}'))
+    expect(9000, rejected)
+    assert nc(mesh, "tcp-echo", 9001).startswith(rejected)
+    # DENY methods GET: denies all TCP traffic
+    mesh.kubectl("apply", "-f", "-", input=tcp_policy("DENY", "{methods: [GET]}"))
+    expect(9001, rejected)
+    assert nc(mesh, "tcp-echo", 9000).startswith(rejected)
+    # DENY methods GET on 9000: 9000 denied, 9001 allowed
+    mesh.kubectl("apply", "-f", "-", input=tcp_policy("DENY", '{methods: [GET], ports: ["9000"]}'))
+    expect(9001, ok(9001))
+    assert nc(mesh, "tcp-echo", 9000).startswith(rejected)
+    pod = mesh.kubectl("get", "pods", "-n", "foo", "-l", "app=tcp-echo", "-o",
+                       "jsonpath={.items[0].metadata.name}").stdout
+    log = mesh.kubectl("logs", "-n", "foo", pod, "-c", "istio-proxy").stdout
+    assert '"TCP" rbac_access_denied source=cluster.local/ns/foo/sa/default' in log, log
+    assert "port=9000: denied by DENY policy foo/tcp-policy rule 0" in log, log
+    mesh.kubectl("delete", "authorizationpolicy", "tcp-policy", "-n", "foo")
+    expect(9000, ok(9000))
 
 
 def test_authz_check_agrees_with_the_traffic(mesh: Skiff) -> None:

@@ -458,6 +458,9 @@ class MeshConfig:
     excluded_outbound_ports: tuple[int, ...] = ()
     termination_drain_s: float = DEFAULT_DRAIN_S
     workload_cert_ttl_s: float = 24 * 3600.0
+    # meshConfig.protocolDetectionTimeout: proxy.networking.protocol.detectionTimeout (or
+    # techPreview.meshConfig.protocolDetectionTimeout); Istio's default 0s, no timeout
+    protocol_detection_s: float = 0.0
 
     @property
     def mtls_mode(self) -> str:
@@ -526,6 +529,9 @@ def mesh_config(objects: Iterable[Obj], control_plane: str = "") -> MeshConfig |
     tc = _dig(spec, "proxy", "networking", "trafficControl") or {}
     drain = _dig(spec, "techPreview", "meshConfig", "defaultConfig", "terminationDrainDuration")
     ttl = _dig(spec, "security", "certificateAuthority", "istiod", "workloadCertTTLDefault")
+    detect = _dig(spec, "proxy", "networking", "protocol", "detectionTimeout")
+    if detect is None:
+        detect = _dig(spec, "techPreview", "meshConfig", "protocolDetectionTimeout")
     return MeshConfig(
         control_plane=control_plane, name=str(_meta(smcp)["name"]),
         root_namespace=control_plane,
@@ -537,7 +543,8 @@ def mesh_config(objects: Iterable[Obj], control_plane: str = "") -> MeshConfig |
         excluded_outbound_ports=tuple(sorted({int(p) for p in
                                               _dig(tc, "outbound", "excludedPorts") or []})),
         termination_drain_s=_duration_s(drain, DEFAULT_DRAIN_S),
-        workload_cert_ttl_s=_duration_s(ttl, 24 * 3600.0))
+        workload_cert_ttl_s=_duration_s(ttl, 24 * 3600.0),
+        protocol_detection_s=min(3600.0, _duration_s(detect, 0.0)))
 
 
 # --- the shells ----------------------------------------------------------------------------

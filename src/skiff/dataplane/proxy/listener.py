@@ -6,7 +6,8 @@ not speaking TLS. Its `decide` callback, given the hello (or None for
 plain bytes), answers with one of:
 - Terminate(ctx, factory): TLS handshake here (uvloop's TLS), then `factory`'s protocol;
 - Plain(factory): serve the bytes as they are;
-- Splice(address): pass the raw stream, TLS and all, to another listener;
+- Splice(address): pass the raw stream, TLS and all, to another listener (or, with
+  `ssl`, wrapped in TLS this side originates: a sidecar's mTLS around a TCP stream);
 - Reject(): close.
 Because nothing was read, the kernel still holds every byte for whichever
 transport takes the socket over. The router's HTTPS port (router/router.py)
@@ -17,6 +18,13 @@ still peeking or in their handshake) but leaves established connections to
 their protocols, which the owner drains (ProxyConfig.drain); stop() closes
 whatever is left. A client trickling its ClientHello is polled ever more
 slowly, and dropped at hello_timeout.
+
+A client that sends nothing at all may be waiting for the server to speak
+first (MySQL, SMTP): with `detect_timeout` set (Istio's
+protocolDetectionTimeout), such a connection is decided after that long as
+one that sent no bytes (hello None, nothing to peek); without it, it is
+dropped at hello_timeout. `decide_early`, when it answers, decides before
+anything is awaited (a port whose protocol is known needs no peeking).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from skiff.dataplane.proxy.tls import MAX_HELLO, ClientHello, NotTLS, parse_client_hello
 
@@ -54,6 +62,10 @@ class Splice:
     # Makes the upstream socket, connected (a sidecar's passthrough connects from inside its
     # pod's namespace); None: connect from here.
     connect: Callable[[], Awaitable[socket.socket]] | None = None
+    # TLS to originate on the upstream connection (None: the bytes go as they are), and a
+    # check of the handshake's result (the peer's SANs) that raises to refuse the peer.
+    ssl: ssl.SSLContext | None = None
+    check: Callable[[asyncio.BaseTransport], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,27 +77,39 @@ Action = Terminate | Plain | Splice | Reject
 Decide = Callable[[ClientHello | None], Action]
 # A decision that also looks at the accepted socket (its original destination, its bytes).
 DecideConn = Callable[[ClientHello | None, socket.socket], Action]
+# A decision before any byte is awaited; None: peek first.
+DecideEarly = Callable[[socket.socket], Action | None]
 
 
-class _Pipe(asyncio.Protocol):
-    """One side of a TCP splice; half-closes are passed on, the pair closes when both ended."""
+class Silent(Exception):
+    """The client sent nothing within the listener's detect_timeout."""
+
+
+class Pipe(asyncio.Protocol):
+    """One side of a TCP splice; half-closes are passed on, the pair closes when both ended.
+    Bytes that arrive before the other side is linked wait in `early` (the owner keeps that
+    bounded: it links at once, or pauses reading until it does). `on_lost` is called once,
+    when this side's connection is gone."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.peer: _Pipe | None = None
+        self.peer: Pipe | None = None
         self.early: list[bytes] = []
         self.eof = False
+        self.on_lost: Callable[[], None] | None = None
+        self.reads = 0                  # data_received calls: what an idle watchdog compares
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
-    def link(self, peer: _Pipe) -> None:
+    def link(self, peer: Pipe) -> None:
         self.peer = peer
         if self.early and peer.transport is not None:
             peer.transport.write(b"".join(self.early))
         self.early = []
 
     def data_received(self, data: bytes) -> None:
+        self.reads += 1
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
@@ -108,6 +132,9 @@ class _Pipe(asyncio.Protocol):
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.close()
+        done, self.on_lost = self.on_lost, None
+        if done is not None:
+            done()
 
     def pause_writing(self) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -118,18 +145,44 @@ class _Pipe(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
 
+_Pipe = Pipe
+
+
+async def upstream(address: tuple[str, int],
+                   connect: Callable[[], Awaitable[socket.socket]] | None = None,
+                   tls: ssl.SSLContext | None = None,
+                   check: Callable[[asyncio.BaseTransport], None] | None = None,
+                   handshake_timeout: float = 10.0) -> tuple[asyncio.Transport, Pipe]:
+    """A Pipe connected to `address` (through the socket `connect` makes, if given), with
+    TLS originated on it when `tls` is given and its peer accepted by `check`."""
+    loop = asyncio.get_running_loop()
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        extra = {"ssl": tls, "server_hostname": "", "ssl_handshake_timeout": handshake_timeout}
+    if connect is None:
+        up_t, up_p = await loop.create_connection(Pipe, address[0], address[1], **extra)
+    else:
+        up_t, up_p = await loop.create_connection(Pipe, sock=await connect(), **extra)
+    if check is not None:
+        try:
+            check(up_t)
+        except BaseException:
+            up_t.close()
+            raise
+    return up_t, up_p
+
+
 async def splice(sock: socket.socket, address: tuple[str, int],
                  connect: Callable[[], Awaitable[socket.socket]] | None = None,
+                 tls: ssl.SSLContext | None = None,
+                 check: Callable[[asyncio.BaseTransport], None] | None = None,
                  ) -> tuple[asyncio.BaseTransport, asyncio.BaseTransport]:
     """Join an accepted socket to a new connection to `address` (or the one `connect`
-    makes), byte for byte."""
+    makes; TLS originated on it with `tls`), byte for byte."""
     loop = asyncio.get_running_loop()
-    if connect is None:
-        up_t, up_p = await loop.create_connection(_Pipe, address[0], address[1])
-    else:
-        up_t, up_p = await loop.create_connection(_Pipe, sock=await connect())
+    up_t, up_p = await upstream(address, connect, tls, check)
     try:
-        down_t, down_p = await loop.connect_accepted_socket(_Pipe, sock)
+        down_t, down_p = await loop.connect_accepted_socket(Pipe, sock)
     except BaseException:
         up_t.close()
         raise
@@ -148,8 +201,12 @@ class PeekingListener:
                  handshake_timeout: float = 10.0, name: str = "",
                  reuse_port: bool = False, sock: socket.socket | None = None,
                  decide_conn: DecideConn | None = None,
-                 on_drop: Callable[[str], None] | None = None) -> None:
+                 on_drop: Callable[[str], None] | None = None,
+                 decide_early: DecideEarly | None = None,
+                 detect_timeout: float = 0.0) -> None:
         self.host = host
+        self.decide_early = decide_early
+        self.detect_timeout = detect_timeout   # 0: none (a silent client waits hello_timeout)
         self.on_drop = on_drop           # told why a connection failed before it was served
         self._bound = sock               # a socket bound elsewhere (in a pod's namespace)
         self.decide_conn = decide_conn
@@ -240,12 +297,16 @@ class PeekingListener:
     async def _handle(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         try:
-            try:
-                hello: ClientHello | None = await self._peek(conn)
-            except NotTLS:
-                hello = None
-            action = (self.decide(hello) if self.decide_conn is None
-                      else self.decide_conn(hello, conn))
+            early = self.decide_early(conn) if self.decide_early is not None else None
+            if early is not None:
+                action: Action = early
+            else:
+                try:
+                    hello: ClientHello | None = await self._peek(conn)
+                except (NotTLS, Silent):
+                    hello = None
+                action = (self.decide(hello) if self.decide_conn is None
+                          else self.decide_conn(hello, conn))
             # from here on a transport owns the socket: it is never closed here again
             if isinstance(action, Terminate):
                 tr, _ = await loop.connect_accepted_socket(
@@ -256,7 +317,8 @@ class PeekingListener:
                 tr, _ = await loop.connect_accepted_socket(action.factory, conn)
                 self._track(tr)
             elif isinstance(action, Splice):
-                self._track(*await splice(conn, action.address, action.connect))
+                self._track(*await splice(conn, action.address, action.connect, action.ssl,
+                                          action.check))
             else:
                 conn.close()
         except asyncio.CancelledError:
@@ -278,7 +340,10 @@ class PeekingListener:
     async def _peek(self, conn: socket.socket) -> ClientHello:
         """The ClientHello, read without consuming it; NotTLS for any other first bytes."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.hello_timeout
+        start = loop.time()
+        deadline = start + self.hello_timeout
+        detect = self.detect_timeout
+        quiet = start + detect if 0 < detect < self.hello_timeout else None
         fd = conn.fileno()
         pause = 0.002
         while True:
@@ -306,6 +371,13 @@ class PeekingListener:
             fut: asyncio.Future[None] = loop.create_future()
             loop.add_reader(fd, _wake, fut)
             try:
-                await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                if quiet is not None:
+                    # nothing yet: a server-first client is let through at the detect timeout
+                    try:
+                        await asyncio.wait_for(fut, max(0.0, quiet - loop.time()))
+                    except TimeoutError:
+                        raise Silent from None
+                else:
+                    await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
             finally:
                 loop.remove_reader(fd)

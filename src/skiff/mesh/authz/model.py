@@ -22,7 +22,13 @@ for TCP, where hosts, methods, paths, requestPrincipals, request.headers and
 request.auth.* cannot be evaluated. There an ALLOW rule using any of them
 never matches (the generator's error skips the rule), while DENY, AUDIT and
 CUSTOM rules drop those fields and so match more (checkError ignores it);
-bad values (a malformed CIDR or port) are treated the same way.
+bad values (a malformed CIDR or port) are treated the same way. istio.io's
+"TCP Traffic" task (docs/tasks/security/authorization/authz-tcp) says it so:
+ALLOW methods+ports on TCP, "the rule becomes invalid when it uses an
+HTTP-only field (`methods`) for TCP traffic. Istio ignores the invalid ALLOW
+rule"; DENY methods alone, "Istio doesn't understand the HTTP-only fields
+while creating a DENY rule for tcp port and due to it's restrictive nature it
+denies all the traffic to the tcp ports"; DENY methods+ports denies the port.
 
 PolicySet indexes compiled policies by namespace; for_workload() selects the
 ones that apply to a workload (its namespace and the root namespace; selector

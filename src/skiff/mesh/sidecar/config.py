@@ -87,6 +87,8 @@ class ServiceVip:
     port: int
     service: str                                 # namespace/name
     endpoints: tuple[tuple[str, int], ...] = ()
+    # Istio's protocol of the port (appProtocol or name prefix; protocol.py), "" undeclared
+    protocol: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class MeshPart:
     # the activator's SVID, when knative-serving is a member (else it is no mesh workload)
     activator_cert: bytes = b""
     activator_key: bytes = b""
+    # meshConfig.protocolDetectionTimeout in seconds (SMCP proxy.networking.protocol.
+    # detectionTimeout): a client silent this long is proxied as TCP; 0 (Istio's default): none
+    protocol_detection_timeout: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -143,11 +148,12 @@ def encode(part: MeshPart) -> dict[str, Any]:
             "appProbers": dict(w.app_probers), "trustDomain": w.trust_domain,
             "accessLog": w.access_log} for w in part.workloads],
         "services": [[s.vip, s.port, s.service, [list(e) for e in s.endpoints]]
-                     for s in part.services],
+                     + ([s.protocol] if s.protocol else []) for s in part.services],
         "localGateways": [list(g) for g in part.local_gateways],
         "policies": [dict(p) for p in part.policies],
         "destinationRules": [dict(p) for p in part.destination_rules],
         "autoMtls": part.auto_mtls,
+        "protocolDetectionTimeout": part.protocol_detection_timeout,
         "gatewayCert": _b64(part.gateway_cert), "gatewayKey": _b64(part.gateway_key),
         "activatorCert": _b64(part.activator_cert), "activatorKey": _b64(part.activator_key),
     }
@@ -228,12 +234,13 @@ def decode(d: Any) -> MeshPart:
     services = []
     for i, s in enumerate(_list(d.get("services", []), "services", MAX_SERVICES)):
         where = f"services[{i}]"
-        if not isinstance(s, list) or len(s) != 4 or not isinstance(s[0], str) \
-                or not isinstance(s[2], str):
-            raise ValueError(f"{where} must be [vip, port, service, endpoints]")
+        if not isinstance(s, list) or len(s) not in (4, 5) or not isinstance(s[0], str) \
+                or not isinstance(s[2], str) or (len(s) == 5 and not isinstance(s[4], str)):
+            raise ValueError(f"{where} must be [vip, port, service, endpoints(, protocol)]")
         eps = tuple(_endpoint(e, f"{where}.endpoints[{j}]")
                     for j, e in enumerate(_list(s[3], f"{where}.endpoints", 10_000)))
-        services.append(ServiceVip(s[0], _port(s[1], where), s[2], eps))
+        services.append(ServiceVip(s[0], _port(s[1], where), s[2], eps,
+                                   s[4] if len(s) == 5 else ""))
     policies = _list(d.get("policies", []), "policies", MAX_POLICIES)
     if not all(isinstance(p, dict) for p in policies):
         raise ValueError("policies must be objects")
@@ -243,6 +250,10 @@ def decode(d: Any) -> MeshPart:
     auto = d.get("autoMtls", True)
     if not isinstance(auto, bool):
         raise ValueError("autoMtls must be a boolean")
+    detect = d.get("protocolDetectionTimeout", 0.0)
+    if not isinstance(detect, (int, float)) or isinstance(detect, bool) \
+            or not 0 <= detect <= 3600:
+        raise ValueError("protocolDetectionTimeout must be seconds from 0 to 3600")
     return MeshPart(
         root_pem=_bytes(d, "rootPem", "mesh"), trust_domain=_str(d, "trustDomain", "mesh"),
         root_namespace=_str(d, "rootNamespace", "mesh"),
@@ -252,6 +263,7 @@ def decode(d: Any) -> MeshPart:
         local_gateways=tuple(_endpoint(g, f"localGateways[{i}]") for i, g in
                              enumerate(_list(d.get("localGateways", []), "localGateways", 64))),
         policies=tuple(policies), destination_rules=tuple(rules), auto_mtls=auto,
+        protocol_detection_timeout=float(detect),
         gateway_cert=_bytes(d, "gatewayCert", "mesh"), gateway_key=_bytes(d, "gatewayKey", "mesh"),
         activator_cert=_bytes(d, "activatorCert", "mesh"),
         activator_key=_bytes(d, "activatorKey", "mesh"))

@@ -47,6 +47,7 @@ from skiff.mesh.sidecar.config import (
     SidecarWorkload,
     encode,
 )
+from skiff.mesh.sidecar.protocol import service_port_protocol
 
 log = logging.getLogger("skiff.sidecar.controller")
 
@@ -129,7 +130,8 @@ def service_vips(services: Iterable[Obj], slices: Iterable[Obj]) -> tuple[Servic
                         continue
                     eps.extend((str(a), port) for a in e.get("addresses") or [])
             out.append(ServiceVip(str(ip), int(p["port"]), f"{key[0]}/{key[1]}",
-                                  tuple(sorted(set(eps)))))
+                                  tuple(sorted(set(eps))),
+                                  service_port_protocol(name, str(p.get("appProtocol") or ""))))
     return tuple(out)
 
 
@@ -190,6 +192,7 @@ def compile_part(pods: Iterable[Obj], services: Iterable[Obj], slices: Iterable[
                     policies=tuple(_policy_view(p) for p in policies),
                     destination_rules=tuple(_policy_view(r) for r in destination_rules),
                     auto_mtls=cfg.auto_mtls, gateway_cert=gw_cert, gateway_key=gw_key,
+                    protocol_detection_timeout=cfg.protocol_detection_s,
                     activator_cert=act_cert, activator_key=act_key)
 
 

@@ -8,16 +8,26 @@ one process serves them all; a pod costs a few sockets, not a process):
   the original port comes from SO_ORIGINAL_DST. TLS is terminated with the
   pod's SVID and the client's certificate checked against the mesh root;
   under STRICT a plaintext or certificate-less client is refused (the reason
-  logged), under PERMISSIVE plaintext passes. Each HTTP request is decided by
-  mesh/authz (the decision names the policy and rule, and goes into the
-  access log); denied: 403 "RBAC: access denied"; allowed: forwarded to the
-  app on the pod's own localhost.
+  logged), under PERMISSIVE plaintext passes. Then HTTP or TCP, as Envoy's
+  filter chains: a mesh client's ALPN says which (istio-http/* or istio),
+  else the first bytes do (dataplane/proxy/sniff.py). Each HTTP request is
+  decided by mesh/authz (the decision names the policy and rule, and goes
+  into the access log); denied: 403 "RBAC: access denied"; allowed: forwarded
+  to the app on the pod's own localhost. A TCP connection is decided once,
+  when it is made, on what TCP shows (source principal, namespace and IP,
+  destination port and IP, SNI; mesh/authz compiles every rule for TCP as
+  Istio does); denied: reset and logged the same way; allowed: proxied to the
+  app byte for byte (at most MAX_TCP_CONNECTIONS at a time per pod). The
+  app's own TLS under PERMISSIVE is decided the same way before it is spliced.
 - 15001 outbound: the app's connections, captured. A Knative cluster-local
   host sent to the local gateway's VIP is routed by the gateway's local
   route table straight to a revision pod (net-istio's mesh VirtualService);
   a ClusterIP is resolved to an endpoint (EDS); a meshed destination gets
   mTLS with the caller's SVID (its SAN checked), anything else passes
-  through. Connections leave from inside the pod's namespace (its IP is the
+  through. That holds for HTTP and for TCP (anything not HTTP: its mTLS
+  offers Istio's TCP ALPN, so the far side proxies it as TCP at once; a
+  Service port declared TCP is not even peeked at, so server-first protocols
+  work). Connections leave from inside the pod's namespace (its IP is the
   source) with the proxy's socket mark, which the capture rules exempt.
 - 15021 /healthz/ready (the istio-proxy container's readiness) and 15020
   /app-health/<container>/<kind> (Istio's rewritten app probes, run against
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -46,8 +57,17 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from skiff.dataplane.proxy.cluster import Cluster, Origin, UpstreamTlsContext
+from skiff.dataplane.proxy.cluster import (
+    Cluster,
+    Origin,
+    UpstreamTlsContext,
+    peer_names,
+    san_matches,
+    san_mismatch_reason,
+)
+from skiff.dataplane.proxy.h2 import H2ServerProtocol
 from skiff.dataplane.proxy.http1 import (
+    ConnContext,
     Defer,
     Forward,
     ProxyConfig,
@@ -55,6 +75,7 @@ from skiff.dataplane.proxy.http1 import (
     RequestHead,
     RequestHooks,
     UpstreamPool,
+    UpstreamTlsError,
     h1_factory,
     original_dst,
 )
@@ -67,8 +88,17 @@ from skiff.dataplane.proxy.listener import (
     Splice,
     Terminate,
 )
-from skiff.dataplane.proxy.tls import ClientHello, server_context
-from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, Workload, compile_policies, decide
+from skiff.dataplane.proxy.sniff import Sniff, relay, reset, sniff_http
+from skiff.dataplane.proxy.tls import ClientHello, client_context, peer_chain, server_context
+from skiff.mesh.authz import (
+    DENIED_BODY,
+    Decision,
+    PolicySet,
+    Request,
+    Workload,
+    compile_policies,
+    decide,
+)
 from skiff.mesh.peerauth import outbound_tls
 from skiff.mesh.sidecar.activator import ActivatorIdentity
 from skiff.mesh.sidecar.config import (
@@ -83,6 +113,7 @@ from skiff.mesh.sidecar.config import (
     SidecarWorkload,
     inbound_treatment,
 )
+from skiff.mesh.sidecar.protocol import ALPN_MESH_TCP, TCP_PROTOCOLS, inbound_protocol
 from skiff.node.network.sandbox import inside
 
 log = logging.getLogger("skiff.sidecar")
@@ -90,8 +121,9 @@ access = logging.getLogger("skiff.sidecar.access")
 
 SIDECAR_LIMITS = Limits(request_timeout=600.0 + 30.0)
 ALPN_MESH = ("istio-http/1.1", "istio", "http/1.1")
-_HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ",
-                 b"CONNECT ", b"TRACE ")
+# TCP connections one pod's sidecar proxies at a time, each way (inbound to its app, outbound
+# from it); more are reset and logged (Envoy's circuit breaker overflow, "UO").
+MAX_TCP_CONNECTIONS = 4096
 _DENIED_HEADERS = ((b"content-type", b"text/plain"),)
 _DENIED = DENIED_BODY.encode()
 NO_HEALTHY = Reply(503, b"no healthy upstream", ((b"content-type", b"text/plain"),))
@@ -128,6 +160,34 @@ def _socket_in(netns: str, mark: int) -> socket.socket:
 async def origin_socket(origin: Origin) -> socket.socket:
     return await asyncio.get_running_loop().run_in_executor(
         _netns_threads, _socket_in, origin.netns, origin.mark)
+
+
+def _peek(conn: socket.socket) -> bytes:
+    """The first bytes waiting on an accepted socket, not consumed (b"" when none yet)."""
+    try:
+        return conn.recv(24, socket.MSG_PEEK)
+    except OSError:
+        return b""
+
+
+def _peer(conn: socket.socket) -> str:
+    try:
+        return str(conn.getpeername()[0])
+    except OSError:
+        return ""
+
+
+def _never_http() -> asyncio.Protocol:
+    raise AssertionError("a TCP-only sniffer never hands over to HTTP")
+
+
+def _san_check(tls: UpstreamTlsContext) -> Callable[[asyncio.BaseTransport], None]:
+    def check(tr: asyncio.BaseTransport) -> None:
+        der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
+        names = peer_names(der[0]) if der else peer_names(b"")
+        if not san_matches(tls.match_san, names):
+            raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
+    return check
 
 
 _PLAIN_PATH = re.compile(rb"/[A-Za-z0-9_\-./]*(?:\?[^#%]*)?")
@@ -280,6 +340,8 @@ class PodSidecar:
         self.servers: list[asyncio.AbstractServer] = []
         self.ready = False
         self.closed = False
+        self.tcp_conns = 0                    # TCP connections proxied now, both ways
+        self.max_tcp = MAX_TCP_CONNECTIONS
         self._set_identity(w)
         # Only the caller's side times its upstream (Envoy's router overwrites the header
         # the server side's sidecar set), so the inbound side adds none.
@@ -300,6 +362,7 @@ class PodSidecar:
                                          require_client_cert=True)
         self.ctx_permissive = server_context(w.cert_pem, w.key_pem, ALPN_MESH, client_ca=root)
         self._mtls: dict[str, Cluster] = {}
+        self._tcp_tls_of: dict[UpstreamTlsContext, UpstreamTlsContext] = {}
         self._tls_modes: dict[tuple[str, int, str, int], str] = {}
         # per request, decided once: an outbound destination (not a Service VIP) -> its
         # cluster; (port, client SPIFFE ID, TLS) -> the app's endpoint and the added headers.
@@ -329,10 +392,13 @@ class PodSidecar:
         name = f"{self.w.namespace}/{self.w.name}"
         inbound = PeekingListener("0.0.0.0", INBOUND_PORT, lambda _h: Reject(),
                                   sock=socks[INBOUND_PORT], decide_conn=self._decide_inbound,
-                                  name=f"{name} inbound", on_drop=self._dropped)
+                                  name=f"{name} inbound", on_drop=self._dropped,
+                                  detect_timeout=self.host.detect_timeout)
         outbound = PeekingListener("0.0.0.0", OUTBOUND_PORT, lambda _h: Reject(),
                                    sock=socks[OUTBOUND_PORT], decide_conn=self._decide_outbound,
-                                   name=f"{name} outbound", hello_timeout=5.0)
+                                   name=f"{name} outbound", hello_timeout=5.0,
+                                   decide_early=self._early_outbound,
+                                   detect_timeout=self.host.detect_timeout)
         for li in (inbound, outbound):
             await li.start()
             self.listeners.append(li)
@@ -371,19 +437,106 @@ class PodSidecar:
         odst = original_dst(conn)
         if odst is None:
             return Reject("not a captured connection")
-        how = inbound_treatment(self.w.mode_for(odst[1]), hello is not None,
+        port = odst[1]
+        how = inbound_treatment(self.w.mode_for(port), hello is not None,
                                 hello.alpn if hello is not None else ())
         if how in ("mtls", "mtls-optional"):
             ctx = self.ctx_strict if how == "mtls" else self.ctx_permissive
-            return Terminate(ctx, h1_factory(self.inbound_cfg, b"https"))
+            chain = inbound_protocol(hello.alpn if hello is not None else ())
+            if chain == "http":      # a mesh HTTP client (the usual case): no sniffing
+                return Terminate(ctx, h1_factory(self.inbound_cfg, b"https"))
+            return Terminate(ctx, self._sniffer(b"https", chain))
         if how == "passthrough":
-            return Splice(("127.0.0.1", odst[1]),
-                          lambda: connect_from(self.origin, ("127.0.0.1", odst[1])))
+            # the app's own TLS (PERMISSIVE): TCP as far as authorization can tell
+            peer = _peer(conn)
+            d = self.tcp_decision(port, None, peer, hello.sni if hello is not None else "")
+            self._log_tcp(d, port, None, peer)
+            if not d.allowed:
+                return Reject(d.reason)
+            return Splice(("127.0.0.1", port),
+                          lambda: connect_from(self.origin, ("127.0.0.1", port)))
         if how == "reject":
-            self.log_access(f"inbound plaintext connection to port {odst[1]} refused: "
+            self.log_access(f"inbound plaintext connection to port {port} refused: "
                             "STRICT mTLS requires a client certificate")
             return Reject("plaintext under STRICT mTLS")
-        return Plain(h1_factory(self.inbound_cfg, b"http"))
+        sent = _peek(conn)
+        if sniff_http(sent):                  # plaintext HTTP (PERMISSIVE), the usual case
+            return Plain(h1_factory(self.inbound_cfg, b"http"))
+        # nothing sent within the detection timeout (a server-first protocol): TCP at once
+        return Plain(self._sniffer(b"http", "sniff" if sent else "tcp"))
+
+    def _sniffer(self, scheme: bytes, first: str) -> Callable[[], asyncio.Protocol]:
+        # h2c (prior knowledge) is served as HTTP/2, each request decided as HTTP; the app is
+        # reached over HTTP/1.1, as every upstream of skiff's proxy is
+        cfg = self.inbound_cfg
+        http = h1_factory(cfg, scheme)
+        detect = self.host.detect_timeout
+        silent = SIDECAR_LIMITS.header_timeout
+        return lambda: Sniff(http, self._inbound_tcp, first=first, detect_timeout=detect,
+                             silent_timeout=silent, h2=lambda: H2ServerProtocol(cfg, scheme))
+
+    # --- inbound TCP ---------------------------------------------------------------------
+    def tcp_decision(self, port: int, spiffe: str | None, peer: str, sni: str | None,
+                     ) -> Decision:
+        """The verdict on a TCP connection to `port` of this pod, from what a TCP filter chain
+        can see: the peer's certificate (its SPIFFE ID: source principal, namespace and
+        service account), the peer's IP, the destination port and IP, the SNI. Rules with
+        HTTP-only fields follow Istio (mesh/authz/model.py compiles each rule for TCP too):
+        an ALLOW rule using one never matches TCP ("Istio ignores the invalid ALLOW rule"),
+        a DENY rule drops them and so matches more ("due to its restrictive nature it denies
+        all the traffic to the tcp ports"), istio.io docs/tasks/security/authorization/
+        authz-tcp."""
+        principal = spiffe[len("spiffe://"):] if spiffe else None
+        return decide(self.host.policies, Request(
+            destination=self.workload, port=port, http=False, source_principal=principal,
+            source_ip=peer, destination_ip=self.w.ip, sni=sni or ""))
+
+    def _log_tcp(self, d: Decision, port: int, spiffe: str | None, peer: str) -> None:
+        who = (spiffe[len("spiffe://"):] if spiffe else None) or "-"
+        if not d.allowed:
+            self.log_access(f'"TCP" rbac_access_denied source={who} ip={peer} port={port}: '
+                            f"{d.reason}")
+        elif d.policy:
+            self.log_access(f'"TCP" allowed source={who} ip={peer} port={port}: '
+                            f"{d.action} policy {d.policy} rule {d.rule}")
+
+    def _inbound_tcp(self, transport: asyncio.Transport, early: bytes) -> None:
+        """A connection on the TCP chain: decided once, then proxied to the app (or reset)."""
+        conn = ConnContext(transport)
+        odst = conn.original_dst
+        port = odst[1] if odst else 0
+        peer = str(conn.peer[0]) if conn.peer else ""
+        spiffe = conn.spiffe_id
+        d = self.tcp_decision(port, spiffe, peer, conn.sni)
+        self._log_tcp(d, port, spiffe, peer)
+        if not d.allowed or not port:
+            reset(transport)
+            return
+        self._relay(transport, early, ("127.0.0.1", port), None, None, "inbound")
+
+    def _relay(self, transport: asyncio.Transport, early: bytes, ep: tuple[str, int],
+               tls: UpstreamTlsContext | None, ctx: ssl.SSLContext | None, way: str) -> None:
+        """Proxy an accepted connection to `ep` as TCP, from inside this pod's namespace (with
+        mTLS when `tls`), within MAX_TCP_CONNECTIONS."""
+        if self.tcp_conns >= self.max_tcp:
+            self.log_access(f'"TCP" {way} connection to {ep[0]}:{ep[1]} reset: upstream_overflow '
+                            f"({self.max_tcp} TCP connections open)")
+            reset(transport)
+            return
+        self.tcp_conns += 1
+
+        def done() -> None:
+            self.tcp_conns -= 1
+
+        def failed(e: BaseException) -> None:
+            self.log_access(f'"TCP" {way} connection to {ep[0]}:{ep[1]} failed: '
+                            f"{type(e).__name__}: {e}")
+        check = None
+        if tls is not None:
+            check = _san_check(tls)
+        task = relay(transport, early, lambda: connect_from(self.origin, ep), tls=ctx,
+                     check=check, on_close=done, on_fail=failed)
+        self.host.keep(task)
 
     def _inbound(self, head: RequestHead) -> Forward | Reply:
         conn = head.conn
@@ -437,14 +590,73 @@ class PodSidecar:
         if odst is None:
             return Reject("not a captured connection")
         if hello is None:
-            try:
-                first = conn.recv(8, socket.MSG_PEEK)
-            except OSError:
-                first = b""
-            if first.startswith(_HTTP_METHODS) or any(m.startswith(first) for m in _HTTP_METHODS
-                                                      if first):
+            first = _peek(conn)
+            if first and sniff_http(first) is not False:
+                # HTTP/1.x (or a few bytes that may begin it); h2c and all else go as TCP
                 return Plain(h1_factory(self.outbound_cfg, b"http"))
-        return Splice(odst, lambda: connect_from(self.origin, odst))
+        return self._outbound_tcp(odst)
+
+    def _early_outbound(self, conn: socket.socket) -> Action | None:
+        """A connection to a Service port declared TCP (tcp-*, mysql, appProtocol: tcp...)
+        is TCP before any byte: the client's first bytes are not awaited, so a server-first
+        protocol is not kept waiting (Istio wants such ports declared; its detection timeout
+        is off by default). None: the first bytes decide."""
+        if not self.host.tcp_declared:        # no Service port says TCP: no syscall either
+            return None
+        odst = original_dst(conn)
+        return self.declared_tcp(odst) if odst is not None else None
+
+    def declared_tcp(self, odst: tuple[str, int]) -> Action | None:
+        svc = self.host.vips.get(odst)
+        if svc is None or svc.protocol not in TCP_PROTOCOLS:
+            return None
+        return self._outbound_tcp(odst)
+
+    def _outbound_tcp(self, odst: tuple[str, int]) -> Action:
+        """The app's connection that is not HTTP (its own TLS, or any other bytes): to an
+        endpoint of the Service (a ClusterIP) or to the address it dialled, wrapped in mTLS
+        with Istio's TCP ALPN when the destination is meshed (the same choice as for HTTP)."""
+        svc = self.host.vips.get(odst)
+        if svc is not None:
+            eps = svc.endpoints
+            if not eps:
+                self.log_access(f'"TCP" outbound to {odst[0]}:{odst[1]} ({svc.service}) reset: '
+                                "no healthy upstream")
+                return Reject("no healthy upstream")
+            n = self.host.rr.get(odst, 0)
+            self.host.rr[odst] = n + 1
+            ep = eps[n % len(eps)]
+            cluster = self._cluster_for(ep, svc)
+        else:
+            ep = odst
+            cluster = self._direct_cluster(ep)
+        if self.tcp_conns >= self.max_tcp:
+            self.log_access(f'"TCP" outbound connection to {ep[0]}:{ep[1]} reset: '
+                            f"upstream_overflow ({self.max_tcp} TCP connections open)")
+            return Reject("upstream overflow")
+        if cluster.tls is None:
+            return Plain(self._outbound_relay(ep, None))
+        return Plain(self._outbound_relay(ep, self._tcp_tls(cluster.tls)))
+
+    def _outbound_relay(self, ep: tuple[str, int], tls: UpstreamTlsContext | None,
+                        ) -> Callable[[], asyncio.Protocol]:
+        ctx = None
+        if tls is not None:
+            ctx = self.host.pool.ssl_contexts.get(tls)
+            if ctx is None:
+                ctx = self.host.pool.ssl_contexts[tls] = client_context(tls)
+        return lambda: Sniff(_never_http, lambda t, b: self._relay(t, b, ep, tls, ctx,
+                                                                   "outbound"), first="tcp")
+
+    def _tcp_tls(self, tls: UpstreamTlsContext) -> UpstreamTlsContext:
+        """The mTLS settings of a TCP stream to the same peer: Istio's TCP ALPN instead of
+        istio-http (so the far side takes its TCP chain without waiting for bytes)."""
+        t = self._tcp_tls_of.get(tls)
+        if t is None:
+            if len(self._tcp_tls_of) >= 1024:
+                self._tcp_tls_of.clear()
+            t = self._tcp_tls_of[tls] = dataclasses.replace(tls, alpn=ALPN_MESH_TCP)
+        return t
 
     def _outbound(self, head: RequestHead) -> Forward | Reply | Defer:
         odst = head.conn.original_dst
@@ -479,13 +691,16 @@ class PodSidecar:
             service: ServiceVip | None = None) -> Forward:
         if service is not None:
             return _forward(ep, extra, rewrite, self._cluster_for(ep, service))
+        return _forward(ep, extra, rewrite, self._direct_cluster(ep))
+
+    def _direct_cluster(self, ep: tuple[str, int]) -> Cluster:
         cluster = self._direct.get(ep)         # a pod address: decided once per mesh part
         if cluster is None:
             cluster = self._cluster_for(ep, None)
             if len(self._direct) >= 4096:
                 self._direct.clear()
             self._direct[ep] = cluster
-        return _forward(ep, extra, rewrite, cluster)
+        return cluster
 
     def _cluster_for(self, ep: tuple[str, int], service: ServiceVip | None) -> Cluster:
         """How this pod reaches `ep`: mTLS with its SVID when a sidecar guards it and the
@@ -588,6 +803,7 @@ class SidecarHost:
         self.policies: PolicySet = compile_policies([])
         self.by_ip: dict[str, SidecarWorkload] = {}
         self.vips: dict[tuple[str, int], ServiceVip] = {}
+        self.tcp_declared: frozenset[tuple[str, int]] = frozenset()   # VIPs of TCP ports
         self.rr: dict[tuple[str, int], int] = {}
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)
@@ -596,7 +812,16 @@ class SidecarHost:
         self.gateway_clusters: dict[str, Cluster] = {}
         self._gateway_ctx: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._relays: set[asyncio.Task[None]] = set()    # TCP proxies still connecting
+        # meshConfig.protocolDetectionTimeout in seconds (0: Istio's default, none): a client
+        # silent this long is taken for a server-first protocol and proxied as TCP
+        self.detect_timeout = 0.0
         self._lock = asyncio.Lock()
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to a sidecar's task until it ends (the loop keeps only weak ones)."""
+        self._relays.add(task)
+        task.add_done_callback(self._relays.discard)
 
     def apply_data(self, data: Any) -> None:
         """The channel's handler: decode (ValueError refuses it), then apply."""
@@ -605,12 +830,17 @@ class SidecarHost:
 
     def apply(self, part: MeshPart) -> None:
         self.part = part
+        self.detect_timeout = part.protocol_detection_timeout
         self.policies = compile_policies(part.policies, part.root_namespace)
         self.by_ip = {w.ip: w for w in part.workloads}
         self.vips = {(s.vip, s.port): s for s in part.services}
+        self.tcp_declared = frozenset(k for k, s in self.vips.items()
+                                      if s.protocol in TCP_PROTOCOLS)
         for sc in self.pods.values():
             sc._tls_modes.clear()
             sc._direct.clear()
+            for li in sc.listeners:
+                li.detect_timeout = self.detect_timeout
         self.local_gateways = frozenset(part.local_gateways)
         self.gateway_clusters = {}
         self._gateway_ctx = None
@@ -674,9 +904,9 @@ class SidecarHost:
                 self.pods[uid] = sc
 
     async def stop(self) -> None:
-        for t in list(self._tasks):
+        for t in [*self._tasks, *self._relays]:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._relays, return_exceptions=True)
         await asyncio.gather(*(sc.stop() for sc in self.pods.values()), return_exceptions=True)
         self.pods.clear()
         self.pool.close()

@@ -1,6 +1,6 @@
 """Golden tables for the AuthorizationPolicy engine (tests/golden/authz/*.yaml).
 
-fields.yaml / actions.yaml / chapter2.yaml: policies + request -> verdict, deciding
+fields.yaml / actions.yaml / tcp.yaml / chapter2.yaml: policies + request -> verdict, deciding
 action, policy, rule (and reason, status, audit, dry-run where a case names them);
 normalization.yaml: raw path -> normalized path per mode (Istio's own table, plus its
 %01..%ff loop generated here); validation.yaml: spec -> Istio's errors and warnings.
@@ -78,11 +78,12 @@ def test_fields(policies: Any, case: dict[str, Any]) -> None:
 
 def _action_cases() -> list[Any]:
     out = []
-    for g in _load("actions.yaml")["groups"]:
-        ps = compile_policies(g["policies"], g.get("root_namespace", "istio-system"))
-        verdicts = g.get("ext_authz") or {}
-        for c in g["cases"]:
-            out.append(pytest.param(ps, verdicts, c, id=f"{g['name']}: {c['name']}"))
+    for f in ("actions.yaml", "tcp.yaml"):
+        for g in _load(f)["groups"]:
+            ps = compile_policies(g["policies"], g.get("root_namespace", "istio-system"))
+            verdicts = g.get("ext_authz") or {}
+            for c in g["cases"]:
+                out.append(pytest.param(ps, verdicts, c, id=f"{f}: {g['name']}: {c['name']}"))
     return out
 
 

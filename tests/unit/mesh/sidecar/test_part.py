@@ -108,7 +108,7 @@ def test_service_vips_by_port_name_and_readiness() -> None:
                       {"addresses": ["10.244.0.11"]}])]
     vips = service_vips(svcs, slices)
     assert vips == (config.ServiceVip("10.96.0.20", 80, "team-a/web",
-                                      (("10.244.0.11", 8080), ("10.244.0.9", 8080))),)
+                                      (("10.244.0.11", 8080), ("10.244.0.9", 8080)), "HTTP"),)
 
 
 def test_local_gateway_vips_are_the_knative_local_gateways() -> None:
