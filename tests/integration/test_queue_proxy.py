@@ -8,6 +8,8 @@ holds at once (GET /peak). Checked with real curl through the gateway:
 - containerConcurrency 1: parallel clients are served one at a time, all 200;
 - its queue (10 x cc) full: 503 "pending request queue full", the rest 200;
 - timeoutSeconds: 504;
+- a pod that never becomes ready: the activator answers 503 once the revision's
+  timeoutSeconds have passed, and the revision says so (Active False, TimedOut);
 - the activator in the path picks the pod with free capacity, and with a
   containerConcurrency holds what no pod has room for (upstream's throttler);
 - a scale-down under steady load loses no request: the pods that go are
@@ -85,7 +87,7 @@ spec:
       containerConcurrency: {cc}
       timeoutSeconds: {timeout}
       containers:
-        - image: skiff.local/slow
+        - image: skiff.local/{image}
 """
 
 
@@ -109,9 +111,10 @@ def skiff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
 
 
 def deploy(skiff: Skiff, name: str, cc: int = 0, timeout: int = 300,
-           annotations: dict[str, str] | None = None) -> None:
+           annotations: dict[str, str] | None = None, image: str = "slow") -> None:
     skiff.kubectl("apply", "-f", "-", input=KSVC.format(
-        name=name, cc=cc, timeout=timeout, annotations=json.dumps(annotations or {})))
+        name=name, cc=cc, timeout=timeout, annotations=json.dumps(annotations or {}),
+        image=image))
     skiff.kubectl("wait", "--for=condition=Ready", f"ksvc/{name}", "--timeout=90s", timeout=100)
 
 
@@ -289,6 +292,43 @@ def test_the_activator_in_the_path_throttles_to_container_concurrency(skiff: Ski
         results = list(ex.map(lambda _: curl(skiff, "throttle", "/?sleep=0.25"), range(14)))
     assert results == [("200", "slow")] * 14, results
     assert curl(skiff, "throttle", "/peak") == ("200", "1")
+
+
+def test_a_pod_that_never_becomes_ready_is_a_503_after_the_deadline(skiff: Skiff) -> None:
+    # an image whose app never listens once the file "broken" is in its directory
+    image = skiff.home / "images" / "stuck"
+    image.mkdir(parents=True, exist_ok=True)
+    (image / "app.py").write_text(
+        'import os, time\nif os.path.exists("broken"):\n    time.sleep(3600)\n' + SLOW_APP)
+    (image / "image.json").write_text(json.dumps({"cmd": ["python3", "app.py"],
+                                                  "workdir": "."}))
+    deploy(skiff, "stuck", timeout=3, image="stuck",
+           annotations={"serving.knative.dev/progress-deadline": "5s"})
+    skiff.wait_for(lambda: not pods(skiff, "stuck-00001"), timeout=60, interval=0.5,
+                   what="the revision at zero")
+    (image / "broken").write_text("")
+    try:
+        started = time.monotonic()
+        code, body = curl(skiff, "stuck", max_time=20)
+        waited = time.monotonic() - started
+        # held by the activator for the revision's timeoutSeconds, then a clear 503
+        assert code == "503" and "no ready pod" in body, (code, body)
+        assert 2.5 < waited < 15, waited
+        assert pods(skiff, "stuck-00001")                   # it did try to start one
+
+        # once the progress deadline and the autoscaler's 30 s buffer have passed, the
+        # autoscaler gives up and the revision says so (Active False, TimedOut, upstream's words)
+        def says_why() -> Any:
+            rev = skiff.kubectl_json("get", "revision", "stuck-00001")
+            return next((c for c in rev["status"].get("conditions") or []
+                         if c.get("type") == "Active" and c.get("status") == "False"
+                         and c.get("reason") == "TimedOut"), None)
+        cond = skiff.wait_for(says_why, timeout=60, interval=1,
+                              what="the revision to say its pod could not be activated")
+        assert cond["message"] == "The target could not be activated."
+    finally:
+        (image / "broken").unlink()
+        skiff.kubectl("delete", "ksvc", "stuck", "--wait=false")
 
 
 def test_stopping_skiff_up_finishes_the_requests_in_flight(skiff: Skiff) -> None:

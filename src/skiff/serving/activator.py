@@ -8,10 +8,12 @@ a route whose revision cluster has no endpoints asks hold(), which answers
 with a Defer (dataplane/proxy/http1.py) that resolves when the endpoints
 update (EDS) brings the revision a pod, and then dispatches the request
 again. Limits as upstream: a queue of 10,000 held requests per revision
-(more get 503 "pending request queue full"), and a deadline (503 when no
-pod became ready in time). The first held request pokes the control plane
-(a "poke" message over the snapshot channel) and so does one a second
-after, while requests keep waiting.
+(more get 503 "pending request queue full"), and a deadline: 503 when no pod
+became ready within the revision's timeoutSeconds (upstream's activator
+proxies within it; HOLD_TIMEOUT for a revision the part gives none). The
+first held request pokes the control plane (a "poke" message over the
+snapshot channel) and so does one a second after, while requests keep
+waiting.
 
 While a revision's SKS is in Proxy mode and it has ready pods (its burst
 capacity is short, or target-burst-capacity is -1), the activator stays in
@@ -50,6 +52,7 @@ HOLD_TIMEOUT = 120.0             # how long a request waits for a pod before 503
 POKE_EVERY = 1.0
 MAX_CLUSTERS = 10_000
 MAX_CONCURRENCY = 1000           # upstream's containerConcurrency maximum
+MAX_TIMEOUT = 86_400             # a revision's timeoutSeconds, as the part may carry it
 QUEUE_FULL = Reply(503, b"pending request queue full", ((b"content-type", b"text/plain"),))
 NOT_READY = Reply(503, b"activation timed out: no ready pod for the revision",
                   ((b"content-type", b"text/plain"),))
@@ -90,6 +93,7 @@ class Activator:
         # ordered set with O(1) removal of one that gave up), and how many of those were
         # released and have not picked yet (their slot is theirs)
         self.capacity: dict[str, int] = {}
+        self.timeouts: dict[str, float] = {}    # each fronted revision's timeoutSeconds
         self.eps: dict[str, tuple[Any, ...]] = {}
         self.queues: dict[str, dict[asyncio.Future[None], None]] = {}
         self.granted: dict[str, int] = {}
@@ -114,6 +118,14 @@ class Activator:
             if not isinstance(cc, int) or isinstance(cc, bool) or not 1 <= cc <= MAX_CONCURRENCY:
                 raise ValueError(f"capacity[{cluster}]: containerConcurrency must be an integer "
                                  f"in [1, {MAX_CONCURRENCY}], got {cc!r}")
+        timeout = data.get("timeout", {})
+        if not isinstance(timeout, dict) or len(timeout) > MAX_CLUSTERS:
+            raise ValueError("timeout must be a map of cluster name to timeoutSeconds")
+        for cluster, t in timeout.items():
+            if not isinstance(t, int) or isinstance(t, bool) or not 1 <= t <= MAX_TIMEOUT:
+                raise ValueError(f"timeout[{cluster}]: timeoutSeconds must be an integer in "
+                                 f"[1, {MAX_TIMEOUT}], got {t!r}")
+        self.timeouts = {c: float(t) for c, t in timeout.items()}
         proxied = frozenset(proxy)
         old_capacity, self.capacity = self.capacity, dict(capacity)
         if proxied != self.proxied:
@@ -235,7 +247,8 @@ class Activator:
         first = self._granted
         if not self.eps.get(cluster):
             self._poke(cluster)         # demand at zero: the autoscaler hears it at once
-        return Defer(self._wait(cluster, redispatch, first), timeout=self.hold_timeout,
+        return Defer(self._wait(cluster, redispatch, first),
+                     timeout=self.timeouts.get(cluster, self.hold_timeout),
                      timeout_reply=NOT_READY)
 
     def _poke(self, cluster: str) -> None:

@@ -1,10 +1,13 @@
 """What the activator fronts, and with what capacity: the control plane's side of the activator.
 
-A pure function of the ServerlessServices and PodAutoscalers (both names are the
-revision's): the revisions whose SKS is in Proxy mode have the activator in their
-path (upstream: the SKS points the public endpoints at the activator), and each
-one's containerConcurrency, from its PodAutoscaler's spec as upstream's throttler
-reads it from the Revision, is the capacity per pod the activator throttles to.
+A pure function of the ServerlessServices, PodAutoscalers and Revisions (all
+named as the revision): the revisions whose SKS is in Proxy mode have the
+activator in their path (upstream: the SKS points the public endpoints at the
+activator); each one's containerConcurrency, from its PodAutoscaler's spec as
+upstream's throttler reads it from the Revision, is the capacity per pod the
+activator throttles to; and its timeoutSeconds bounds how long the activator
+holds a request for it (upstream's activator proxies within the revision's
+timeout: a pod that never becomes ready gets the request a 503 then).
 The gateway controller (mesh/gateway/controller.py) watches both kinds and
 publishes the result as the data plane's "activator" part; serving/activator.py
 applies it.
@@ -24,9 +27,11 @@ def _key(o: Obj) -> tuple[str, str]:
 
 
 def activator_part(sks: Iterable[Obj], pas: Iterable[Obj],
-                   cluster_name: Callable[[str, str], str]) -> dict[str, Any]:
-    """{"proxy": [clusters in Proxy mode, sorted], "capacity": {cluster: cc > 0}}; a revision
-    with cc 0 (unlimited) has no capacity entry, and only fronted revisions have one."""
+                   cluster_name: Callable[[str, str], str],
+                   revisions: Iterable[Obj] = ()) -> dict[str, Any]:
+    """{"proxy": [clusters in Proxy mode, sorted], "capacity": {cluster: cc > 0}, "timeout":
+    {cluster: timeoutSeconds}}; a revision with cc 0 (unlimited) has no capacity entry, and
+    only fronted revisions have entries."""
     proxied = {_key(o) for o in sks if (o.get("spec") or {}).get("mode") == "Proxy"}
     capacity: dict[str, int] = {}
     for pa in pas:
@@ -36,5 +41,12 @@ def activator_part(sks: Iterable[Obj], pas: Iterable[Obj],
         cc = (pa.get("spec") or {}).get("containerConcurrency")
         if isinstance(cc, int) and not isinstance(cc, bool) and cc > 0:
             capacity[cluster_name(*key)] = cc
+    timeout: dict[str, int] = {}
+    for rev in revisions:
+        key = _key(rev)
+        t = (rev.get("spec") or {}).get("timeoutSeconds")
+        if key in proxied and isinstance(t, int) and not isinstance(t, bool) and t > 0:
+            timeout[cluster_name(*key)] = t
     return {"proxy": sorted(cluster_name(*k) for k in proxied),
-            "capacity": dict(sorted(capacity.items()))}
+            "capacity": dict(sorted(capacity.items())),
+            "timeout": dict(sorted(timeout.items()))}

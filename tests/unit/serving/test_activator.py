@@ -308,6 +308,26 @@ def test_the_activator_part_from_sks_and_pod_autoscalers() -> None:
            obj("a", "r2", {"containerConcurrency": 5}),      # in Serve mode: not fronted
            obj("b", "r3", {"containerConcurrency": 0}),      # unlimited
            obj("c", "r9", {"containerConcurrency": 2})]      # no SKS
-    part = activator_part(sks, pas, lambda ns, n: f"{ns}/{n}")
-    assert part == {"proxy": ["a/r1", "b/r3", "b/r4"], "capacity": {"a/r1": 1}}
-    Activator().apply_part(part)                             # the data plane takes it
+    revs = [obj("a", "r1", {"timeoutSeconds": 30}), obj("a", "r2", {"timeoutSeconds": 9}),
+            obj("b", "r3", {})]
+    part = activator_part(sks, pas, lambda ns, n: f"{ns}/{n}", revs)
+    assert part == {"proxy": ["a/r1", "b/r3", "b/r4"], "capacity": {"a/r1": 1},
+                    "timeout": {"a/r1": 30}}
+    act = Activator()
+    act.apply_part(part)                                     # the data plane takes it
+    assert act.timeouts == {"a/r1": 30.0}
+
+
+def test_a_held_request_waits_as_long_as_its_revision_s_timeout() -> None:
+    act = Activator(hold_timeout=120.0)
+    act.apply_part({"proxy": ["ns/r", "ns/s"], "timeout": {"ns/r": 3}})
+    d = act.hold("ns/r", lambda: Reply(200))
+    assert isinstance(d, Defer) and d.timeout == 3.0 and d.timeout_reply is NOT_READY
+    d.awaitable.close()                      # type: ignore[attr-defined]
+    other = act.hold("ns/s", lambda: Reply(200))             # none given: the default
+    assert isinstance(other, Defer) and other.timeout == 120.0
+    other.awaitable.close()                  # type: ignore[attr-defined]
+    for bad in ({"ns/r": 0}, {"ns/r": 86_401}, {"ns/r": 1.5}, ["ns/r"]):
+        with pytest.raises(ValueError, match="timeout"):
+            act.apply_part({"proxy": ["ns/r"], "timeout": bad})
+    assert act.timeouts == {"ns/r": 3.0}

@@ -98,6 +98,13 @@ def revision(labels: dict[str, str] | None = None, annotations: dict[str, str] |
     return r
 
 
+def test_the_progress_deadline_annotation_wins_over_config_deployment() -> None:
+    rev = revision(annotations={"serving.knative.dev/progress-deadline": "45s"})
+    assert resources.make_deployment(rev, CFG)["spec"]["progressDeadlineSeconds"] == 45
+    bad = revision(annotations={"serving.knative.dev/progress-deadline": "soon"})
+    assert resources.make_deployment(bad, CFG)["spec"]["progressDeadlineSeconds"] == 600
+
+
 def test_make_deployment() -> None:
     d = resources.make_deployment(revision(), CFG)
     m = d["metadata"]

@@ -73,6 +73,7 @@ POD = Ref("v1", "Pod")
 KNATIVE_SERVING = Ref("operator.knative.dev/v1beta1", "KnativeServing")
 SKS = Ref("networking.internal.knative.dev/v1alpha1", "ServerlessService")
 POD_AUTOSCALER = Ref("autoscaling.internal.knative.dev/v1alpha1", "PodAutoscaler")
+REVISION = Ref("serving.knative.dev/v1", "Revision")
 ACTIVATOR_PART = "activator"
 
 Key = tuple[str, str]
@@ -118,6 +119,10 @@ def fp_sks(o: Obj) -> Any:
 
 def fp_pod_autoscaler(o: Obj) -> Any:
     return (o.get("spec") or {}).get("containerConcurrency")
+
+
+def fp_revision(o: Obj) -> Any:
+    return (o.get("spec") or {}).get("timeoutSeconds")
 
 
 def fp_knative_serving(o: Obj) -> Any:
@@ -276,9 +281,11 @@ class GatewayController:
         self.sks = Informer(client, SKS, "", fp_sks, self.activator_changed)
         # ... and their PodAutoscalers' containerConcurrency is the capacity it throttles to
         self.pas = Informer(client, POD_AUTOSCALER, "", fp_pod_autoscaler, self.activator_changed)
+        # ... and their Revisions' timeoutSeconds how long it holds a request
+        self.revisions = Informer(client, REVISION, "", fp_revision, self.activator_changed)
         self.activator_part: dict[str, Any] | None = None
         self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings,
-                          self.sks, self.pas]
+                          self.sks, self.pas, self.revisions]
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -319,10 +326,11 @@ class GatewayController:
         self._schedule()
 
     def activator_changed(self) -> None:
-        """Which revision clusters the activator fronts (their SKS is in Proxy mode) and their
-        capacity (serving/activatorpart.py): a part of its own, so a mode flip touches neither
-        routes nor endpoints."""
-        part = activator_part(self.sks.items.values(), self.pas.items.values(), cluster_name)
+        """Which revision clusters the activator fronts (their SKS is in Proxy mode), their
+        capacity and timeout (serving/activatorpart.py): a part of its own, so a mode flip
+        touches neither routes nor endpoints."""
+        part = activator_part(self.sks.items.values(), self.pas.items.values(), cluster_name,
+                              self.revisions.items.values())
         if part != self.activator_part:
             self.activator_part = part
             self.publisher.publish_part(ACTIVATOR_PART, part)

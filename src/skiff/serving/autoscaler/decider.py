@@ -301,21 +301,26 @@ def active_threshold(s: RevisionScaling, scale_target_initialized: bool) -> int:
     return max(lo, 1)
 
 
-def active_condition(want: int, ready: int, current: str, min_ready: int
-                     ) -> tuple[str, str]:
+def active_condition(want: int, ready: int, current: str, min_ready: int,
+                     current_reason: str = "") -> tuple[str, str]:
     """computeActiveCondition: the PA's next Active (status, reason).
 
     current is the Active condition's status now ("True", "False",
-    "Unknown"); min_ready is active_threshold(...).
+    "Unknown") and current_reason its reason; min_ready is active_threshold(...).
     """
+    # Upstream's next pass rewrites TimedOut to NoTraffic, so a revision whose pod never
+    # became ready says so for one reconcile only; here it keeps saying so until the next
+    # activation.
+    inactive = "TimedOut" if current == "False" and current_reason == "TimedOut" \
+        and min_ready > 0 else "NoTraffic"
     if want == 0 or min_ready == 0:
         if current == "Unknown" and min_ready > 0:
             return "False", "TimedOut"  # activation failed within the progress deadline
-        return "False", "NoTraffic"
+        return "False", inactive
     if ready < min_ready:
         if want > 0 or current != "False":
             return "Unknown", "Queued"
-        return "False", "NoTraffic"
+        return "False", inactive
     if want > 0 or current != "False":
         return "True", ""
     return current, ""

@@ -125,7 +125,8 @@ def compute_status(m: conditions.Manager, status: Obj, s: asc.RevisionScaling, w
     if ready >= min_ready and status.get("serviceName"):
         m.mark_true(SCALE_TARGET_INITIALIZED)
     current = conditions.status_of(status, ACTIVE) or conditions.UNKNOWN
-    st, reason = dec.active_condition(want, ready, current, min_ready)
+    current_reason = str((conditions.get(status, ACTIVE) or {}).get("reason") or "")
+    st, reason = dec.active_condition(want, ready, current, min_ready, current_reason)
     if st == conditions.TRUE:
         m.mark_true(ACTIVE)
     elif st == conditions.UNKNOWN:

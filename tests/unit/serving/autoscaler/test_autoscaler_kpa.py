@@ -157,6 +157,20 @@ def test_active_condition(want: int, ready: int, current: str, min_ready: int,
     assert active_condition(want, ready, current, min_ready) == result
 
 
+@pytest.mark.parametrize("want, ready, current, reason, min_ready, result", [
+    # a failed activation keeps saying so while the revision stays at zero ...
+    (0, 0, "False", "TimedOut", 1, ("False", "TimedOut")),
+    (-1, 0, "False", "TimedOut", 1, ("False", "TimedOut")),
+    # ... until the next activation, or a reason that was not one
+    (1, 0, "False", "TimedOut", 1, ("Unknown", "Queued")),
+    (0, 0, "False", "NoTraffic", 1, ("False", "NoTraffic")),
+    (0, 0, "False", "TimedOut", 0, ("False", "NoTraffic")),
+])
+def test_a_failed_activation_stays_visible(want: int, ready: int, current: str, reason: str,
+                                           min_ready: int, result: tuple[str, str]) -> None:
+    assert active_condition(want, ready, current, min_ready, reason) == result
+
+
 def test_active_threshold() -> None:
     s = RevisionScaling(min_scale=2, initial_scale=5)
     assert active_threshold(s, scale_target_initialized=False) == 5
