@@ -45,6 +45,13 @@ BIND_FAILED = 3
 STATS_PERIOD = 1.0          # queue-proxy's reporting period
 
 
+def _worker(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    if not sep or not i.isdigit() or not n.isdigit() or not 0 <= int(i) < int(n) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 0 <= I < N <= 64")
+    return int(i), int(n)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m skiff.dataplane")
     ap.add_argument("--home", required=True, type=Path)
@@ -57,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--domain", default="apps.127.0.0.1.sslip.io")
     ap.add_argument("--reuse-port", action="store_true",
                     help="SO_REUSEPORT on every listener: one of several workers")
+    ap.add_argument("--worker", type=_worker, default=(0, 1), metavar="I/N",
+                    help="this process is worker I of N (the activators share capacity)")
     ap.add_argument("--verbose", action="store_true")
     return ap.parse_args(argv)
 
@@ -108,7 +117,8 @@ async def serve(args: argparse.Namespace) -> int:
     # The activator: holds requests for revisions at zero and counts them while it does
     # (queue-proxy counts them once they reach a pod).
     outbox = channel.Outbox()
-    activator = Activator(poke=lambda cluster: outbox.send(codec.poke_message(cluster)))
+    activator = Activator(poke=lambda cluster: outbox.send(codec.poke_message(cluster)),
+                          worker=args.worker)
     proxy.activator = activator
     activator.on_path_change = proxy.activator_path_changed
     # The mesh's sidecars (a node proxy: each meshed pod's listeners live in its namespace).

@@ -120,7 +120,7 @@ class DataPlaneSupervisor:
         python_path_env(env)
         argv = dataplane_argv(self.home, self.server.path, self.settings, self.verbose)
         if self.workers > 1:
-            argv.append("--reuse-port")
+            argv += ["--reuse-port", "--worker", f"{worker}/{self.workers}"]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
             stderr=None, env=env, start_new_session=True,

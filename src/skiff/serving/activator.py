@@ -41,6 +41,7 @@ revision up; once a request reaches a pod, that pod's queue-proxy counts it
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -73,8 +74,13 @@ class _Counts:
 class Activator:
     def __init__(self, poke: Callable[[str], object] = lambda _c: None,
                  clock: Callable[[], float] = time.monotonic,
-                 queue_limit: int = QUEUE_LIMIT, hold_timeout: float = HOLD_TIMEOUT) -> None:
+                 queue_limit: int = QUEUE_LIMIT, hold_timeout: float = HOLD_TIMEOUT,
+                 worker: tuple[int, int] = (0, 1)) -> None:
         self.poke_cb = poke
+        self.worker = worker             # (index, count) of the data-plane workers
+        # each throttled cluster's share for this worker: (the endpoints it was made from,
+        # pod key -> capacity)
+        self._shares: dict[str, tuple[Sequence[Any], dict[str, int]]] = {}
         self.clock = clock
         self.queue_limit = queue_limit
         self.hold_timeout = hold_timeout
@@ -151,6 +157,7 @@ class Activator:
         cc = self.capacity.get(cluster, 0)
         if cc and not self._granted and (self.queues.get(cluster) or self.granted.get(cluster)):
             return None                  # first come, first served: the ones waiting go first
+        share = self._share(cluster, eps, cc) if cc and self.worker[1] > 1 else None
         counts = self.pod_inflight.get(cluster)
         if counts is None:
             if len(self.pod_inflight) >= MAX_CLUSTERS:
@@ -159,6 +166,19 @@ class Activator:
         n = len(eps)
         start = self.rr.get(cluster, 0)
         self.rr[cluster] = start + 1
+        if share is not None:
+            # one of several workers: only its share of the pods, each with its own room
+            best, most, best_ep = "", 0, eps[0]
+            for i in range(n):
+                ep = eps[(start + i) % n]
+                key = f"{ep[0]}:{ep[1]}"
+                room = share.get(key)
+                if room is not None and room - counts.get(key, 0) > most:
+                    best, most, best_ep = key, room - counts.get(key, 0), ep
+            if not best:
+                return None
+            counts[best] = counts.get(best, 0) + 1
+            return f"{cluster}|{best}", best_ep
         best, best_n, best_ep = "", -1, eps[0]
         for i in range(n):
             ep = eps[(start + i) % n]
@@ -322,10 +342,23 @@ class Activator:
         if not cc or cluster not in self.proxied:
             return None
         counts = self.pod_inflight.get(cluster) or {}
-        free = 0
-        for ip, port in self.eps.get(cluster, ()):
-            free += max(0, cc - counts.get(f"{ip}:{port}", 0))
+        eps = self.eps.get(cluster, ())
+        if self.worker[1] > 1:
+            rooms = self._share(cluster, eps, cc)
+        else:
+            rooms = {f"{ip}:{port}": cc for ip, port in eps}
+        free = sum(max(0, room - counts.get(key, 0)) for key, room in rooms.items())
         return max(0, free - self.granted.get(cluster, 0))
+
+    def _share(self, cluster: str, eps: Sequence[Any], cc: int) -> dict[str, int]:
+        cached = self._shares.get(cluster)
+        if cached is not None and cached[0] is eps:
+            return cached[1]
+        rooms = worker_share([f"{ip}:{port}" for ip, port in eps], cc, *self.worker)
+        if len(self._shares) >= MAX_CLUSTERS:
+            self._shares.clear()
+        self._shares[cluster] = (eps, rooms)
+        return rooms
 
     def _wake(self, cluster: str) -> None:
         """Release the requests that waiting for `cluster` may go now, first come first."""
@@ -359,3 +392,23 @@ class Activator:
                 self.pod_inflight.pop(cluster, None)
                 self.eps.pop(cluster, None)
                 self.granted.pop(cluster, None)
+
+
+def worker_share(pods: Sequence[str], cc: int, index: int, count: int) -> dict[str, int]:
+    """The pods of a revision (as "ip:port") that data-plane worker `index` of `count` may
+    send to, and the capacity it may use on each: upstream's throttler splits a revision's
+    pods among its activators (assignSlice/pickIndices). Sorted by address so every worker
+    agrees; one pod or one worker: every pod at cc; more workers than pods: pod index % n;
+    else an equal slice each, and the pods left over shared by all at ceil(cc / count)."""
+    keys = sorted(pods)
+    n = len(keys)
+    if count <= 1 or n <= 1:
+        return dict.fromkeys(keys, cc)
+    if count > n:
+        return {keys[index % n]: cc}
+    size = n // count
+    mine = dict.fromkeys(keys[index * size:(index + 1) * size], cc)
+    remnants = n % count
+    if remnants:
+        mine.update(dict.fromkeys(keys[n - remnants:], max(1, math.ceil(cc / count))))
+    return mine

@@ -331,3 +331,38 @@ def test_a_held_request_waits_as_long_as_its_revision_s_timeout() -> None:
         with pytest.raises(ValueError, match="timeout"):
             act.apply_part({"proxy": ["ns/r"], "timeout": bad})
     assert act.timeouts == {"ns/r": 3.0}
+
+
+# --- several data-plane workers share a revision's capacity ------------------------------
+
+@pytest.mark.parametrize("pods, cc, count, want", [
+    # one worker, or one pod: every pod at cc (upstream's assignSlice)
+    (3, 4, 1, [{"a": 4, "b": 4, "c": 4}]),
+    (1, 4, 2, [{"a": 4}, {"a": 4}]),
+    # more workers than pods: pod index % n
+    (2, 4, 3, [{"a": 4}, {"b": 4}, {"a": 4}]),
+    # an equal slice each; what is left over shared by all at ceil(cc / count)
+    (4, 4, 2, [{"a": 4, "b": 4}, {"c": 4, "d": 4}]),
+    (5, 3, 2, [{"a": 3, "b": 3, "e": 2}, {"c": 3, "d": 3, "e": 2}]),
+    (3, 1, 2, [{"a": 1, "c": 1}, {"b": 1, "c": 1}]),
+])
+def test_worker_share_splits_pods_as_upstream_s_activators(
+        pods: int, cc: int, count: int, want: list[dict[str, int]]) -> None:
+    from skiff.serving.activator import worker_share
+    names = "abcde"[:pods]
+    # every worker sees the pods in its own order; the share is the same
+    got = [worker_share(list(reversed(names)), cc, i, count) for i in range(count)]
+    assert got == want
+
+
+def test_a_worker_sends_only_to_its_share_and_throttles_to_its_room() -> None:
+    eps = (("10.0.0.1", 8012), ("10.0.0.2", 8012), ("10.0.0.3", 8012))
+    w0 = Activator(worker=(0, 2))
+    w0.apply_part({"proxy": ["ns/r"], "capacity": {"ns/r": 2}})
+    w0.endpoints_changed({"ns/r": eps})
+    # worker 0's share: pod 1 at cc 2, and pod 3 (left over) at ceil(2 / 2) = 1
+    picks = [w0.pick("ns/r", eps) for _ in range(4)]
+    assert picks[0] is not None and picks[0][0] == "ns/r|10.0.0.1:8012"    # the most room
+    assert sorted(p[0] for p in picks[:3] if p) == [
+        "ns/r|10.0.0.1:8012", "ns/r|10.0.0.1:8012", "ns/r|10.0.0.3:8012"]
+    assert picks[3] is None and w0._free("ns/r") == 0       # never pod 2: worker 1's
