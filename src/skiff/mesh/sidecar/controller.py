@@ -91,8 +91,20 @@ def app_probers(proxy: Obj) -> tuple[tuple[str, str], ...]:
 
 
 def meshed_pod(pod: Obj) -> bool:
-    return (proxy_container(pod) is not None and bool((pod.get("status") or {}).get("podIP"))
-            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+    """A pod with an istio-proxy container and an IP, not finished, whose proxy has not
+    exited: a pod told to stop keeps its sidecar for terminationDrainDuration (the proxy
+    container's drain, node/images/proxyv2.py); once that container has terminated its
+    listeners close, as Envoy exits after the drain."""
+    st = pod.get("status") or {}
+    return (proxy_container(pod) is not None and bool(st.get("podIP"))
+            and st.get("phase") not in ("Succeeded", "Failed") and not proxy_exited(pod))
+
+
+def proxy_exited(pod: Obj) -> bool:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if isinstance(cs, dict) and cs.get("name") == PROXY_CONTAINER:
+            return "terminated" in (cs.get("state") or {})
+    return False
 
 
 def service_vips(services: Iterable[Obj], slices: Iterable[Obj]) -> tuple[ServiceVip, ...]:
@@ -220,7 +232,8 @@ def _fp_pod(o: Obj) -> Any:
     m = _meta(o)
     st = o.get("status") or {}
     return (m.get("uid"), m.get("labels"), st.get("podIP"), st.get("phase"),
-            proxy_container(o) is not None, (o.get("spec") or {}).get("serviceAccountName"))
+            proxy_container(o) is not None, (o.get("spec") or {}).get("serviceAccountName"),
+            proxy_exited(o))
 
 
 def _fp_spec(o: Obj) -> Any:

@@ -177,3 +177,15 @@ def test_mode_for_a_port() -> None:
 ])
 def test_inbound_treatment(mode: str, tls: bool, alpn: tuple[str, ...], want: str) -> None:
     assert config.inbound_treatment(mode, tls, alpn) == want
+
+
+def test_a_pod_whose_proxy_has_exited_after_its_drain_leaves_the_mesh() -> None:
+    draining = pod("team-a", "web")
+    draining["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    draining["status"]["containerStatuses"] = [
+        {"name": "app", "state": {"running": {}}},
+        {"name": "istio-proxy", "state": {"running": {}}}]
+    assert meshed_pod(draining)          # told to stop: it serves for the drain
+    draining["status"]["containerStatuses"][1]["state"] = {"terminated": {"exitCode": 0}}
+    assert not meshed_pod(draining)      # the drain is over: its listeners close
+    assert [w.name for w in compile_([draining, pod("team-a", "other")]).workloads] == ["other"]
