@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from skiff.dataplane.proxy.cluster import Cluster, UpstreamTlsContext
+from skiff.dataplane.proxy.cluster import Cluster
 from skiff.dataplane.proxy.http1 import Reply, RequestHead
 from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, Workload, decide
 from skiff.mesh.sidecar.config import (
@@ -45,7 +45,6 @@ log = logging.getLogger("skiff.sidecar")
 
 WORKLOAD = Workload(ACTIVATOR_IDENTITY[0], tuple(sorted(ACTIVATOR_LABELS)))
 _DENIED = Reply(403, DENIED_BODY.encode(), ((b"content-type", b"text/plain"),))
-MAX_CLUSTERS = 10_000
 ACTIVATOR_LOG = "activator-istio-proxy.log"     # in the home
 
 
@@ -110,18 +109,5 @@ class ActivatorIdentity:
     def cluster(self, ep: tuple[str, int]) -> Cluster | None:
         """mTLS to a meshed pod with the activator's SVID; None: no sidecar guards `ep`, or
         the activator has no SVID (the caller's way applies)."""
-        host = self.host
-        dest = host.by_ip.get(ep[0])
-        if dest is None or not host.part.activator_cert:
-            return None
-        c = self.clusters.get(dest.spiffe_id)
-        if c is None:
-            tls = UpstreamTlsContext(cert_pem=host.part.activator_cert,
-                                     key_pem=host.part.activator_key, ca_pem=host.part.root_pem,
-                                     match_san=(dest.spiffe_id,),
-                                     alpn=("istio-http/1.1", "http/1.1"))
-            if len(self.clusters) >= MAX_CLUSTERS:
-                self.clusters.clear()
-            c = self.clusters[dest.spiffe_id] = Cluster(name=f"outbound|{dest.spiffe_id}",
-                                                        tls=tls)
-        return c
+        part = self.host.part
+        return self.host.svid_cluster(self.clusters, part.activator_cert, part.activator_key, ep)

@@ -124,6 +124,7 @@ ALPN_MESH = ("istio-http/1.1", "istio", "http/1.1")
 # TCP connections one pod's sidecar proxies at a time, each way (inbound to its app, outbound
 # from it); more are reset and logged (Envoy's circuit breaker overflow, "UO").
 MAX_TCP_CONNECTIONS = 4096
+MAX_SVID_CLUSTERS = 10_000     # upstream clusters kept per data-plane identity
 _DENIED_HEADERS = ((b"content-type", b"text/plain"),)
 _DENIED = DENIED_BODY.encode()
 NO_HEALTHY = Reply(503, b"no healthy upstream", ((b"content-type", b"text/plain"),))
@@ -852,17 +853,25 @@ class SidecarHost:
     def gateway_cluster(self, ep: tuple[str, int]) -> Cluster | None:
         """How the ingress and local gateways reach `ep`: mTLS with the gateway's identity
         when a sidecar guards it, else None (plain)."""
+        return self.svid_cluster(self.gateway_clusters, self.part.gateway_cert,
+                                 self.part.gateway_key, ep)
+
+    def svid_cluster(self, cache: dict[str, Cluster], cert: bytes, key: bytes,
+                     ep: tuple[str, int]) -> Cluster | None:
+        """mTLS from the data plane's own namespace with the SVID (cert, key) to the sidecar
+        that guards `ep`, one per destination identity in `cache`; None when no sidecar
+        guards it or there is no SVID."""
         dest = self.by_ip.get(ep[0])
-        if dest is None or not self.part.gateway_cert:
+        if dest is None or not cert:
             return None
-        c = self.gateway_clusters.get(dest.spiffe_id)
+        c = cache.get(dest.spiffe_id)
         if c is None:
-            tls = UpstreamTlsContext(cert_pem=self.part.gateway_cert,
-                                     key_pem=self.part.gateway_key, ca_pem=self.part.root_pem,
+            tls = UpstreamTlsContext(cert_pem=cert, key_pem=key, ca_pem=self.part.root_pem,
                                      match_san=(dest.spiffe_id,),
                                      alpn=("istio-http/1.1", "http/1.1"))
-            c = self.gateway_clusters[dest.spiffe_id] = Cluster(
-                name=f"outbound|{dest.spiffe_id}", tls=tls)
+            if len(cache) >= MAX_SVID_CLUSTERS:
+                cache.clear()
+            c = cache[dest.spiffe_id] = Cluster(name=f"outbound|{dest.spiffe_id}", tls=tls)
         return c
 
     def gateway_server_context(self) -> ssl.SSLContext | None:

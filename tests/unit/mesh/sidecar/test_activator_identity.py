@@ -15,6 +15,7 @@ from skiff.dataplane.proxy.http1 import RequestHead
 from skiff.mesh.authz import compile_policies
 from skiff.mesh.sidecar.activator import WORKLOAD, ActivatorIdentity
 from skiff.mesh.sidecar.config import MeshPart, SidecarWorkload
+from skiff.mesh.sidecar.host import SidecarHost
 
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "tenant-isolation"
 ALPHA = "spiffe://cluster.local/ns/team-alpha-1/sa/default"
@@ -37,11 +38,12 @@ def head(host: str, path: str = "/") -> RequestHead:
 
 def identity(policies: list[dict[str, Any]], cert: bytes = b"activator-cert",
              meshed: tuple[SidecarWorkload, ...] = ()) -> ActivatorIdentity:
-    part = MeshPart(root_pem=b"root", activator_cert=cert, activator_key=b"key" if cert else b"",
-                    workloads=meshed)
-    host = SimpleNamespace(part=part, policies=compile_policies(policies, "istio-system"),
-                           by_ip={w.ip: w for w in meshed})
-    return ActivatorIdentity(host)  # type: ignore[arg-type]
+    host = SidecarHost()
+    host.part = MeshPart(root_pem=b"root", activator_cert=cert,
+                         activator_key=b"key" if cert else b"", workloads=meshed)
+    host.policies = compile_policies(policies, "istio-system")
+    host.by_ip = {w.ip: w for w in meshed}
+    return ActivatorIdentity(host)
 
 
 def test_the_guide_s_policies_decide_what_reaches_the_activator() -> None:
