@@ -268,7 +268,7 @@ def _rehearse() -> None:
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(asyncio.wait_for(once(), 1.0))
+            runner.run(asyncio.wait_for(once(), 0.25))
     finally:
         signal.set_wakeup_fd(-1)      # the loop's, should it have left its own behind
 
