@@ -136,6 +136,14 @@ def pods(skiff: Skiff, rev: str) -> list[dict[str, Any]]:
 PINNED = {"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "1"}
 
 
+def deploy_burst(skiff: Skiff, name: str, tbc: str, mode: str) -> None:
+    """cc 1 on one pod, with this target-burst-capacity; waits for the SKS to be in `mode`."""
+    deploy(skiff, name, cc=1, annotations={
+        **PINNED, "autoscaling.knative.dev/target-burst-capacity": tbc})
+    skiff.wait_for(lambda: skiff.kubectl_json("get", "sks", f"{name}-00001")["spec"].get(
+        "mode") == mode, timeout=30, what=f"the SKS in {mode} mode")
+
+
 def test_the_pod_has_its_queue_proxy(skiff: Skiff) -> None:
     deploy(skiff, "plain", annotations=PINNED)
     assert curl(skiff, "plain") == ("200", "slow")
@@ -162,10 +170,7 @@ def test_a_full_queue_is_503_and_the_rest_are_served(skiff: Skiff) -> None:
     # target-burst-capacity 0: the activator leaves the path once the pod is ready (SKS
     # Serve), so the pod's own queue takes the burst (in the path, the activator would hold
     # the excess: the throttling test below)
-    deploy(skiff, "full", cc=1, annotations={
-        **PINNED, "autoscaling.knative.dev/target-burst-capacity": "0"})
-    skiff.wait_for(lambda: skiff.kubectl_json("get", "sks", "full-00001")["spec"].get(
-        "mode") == "Serve", timeout=30, what="the SKS in Serve mode")
+    deploy_burst(skiff, "full", tbc="0", mode="Serve")
     with ThreadPoolExecutor(16) as ex:
         results = list(ex.map(lambda _: curl(skiff, "full", "/?sleep=1"), range(16)))
     codes = [c for c, _ in results]
@@ -284,10 +289,7 @@ def test_the_activator_in_the_path_throttles_to_container_concurrency(skiff: Ski
     # cc 1, one pod, the activator in the path: 14 parallel clients would overflow the pod's
     # own queue (1 + 10 x cc) and get 503s (the test above); the activator holds them
     # instead and sends one at a time, so every one is served and the app never sees two
-    deploy(skiff, "throttle", cc=1, annotations={
-        **PINNED, "autoscaling.knative.dev/target-burst-capacity": "-1"})
-    skiff.wait_for(lambda: skiff.kubectl_json("get", "sks", "throttle-00001")["spec"].get(
-        "mode") == "Proxy", timeout=30, what="the SKS in Proxy mode")
+    deploy_burst(skiff, "throttle", tbc="-1", mode="Proxy")
     with ThreadPoolExecutor(14) as ex:
         results = list(ex.map(lambda _: curl(skiff, "throttle", "/?sleep=0.25"), range(14)))
     assert results == [("200", "slow")] * 14, results
