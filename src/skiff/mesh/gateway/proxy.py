@@ -136,11 +136,14 @@ _NOT_SIMPLE: _Simple = (("", 0), b"", None, "")
 
 class _Cold:
     """A route whose revision cluster has no ready endpoint or no free capacity (the activator
-    holds it)."""
-    __slots__ = ("cluster",)
+    holds it), with what the route chose for it: the request goes on to this revision, with
+    these headers and host, once released (_resume)."""
+    __slots__ = ("cluster", "headers", "rewrite")
 
-    def __init__(self, cluster: str) -> None:
+    def __init__(self, cluster: str, headers: bytes = b"", rewrite: bytes | None = None) -> None:
         self.cluster = cluster
+        self.headers = headers
+        self.rewrite = rewrite
 
 
 class ActivatorSeam(RequestHooks, Protocol):
@@ -351,6 +354,8 @@ class GatewayProxy:
         # pod (and counts them while it does); None: no ready endpoint is a 503.
         self.activator: ActivatorSeam | None = None
         self.activator_mesh: ActivatorMesh | None = None
+        # a sidecar's request the activator released, while route_local() routes it again
+        self._resuming: tuple[RequestHead, _Cold] | None = None
         # The gateway's mesh identity as a server (ISTIO_MUTUAL on the local gateway).
         self.mesh_server_context: Callable[[], ssl.SSLContext | None] | None = None
 
@@ -398,20 +403,22 @@ class GatewayProxy:
         count = _ids.count
         hop_headers = self._hop_headers
 
-        def dispatch(head: RequestHead) -> Forward | Reply | Defer:
+        def dispatch(head: RequestHead, held: _Cold | None = None) -> Forward | Reply | Defer:
             rt = self.rt
-            route = rt.simple[table].get(head.host)
+            route = rt.simple[table].get(head.host) if held is None else _NOT_SIMPLE
             if route is None:
                 route = rt.simple_route(table, head.host)
             if route is not _NOT_SIMPLE:
                 ep, extra, rewrite, cluster = route
             else:
-                r = self._route(rt, table, head)
+                # a request the activator held goes on to its revision (_resume)
+                r = self._route(rt, table, head) if held is None else self._resume(held, head)
                 if isinstance(r, Reply):
                     return r
                 if isinstance(r, _Cold):
                     assert self.activator is not None     # _Cold only comes with one
-                    return self.activator.hold(r.cluster, lambda: dispatch(head))
+                    cold = r
+                    return self.activator.hold(cold.cluster, lambda: dispatch(head, cold))
                 ep, extra, rewrite, cluster = r
             cap = head.captured
             if len(cap) == 1 and head.host:
@@ -462,12 +469,50 @@ class GatewayProxy:
         """Where the local gateway's table sends this request (endpoint, route headers, host
         rewrite, cluster), for a sidecar that routes cluster-local Knative hosts itself; a
         revision without a ready pod is held by the activator, which calls `redispatch` once
-        it has one. `source`: the caller's SPIFFE ID (the activator's policies read it)."""
-        r = self._route(self.rt, "local", head, source)
+        it has one. `source`: the caller's SPIFFE ID (the activator's policies read it).
+        Called again by that redispatch, it goes on to the revision it was held for (_resume)."""
+        resuming = self._resuming
+        if resuming is not None and resuming[0] is head:
+            self._resuming = None
+            r = self._resume(resuming[1], head)
+        else:
+            r = self._route(self.rt, "local", head, source)
         if isinstance(r, _Cold):
             assert self.activator is not None
-            return self.activator.hold(r.cluster, redispatch)
+            cold = r
+            return self.activator.hold(cold.cluster,
+                                       lambda: self._redispatch_local(head, cold, redispatch))
         return r
+
+    def _redispatch_local(self, head: RequestHead, cold: _Cold,
+                          redispatch: Callable[[], Forward | Reply | Defer],
+                          ) -> Forward | Reply | Defer:
+        # the sidecar's redispatch calls route_local() again, at once: it resumes `cold`
+        self._resuming = (head, cold)
+        try:
+            return redispatch()
+        finally:
+            self._resuming = None
+
+    def _resume(self, cold: _Cold, head: RequestHead) -> _Simple | Reply | _Cold:
+        """A request the activator held, dispatched again once released: to the revision it
+        was held for, with the route's headers. Upstream, Envoy chose the split before the
+        request reached the activator, whose sidecar decided it once; so the split is not
+        rolled again (that would also skew the others' weights) nor the activator's policies
+        asked again."""
+        rt = self.rt
+        eps = rt.endpoints.get(cold.cluster, ())
+        activator = self.activator
+        if activator is not None and activator.in_path(cold.cluster):
+            picked = activator.pick(cold.cluster, eps) if eps else None
+            if picked is None:
+                return cold
+            head.tag, ep = picked
+        elif not eps:
+            return NO_HEALTHY_UPSTREAM
+        else:
+            ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(cold.cluster) % len(eps)]
+        return (ep, cold.headers, cold.rewrite, cold.cluster)
 
     def _route(self, rt: _Runtime, table: str, head: RequestHead, source: str | None = None,
                ) -> _Simple | Reply | _Cold:
@@ -508,7 +553,8 @@ class GatewayProxy:
                     return denied
             picked = activator.pick(split.cluster, eps) if eps else None
             if picked is None:          # no ready pod, or every pod at its concurrency
-                return _Cold(split.cluster)
+                return _Cold(split.cluster, rt.route_headers(path, split),
+                             path.rewrite_host.encode() if path.rewrite_host else None)
             head.tag, ep = picked
             return (ep, rt.route_headers(path, split),
                     path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
