@@ -135,15 +135,17 @@ class Informer:
     RETRY = 0.5
 
     def __init__(self, client: Client, ref: Ref, namespace: str, fingerprint: Fingerprint,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], track: bool = False) -> None:
         self.client = client
         self.ref = ref
         self.namespace = namespace
         self.fingerprint = fingerprint
         self.on_change = on_change
         self.items: dict[Key, Obj] = {}
-        # keys changed since the owner last took them (take_touched); None: all (a relist)
-        self.touched: set[Key] | None = set()
+        # keys changed since the owner last took them (take_touched); None: all (a relist).
+        # Kept only for an owner that takes them (`track`): else every key ever changed,
+        # deleted objects' too, would stay in it
+        self.touched: set[Key] | None = set() if track else None
         self.synced = asyncio.Event()
         self.available = False
 
@@ -275,7 +277,7 @@ class GatewayController:
         self.gateways = Informer(client, GATEWAY, "", fp_gateway, self.changed)
         self.secrets = Informer(client, SECRET, SECRET_NAMESPACE, fp_secret, self.changed)
         self.ingresses = Informer(client, INGRESS, "", fp_ingress, self.changed)
-        self.pods = Informer(client, POD, "", fp_pod, self.endpoints_changed)
+        self.pods = Informer(client, POD, "", fp_pod, self.endpoints_changed, track=True)
         self.servings = Informer(client, KNATIVE_SERVING, "", fp_knative_serving, self.changed)
         # ServerlessServices in Proxy mode put the activator in their revision's path
         self.sks = Informer(client, SKS, "", fp_sks, self.activator_changed)
