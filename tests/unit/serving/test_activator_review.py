@@ -110,9 +110,10 @@ def test_a_request_held_twice_is_one_request_to_the_autoscaler() -> None:
 
 
 def test_a_released_request_routed_to_another_revision_does_not_jump_its_queue() -> None:
-    """The gateway's redispatch routes a released request again, so a traffic split may send
-    it to another revision (mesh/gateway/proxy.py re-rolls the split). Activator._granted is
-    one flag for every cluster: pick() lets it past that revision's waiters, and hold() puts
+    """Until 71577cd the gateway's redispatch routed a released request again, so a traffic
+    split could send it to another revision; it now resumes the held route, but the seam
+    still allows it (a redispatch is any callable). Activator._granted is one flag for every
+    cluster: pick() lets such a request past the other revision's waiters, and hold() puts
     it at the head of that revision's queue. Fix: _granted holds the cluster released for
     (str | None) and pick()/hold() honour it for that cluster only."""
     async def run() -> None:
