@@ -163,3 +163,24 @@ def test_the_queue_limit_holds_for_requests_held_in_one_turn_of_the_loop() -> No
         if isinstance(d, Defer):
             d.awaitable.close()              # type: ignore[attr-defined]
     assert got[2] is QUEUE_FULL
+
+
+def test_a_request_the_activator_sends_to_a_pod_is_counted_by_it() -> None:
+    """Upstream's activator counts every request it proxies (its concurrency reporter: the
+    request and its time in flight, held or not) and sets K-Proxy-Request: activator on it
+    (handler.go proxyRequest; the reference's "header K-Proxy-Request: activator"), so the
+    queue-proxy reports it as proxied and the collector subtracts it: each request counted
+    once. Here the activator counts only requests it holds, and the gateway sends no
+    K-Proxy-Request, so a held request is counted twice in rps (activator + queue-proxy) and
+    a picked one is counted by the queue-proxy only. Fix (with mesh/gateway/proxy.py adding
+    k-proxy-request: activator to a Forward whose head.tag is set): count a request in
+    pick() (held_in) and out in end() (held_out), and once per request in hold()."""
+    act = Activator()
+    act.apply_part({"proxy": ["ns/r"], "capacity": {"ns/r": 2}})
+    act.endpoints_changed({"ns/r": EP1})
+    act.report()
+    picked = act.pick("ns/r", EP1)
+    assert picked is not None
+    report = act.report()
+    act.end(None, _Head(picked[0]), 200, 0, 0.1, None)
+    assert report.get("ns/r", {}).get("requests") == 1.0
