@@ -31,6 +31,8 @@ from skiff.core.client import Obj
 from skiff.core.validation import Cause, dns1035_label
 from skiff.serving import apis, names, resources, traffic
 from skiff.serving.apis import FieldError
+from skiff.serving.autoscaler import durations
+from skiff.serving.autoscaler.config import PROGRESS_DEADLINE_KEY
 from skiff.serving.autoscaler.validate import validate_annotations
 from skiff.serving.config import ConfigHolder, ServingConfig
 from skiff.serving.names import (
@@ -252,6 +254,25 @@ def validate_autoscaling_annotations(ann: dict[str, str], cfg: ServingConfig) ->
     return [FieldError(msg, tuple(paths)) for msg, paths in by_msg.items()]
 
 
+def validate_progress_deadline(ann: dict[str, str]) -> list[FieldError]:
+    """validateProgressDeadlineAnnotation: serving.knative.dev/progress-deadline, when set, is
+    a duration in whole seconds and not negative (it becomes the Deployment's
+    progressDeadlineSeconds, resources.progress_deadline), paths relative to the annotations."""
+    key = PROGRESS_DEADLINE_KEY
+    raw = ann.get(key)
+    if not raw:
+        return []
+    try:
+        ns = durations.parse_duration(str(raw))
+    except durations.DurationError:
+        return [apis.invalid_value(raw, key)]
+    if ns % 1_000_000_000:
+        return [FieldError(f"progress-deadline={raw} is not at second precision", (key,))]
+    if ns < 0:
+        return [FieldError(f"progress-deadline={raw} must be positive", (key,))]
+    return []
+
+
 def _parent_meta(obj: Obj) -> Obj:
     return obj.get("metadata") or {}
 
@@ -260,7 +281,8 @@ def validate_template(tmpl: Obj, parent: Obj, cfg: ServingConfig) -> list[FieldE
     """RevisionTemplateSpec.Validate, paths relative to the template."""
     errs = apis.via(validate_revision_spec(tmpl.get("spec") or {}, cfg), "spec")
     meta = tmpl.get("metadata") or {}
-    errs += apis.via(validate_autoscaling_annotations(meta.get("annotations") or {}, cfg),
+    ann = meta.get("annotations") or {}
+    errs += apis.via(validate_autoscaling_annotations(ann, cfg) + validate_progress_deadline(ann),
                      "metadata.annotations")
     name, gen = meta.get("name") or "", meta.get("generateName") or ""
     if gen and (problem := dns1035_label(gen.rstrip("-") or gen)):
