@@ -120,3 +120,30 @@ def test_a_sidecar_s_released_request_goes_on_as_it_was_routed() -> None:
     act.full.add("default/hello-00001")
     redispatch()
     assert act.held[-1][0] == "default/hello-00001"
+
+
+def test_a_full_swap_tells_the_activator_of_clusters_that_lost_every_endpoint() -> None:
+    """A whole snapshot (the data plane's first, after a reconnect, or listeners and routes
+    changed together) lists only clusters with endpoints. The activator heard nothing of a
+    cluster that went, so it kept its pods: hold() did not poke the autoscaler for demand at
+    zero, and a held request was released at once (its _wait saw room), found no endpoint
+    in the gateway, was held again and released again, each turn of the loop, until its
+    deadline."""
+    from skiff.serving.activator import Activator
+    gp = proxy(ONE_SPLIT)
+    act = Activator()
+    gp.activator = act
+    act.on_path_change = gp.activator_path_changed
+    act.apply_part({"proxy": ["default/hello-00001"]})
+    gp.swap(gp.snapshot)                                 # the activator hears the endpoints
+    assert act.eps.get("default/hello-00001")
+    gp.swap(proxy(ONE_SPLIT, endpoints={}).snapshot)     # scaled to zero meanwhile
+    assert not act.eps.get("default/hello-00001")
+    pokes: list[str] = []
+    act.poke_cb = pokes.append
+    d = act.hold("default/hello-00001", lambda: Reply(200))
+    assert isinstance(d, Defer) and pokes == ["default/hello-00001"]
+    d.awaitable.close()                      # type: ignore[attr-defined]
+
+
+ONE_SPLIT = [{"splits": [split("hello-00001", 100)]}]

@@ -380,9 +380,14 @@ class GatewayProxy:
         server = snap.server_header.encode()
         for cfg in self.configs.values():
             cfg.server = server
-        self.rt = rt
+        old_endpoints, self.rt = self.rt.endpoints, rt
         if self.activator is not None:
-            self.activator.endpoints_changed(snap.endpoints)
+            # a whole snapshot lists only clusters with endpoints: one that lost its last is
+            # said so, or the activator would go on counting its pods (no poke for demand at
+            # zero; held requests released for pods the routes no longer have, again and again)
+            gone = {c: () for c, eps in old_endpoints.items() if eps and c not in snap.endpoints}
+            self.activator.endpoints_changed({**snap.endpoints, **gone} if gone
+                                             else snap.endpoints)
 
     def activator_path_changed(self) -> None:
         """The activator's Proxy-mode clusters changed: routes cached as simple are chosen
