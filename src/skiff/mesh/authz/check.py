@@ -386,17 +386,28 @@ def resolve(objects: Sequence[Obj], target: Target, port: int | None = None) -> 
                        notes=tuple(notes))
 
 
+def _lists_member(roll: Obj, namespace: str) -> bool:
+    """Whether a ServiceMeshMemberRoll makes `namespace` a member: its status.members (what
+    the operator resolved: names, "*" and memberSelectors) when it has one, else its
+    spec.members by name or "*"; a roll that selects by label alone, without a status,
+    counts as one that may (the namespace's labels are not known here)."""
+    status = (roll.get("status") or {}).get("members")
+    if isinstance(status, list):
+        return namespace in status
+    spec = roll.get("spec") or {}
+    members = spec.get("members") or []
+    return namespace in members or "*" in members or bool(spec.get("memberSelectors"))
+
+
 def activator_in_path(objects: Sequence[Obj], dst: Destination) -> tuple[bool, str]:
     """Whether a request to `dst` passes the activator's sidecar first, and a note on why
     (or why not)."""
     if dst.kind != "KnativeService" or dst.port != KNATIVE_POD_PORT:
         return False, ""            # a plain Service, or a port other than the route's
     rolls = _of(objects, "ServiceMeshMemberRoll")
-    if rolls:
-        members = {str(m) for r in rolls for m in ((r.get("spec") or {}).get("members") or [])}
-        if ACTIVATOR_IDENTITY[0] not in members:
-            return False, (f"{ACTIVATOR_IDENTITY[0]} is not a mesh member: the activator "
-                           "checks nothing and the pods see the caller")
+    if rolls and not any(_lists_member(r, ACTIVATOR_IDENTITY[0]) for r in rolls):
+        return False, (f"{ACTIVATOR_IDENTITY[0]} is not a mesh member: the activator "
+                       "checks nothing and the pods see the caller")
     sks = _of(objects, "ServerlessService", dst.namespace)
     ksvc_revisions = {_meta(p).get("name") for p in sks
                       if _labels(p).get(KSVC_SERVICE_LABEL) == dst.name}
