@@ -85,8 +85,12 @@ class Activator:
         self.queue_limit = queue_limit
         self.hold_timeout = hold_timeout
         self.counts: dict[str, _Counts] = {}
-        self.waiting: dict[str, asyncio.Future[None]] = {}
         self.held: dict[str, int] = {}
+        # requests held in this turn of the loop whose wait has not started yet: counted
+        # against the queue limit until it has (cleared at the next turn, so one whose wait
+        # never starts, its client gone at once, is not counted forever)
+        self.pending: dict[str, int] = {}
+        self._clear_due = False
         self.poked: dict[str, float] = {}
         self.period_start = clock()
         self.proxied: frozenset[str] = frozenset()    # clusters whose SKS is in Proxy mode
@@ -103,7 +107,7 @@ class Activator:
         self.eps: dict[str, tuple[Any, ...]] = {}
         self.queues: dict[str, dict[asyncio.Future[None], None]] = {}
         self.granted: dict[str, int] = {}
-        self._granted = False            # a released request is choosing its pod now
+        self._granted: str | None = None    # the cluster whose released request picks now
 
     def in_path(self, cluster: str) -> bool:
         """Whether the activator fronts this revision (its SKS is in Proxy mode); a revision
@@ -117,20 +121,8 @@ class Activator:
         if not isinstance(proxy, list) or not all(isinstance(c, str) for c in proxy) \
                 or len(proxy) > MAX_CLUSTERS:
             raise ValueError("proxy must be a list of cluster names")
-        capacity = data.get("capacity", {})
-        if not isinstance(capacity, dict) or len(capacity) > MAX_CLUSTERS:
-            raise ValueError("capacity must be a map of cluster name to containerConcurrency")
-        for cluster, cc in capacity.items():
-            if not isinstance(cc, int) or isinstance(cc, bool) or not 1 <= cc <= MAX_CONCURRENCY:
-                raise ValueError(f"capacity[{cluster}]: containerConcurrency must be an integer "
-                                 f"in [1, {MAX_CONCURRENCY}], got {cc!r}")
-        timeout = data.get("timeout", {})
-        if not isinstance(timeout, dict) or len(timeout) > MAX_CLUSTERS:
-            raise ValueError("timeout must be a map of cluster name to timeoutSeconds")
-        for cluster, t in timeout.items():
-            if not isinstance(t, int) or isinstance(t, bool) or not 1 <= t <= MAX_TIMEOUT:
-                raise ValueError(f"timeout[{cluster}]: timeoutSeconds must be an integer in "
-                                 f"[1, {MAX_TIMEOUT}], got {t!r}")
+        capacity = _int_map(data, "capacity", "containerConcurrency", MAX_CONCURRENCY)
+        timeout = _int_map(data, "timeout", "timeoutSeconds", MAX_TIMEOUT)
         self.timeouts = {c: float(t) for c, t in timeout.items()}
         proxied = frozenset(proxy)
         old_capacity, self.capacity = self.capacity, dict(capacity)
@@ -155,7 +147,8 @@ class Activator:
         has a containerConcurrency and every pod is at it, or requests are already waiting
         for one (the caller holds the request then)."""
         cc = self.capacity.get(cluster, 0)
-        if cc and not self._granted and (self.queues.get(cluster) or self.granted.get(cluster)):
+        mine = self._granted == cluster      # released for this cluster: its turn has come
+        if cc and not mine and (self.queues.get(cluster) or self.granted.get(cluster)):
             return None                  # first come, first served: the ones waiting go first
         share = self._share(cluster, eps, cc) if cc and self.worker[1] > 1 else None
         counts = self.pod_inflight.get(cluster)
@@ -178,6 +171,7 @@ class Activator:
             if not best:
                 return None
             counts[best] = counts.get(best, 0) + 1
+            self._in(cluster, new=not mine)
             return f"{cluster}|{best}", best_ep
         best, best_n, best_ep = "", -1, eps[0]
         for i in range(n):
@@ -191,6 +185,7 @@ class Activator:
         if cc and best_n >= cc:
             return None
         counts[best] = best_n + 1
+        self._in(cluster, new=not mine)
         return f"{cluster}|{best}", best_ep
 
     # RequestHooks, for the requests it chose a pod for (Forward.hook)
@@ -204,6 +199,7 @@ class Activator:
             return
         head.tag = None
         cluster, _, key = tag.rpartition("|")
+        self._out(cluster)
         counts = self.pod_inflight.get(cluster)
         if counts is not None and key in counts:
             if counts[key] > 1:
@@ -222,16 +218,30 @@ class Activator:
             c = self.counts[cluster] = _Counts(now)
         return c
 
-    def held_in(self, cluster: str) -> None:
+    def _in(self, cluster: str, new: bool = True) -> None:
+        """A request in flight here (held, or sent to a pod it picked); `new`: one the
+        autoscaler has not heard of (a held request that goes on to its pod is not)."""
         now = self.clock()
         c = self._counts(cluster, now)
         if c is not None:
             c.area += c.inflight * (now - c.since)
             c.since = now
             c.inflight += 1
+            if new:
+                c.requests += 1
+
+    def _new_request(self, cluster: str) -> None:
+        c = self._counts(cluster, self.clock())
+        if c is not None:
             c.requests += 1
 
+    def held_in(self, cluster: str) -> None:
+        self._in(cluster)
+
     def held_out(self, cluster: str) -> None:
+        self._out(cluster)
+
+    def _out(self, cluster: str) -> None:
         c = self.counts.get(cluster)
         if c is not None and c.inflight > 0:
             now = self.clock()
@@ -260,16 +270,36 @@ class Activator:
     def hold(self, cluster: str, redispatch: Redispatch) -> Reply | Defer:
         """A request for `cluster`, which has no ready endpoint or no free capacity: wait for
         one, then dispatch again."""
-        held = self.held.get(cluster, 0)
-        if held >= self.queue_limit:
-            return QUEUE_FULL
         # a request released for a free slot that lost it again (its pod went) keeps its turn
-        first = self._granted
+        # and its place: it is counted already
+        first = self._granted == cluster
+        if not first:
+            if self.held.get(cluster, 0) + self.pending.get(cluster, 0) >= self.queue_limit:
+                return QUEUE_FULL
+            self.pending[cluster] = self.pending.get(cluster, 0) + 1
+            self._clear_pending_soon()
+            self._new_request(cluster)
         if not self.eps.get(cluster):
             self._poke(cluster)         # demand at zero: the autoscaler hears it at once
         return Defer(self._wait(cluster, redispatch, first),
                      timeout=self.timeouts.get(cluster, self.hold_timeout),
                      timeout_reply=NOT_READY)
+
+    def _clear_pending_soon(self) -> None:
+        if self._clear_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return                      # no loop (a test): pending stays until cleared
+        self._clear_due = True
+        loop.call_soon(self._clear_pending)
+
+    def _clear_pending(self) -> None:
+        # runs before the waits of this turn's holds start (their first steps were scheduled
+        # after it), so the limit never lets more in than it should
+        self._clear_due = False
+        self.pending.clear()
 
     def _poke(self, cluster: str) -> None:
         now = self.clock()
@@ -283,7 +313,14 @@ class Activator:
     async def _wait(self, cluster: str, redispatch: Redispatch,
                     first: bool = False) -> Forward | Reply | Defer:
         self.held[cluster] = self.held.get(cluster, 0) + 1
-        self.held_in(cluster)
+        n = self.pending.get(cluster, 0)
+        if first:
+            pass                        # a re-hold: hold() did not count it as pending
+        elif n > 1:
+            self.pending[cluster] = n - 1
+        else:
+            self.pending.pop(cluster, None)
+        self._in(cluster, new=False)    # counted as a request by hold()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self.queues.get(cluster)
         if queue is None:
@@ -313,7 +350,7 @@ class Activator:
                 # released, then gave up before choosing: its slot goes to the next one
                 self._ungrant(cluster)
                 self._wake(cluster)
-            self.held_out(cluster)
+            self._out(cluster)
             n = self.held.get(cluster, 1) - 1
             if n > 0:
                 self.held[cluster] = n
@@ -322,11 +359,11 @@ class Activator:
 
     def _again(self, cluster: str, redispatch: Redispatch) -> Forward | Reply | Defer:
         self._ungrant(cluster)
-        self._granted = True
+        self._granted = cluster
         try:
             return redispatch()
         finally:
-            self._granted = False
+            self._granted = None
 
     def _ungrant(self, cluster: str) -> None:
         g = self.granted.get(cluster, 0)
@@ -392,6 +429,18 @@ class Activator:
                 self.pod_inflight.pop(cluster, None)
                 self.eps.pop(cluster, None)
                 self.granted.pop(cluster, None)
+
+
+def _int_map(data: Mapping[str, Any], key: str, what: str, most: int) -> dict[str, int]:
+    """The part's `key`: cluster name -> an integer in [1, most] (ValueError naming it)."""
+    m = data.get(key, {})
+    if not isinstance(m, dict) or len(m) > MAX_CLUSTERS:
+        raise ValueError(f"{key} must be a map of cluster name to {what}")
+    for cluster, v in m.items():
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= most:
+            raise ValueError(f"{key}[{cluster}]: {what} must be an integer in [1, {most}], "
+                             f"got {v!r}")
+    return dict(m)
 
 
 def worker_share(pods: Sequence[str], cc: int, index: int, count: int) -> dict[str, int]:

@@ -409,9 +409,7 @@ def activator_in_path(objects: Sequence[Obj], dst: Destination) -> tuple[bool, s
         return False, (f"{ACTIVATOR_IDENTITY[0]} is not a mesh member: the activator "
                        "checks nothing and the pods see the caller")
     sks = _of(objects, "ServerlessService", dst.namespace)
-    ksvc_revisions = {_meta(p).get("name") for p in sks
-                      if _labels(p).get(KSVC_SERVICE_LABEL) == dst.name}
-    mine = [p for p in sks if _meta(p).get("name") in ksvc_revisions]
+    mine = [p for p in sks if _labels(p).get(KSVC_SERVICE_LABEL) == dst.name]
     if not mine:
         return True, ("no ServerlessService known: the activator assumed in the path (at zero, "
                       "or with the default target-burst-capacity and few pods)")

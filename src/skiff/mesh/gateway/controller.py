@@ -286,6 +286,7 @@ class GatewayController:
         # ... and their Revisions' timeoutSeconds how long it holds a request
         self.revisions = Informer(client, REVISION, "", fp_revision, self.activator_changed)
         self.activator_part: dict[str, Any] | None = None
+        self._activator_timer: asyncio.TimerHandle | None = None
         self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings,
                           self.sks, self.pas, self.revisions]
         self._tasks: list[asyncio.Task[None]] = []
@@ -328,9 +329,18 @@ class GatewayController:
         self._schedule()
 
     def activator_changed(self) -> None:
+        """An SKS, PodAutoscaler or Revision changed: the activator's part is computed again
+        once the events of the next few milliseconds are in (a burst of creates costs one
+        pass over them, not one per event)."""
+        if self._activator_timer is None:
+            self._activator_timer = asyncio.get_running_loop().call_later(
+                self.DEBOUNCE, self.publish_activator)
+
+    def publish_activator(self) -> None:
         """Which revision clusters the activator fronts (their SKS is in Proxy mode), their
         capacity and timeout (serving/activatorpart.py): a part of its own, so a mode flip
         touches neither routes nor endpoints."""
+        self._activator_timer = None
         part = activator_part(self.sks.items.values(), self.pas.items.values(), cluster_name,
                               self.revisions.items.values())
         if part != self.activator_part:
@@ -375,6 +385,9 @@ class GatewayController:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._activator_timer is not None:
+            self._activator_timer.cancel()
+            self._activator_timer = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -134,6 +134,12 @@ _Simple = tuple[Endpoint, bytes, "bytes | None", str]     # endpoint, headers, h
 _NOT_SIMPLE: _Simple = (("", 0), b"", None, "")
 
 
+# On a request the activator sent to a pod (upstream's activator sets it): the activator
+# counts it for the autoscaler, so the pod's queue-proxy reports it as proxied and the
+# collector subtracts it; each request is counted once.
+ACTIVATOR_PROXIED = b"k-proxy-request: activator\r\n"
+
+
 class _Cold:
     """A route whose revision cluster has no ready endpoint or no free capacity (the activator
     holds it), with what the route chose for it: the request goes on to this revision, with
@@ -513,10 +519,10 @@ class GatewayProxy:
             if picked is None:
                 return cold
             head.tag, ep = picked
-        elif not eps:
+            return (ep, cold.headers + ACTIVATOR_PROXIED, cold.rewrite, cold.cluster)
+        if not eps:
             return NO_HEALTHY_UPSTREAM
-        else:
-            ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(cold.cluster) % len(eps)]
+        ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(cold.cluster) % len(eps)]
         return (ep, cold.headers, cold.rewrite, cold.cluster)
 
     def _route(self, rt: _Runtime, table: str, head: RequestHead, source: str | None = None,
@@ -561,7 +567,7 @@ class GatewayProxy:
                 return _Cold(split.cluster, rt.route_headers(path, split),
                              path.rewrite_host.encode() if path.rewrite_host else None)
             head.tag, ep = picked
-            return (ep, rt.route_headers(path, split),
+            return (ep, rt.route_headers(path, split) + ACTIVATOR_PROXIED,
                     path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
         if not eps:
             return NO_HEALTHY_UPSTREAM
