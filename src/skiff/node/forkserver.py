@@ -117,6 +117,8 @@ def _attach(req: dict[str, Any]) -> None:
     os.dup2(devnull, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)
+    for fd in {devnull, out} - {0, 1, 2}:
+        os.close(fd)
     if req.get("sandbox"):
         sandbox.enter(req["sandbox"])    # the pod's network, mounts and hostname
 
@@ -126,10 +128,12 @@ def _child(req: dict[str, Any], main: Callable[[], object], template: int,
     code: int = 1
     try:
         if standby:
-            _attach(req)        # a standby detached when it was forked
+            # Detached when it was forked, and it closed the template's fds then: those it
+            # holds now are its own state's (libuv's, from _rehearse), so they stay.
+            _attach(req)
         else:
             _setup_child(req, template)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -243,9 +247,9 @@ def _rehearse() -> None:
     event loop the containers use (uvloop, when the template has it), so that the memory this
     touches (the loop's code and objects, the allocator's arenas) is copied now rather than
     during a pod's start: a fork's first write to each page it shares with the template is a
-    copy-on-write fault (about 1,000 in each container's start). Sockets by address only:
-    uvloop would resolve a name on a thread, and a standby must stay single-threaded (setns
-    into a pod's mount namespace needs that)."""
+    copy-on-write fault (about 1,000 in each container's start). Sockets made here and handed
+    to the loop: uvloop resolves addresses it is given on libuv's thread pool, and a standby
+    must stay single-threaded (setns into a pod's mount namespace needs that; a test checks)."""
     uvloop = sys.modules.get("uvloop")
     factory = uvloop.new_event_loop if uvloop is not None else asyncio.new_event_loop
 
@@ -257,8 +261,8 @@ def _rehearse() -> None:
         lsock.setblocking(False)
         server = await loop.create_server(asyncio.Protocol, sock=lsock)
         csock = socket.socket()
-        csock.setblocking(False)
-        await loop.sock_connect(csock, lsock.getsockname())
+        csock.connect(lsock.getsockname())   # at once: the kernel queues it (uvloop's
+        csock.setblocking(False)             # sock_connect would resolve it on a thread)
         _, writer = await asyncio.open_connection(sock=csock)
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
         await writer.drain()

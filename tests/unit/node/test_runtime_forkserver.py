@@ -263,7 +263,8 @@ def test_standbys_become_the_python_children_and_die_with_the_template(tmp_path:
     (tmp_path / "app.py").write_text(
         "import json, os, sys\n"
         "print(json.dumps({'argv': sys.argv, 'env': os.environ.get('X'), 'cwd': os.getcwd(),\n"
-        "                  'sid': os.getsid(0) == os.getpid()}), flush=True)\n")
+        "                  'sid': os.getsid(0) == os.getpid(),\n"
+        "                  'threads': len(os.listdir('/proc/self/task'))}), flush=True)\n")
 
     async def body() -> None:
         fs = ForkServer([HELLO_OPENSHIFT_MODULE], preload=("json",), standby=2)
@@ -274,6 +275,7 @@ def test_standbys_become_the_python_children_and_die_with_the_template(tmp_path:
             await asyncio.to_thread(wait_until, lambda: len(fs.standbys) == 2, "two standbys")
             first = set(fs.standbys)
             assert {c.pid for c in template.children()} == first
+            assert all(psutil.Process(p).num_threads() == 1 for p in first)
             argv = ["python3", "app.py", "a"]
             script = fs.script_for(argv, tmp_path)
             assert script is not None
@@ -292,7 +294,9 @@ def test_standbys_become_the_python_children_and_die_with_the_template(tmp_path:
     asyncio.run(body())
     import json
     info = json.loads((tmp_path / "log").read_text().splitlines()[0])
-    assert info == {"argv": ["app.py", "a"], "env": "1", "cwd": str(tmp_path), "sid": True}
+    # single-threaded, as entering a pod's mount namespace needs (_rehearse makes no thread)
+    assert info == {"argv": ["app.py", "a"], "env": "1", "cwd": str(tmp_path), "sid": True,
+                    "threads": 1}
 
 
 def test_without_standbys_every_child_is_a_fresh_fork(tmp_path: Path) -> None:
