@@ -5,6 +5,7 @@ Not part of the test suite. Needs wrk and nginx, which this script does not inst
     apt-get install -y wrk nginx
     python benchmarks/gateway/run.py                 # ~3 minutes; --quick for a short run
     python benchmarks/gateway/run.py --dataplane-workers 2   # 2 gateway workers vs 2 nginx workers
+    python benchmarks/gateway/run.py --strace /tmp/sc   # + system calls per request (strace -c)
 
 What runs, all on 127.0.0.1 and bounded in time:
 - a backend: the built-in hello-openshift image server (the pods' own server);
@@ -23,6 +24,9 @@ What runs, all on 127.0.0.1 and bounded in time:
 - a fixed-rate latency run: a small open-loop client (this script) sends ~1,000 requests/s
   over 8 keep-alive connections to the backend directly, through nginx and through the gateway,
   and reports p50/p99; the gateway's added p50 is its p50 minus the direct p50.
+- with --strace DIR, one more wrk run per proxy under `strace -f -c`: its system calls per
+  request. Each wrk round also reports the proxy's involuntary context switches (preemptions)
+  per request, from /proc.
 
 Goals (the gateway issue, as revised): >= 0.85x nginx requests/s for one HTTP hop, with one
 worker each and with two, >= 0.85x for TLS termination, <= +0.2 ms p50 added at ~1,000
@@ -199,6 +203,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def preemptions(pid: int) -> int:
+    """The process's involuntary context switches so far (its main thread, where the event
+    loop runs): each is a preemption by another runnable task."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
 # --- the fixed-rate client -------------------------------------------------------------
 
 class _Conn(asyncio.Protocol):
@@ -266,6 +280,44 @@ def _pct(xs: list[float], p: float) -> float:
 
 # --- main ------------------------------------------------------------------------------
 
+def strace_targets(out_dir: Path, targets: dict[str, tuple[str, str | None, int | None]],
+                   pids_of: dict[int, list[int]], duration: int,
+                   connections: int) -> dict[str, dict[str, float]]:
+    """System calls per request of each proxy: `strace -f -c` attached to its processes for
+    one wrk run; {target: {syscall: calls per request}}, the raw tables kept in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found: dict[str, dict[str, float]] = {}
+    for name, (url, host, pid) in targets.items():
+        if pid is None:
+            continue
+        out = out_dir / f"{name.replace(' ', '-')}.strace.txt"
+        cmd = ["strace", "-f", "-c", "-o", str(out)]
+        for p in pids_of[pid]:
+            cmd += ["-p", str(p)]
+        tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)                           # attached before the first request
+        res = run_wrk(url, duration, connections, host)
+        tracer.send_signal(signal.SIGINT)         # strace -c writes its table on SIGINT
+        tracer.wait(10)
+        found[name] = per_request(out.read_text(), res["rps"] * duration)
+        top = sorted(found[name].items(), key=lambda kv: -kv[1])[:8]
+        print(f"strace {name:14s} " + ", ".join(f"{k} {v:.2f}" for k, v in top) + " per request",
+              file=sys.stderr, flush=True)
+    return found
+
+
+def per_request(table: str, requests: float) -> dict[str, float]:
+    """strace -c's table as calls per request, failed calls as '<syscall> errors'."""
+    counts: dict[str, float] = {}
+    for line in table.splitlines():
+        cols = line.split()
+        if len(cols) in (5, 6) and cols[3].isdigit() and cols[-1] != "total":
+            counts[cols[-1]] = int(cols[3]) / requests
+            if len(cols) == 6:
+                counts[cols[-1] + " errors"] = int(cols[4]) / requests
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
@@ -279,6 +331,10 @@ def main() -> int:
                     help="nginx worker_processes (default: as many as --dataplane-workers)")
     ap.add_argument("--quick", action="store_true", help="3 s runs, one round")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--strace", type=Path, metavar="DIR",
+                    help="after the runs, `strace -f -c` of each proxy during one more wrk run per "
+                         "target: system calls per request (DIR/<target>.strace.txt; strace slows "
+                         "the traced process, so only the counts mean anything)")
     ap.add_argument("--serve-gateway", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_gateway:
@@ -360,10 +416,13 @@ def main() -> int:
                 pids = ((nginx_workers or [pid]) if pid == ngx.pid else
                         gateway_pids if pid == gw.pid else [])
                 c0 = sum(cpu_seconds(p) for p in pids)
+                n0 = sum(preemptions(p) for p in pids)
                 res = run_wrk(url, args.duration, args.connections, host)
                 c1 = sum(cpu_seconds(p) for p in pids)
+                n1 = sum(preemptions(p) for p in pids)
                 if pids:
                     res["proxy_cpu_us_per_req"] = (c1 - c0) / (res["rps"] * args.duration) * 1e6
+                    res["proxy_preemptions_per_req"] = (n1 - n0) / (res["rps"] * args.duration)
                 rounds[name].append(res)
                 print(f"round {r + 1} {name:14s} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:.3f} ms"
                       f"  p99 {res['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
@@ -378,6 +437,9 @@ def main() -> int:
         cpu = {name: statistics.median(x["proxy_cpu_us_per_req"] for x in rs)
                for name, rs in rounds.items() if "proxy_cpu_us_per_req" in rs[0]}
 
+        syscalls = strace_targets(args.strace, targets, {ngx.pid: nginx_workers or [ngx.pid],
+                                                         gw.pid: gateway_pids},
+                                  args.duration, args.connections) if args.strace else {}
         client_tls = ssl.create_default_context(cafile=str(tmp / "ca.crt"))
         lat: dict[str, dict[str, float]] = {}
         for name, port, tls in (("direct", ports["backend"], None),
@@ -393,6 +455,7 @@ def main() -> int:
                                "rate": args.rate},
                   "wrk": wrk, "rounds": rounds, "fixed_rate": lat,
                   "proxy_cpu_us_per_req": cpu,
+                  "syscalls_per_req": syscalls,
                   "ratios": {
                       "http_vs_nginx": paired["http"],
                       "https_vs_nginx": paired["https"],
@@ -423,10 +486,12 @@ def print_report(r: dict[str, Any]) -> None:
           f"interleaved rounds; gateway workers {s.get('dataplane_workers', 1)}, "
           f"nginx worker_processes {s['nginx_workers']}; "
           f"{r['machine']['cpus']} CPUs")
-    print(f"{'target':16s}{'req/s':>10s}{'p50 ms':>9s}{'p99 ms':>9s}{'proxy CPU us/req':>18s}")
+    print(f"{'target':16s}{'req/s':>10s}{'p50 ms':>9s}{'p99 ms':>9s}{'proxy CPU us/req':>18s}"
+          f"{'preempted/req':>15s}")
     for name, w in r["wrk"].items():
         cpu = f"{w['proxy_cpu_us_per_req']:.1f}" if "proxy_cpu_us_per_req" in w else "-"
-        print(f"{name:16s}{w['rps']:10.0f}{w['p50_ms']:9.3f}{w['p99_ms']:9.3f}{cpu:>18s}")
+        pre = f"{w['proxy_preemptions_per_req']:.2f}" if "proxy_preemptions_per_req" in w else "-"
+        print(f"{name:16s}{w['rps']:10.0f}{w['p50_ms']:9.3f}{w['p99_ms']:9.3f}{cpu:>18s}{pre:>15s}")
     print(f"\nfixed rate ~{s['rate']:.0f} req/s, 8 connections (open loop)")
     print(f"{'target':16s}{'rate':>8s}{'p50 ms':>9s}{'p99 ms':>9s}")
     for name, f in r["fixed_rate"].items():

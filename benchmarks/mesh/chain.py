@@ -306,6 +306,11 @@ def main() -> int:
                     help="after the runs, `perf record -g` of the data plane during a mesh run "
                          "and of nginx A and B during an nginx run (perf.data files; "
                          "`perf report -i` them)")
+    ap.add_argument("--strace", type=Path, metavar="DIR",
+                    help="after the runs, `strace -f -c` of the data plane during a mesh run and "
+                         "of nginx A and B during an nginx run: system calls per request "
+                         "(<name>.strace.txt; strace slows the traced processes, so only the "
+                         "counts mean anything)")
     ap.add_argument("--py-spy", type=Path, metavar="DIR",
                     help="after the runs, a py-spy profile (raw folded stacks) of the data-plane "
                          "process during one more mesh run")
@@ -459,6 +464,22 @@ def main() -> int:
                 rec.wait(60)
                 log(f"perf of {name} ({res['rps']:,.0f} req/s, {res['requests']:,} requests): "
                     f"{out}")
+        if args.strace:
+            args.strace.mkdir(parents=True, exist_ok=True)
+            for name, pids in (("mesh chain", dp_pids), ("nginx mTLS chain", ngx_workers)):
+                netns, url, _ = paths[name]
+                out = args.strace / f"{name.split()[0]}.strace.txt"
+                cmd = ["strace", "-f", "-c", "-o", str(out)]
+                for p in pids:
+                    cmd += ["-p", str(p)]
+                tr = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append(tr)
+                time.sleep(0.5)                 # attached before the first request
+                res = wrk_in(netns, url, args.duration, args.connections)
+                stop_proc(tr, signal.SIGINT)    # strace -c writes its table on SIGINT
+                log(f"strace of {name} ({res['rps']:,.0f} req/s, {res['requests']:,} requests): "
+                    f"{out}")
+                (args.strace / f"{name.split()[0]}.requests").write_text(str(res["requests"]))
         result.update(web_ip=web_ip, load_ip=load_ip, rounds=rounds, ratios=ratios,
                       fixed=fixed)
         result["machine"]["load_end"] = os.getloadavg()
