@@ -203,6 +203,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def kernel_seconds(pid: int) -> float:
+    """The process's system (kernel) CPU time so far, all its threads together."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def preemptions(pid: int) -> int:
     """The process's involuntary context switches so far (its main thread, where the event
     loop runs): each is a preemption by another runnable task."""
@@ -417,12 +424,15 @@ def main() -> int:
                         gateway_pids if pid == gw.pid else [])
                 c0 = sum(cpu_seconds(p) for p in pids)
                 n0 = sum(preemptions(p) for p in pids)
+                k0 = sum(kernel_seconds(p) for p in pids)
                 res = run_wrk(url, args.duration, args.connections, host)
                 c1 = sum(cpu_seconds(p) for p in pids)
                 n1 = sum(preemptions(p) for p in pids)
+                k1 = sum(kernel_seconds(p) for p in pids)
                 if pids:
                     res["proxy_cpu_us_per_req"] = (c1 - c0) / (res["rps"] * args.duration) * 1e6
                     res["proxy_preemptions_per_req"] = (n1 - n0) / (res["rps"] * args.duration)
+                    res["proxy_kernel_us_per_req"] = (k1 - k0) / (res["rps"] * args.duration) * 1e6
                 rounds[name].append(res)
                 print(f"round {r + 1} {name:14s} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:.3f} ms"
                       f"  p99 {res['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
@@ -487,11 +497,13 @@ def print_report(r: dict[str, Any]) -> None:
           f"nginx worker_processes {s['nginx_workers']}; "
           f"{r['machine']['cpus']} CPUs")
     print(f"{'target':16s}{'req/s':>10s}{'p50 ms':>9s}{'p99 ms':>9s}{'proxy CPU us/req':>18s}"
-          f"{'preempted/req':>15s}")
+          f"{'of it kernel':>14s}{'preempted/req':>15s}")
     for name, w in r["wrk"].items():
         cpu = f"{w['proxy_cpu_us_per_req']:.1f}" if "proxy_cpu_us_per_req" in w else "-"
         pre = f"{w['proxy_preemptions_per_req']:.2f}" if "proxy_preemptions_per_req" in w else "-"
-        print(f"{name:16s}{w['rps']:10.0f}{w['p50_ms']:9.3f}{w['p99_ms']:9.3f}{cpu:>18s}{pre:>15s}")
+        ker = f"{w['proxy_kernel_us_per_req']:.1f}" if "proxy_kernel_us_per_req" in w else "-"
+        print(f"{name:16s}{w['rps']:10.0f}{w['p50_ms']:9.3f}{w['p99_ms']:9.3f}{cpu:>18s}{ker:>14s}"
+              f"{pre:>15s}")
     print(f"\nfixed rate ~{s['rate']:.0f} req/s, 8 connections (open loop)")
     print(f"{'target':16s}{'rate':>8s}{'p50 ms':>9s}{'p99 ms':>9s}")
     for name, f in r["fixed_rate"].items():
