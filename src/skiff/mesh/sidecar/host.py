@@ -121,8 +121,8 @@ access = logging.getLogger("skiff.sidecar.access")
 
 SIDECAR_LIMITS = Limits(request_timeout=600.0 + 30.0)
 ALPN_MESH = ("istio-http/1.1", "istio", "http/1.1")
-# TCP connections one pod's sidecar proxies at a time, each way (inbound to its app, outbound
-# from it); more are reset and logged (Envoy's circuit breaker overflow, "UO").
+# TCP connections one pod's sidecar proxies at a time, inbound to its app and outbound from it
+# together (one count); more are reset and logged (Envoy's circuit breaker overflow, "UO").
 MAX_TCP_CONNECTIONS = 4096
 MAX_SVID_CLUSTERS = 10_000     # upstream clusters kept per data-plane identity
 _DENIED_HEADERS = ((b"content-type", b"text/plain"),)
