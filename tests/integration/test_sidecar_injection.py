@@ -3,9 +3,10 @@
 namespace: its pod gets istio-init and istio-proxy (mesh/sidecar/inject.py), istio-init runs the
 built-in proxyv2 image and exits 0 having programmed table inet skiff-capture inside the pod's
 network namespace (read back with `kubectl exec ... nft list table`), and kubectl shows two
-containers. The same Deployment in a namespace outside the mesh is left alone. READY 2/2 is not
-asserted here: istio-proxy's readiness (15021) belongs to the sidecar data plane. Needs root
-(network namespaces), as CI has."""
+containers. The same Deployment in a namespace outside the mesh is left alone. A pod told to
+stop keeps its sidecar's listeners for terminationDrainDuration (the SMCP's, made 1 s) and
+no longer, though its app outlives it. READY 2/2 is not asserted here: istio-proxy's readiness
+(15021) belongs to the sidecar data plane. Needs root (network namespaces), as CI has."""
 
 from __future__ import annotations
 
@@ -141,3 +142,68 @@ def test_non_member_pod_is_not_injected(mesh: Skiff) -> None:
     assert [c["name"] for c in pod["spec"]["containers"]] == ["sleep"]
     assert not pod["spec"].get("initContainers")
     assert "sidecar.istio.io/status" not in (pod["metadata"].get("annotations") or {})
+
+
+# An app that outlives its sidecar: it ignores SIGTERM, so the pod stays Terminating for its
+# grace period after istio-proxy has drained and exited.
+STUBBORN_APP = ("import signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "time.sleep(120)\n")
+DRAINER = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: drainer
+  namespace: default
+  labels: {{app: drainer}}
+  annotations: {{sidecar.istio.io/inject: "true"}}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+    - name: app
+      image: docker.io/library/busybox
+      command: [{python}, "-c", {script}]
+"""
+
+
+def _connects(ip: str, port: int) -> bool:
+    """A TCP handshake with the pod's port: its inbound capture sends it to the sidecar's
+    15006, so it completes while the sidecar listens and is refused once it has closed."""
+    import socket
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_sidecar_closes_its_listeners_when_istio_proxy_has_drained(mesh: Skiff) -> None:
+    import sys
+    s = mesh
+    # the guide's 35 s drain, made short: the injected istio-proxy drains for 1 s
+    s.kubectl("patch", "smcp", "basic", "-n", "istio-system", "--type=merge", "-p", json.dumps(
+        {"spec": {"techPreview": {"meshConfig": {"defaultConfig": {
+            "terminationDrainDuration": "1s"}}}}}))
+    s.kubectl("apply", "-f", "-", input=DRAINER.format(python=json.dumps(sys.executable),
+                                                         script=json.dumps(STUBBORN_APP)))
+    try:
+        def up() -> dict[str, Any] | None:
+            p = s.kubectl_json("get", "pod", "drainer")
+            ok = _running(p, "app") and _running(p, "istio-proxy") and p["status"].get("podIP")
+            return p if ok else None
+        pod = s.wait_for(up, timeout=60, what="the drainer pod with its sidecar")
+        env = {e["name"]: e.get("value") for c in pod["spec"]["containers"]
+               if c["name"] == "istio-proxy" for e in c.get("env") or []}
+        assert env["TERMINATION_DRAIN_DURATION_SECONDS"] == "1"
+        ip = pod["status"]["podIP"]
+        s.wait_for(lambda: _connects(ip, 8080), timeout=30, what="the sidecar's inbound listener")
+        s.kubectl("delete", "pod", "drainer", "--wait=false")
+        # istio-proxy drains 1 s and exits; its listeners close then, while the app still runs
+        s.wait_for(lambda: not _connects(ip, 8080), timeout=20,
+                   what="the sidecar's listeners to close after its drain")
+        p = s.kubectl_json("get", "pod", "drainer")
+        assert p["metadata"].get("deletionTimestamp") and _running(p, "app"), p["status"]
+        assert not _running(p, "istio-proxy"), p["status"]
+    finally:
+        s.kubectl("delete", "pod", "drainer", "--grace-period=0", "--force", "--wait=false",
+                  check=False)
