@@ -549,16 +549,15 @@ class PodWorker:
                                        forker=self.ctx.forker,
                                        sandbox=self.sandbox.wire() if self.sandbox else None)
         except process.SpawnError as e:
-            self._asked.set()
             message = f"failed to start container process: {e}: unknown"
             writer.note(message)
             await writer.close()
             return Terminated(128, "StartError", started_at, self.ctx.clock(), message=message)
         except BaseException:
-            self._asked.set()
             await asyncio.shield(writer.close(0))
             raise
-        self._asked.set()
+        finally:
+            self._asked.set()
         try:
             run.proc, run.pre_stop = proc, None
             run.container_id = f"skiff://{self.uid}/{run.name}/{run.restart_count}"

@@ -171,7 +171,7 @@ class Activator:
             if not best:
                 return None
             counts[best] = counts.get(best, 0) + 1
-            self._in(cluster, new=not mine)
+            self.count_in(cluster, new=not mine)
             return f"{cluster}|{best}", best_ep
         best, best_n, best_ep = "", -1, eps[0]
         for i in range(n):
@@ -185,7 +185,7 @@ class Activator:
         if cc and best_n >= cc:
             return None
         counts[best] = best_n + 1
-        self._in(cluster, new=not mine)
+        self.count_in(cluster, new=not mine)
         return f"{cluster}|{best}", best_ep
 
     # RequestHooks, for the requests it chose a pod for (Forward.hook)
@@ -199,7 +199,7 @@ class Activator:
             return
         head.tag = None
         cluster, _, key = tag.rpartition("|")
-        self._out(cluster)
+        self.count_out(cluster)
         counts = self.pod_inflight.get(cluster)
         if counts is not None and key in counts:
             if counts[key] > 1:
@@ -218,7 +218,7 @@ class Activator:
             c = self.counts[cluster] = _Counts(now)
         return c
 
-    def _in(self, cluster: str, new: bool = True) -> None:
+    def count_in(self, cluster: str, new: bool = True) -> None:
         """A request in flight here (held, or sent to a pod it picked); `new`: one the
         autoscaler has not heard of (a held request that goes on to its pod is not)."""
         now = self.clock()
@@ -235,13 +235,7 @@ class Activator:
         if c is not None:
             c.requests += 1
 
-    def held_in(self, cluster: str) -> None:
-        self._in(cluster)
-
-    def held_out(self, cluster: str) -> None:
-        self._out(cluster)
-
-    def _out(self, cluster: str) -> None:
+    def count_out(self, cluster: str) -> None:
         c = self.counts.get(cluster)
         if c is not None and c.inflight > 0:
             now = self.clock()
@@ -320,7 +314,7 @@ class Activator:
             self.pending[cluster] = n - 1
         else:
             self.pending.pop(cluster, None)
-        self._in(cluster, new=False)    # counted as a request by hold()
+        self.count_in(cluster, new=False)    # counted as a request by hold()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self.queues.get(cluster)
         if queue is None:
@@ -350,7 +344,7 @@ class Activator:
                 # released, then gave up before choosing: its slot goes to the next one
                 self._ungrant(cluster)
                 self._wake(cluster)
-            self._out(cluster)
+            self.count_out(cluster)
             n = self.held.get(cluster, 1) - 1
             if n > 0:
                 self.held[cluster] = n

@@ -364,14 +364,14 @@ def progress_deadline(cfg: ServingConfig, rev: Obj | None = None) -> float:
     """The revision's serving.knative.dev/progress-deadline annotation, else config-deployment's
     progress-deadline, in seconds (600 when absent or bad), as upstream's MakeDeployment."""
     ann = ((rev or {}).get("metadata") or {}).get("annotations") or {}
-    for raw in (ann.get(asc.PROGRESS_DEADLINE_KEY),
-                (cfg.data.get("deployment") or {}).get("progress-deadline")):
-        if raw:
-            try:
-                return durations.seconds(durations.parse_duration(str(raw)))
-            except durations.DurationError:
-                continue
-    return asc.DEFAULT_PROGRESS_DEADLINE
+    own = asc.ann_duration(ann, (asc.PROGRESS_DEADLINE_KEY,))
+    if own is not None:
+        return own
+    raw = str((cfg.data.get("deployment") or {}).get("progress-deadline", "") or "600s")
+    try:
+        return durations.seconds(durations.parse_duration(raw))
+    except durations.DurationError:
+        return asc.DEFAULT_PROGRESS_DEADLINE
 
 
 def initial_replicas(rev: Obj, acfg: asc.AutoscalerConfig) -> int:

@@ -71,14 +71,14 @@ def test_report_averages_requests_in_flight_over_the_period() -> None:
     clock = Clock()
     act = Activator(clock=clock)
     act.report()
-    act.held_in("ns/r")                 # one request for the whole second
+    act.count_in("ns/r")                 # one request for the whole second
     clock.t += 0.5
-    act.held_in("ns/r")                 # a second one for the last half
+    act.count_in("ns/r")                 # a second one for the last half
     clock.t += 0.5
     r = act.report()
     assert r == {"ns/r": {"concurrency": pytest.approx(1.5), "requests": 2.0}}
-    act.held_out("ns/r")
-    act.held_out("ns/r")
+    act.count_out("ns/r")
+    act.count_out("ns/r")
     clock.t += 1.0
     assert act.report() == {"ns/r": {"concurrency": 0.0, "requests": 0.0}}
     clock.t += 1.0
@@ -366,3 +366,15 @@ def test_a_worker_sends_only_to_its_share_and_throttles_to_its_room() -> None:
     assert sorted(p[0] for p in picks[:3] if p) == [
         "ns/r|10.0.0.1:8012", "ns/r|10.0.0.1:8012", "ns/r|10.0.0.3:8012"]
     assert picks[3] is None and w0._free("ns/r") == 0       # never pod 2: worker 1's
+
+
+def test_the_part_s_maps_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import skiff.serving.activator as activator
+    monkeypatch.setattr(activator, "MAX_CLUSTERS", 2)
+    act = Activator()
+    too_many = {f"ns/r{i}": 1 for i in range(3)}
+    for key in ("capacity", "timeout"):
+        with pytest.raises(ValueError, match=f"{key} must be a map"):
+            act.apply_part({"proxy": [], key: too_many})
+    act.apply_part({"proxy": [], "capacity": dict(list(too_many.items())[:2])})   # at the limit
+    assert act.capacity == {"ns/r0": 1, "ns/r1": 1}

@@ -105,10 +105,9 @@ class Sniff(asyncio.Protocol):
             return
         buf = self.buf + data if self.buf else data
         what = sniff(buf[:SNIFF_MAX])
-        if what is None and len(buf) < SNIFF_MAX:
-            self.buf = buf
-            return
         self.buf = buf
+        if what is None and len(buf) < SNIFF_MAX:
+            return
         if what == "h1":
             self._to_http()
         elif what == "h2" and self.h2 is not None:

@@ -45,7 +45,7 @@ from typing import Any
 from skiff.mesh.authz.evaluate import Decision, decide
 from skiff.mesh.authz.model import DEFAULT_ROOT_NAMESPACE, PolicySet, compile_policies
 from skiff.mesh.authz.request import Request, Workload, principal_for
-from skiff.mesh.sidecar.config import ACTIVATOR_IDENTITY, ACTIVATOR_LABELS, ACTIVATOR_PORT
+from skiff.mesh.sidecar.config import ACTIVATOR_IDENTITY, ACTIVATOR_PORT, ACTIVATOR_WORKLOAD
 
 __all__ = [
     "INGRESS_NAMESPACE", "INGRESS_SERVICE_ACCOUNT", "KNATIVE_POD_PORT", "CheckError",
@@ -60,7 +60,7 @@ KNATIVE_POD_PORT = 8012           # queue-proxy's HTTP/1 port: where mesh traffi
 KSVC_SERVICE_LABEL = "serving.knative.dev/service"
 KSVC_REVISION_LABEL = "serving.knative.dev/revision"
 KSVC_CONFIGURATION_LABEL = "serving.knative.dev/configuration"
-ACTIVATOR = Workload(ACTIVATOR_IDENTITY[0], tuple(sorted(ACTIVATOR_LABELS)))
+ACTIVATOR = ACTIVATOR_WORKLOAD
 _KNATIVE_OWNED = ("serving.knative.dev/route", "serving.knative.dev/revision",
                   "networking.internal.knative.dev/serverlessservice", KSVC_SERVICE_LABEL)
 

@@ -511,19 +511,24 @@ class GatewayProxy:
         request reached the activator, whose sidecar decided it once; so the split is not
         rolled again (that would also skew the others' weights) nor the activator's policies
         asked again."""
-        rt = self.rt
-        eps = rt.endpoints.get(cold.cluster, ())
+        return self._to_cluster(self.rt, cold.cluster, cold.headers, cold.rewrite, head)
+
+    def _to_cluster(self, rt: _Runtime, cluster: str, headers: bytes, rewrite: bytes | None,
+                    head: RequestHead) -> _Simple | Reply | _Cold:
+        """The endpoint for a request the route sent to `cluster`: the activator's pick while it
+        fronts the revision (held, _Cold, when it has no room), else round robin."""
+        eps = rt.endpoints.get(cluster, ())
         activator = self.activator
-        if activator is not None and activator.in_path(cold.cluster):
-            picked = activator.pick(cold.cluster, eps) if eps else None
-            if picked is None:
-                return cold
+        if activator is not None and activator.in_path(cluster):
+            picked = activator.pick(cluster, eps) if eps else None
+            if picked is None:          # no ready pod, or every pod at its concurrency
+                return _Cold(cluster, headers, rewrite)
             head.tag, ep = picked
-            return (ep, cold.headers + ACTIVATOR_PROXIED, cold.rewrite, cold.cluster)
+            return (ep, headers + ACTIVATOR_PROXIED, rewrite, cluster)
         if not eps:
             return NO_HEALTHY_UPSTREAM
-        ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(cold.cluster) % len(eps)]
-        return (ep, cold.headers, cold.rewrite, cold.cluster)
+        ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(cluster) % len(eps)]
+        return (ep, headers, rewrite, cluster)
 
     def _route(self, rt: _Runtime, table: str, head: RequestHead, source: str | None = None,
                ) -> _Simple | Reply | _Cold:
@@ -554,26 +559,13 @@ class GatewayProxy:
             split = path.splits[sched[0]]
         else:
             split = path.splits[sched[rt.next(id(path)) % len(sched)]]
-        eps = rt.endpoints.get(split.cluster, ())
-        activator = self.activator
-        if activator is not None and activator.in_path(split.cluster):
-            am = self.activator_mesh
-            if am is not None:
-                denied = am.admits(head, source)
-                if denied is not None:
-                    return denied
-            picked = activator.pick(split.cluster, eps) if eps else None
-            if picked is None:          # no ready pod, or every pod at its concurrency
-                return _Cold(split.cluster, rt.route_headers(path, split),
-                             path.rewrite_host.encode() if path.rewrite_host else None)
-            head.tag, ep = picked
-            return (ep, rt.route_headers(path, split) + ACTIVATOR_PROXIED,
-                    path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
-        if not eps:
-            return NO_HEALTHY_UPSTREAM
-        ep = eps[0] if len(eps) == 1 else eps[rt.next_endpoint(split.cluster) % len(eps)]
-        return (ep, rt.route_headers(path, split),
-                path.rewrite_host.encode() if path.rewrite_host else None, split.cluster)
+        if self.activator_mesh is not None and self.activator is not None \
+                and self.activator.in_path(split.cluster):
+            denied = self.activator_mesh.admits(head, source)
+            if denied is not None:
+                return denied
+        return self._to_cluster(rt, split.cluster, rt.route_headers(path, split),
+                                path.rewrite_host.encode() if path.rewrite_host else None, head)
 
     def _hop_headers(self, client: bytes, scheme: bytes) -> tuple[bytes, bytes]:
         """The forwarding headers for a client that sent none, up to x-request-id's value; and

@@ -413,13 +413,6 @@ READY_CONDITIONS = (Condition("LoadBalancerReady", "True"), Condition("NetworkCo
                     Condition("Ready", "True"))
 
 
-def compile_ingresses(ingresses: Sequence[Obj], mode: str
-                      ) -> tuple[RouteTable, RouteTable, frozenset[str], dict[NsName, IngressStatus]]:
-    """(external table, local table, passthrough hosts, status per Ingress): every KIngress
-    compiled (compile_ingress), then put together (assemble_ingresses)."""
-    return assemble_ingresses([c for c in map(compile_ingress, ingresses) if c is not None], mode)
-
-
 def cluster_name(namespace: str, revision: str) -> str:
     """A revision's cluster (Istio names it outbound|80||<rev>.<ns>.svc.cluster.local)."""
     return f"{namespace}/{revision}"

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING
 
 from skiff.dataplane.proxy.cluster import Cluster
 from skiff.dataplane.proxy.http1 import Reply, RequestHead
-from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, Workload, decide
+from skiff.mesh.authz import DENIED_BODY, PolicySet, Request, decide
 from skiff.mesh.sidecar.config import (
     ACTIVATOR_IDENTITY,
-    ACTIVATOR_LABELS,
     ACTIVATOR_PORT,
+    ACTIVATOR_WORKLOAD,
     GATEWAY_IDENTITY,
 )
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skiff.sidecar")
 
-WORKLOAD = Workload(ACTIVATOR_IDENTITY[0], tuple(sorted(ACTIVATOR_LABELS)))
+WORKLOAD = ACTIVATOR_WORKLOAD
 _DENIED = Reply(403, DENIED_BODY.encode(), ((b"content-type", b"text/plain"),))
 ACTIVATOR_LOG = "activator-istio-proxy.log"     # in the home
 

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from skiff.mesh.authz.request import Workload
+
 PART = "mesh"
 PROXY_MARK = 1337            # the sidecar's sockets carry it; the capture rules let it pass
 INBOUND_PORT = 15006
@@ -51,6 +53,7 @@ ACTIVATOR_IDENTITY = ("knative-serving", "activator")
 ACTIVATOR_LABELS = (("app", "activator"), ("app.kubernetes.io/component", "activator"),
                     ("app.kubernetes.io/name", "knative-serving"), ("role", "activator"))
 ACTIVATOR_PORT = 8012
+ACTIVATOR_WORKLOAD = Workload(ACTIVATOR_IDENTITY[0], tuple(sorted(ACTIVATOR_LABELS)))
 
 
 @dataclass(frozen=True)

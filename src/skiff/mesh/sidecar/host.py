@@ -99,6 +99,7 @@ from skiff.mesh.authz import (
     compile_policies,
     decide,
 )
+from skiff.mesh.ca import principal_of
 from skiff.mesh.peerauth import outbound_tls
 from skiff.mesh.sidecar.activator import ActivatorIdentity
 from skiff.mesh.sidecar.config import (
@@ -487,13 +488,13 @@ class PodSidecar:
         a DENY rule drops them and so matches more ("due to its restrictive nature it denies
         all the traffic to the tcp ports"), istio.io docs/tasks/security/authorization/
         authz-tcp."""
-        principal = spiffe[len("spiffe://"):] if spiffe else None
+        principal = principal_of(spiffe) if spiffe else None
         return decide(self.host.policies, Request(
             destination=self.workload, port=port, http=False, source_principal=principal,
             source_ip=peer, destination_ip=self.w.ip, sni=sni or ""))
 
     def _log_tcp(self, d: Decision, port: int, spiffe: str | None, peer: str) -> None:
-        who = (spiffe[len("spiffe://"):] if spiffe else None) or "-"
+        who = principal_of(spiffe) if spiffe else "-"
         if not d.allowed:
             self.log_access(f'"TCP" rbac_access_denied source={who} ip={peer} port={port}: '
                             f"{d.reason}")
@@ -552,7 +553,7 @@ class PodSidecar:
             # no policy selects this pod and the path needs no normalizing: nothing to decide
             # (decide() would allow it with no policy named, and nothing goes to the log)
             return self._to_app(port, spiffe, conn.tls)
-        principal = spiffe[len("spiffe://"):] if spiffe else None
+        principal = principal_of(spiffe) if spiffe else None
         peer = conn.peer
         req = Request(destination=self.workload, port=port, host=_host(head.host),
                       method=head.method.decode("latin-1"),
@@ -624,9 +625,7 @@ class PodSidecar:
                 self.log_access(f'"TCP" outbound to {odst[0]}:{odst[1]} ({svc.service}) reset: '
                                 "no healthy upstream")
                 return Reject("no healthy upstream")
-            n = self.host.rr.get(odst, 0)
-            self.host.rr[odst] = n + 1
-            ep = eps[n % len(eps)]
+            ep = self.host.next_endpoint(odst, eps)
             cluster = self._cluster_for(ep, svc)
         else:
             ep = odst
@@ -683,9 +682,7 @@ class PodSidecar:
             eps = svc.endpoints
             if not eps:
                 return NO_HEALTHY
-            n = host.rr.get(odst, 0)
-            host.rr[odst] = n + 1
-            return self._to(eps[n % len(eps)], service=svc)
+            return self._to(host.next_endpoint(odst, eps), service=svc)
         return self._to(odst)
 
     def _to(self, ep: tuple[str, int], extra: bytes = b"", rewrite: bytes | None = None,
@@ -849,6 +846,13 @@ class SidecarHost:
         task = asyncio.get_running_loop().create_task(self._converge(part))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def next_endpoint(self, vip: tuple[str, int], eps: tuple[tuple[str, int], ...],
+                      ) -> tuple[str, int]:
+        """A Service VIP's next endpoint (`eps` non-empty), round robin."""
+        n = self.rr.get(vip, 0)
+        self.rr[vip] = n + 1
+        return eps[n % len(eps)]
 
     def gateway_cluster(self, ep: tuple[str, int]) -> Cluster | None:
         """How the ingress and local gateways reach `ep`: mTLS with the gateway's identity

@@ -18,7 +18,7 @@ ALPN), config.py (inbound_treatment: whether TLS is terminated at all).
 
 from __future__ import annotations
 
-__all__ = ["ALPN_MESH_HTTP", "ALPN_MESH_TCP", "HTTP_PROTOCOLS", "TCP_PROTOCOLS", "inbound_protocol",
+__all__ = ["ALPN_MESH_HTTP", "ALPN_MESH_TCP", "TCP_PROTOCOLS", "inbound_protocol",
            "service_port_protocol"]
 
 ALPN_MESH_HTTP = ("istio-http/1.0", "istio-http/1.1", "istio-h2")
@@ -44,7 +44,6 @@ _KNOWN = {"tcp": "TCP", "udp": "UDP", "grpc": "GRPC", "grpc-web": "GRPC-Web", "h
           "http2": "HTTP2", "https": "HTTPS", "tls": "TLS", "mongo": "Mongo", "redis": "Redis",
           "mysql": "MySQL"}
 TCP_PROTOCOLS = frozenset({"TCP", "HTTPS", "TLS", "Mongo", "Redis", "MySQL"})
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-Web"})
 # Kubernetes' standard appProtocol names Istio understands
 _APP_PROTOCOLS = {"kubernetes.io/h2c": "HTTP2", "kubernetes.io/ws": "HTTP",
                   "kubernetes.io/wss": "HTTPS"}
