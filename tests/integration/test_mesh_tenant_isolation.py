@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -401,6 +403,107 @@ def test_tcp_through_the_mesh_and_authorization_on_tcp(mesh: Skiff) -> None:
     assert "port=9000: denied by DENY policy foo/tcp-policy rule 0" in log, log
     mesh.kubectl("delete", "authorizationpolicy", "tcp-policy", "-n", "foo")
     expect(9000, ok(9000))
+
+
+TLS_SERVER = """
+import asyncio, ssl, sys
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+async def echo(r, w):
+    while data := await r.read(65536):
+        w.write(b"tls " + data)
+        await w.drain()
+    w.close()
+async def main():
+    await asyncio.start_server(echo, "0.0.0.0", 9443, ssl=ctx)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def tls_app(cert: Path, key: Path) -> str:
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: foo}}
+---
+apiVersion: maistra.io/v1
+kind: ServiceMeshMember
+metadata: {{name: default, namespace: foo}}
+spec:
+  controlPlaneRef: {{name: basic, namespace: istio-system}}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {{name: tls-app, namespace: foo}}
+spec:
+  selector: {{matchLabels: {{app: tls-app}}}}
+  mtls: {{mode: STRICT}}
+  portLevelMtls: {{"9443": {{mode: PERMISSIVE}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: tls-app, namespace: foo}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: tls-app}}}}
+  template:
+    metadata:
+      labels: {{app: tls-app}}
+      annotations: {{sidecar.istio.io/inject: "true"}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: tls-app
+          image: docker.io/library/busybox
+          command: [{json.dumps(sys.executable)}, "-c", {json.dumps(TLS_SERVER)}, "{cert}", "{key}"]
+          readinessProbe: {{tcpSocket: {{port: 9443}}, periodSeconds: 1}}
+"""
+
+
+def tls_echo(ip: str) -> str:
+    """One line through the app's own TLS from the host (outside the mesh, no client
+    certificate): its answer, or how the connection ended."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((ip, 9443), 5) as raw, \
+                ctx.wrap_socket(raw) as s:
+            s.settimeout(5)
+            s.sendall(b"hi\n")
+            return s.recv(100).decode().strip()
+    except (OSError, ssl.SSLError) as e:
+        return f"failed {type(e).__name__}"
+
+
+def test_the_app_s_own_tls_passes_through_a_permissive_port(mesh: Skiff) -> None:
+    """A port PeerAuthentication makes PERMISSIVE (the rest of the pod STRICT) lets a client
+    outside the mesh speak TLS to the app itself: the sidecar sees a ClientHello without the
+    mesh's ALPN, decides on TCP attributes and proxies the bytes as they are (within the
+    pod's cap on TCP connections); a DENY policy on that port resets it."""
+    key, cert = mesh.home / "tls-app.key", mesh.home / "tls-app.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    "/CN=tls-app", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=30)
+    mesh.kubectl("apply", "-f", "-", input=tls_app(cert, key))
+    mesh.kubectl("rollout", "status", "deployment/tls-app", "-n", "foo", "--timeout=60s",
+                 timeout=70)
+    ip = pod_ip(mesh, "foo", "app=tls-app")
+    mesh.wait_for(lambda: tls_echo(ip) == "tls hi", 20, what="the app's TLS through its sidecar")
+    deny = ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            "metadata: {name: deny-9443, namespace: foo}\n"
+            "spec:\n  selector: {matchLabels: {app: tls-app}}\n  action: DENY\n"
+            '  rules: [{to: [{operation: {ports: ["9443"]}}]}]\n')
+    mesh.kubectl("apply", "-f", "-", input=deny)
+    mesh.wait_for(lambda: tls_echo(ip).startswith("failed"), 20, what="the DENY on 9443")
+    pod = mesh.kubectl("get", "pods", "-n", "foo", "-l", "app=tls-app", "-o",
+                       "jsonpath={.items[0].metadata.name}").stdout
+    log = mesh.kubectl("logs", "-n", "foo", pod, "-c", "istio-proxy").stdout
+    assert "port=9443: denied by DENY policy foo/deny-9443 rule 0" in log, log
+    mesh.kubectl("delete", "authorizationpolicy", "deny-9443", "-n", "foo")
+    mesh.wait_for(lambda: tls_echo(ip) == "tls hi", 20, what="the DENY to be gone")
 
 
 def test_authz_check_agrees_with_the_traffic(mesh: Skiff) -> None:

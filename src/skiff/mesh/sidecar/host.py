@@ -18,7 +18,8 @@ one process serves them all; a pod costs a few sockets, not a process):
   destination port and IP, SNI; mesh/authz compiles every rule for TCP as
   Istio does); denied: reset and logged the same way; allowed: proxied to the
   app byte for byte (at most MAX_TCP_CONNECTIONS at a time per pod). The
-  app's own TLS under PERMISSIVE is decided the same way before it is spliced.
+  app's own TLS under PERMISSIVE is decided the same way and proxied within the
+  same cap.
 - 15001 outbound: the app's connections, captured. A Knative cluster-local
   host sent to the local gateway's VIP is routed by the gateway's local
   route table straight to a revision pod (net-istio's mesh VirtualService);
@@ -85,7 +86,6 @@ from skiff.dataplane.proxy.listener import (
     PeekingListener,
     Plain,
     Reject,
-    Splice,
     Terminate,
 )
 from skiff.dataplane.proxy.sniff import Sniff, relay, reset, sniff_http
@@ -455,8 +455,7 @@ class PodSidecar:
             self._log_tcp(d, port, None, peer)
             if not d.allowed:
                 return Reject(d.reason)
-            return Splice(("127.0.0.1", port),
-                          lambda: connect_from(self.origin, ("127.0.0.1", port)))
+            return self._passthrough(port)
         if how == "reject":
             self.log_access(f"inbound plaintext connection to port {port} refused: "
                             "STRICT mTLS requires a client certificate")
@@ -466,6 +465,14 @@ class PodSidecar:
             return Plain(h1_factory(self.inbound_cfg, b"http"))
         # nothing sent within the detection timeout (a server-first protocol): TCP at once
         return Plain(self._sniffer(b"http", "sniff" if sent else "tcp"))
+
+    def _passthrough(self, port: int) -> Plain:
+        """The app's own TLS, let through: the same bounded TCP proxy as every other TCP
+        chain (MAX_TCP_CONNECTIONS, the idle timeout). The hello was only peeked, so the app
+        reads it whole."""
+        app = ("127.0.0.1", port)
+        return Plain(lambda: Sniff(_never_http, lambda t, b: self._relay(
+            t, b, app, None, None, "inbound"), first="tcp"))
 
     def _sniffer(self, scheme: bytes, first: str) -> Callable[[], asyncio.Protocol]:
         # h2c (prior knowledge) is served as HTTP/2, each request decided as HTTP; the app is

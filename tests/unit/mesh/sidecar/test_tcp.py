@@ -115,6 +115,12 @@ def test_tcp_connections_are_capped_per_pod(tmp_path: Path) -> None:
         assert "upstream_overflow (2 TCP connections open)" in (tmp_path / "log").read_text()
         # outbound too: refused before a connection is made
         assert isinstance(sc._outbound_tcp(("10.88.0.2", 9000)), Reject)
+        # the app's own TLS let through (PERMISSIVE passthrough) is held to the same cap
+        t = FakeTransport()
+        sc._passthrough(8443).factory().connection_made(t)
+        assert t.aborted and sc.tcp_conns == 2 and not host._relays
+        assert "inbound connection to 127.0.0.1:8443 reset: upstream_overflow" in (
+            tmp_path / "log").read_text()
         await host.stop()
     asyncio.run(run())
 
