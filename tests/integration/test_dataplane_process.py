@@ -148,3 +148,45 @@ def test_two_workers_share_the_ports(tmp_path: Path) -> None:
         if s.proc is not None:
             s.proc.kill()
             s.proc.wait(10)
+
+
+def test_a_fresh_data_plane_accepts_only_once_it_has_a_snapshot(tmp_path: Path) -> None:
+    """A data plane listens before its first snapshot (its hello says so) but accepts only
+    once the snapshot is applied: a client that connects in between waits in the backlog and
+    is answered by that snapshot (its server header), not by an empty route table."""
+    import asyncio
+    import datetime as dt
+
+    from skiff.dataplane.channel import SnapshotServer
+    from skiff.dataplane.model import GatewaySettings, Snapshot
+    from skiff.dataplane.supervisor import dataplane_argv
+    from skiff.node.process import PortAllocator
+    from skiff.router.router import ensure_router_pki
+
+    ensure_router_pki(tmp_path / "pki", DOMAIN, dt.datetime.now(dt.UTC))
+    ports = PortAllocator()
+    settings = GatewaySettings("127.0.0.1", ports.allocate(), ports.allocate(), ports.allocate(),
+                               ports.allocate(), DOMAIN)
+
+    async def go() -> None:
+        server = SnapshotServer(tmp_path / "dp.sock")
+        await server.start()
+        proc = await asyncio.create_subprocess_exec(
+            *dataplane_argv(tmp_path, server.path, settings), stdin=asyncio.subprocess.PIPE)
+        try:
+            await asyncio.wait_for(server.hello_from(proc.pid), 20)
+            client = await asyncio.create_subprocess_exec(
+                "curl", "-s", "-o", "/dev/null", "-m", "20", "-w", "%{http_code} %header{server}",
+                "-H", f"Host: nowhere.{DOMAIN}", f"http://127.0.0.1:{settings.http_port}/",
+                stdout=asyncio.subprocess.PIPE)
+            out = asyncio.create_task(client.communicate())
+            await asyncio.sleep(0.5)
+            assert not out.done(), "answered before any snapshot"
+            server.publish(Snapshot("first-snapshot", {}, {}, frozenset(), {}))
+            stdout, _ = await asyncio.wait_for(out, 20)
+            assert stdout.decode() == "404 first-snapshot"
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 20)
+            await server.stop()
+    asyncio.run(go())

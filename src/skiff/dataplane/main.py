@@ -9,7 +9,10 @@ plane picked, and the knative-local-gateway). It binds every listener first,
 then connects to the control plane's socket (channel.run_client): the hello
 tells the platform it listens (or why it could not bind: exit code 3), and
 snapshots and their listener, route and endpoint updates arrive over the
-same connection. It never reads the store.
+same connection. It starts accepting once the first snapshot is applied
+(at most FIRST_SNAPSHOT_WAIT later): until then connections wait in the
+kernel's backlog rather than meet an empty route table. It never reads the
+store.
 
 With --reuse-port, several such processes (workers, `skiff up
 --dataplane-workers N`) bind the same ports with SO_REUSEPORT and the kernel
@@ -43,6 +46,9 @@ log = logging.getLogger("skiff.dataplane")
 
 BIND_FAILED = 3
 STATS_PERIOD = 1.0          # queue-proxy's reporting period
+# How long connections wait in the backlog for the first snapshot (the control plane sends
+# its current one right after the hello; at the platform's own start it compiles one first)
+FIRST_SNAPSHOT_WAIT = 5.0
 
 
 def _worker(text: str) -> tuple[int, int]:
@@ -106,8 +112,10 @@ async def serve(args: argparse.Namespace) -> int:
     router = Router(args.host, args.http_port, args.https_port, proxy, pki,
                     reuse_port=args.reuse_port)
     try:
-        await proxy.start()
-        await router.start()
+        # listening, but not accepting until the first snapshot is here: a fresh worker beside
+        # others (SO_REUSEPORT) or a restarted one must not answer 404 for want of routes
+        await proxy.start(accept=False)
+        await router.start(accept=False)
     except OSError as e:
         await router.stop()
         await proxy.stop()
@@ -134,6 +142,7 @@ async def serve(args: argparse.Namespace) -> int:
     parts: dict[str, Callable[[Any], None]] = {PART: sidecars.apply_data,
                                                "activator": activator.apply_part}
     receiver = codec.ReceiverState()
+    first = asyncio.Event()
 
     def apply(update: codec.Update) -> None:
         if update.part is not None:
@@ -147,6 +156,7 @@ async def serve(args: argparse.Namespace) -> int:
                 raise codec.CodecError(f"part {name}: {e}") from None
         elif update.snapshot is not None:
             proxy.swap(update.snapshot)
+            first.set()
         elif update.routes is not None or update.listeners is not None:
             # RDS or LDS alone: the other parts stay; split positions carry over (swap)
             proxy.swap(update.on(proxy.snapshot))
@@ -155,6 +165,16 @@ async def serve(args: argparse.Namespace) -> int:
 
     client = asyncio.create_task(channel.run_client(args.socket, receiver, apply,
                                                     outbox=outbox))
+
+    async def accept() -> None:
+        try:
+            await asyncio.wait_for(first.wait(), FIRST_SNAPSHOT_WAIT)
+        except TimeoutError:
+            log.warning("no snapshot from the control plane after %.0f s: serving without one",
+                        FIRST_SNAPSHOT_WAIT)
+        await proxy.accept()
+        await router.accept()
+    accepting = asyncio.create_task(accept())
 
     async def report_stats() -> None:
         while True:
@@ -166,7 +186,8 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     client.cancel()
     reporter.cancel()
-    await asyncio.gather(client, reporter, return_exceptions=True)
+    accepting.cancel()
+    await asyncio.gather(client, reporter, accepting, return_exceptions=True)
     await router.stop()
     await sidecars.stop()
     await proxy.stop()

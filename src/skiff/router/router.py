@@ -53,6 +53,7 @@ from skiff.dataplane.proxy.listener import (
     Reject,
     Splice,
     Terminate,
+    listening_socket,
 )
 from skiff.dataplane.proxy.tls import ClientHello, server_context
 
@@ -146,18 +147,28 @@ class Router:
             return Splice(self.backend.passthrough_address)
         return Terminate(self.ctx, self._edge)
 
-    async def start(self) -> None:
+    async def start(self, accept: bool = True) -> None:
+        """Bind and listen on both ports; accept now, or from accept() on."""
         loop = asyncio.get_running_loop()
-        self._http = await loop.create_server(self.backend.edge_factory(b"http", tls=False),
-                                              self.host, self.http_port, reuse_address=True,
-                                              reuse_port=self.reuse_port or None, backlog=1024)
+        self._http = await loop.create_server(
+            self.backend.edge_factory(b"http", tls=False),
+            sock=listening_socket(self.host, self.http_port, self.reuse_port),
+            backlog=1024, start_serving=False)
         self._https = PeekingListener(self.host, self.https_port, self.decide, name="router",
                                       reuse_port=self.reuse_port)
         try:
-            await self._https.start()
+            await self._https.start(accept=False)
         except OSError:
             self._http.close()
             raise
+        if accept:
+            await self.accept()
+
+    async def accept(self) -> None:
+        if self._http is not None:
+            await self._http.start_serving()
+        if self._https is not None:
+            self._https.accept()
 
     async def stop(self) -> None:
         """Stop accepting; established connections drain with the gateway (module docstring)."""

@@ -191,6 +191,24 @@ async def splice(sock: socket.socket, address: tuple[str, int],
     return down_t, up_t
 
 
+def listening_socket(host: str, port: int, reuse_port: bool = False,
+                     backlog: int = 1024) -> socket.socket:
+    """A non-blocking TCP socket bound to (host, port) and listening (SO_REUSEPORT when
+    asked: several data-plane workers on one port)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -228,26 +246,21 @@ class PeekingListener:
         addr = self.sock.getsockname()
         return str(addr[0]), int(addr[1])
 
-    async def start(self) -> None:
+    async def start(self, accept: bool = True) -> None:
+        """Bind and listen; accept now, or (accept=False) from accept() on: until then the
+        kernel keeps new connections in the backlog."""
         if self._bound is not None:
             self.sock, self._bound = self._bound, None
             self.sock.setblocking(False)
+        else:
+            self.sock = listening_socket(self.host, self.port, self.reuse_port)
+        if accept:
+            self.accept()
+
+    def accept(self) -> None:
+        """Start taking connections (once)."""
+        if self._task is None and self.sock is not None:
             self._task = asyncio.get_running_loop().create_task(self._accept_loop())
-            return
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
-                             socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(1024)
-        sock.setblocking(False)
-        self.sock = sock
-        self._task = asyncio.get_running_loop().create_task(self._accept_loop())
 
     async def close(self) -> None:
         """Stop accepting; connections not yet handed to a transport are dropped, established

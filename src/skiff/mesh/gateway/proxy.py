@@ -81,7 +81,14 @@ from skiff.dataplane.proxy.http1 import (
     h1_factory,
 )
 from skiff.dataplane.proxy.limits import Limits
-from skiff.dataplane.proxy.listener import Action, PeekingListener, Plain, Reject, Terminate
+from skiff.dataplane.proxy.listener import (
+    Action,
+    PeekingListener,
+    Plain,
+    Reject,
+    Terminate,
+    listening_socket,
+)
 from skiff.dataplane.proxy.tls import ClientHello, note_sni, server_context
 
 log = logging.getLogger("skiff.gateway")
@@ -624,22 +631,32 @@ class GatewayProxy:
             return Reject("no certificate")
         return Terminate(ctx, alpn_factory(cfg, b"https"))
 
-    async def start(self) -> None:
+    async def start(self, accept: bool = True) -> None:
+        """Bind and listen; accept now, or from accept() on (a data plane waits for its first
+        snapshot: until then connections wait in the backlog instead of meeting no route)."""
         tune_allocator()
         loop = asyncio.get_running_loop()
         s = self.settings
         self._https = await loop.create_server(
-            alpn_factory(self.configs["https"], b"https"), s.host, s.internal_https_port,
-            ssl=self._base_ctx, reuse_address=True, reuse_port=self.reuse_port or None,
-            backlog=1024, ssl_handshake_timeout=10)
+            alpn_factory(self.configs["https"], b"https"),
+            sock=listening_socket(s.host, s.internal_https_port, self.reuse_port),
+            ssl=self._base_ctx, backlog=1024, ssl_handshake_timeout=10, start_serving=False)
         self.internal_https_port = int(self._https.sockets[0].getsockname()[1])
         self._local = PeekingListener(s.host, s.local_gateway_port, self._decide_local,
                                       name="knative-local-gateway", reuse_port=self.reuse_port)
         try:
-            await self._local.start()
+            await self._local.start(accept=False)
         except OSError:
             self._https.close()
             raise
+        if accept:
+            await self.accept()
+
+    async def accept(self) -> None:
+        if self._https is not None:
+            await self._https.start_serving()
+        if self._local is not None:
+            self._local.accept()
 
     async def stop(self) -> None:
         """Close the listeners, drain every connection (the router's too), close the pool."""
