@@ -1113,14 +1113,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.resume_downstream()
 
 
-def _check_peer(tr: asyncio.BaseTransport, tls: UpstreamTlsContext) -> None:
-    """The peer must show one of the SANs the cluster expects; else the connection closes
-    and UpstreamTlsError says what it showed."""
+def check_peer(tr: asyncio.BaseTransport, tls: UpstreamTlsContext) -> None:
+    """The peer of a TLS connection just made must show one of the SANs the cluster expects
+    (none expected: any peer); else UpstreamTlsError says what it showed. The caller closes
+    the connection (the pool here; listener.upstream() for a `check` that raises): closing
+    an asyncio TLS transport twice is not harmless."""
     if tls.match_san:
         der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
         names = peer_names(der[0]) if der else peer_names(b"")
         if not san_matches(tls.match_san, names):
-            tr.close()
             raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
 
 
@@ -1191,8 +1192,7 @@ class UpstreamPool:
                                    server_hostname=tls.sni or "",
                                    ssl_handshake_timeout=t or None),
             t or None)
-        _check_peer(tr, tls)
-        return proto
+        return self._checked(tr, proto, tls)
 
     async def _connect_from(self, key: tuple[Endpoint, UpstreamTlsContext | None, Origin],
                             ) -> UpstreamConnection:
@@ -1218,7 +1218,17 @@ class UpstreamPool:
         tr, proto = await loop.create_connection(lambda: UpstreamConnection(self, key),
                                                  sock=sock, ssl=ctx,
                                                  server_hostname=tls.sni or "")
-        _check_peer(tr, tls)
+        return self._checked(tr, proto, tls)
+
+    @staticmethod
+    def _checked(tr: asyncio.BaseTransport, proto: UpstreamConnection, tls: UpstreamTlsContext,
+                 ) -> UpstreamConnection:
+        """`proto` once its peer passed check_peer; else the connection is closed."""
+        try:
+            check_peer(tr, tls)
+        except UpstreamTlsError:
+            tr.close()
+            raise
         return proto
 
     def opened(self, c: UpstreamConnection) -> None:

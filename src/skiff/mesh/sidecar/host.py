@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -62,9 +63,6 @@ from skiff.dataplane.proxy.cluster import (
     Cluster,
     Origin,
     UpstreamTlsContext,
-    peer_names,
-    san_matches,
-    san_mismatch_reason,
 )
 from skiff.dataplane.proxy.h2 import H2ServerProtocol
 from skiff.dataplane.proxy.http1 import (
@@ -76,7 +74,7 @@ from skiff.dataplane.proxy.http1 import (
     RequestHead,
     RequestHooks,
     UpstreamPool,
-    UpstreamTlsError,
+    check_peer,
     h1_factory,
     original_dst,
 )
@@ -89,7 +87,7 @@ from skiff.dataplane.proxy.listener import (
     Terminate,
 )
 from skiff.dataplane.proxy.sniff import Sniff, relay, reset, sniff_http
-from skiff.dataplane.proxy.tls import ClientHello, client_context, peer_chain, server_context
+from skiff.dataplane.proxy.tls import ClientHello, client_context, server_context
 from skiff.mesh.authz import (
     DENIED_BODY,
     Decision,
@@ -181,15 +179,6 @@ def _peer(conn: socket.socket) -> str:
 
 def _never_http() -> asyncio.Protocol:
     raise AssertionError("a TCP-only sniffer never hands over to HTTP")
-
-
-def _san_check(tls: UpstreamTlsContext) -> Callable[[asyncio.BaseTransport], None]:
-    def check(tr: asyncio.BaseTransport) -> None:
-        der = peer_chain(tr.get_extra_info("ssl_object"))[:1]
-        names = peer_names(der[0]) if der else peer_names(b"")
-        if not san_matches(tls.match_san, names):
-            raise UpstreamTlsError(san_mismatch_reason(tls.match_san, names))
-    return check
 
 
 _PLAIN_PATH = re.compile(rb"/[A-Za-z0-9_\-./]*(?:\?[^#%]*)?")
@@ -540,9 +529,7 @@ class PodSidecar:
         def failed(e: BaseException) -> None:
             self.log_access(f'"TCP" {way} connection to {ep[0]}:{ep[1]} failed: '
                             f"{type(e).__name__}: {e}")
-        check = None
-        if tls is not None:
-            check = _san_check(tls)
+        check = None if tls is None else functools.partial(check_peer, tls=tls)
         task = relay(transport, early, lambda: connect_from(self.origin, ep), tls=ctx,
                      check=check, on_close=done, on_fail=failed)
         self.host.keep(task)

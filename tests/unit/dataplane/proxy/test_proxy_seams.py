@@ -38,6 +38,8 @@ from skiff.dataplane.proxy.http1 import (
     Reply,
     RequestHead,
     UpstreamPool,
+    UpstreamTlsError,
+    check_peer,
     h1_factory,
 )
 from skiff.dataplane.proxy.limits import Limits, defer_timeout
@@ -646,3 +648,28 @@ def test_connect_timeout_to_a_blackhole_is_envoys_503() -> None:
                 s.close()
             lsock.close()
     run(main)
+
+
+class _Shown(asyncio.BaseTransport):
+    """A transport stand-in whose peer showed no certificate; it records close()."""
+    closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_check_peer_raises_and_leaves_the_closing_to_its_caller() -> None:
+    tr = _Shown()
+    check_peer(tr, UpstreamTlsContext())          # nothing expected: any peer
+    want = UpstreamTlsContext(match_san=("spiffe://cluster.local/ns/a/sa/b",))
+    try:
+        check_peer(tr, want)
+    except UpstreamTlsError as e:
+        assert str(e) == ("peer SAN mismatch: expected spiffe://cluster.local/ns/a/sa/b, "
+                          "got no SAN")
+    else:
+        raise AssertionError("a peer without the SAN was accepted")
+    assert not tr.closed     # listener.upstream() and the pool close it, once
