@@ -99,6 +99,10 @@ PoolKey = (Endpoint | tuple[Endpoint, UpstreamTlsContext]
 # Makes an unconnected, non-blocking TCP socket for an Origin (the sidecar host supplies it).
 OriginSocket = Callable[[Origin], Awaitable[socket.socket]]
 _perf = time.perf_counter
+# Client SSLContexts an UpstreamPool keeps (one per distinct UpstreamTlsContext). A
+# certificate rotation brings new settings while the old ones are never asked for again, so
+# the oldest made go first; one evicted while still in use is only made again.
+MAX_SSL_CONTEXTS = 4096
 # Request headers that on_headers_complete must look at (framing; Expect: 100-continue).
 _SPECIAL = frozenset({b"transfer-encoding", b"content-length", b"expect"})
 _new = object.__new__
@@ -1133,13 +1137,25 @@ class UpstreamPool:
     connection is handed out only after its peer showed a certificate with one of the
     expected SANs (tls.match_san); else it is closed and connect() raises UpstreamTlsError."""
 
-    def __init__(self, max_idle_per_endpoint: int = 512, connect_timeout: float = 5.0) -> None:
+    def __init__(self, max_idle_per_endpoint: int = 512, connect_timeout: float = 5.0,
+                 max_ssl_contexts: int = MAX_SSL_CONTEXTS) -> None:
         self.max_idle = max_idle_per_endpoint
         self.connect_timeout = connect_timeout      # Envoy's cluster connect_timeout default
         self.idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.live: set[UpstreamConnection] = set()
         self.ssl_contexts: dict[UpstreamTlsContext, ssl.SSLContext] = {}
+        self.max_ssl_contexts = max_ssl_contexts
         self.origin_socket: OriginSocket | None = None
+
+    def context_for(self, tls: UpstreamTlsContext) -> ssl.SSLContext:
+        """The client SSLContext for `tls`: made once, kept among the newest max_ssl_contexts
+        (connections made with an evicted one keep it)."""
+        ctx = self.ssl_contexts.get(tls)
+        if ctx is None:
+            if len(self.ssl_contexts) >= self.max_ssl_contexts:
+                del self.ssl_contexts[next(iter(self.ssl_contexts))]
+            ctx = self.ssl_contexts[tls] = client_context(tls)
+        return ctx
 
     def slot(self, key: PoolKey) -> tuple[UpstreamPool, PoolKey, list[UpstreamConnection]]:
         """This pool, `key`, and the list of idle connections for it (made if there is none
@@ -1184,11 +1200,9 @@ class UpstreamPool:
                 t or None)
             return proto
         (host, port), tls = key
-        ctx = self.ssl_contexts.get(tls)
-        if ctx is None:
-            ctx = self.ssl_contexts[tls] = client_context(tls)
         tr, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self, key), host, port, ssl=ctx,
+            loop.create_connection(lambda: UpstreamConnection(self, key), host, port,
+                                   ssl=self.context_for(tls),
                                    server_hostname=tls.sni or "",
                                    ssl_handshake_timeout=t or None),
             t or None)
@@ -1212,11 +1226,8 @@ class UpstreamPool:
             _, proto = await loop.create_connection(lambda: UpstreamConnection(self, key),
                                                     sock=sock)
             return proto
-        ctx = self.ssl_contexts.get(tls)
-        if ctx is None:
-            ctx = self.ssl_contexts[tls] = client_context(tls)
         tr, proto = await loop.create_connection(lambda: UpstreamConnection(self, key),
-                                                 sock=sock, ssl=ctx,
+                                                 sock=sock, ssl=self.context_for(tls),
                                                  server_hostname=tls.sni or "")
         return self._checked(tr, proto, tls)
 

@@ -87,7 +87,7 @@ from skiff.dataplane.proxy.listener import (
     Terminate,
 )
 from skiff.dataplane.proxy.sniff import Sniff, relay, reset, sniff_http
-from skiff.dataplane.proxy.tls import ClientHello, client_context, server_context
+from skiff.dataplane.proxy.tls import ClientHello, server_context
 from skiff.mesh.authz import (
     DENIED_BODY,
     Decision,
@@ -634,11 +634,7 @@ class PodSidecar:
 
     def _outbound_relay(self, ep: tuple[str, int], tls: UpstreamTlsContext | None,
                         ) -> Callable[[], asyncio.Protocol]:
-        ctx = None
-        if tls is not None:
-            ctx = self.host.pool.ssl_contexts.get(tls)
-            if ctx is None:
-                ctx = self.host.pool.ssl_contexts[tls] = client_context(tls)
+        ctx = None if tls is None else self.host.pool.context_for(tls)
         return lambda: Sniff(_never_http, lambda t, b: self._relay(t, b, ep, tls, ctx,
                                                                    "outbound"), first="tcp")
 

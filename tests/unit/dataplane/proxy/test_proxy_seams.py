@@ -31,6 +31,7 @@ from skiff.dataplane.proxy.cluster import (
 )
 from skiff.dataplane.proxy.h2 import H2ServerProtocol, alpn_factory
 from skiff.dataplane.proxy.http1 import (
+    MAX_SSL_CONTEXTS,
     ConnContext,
     Defer,
     Forward,
@@ -673,3 +674,17 @@ def test_check_peer_raises_and_leaves_the_closing_to_its_caller() -> None:
     else:
         raise AssertionError("a peer without the SAN was accepted")
     assert not tr.closed     # listener.upstream() and the pool close it, once
+
+
+def test_the_pools_ssl_contexts_are_kept_once_and_bounded() -> None:
+    assert UpstreamPool().max_ssl_contexts == MAX_SSL_CONTEXTS
+    pool = UpstreamPool(max_ssl_contexts=2)
+    # each rotation of a client certificate is a new UpstreamTlsContext; an SNI stands for it
+    gens = [UpstreamTlsContext(sni=f"gen-{i}.example") for i in range(5)]
+    first = pool.context_for(gens[0])
+    assert pool.context_for(gens[0]) is first                # made once, then kept
+    for tls in gens[1:]:
+        pool.context_for(tls)
+        assert len(pool.ssl_contexts) <= 2
+    assert list(pool.ssl_contexts) == gens[3:]               # the oldest went first
+    assert pool.context_for(gens[0]) is not first            # evicted: made again
