@@ -597,14 +597,11 @@ class PodSidecar:
         is TCP before any byte: the client's first bytes are not awaited, so a server-first
         protocol is not kept waiting (Istio wants such ports declared; its detection timeout
         is off by default). None: the first bytes decide."""
-        if not self.host.tcp_declared:        # no Service port says TCP: no syscall either
+        declared = self.host.tcp_declared
+        if not declared:                      # no Service port says TCP: no syscall either
             return None
         odst = original_dst(conn)
-        return self.declared_tcp(odst) if odst is not None else None
-
-    def declared_tcp(self, odst: tuple[str, int]) -> Action | None:
-        svc = self.host.vips.get(odst)
-        if svc is None or svc.protocol not in TCP_PROTOCOLS:
+        if odst is None or odst not in declared:
             return None
         return self._outbound_tcp(odst)
 
@@ -791,7 +788,9 @@ class SidecarHost:
         self.policies: PolicySet = compile_policies([])
         self.by_ip: dict[str, SidecarWorkload] = {}
         self.vips: dict[tuple[str, int], ServiceVip] = {}
-        self.tcp_declared: frozenset[tuple[str, int]] = frozenset()   # VIPs of TCP ports
+        # the VIP:ports of self.vips whose Service port is declared TCP (TCP_PROTOCOLS): the
+        # one answer to "is this original destination a TCP port", made once per part
+        self.tcp_declared: frozenset[tuple[str, int]] = frozenset()
         self.rr: dict[tuple[str, int], int] = {}
         self.local_gateways: frozenset[tuple[str, int]] = frozenset()
         self.route_local: RouteLocal | None = None     # the gateway's local table (main.py)

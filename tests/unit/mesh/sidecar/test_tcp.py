@@ -11,12 +11,14 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from skiff.dataplane.proxy.listener import Plain, Reject
+import skiff.mesh.sidecar.host as host_module
+from skiff.dataplane.proxy.listener import Action, Plain, Reject
 from skiff.mesh.ca import issue_workload_cert, make_self_signed_ca
 from skiff.mesh.membership import mesh_config
 from skiff.mesh.sidecar.config import MeshPart, ServiceVip, SidecarWorkload, decode, encode
@@ -202,7 +204,8 @@ def test_the_smcp_sets_the_detection_timeout(proxy: str | None, tech: str | None
     assert cfg is not None and cfg.protocol_detection_s == want
 
 
-def test_a_declared_tcp_port_is_decided_before_any_byte(tmp_path: Path) -> None:
+def test_a_declared_tcp_port_is_decided_before_any_byte(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
         logging.getLogger("skiff.sidecar").setLevel(logging.ERROR)
         part, _web, load = workloads()
@@ -215,10 +218,24 @@ def test_a_declared_tcp_port_is_decided_before_any_byte(tmp_path: Path) -> None:
         assert host.detect_timeout == 0.25
         assert host.tcp_declared == {("172.30.0.9", 3306)}    # only these skip the peeking
         sc = PodSidecar(host, load)
-        assert isinstance(sc.declared_tcp(("172.30.0.9", 3306)), Plain)
-        assert sc.declared_tcp(("172.30.0.9", 80)) is None       # HTTP: read it
-        assert sc.declared_tcp(("172.30.0.9", 81)) is None       # undeclared: detection
-        assert sc.declared_tcp(("10.88.0.2", 3306)) is None      # not a Service address
+        asked: list[object] = []
+
+        def odst(conn: object) -> object:     # SO_ORIGINAL_DST of a stand-in: itself
+            asked.append(conn)
+            return conn
+        monkeypatch.setattr(host_module, "original_dst", odst)
+
+        def early(dst: tuple[str, int] | None) -> Action | None:
+            return sc._early_outbound(cast(socket.socket, dst))
+        assert isinstance(early(("172.30.0.9", 3306)), Plain)
+        assert early(("172.30.0.9", 80)) is None       # HTTP: read it
+        assert early(("172.30.0.9", 81)) is None       # undeclared: detection
+        assert early(("10.88.0.2", 3306)) is None      # not a Service address
+        assert early(None) is None                     # not a captured connection
+        assert len(asked) == 5
+        host.apply(dataclasses.replace(part, services=(http, auto)))
+        assert early(("172.30.0.9", 80)) is None
+        assert len(asked) == 5                # no port declared TCP: SO_ORIGINAL_DST not asked
         await asyncio.sleep(0)
         await host.stop()
     asyncio.run(run())
