@@ -128,7 +128,7 @@ def service_vips(services: Iterable[Obj], slices: Iterable[Obj]) -> tuple[Servic
             if not isinstance(p, dict) or not isinstance(p.get("port"), int):
                 continue
             if str(p.get("protocol") or "TCP") != "TCP":
-                continue
+                continue        # UDP, SCTP: the sidecar proxies TCP only, as Istio's does
             name = str(p.get("name") or "")
             eps: list[tuple[str, int]] = []
             for sl in by_service.get(key, []):

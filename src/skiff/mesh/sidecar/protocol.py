@@ -53,12 +53,11 @@ def _parse(text: str) -> str:
     return _KNOWN.get(text.lower(), "")
 
 
-def service_port_protocol(name: str, app_protocol: str = "", protocol: str = "TCP") -> str:
-    """The protocol Istio gives a Service port (kube.ConvertProtocol): UDP/SCTP as such;
-    appProtocol when it names one; else the port name's prefix before "-" ("tcp-db",
-    "http", "grpc-web-x"); "" when none says (protocol detection: the first bytes tell)."""
-    if protocol.upper() in ("UDP", "SCTP"):
-        return protocol.upper()
+def service_port_protocol(name: str, app_protocol: str = "") -> str:
+    """The protocol Istio gives a TCP Service port (kube.ConvertProtocol): appProtocol when it
+    names one; else the port name's prefix before "-" ("tcp-db", "http", "grpc-web-x"); ""
+    when none says (protocol detection: the first bytes tell). A UDP or SCTP port is never
+    asked about: the sidecar proxies TCP only, so controller.service_vips leaves it out."""
     if app_protocol:
         known = _APP_PROTOCOLS.get(app_protocol) or _parse(app_protocol)
         if known:

@@ -146,29 +146,28 @@ def test_outbound_tcp_to_a_service_speaks_mtls_with_the_tcp_alpn(tmp_path: Path)
     asyncio.run(run())
 
 
-@pytest.mark.parametrize(("name", "app_protocol", "protocol", "want"), [
-    ("tcp", "", "TCP", "TCP"),
-    ("tcp-db", "", "TCP", "TCP"),
-    ("TCP-DB", "", "TCP", "TCP"),
-    ("mysql", "", "TCP", "MySQL"),
-    ("mongo-x", "", "TCP", "Mongo"),
-    ("redis", "", "TCP", "Redis"),
-    ("https", "", "TCP", "HTTPS"),
-    ("tls-passthrough", "", "TCP", "TLS"),
-    ("http", "", "TCP", "HTTP"),
-    ("http2-x", "", "TCP", "HTTP2"),
-    ("grpc", "", "TCP", "GRPC"),
-    ("grpc-web-x", "", "TCP", "GRPC-Web"),
-    ("web", "", "TCP", ""),                    # undeclared: detection
-    ("", "", "TCP", ""),
-    ("tcpx", "", "TCP", ""),
-    ("http", "tcp", "TCP", "TCP"),             # appProtocol first
-    ("tcp", "kubernetes.io/h2c", "TCP", "HTTP2"),
-    ("tcp", "made-up", "TCP", "TCP"),          # an unknown appProtocol: the name says
-    ("dns", "", "UDP", "UDP"),
+@pytest.mark.parametrize(("name", "app_protocol", "want"), [
+    ("tcp", "", "TCP"),
+    ("tcp-db", "", "TCP"),
+    ("TCP-DB", "", "TCP"),
+    ("mysql", "", "MySQL"),
+    ("mongo-x", "", "Mongo"),
+    ("redis", "", "Redis"),
+    ("https", "", "HTTPS"),
+    ("tls-passthrough", "", "TLS"),
+    ("http", "", "HTTP"),
+    ("http2-x", "", "HTTP2"),
+    ("grpc", "", "GRPC"),
+    ("grpc-web-x", "", "GRPC-Web"),
+    ("web", "", ""),                    # undeclared: detection
+    ("", "", ""),
+    ("tcpx", "", ""),
+    ("http", "tcp", "TCP"),             # appProtocol first
+    ("tcp", "kubernetes.io/h2c", "HTTP2"),
+    ("tcp", "made-up", "TCP"),          # an unknown appProtocol: the name says
 ])
-def test_service_port_protocol(name: str, app_protocol: str, protocol: str, want: str) -> None:
-    assert service_port_protocol(name, app_protocol, protocol) == want
+def test_service_port_protocol(name: str, app_protocol: str, want: str) -> None:
+    assert service_port_protocol(name, app_protocol) == want
 
 
 def test_the_part_carries_port_protocols_and_the_detection_timeout() -> None:
