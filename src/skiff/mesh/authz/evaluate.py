@@ -9,7 +9,8 @@ all; `rules: [{}]` matches everything). Policies annotated
 `istio.io/dry-run: "true"` run as Envoy shadow rules: they are evaluated where
 their filter runs and reported in `dry_run_would`, never enforced, and do not
 count as "an ALLOW policy selects the workload". Within an action the
-effective rule is the first in Envoy's policy-name order. HTTP requests have
+effective rule is the first in Envoy's policy-name order (index.py finds it
+among many rules without walking them all). HTTP requests have
 their path normalized first (normalize.py); a path Envoy rejects is a 400
 before any policy runs. Envoy only says "access denied"; here the Decision
 says who and why (istio#39802).
@@ -25,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from skiff.mesh.authz.model import PolicySet, RuleRef
+from skiff.mesh.authz.index import INDEX_MIN, RuleIndex
+from skiff.mesh.authz.model import PolicySet, RuleRef, WorkloadPolicies
 from skiff.mesh.authz.normalize import PathRejected, matched_path
 from skiff.mesh.authz.request import Request
 
@@ -67,8 +69,16 @@ class Decision(NamedTuple):
     dry_run_would: tuple[DryRunResult, ...] = ()
 
 
-def _first(refs: tuple[RuleRef, ...], r: Request, path: str) -> RuleRef | None:
+def _first(wp: WorkloadPolicies, which: str, refs: tuple[RuleRef, ...], r: Request,
+           path: str) -> RuleRef | None:
+    """The first of `refs` (the `which` field of `wp`) that matches, in order."""
     http = r.http
+    if len(refs) >= INDEX_MIN:
+        idx = wp.indexes.get((which, http))
+        if idx is None:
+            idx = wp.indexes[(which, http)] = RuleIndex(refs, http)
+        hit: RuleRef | None = idx.first(r, path)
+        return hit
     for ref in refs:
         rule = ref.rule
         if rule is not None and (rule.http if http else rule.tcp).fn(r, path):
@@ -76,8 +86,9 @@ def _first(refs: tuple[RuleRef, ...], r: Request, path: str) -> RuleRef | None:
     return None
 
 
-def _shadow(action: str, refs: tuple[RuleRef, ...], r: Request, path: str) -> DryRunResult:
-    hit = _first(refs, r, path)
+def _shadow(wp: WorkloadPolicies, which: str, action: str, refs: tuple[RuleRef, ...],
+            r: Request, path: str) -> DryRunResult:
+    hit = _first(wp, which, refs, r, path)
     if hit is None:
         return DryRunResult(action, action != "ALLOW", None, None)
     assert hit.rule is not None
@@ -106,9 +117,9 @@ def decide(policies: PolicySet, request: Request, *, normalization: str = "BASE"
 
     # CUSTOM: ext_authz is triggered by a matching enforced CUSTOM rule.
     if wp.dry_custom:
-        shadows.append(_shadow("CUSTOM", wp.dry_custom, r, path))
+        shadows.append(_shadow(wp, "dry_custom", "CUSTOM", wp.dry_custom, r, path))
     if wp.custom:
-        hit = _first(wp.custom, r, path)
+        hit = _first(wp, "custom", wp.custom, r, path)
         if hit is not None:
             assert hit.rule is not None
             provider = hit.policy.provider or ""
@@ -128,14 +139,14 @@ def decide(policies: PolicySet, request: Request, *, normalization: str = "BASE"
 
     audited = None
     if wp.audit:
-        a = _first(wp.audit, r, path)
+        a = _first(wp, "audit", wp.audit, r, path)
         if a is not None and a.rule is not None:
             audited = (a.policy.key, a.rule.index)
 
     if wp.deny or wp.dry_deny:
         if wp.dry_deny:
-            shadows.append(_shadow("DENY", wp.dry_deny, r, path))
-        hit = _first(wp.deny, r, path)
+            shadows.append(_shadow(wp, "dry_deny", "DENY", wp.dry_deny, r, path))
+        hit = _first(wp, "deny", wp.deny, r, path)
         if hit is not None:
             assert hit.rule is not None
             return Decision(False, "DENY", hit.policy.key, hit.rule.index,
@@ -143,11 +154,11 @@ def decide(policies: PolicySet, request: Request, *, normalization: str = "BASE"
                             tuple(shadows))
 
     if wp.dry_allow:
-        shadows.append(_shadow("ALLOW", wp.dry_allow, r, path))
+        shadows.append(_shadow(wp, "dry_allow", "ALLOW", wp.dry_allow, r, path))
     if not wp.allow_policies:
         return Decision(True, "NONE", None, None, "allowed: no ALLOW policy selects the workload",
                         None, path, audited, tuple(shadows))
-    hit = _first(wp.allow, r, path)
+    hit = _first(wp, "allow", wp.allow, r, path)
     if hit is not None:
         assert hit.rule is not None
         return Decision(True, "ALLOW", hit.policy.key, hit.rule.index,

@@ -54,7 +54,7 @@ from skiff.mesh.authz.request import SPIFFE_PREFIX, Request, Workload, ip_int
 __all__ = [
     "ACTIONS", "DEFAULT_ROOT_NAMESPACE", "DRY_RUN_ANNOTATION", "GATEWAY_NAME_LABEL",
     "AllOf", "AnyOf", "CompiledPolicy", "CompiledRule", "Cond", "Node", "PolicySet",
-    "RuleRef", "WorkloadPolicies", "compile_policies", "compile_policy",
+    "RuleRef", "WorkloadPolicies", "compile_policies", "compile_policy", "is_never",
 ]
 
 ACTIONS = ("ALLOW", "DENY", "AUDIT", "CUSTOM")
@@ -161,6 +161,11 @@ class _Never(Node):
 
 NEVER = _Never()
 ANY = AllOf(())
+
+
+def is_never(node: Node) -> bool:
+    """Whether `node` is the matcher of nothing (a rule a filter chain cannot use)."""
+    return isinstance(node, _Never)
 
 
 # --- string matching (matcher.StringMatcher / HeaderMatcher / HostMatcher) --------------
@@ -678,6 +683,9 @@ class WorkloadPolicies:
     allow_policies: tuple[str, ...] = ()   # enforced ALLOW policies selecting the workload
     empty_allow: tuple[str, ...] = ()      # those of them without rules (allow nothing)
     providers: tuple[str, ...] = ()        # distinct CUSTOM providers (enforced)
+    # (action field, http?) -> its index.RuleIndex, built on first use where there are many
+    # rules (a cache beside the memoised selection: same rules, same index)
+    indexes: dict[tuple[str, bool], Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def none(self) -> bool:
