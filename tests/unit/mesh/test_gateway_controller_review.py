@@ -5,9 +5,19 @@ EDS index); the ServerlessServices', PodAutoscalers' and Revisions' informers (c
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from skiff.mesh.gateway.controller import POD, SKS, Informer, fp_pod, fp_sks
+from skiff.dataplane.model import GatewaySettings
+from skiff.mesh.gateway.controller import (
+    POD,
+    SKS,
+    Debounce,
+    GatewayController,
+    Informer,
+    fp_pod,
+    fp_sks,
+)
 
 
 def _obj(i: int) -> dict[str, Any]:
@@ -28,3 +38,56 @@ def test_a_tracking_informer_hands_its_changed_keys_over_once() -> None:
     inf.apply("DELETED", _obj(2))               # never seen: nothing changed
     assert inf.take_touched() == {("ns", "r-00001")}
     assert inf.take_touched() == set()
+
+
+def test_a_debounce_calls_once_per_burst_and_not_after_cancel() -> None:
+    calls: list[float] = []
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        d = Debounce(0.005, lambda: calls.append(loop.time()))
+        start = loop.time()
+        for _ in range(100):
+            d.poke()
+        await asyncio.sleep(0.03)
+        assert len(calls) == 1 and calls[0] - start >= 0.004
+        d.poke()                                # a later burst: one more call
+        await asyncio.sleep(0.03)
+        assert len(calls) == 2
+        d.poke()
+        d.cancel()
+        await asyncio.sleep(0.03)
+        assert len(calls) == 2
+        d.poke()                                # usable again after a cancel
+        await asyncio.sleep(0.03)
+        assert len(calls) == 3
+    asyncio.run(go())
+
+
+class _PartPublisher:
+    def __init__(self) -> None:
+        self.on_ack = lambda _v: None
+        self.parts: list[tuple[str, dict[str, Any]]] = []
+
+    def publish_part(self, name: str, data: dict[str, Any]) -> int:
+        self.parts.append((name, data))
+        return len(self.parts)
+
+
+def test_a_burst_of_sks_events_publishes_the_activator_part_once() -> None:
+    pub = _PartPublisher()
+    c = GatewayController(None, pub, GatewaySettings(), None)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        for i in range(50):                     # as the SKS watch does, event by event
+            assert c.sks.apply("ADDED", _obj(i))
+            c.activator_changed()
+        await asyncio.sleep(0.03)
+        assert len(pub.parts) == 1
+        assert len(pub.parts[0][1]["proxy"]) == 50
+        assert c.sks.apply("ADDED", _obj(50))
+        c.activator_changed()
+        await c.stop()                          # a pending pass is dropped on stop
+        await asyncio.sleep(0.03)
+        assert len(pub.parts) == 1
+    asyncio.run(go())

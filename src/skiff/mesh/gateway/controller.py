@@ -261,6 +261,30 @@ class Publisher(Protocol):
     async def wait_acked(self, version: int, timeout: float) -> bool: ...
 
 
+class Debounce:
+    """Calls `fn` once, `delay` seconds after the first poke() of a burst: the pokes of those
+    seconds cost one call (the first poke sets the clock, so a steady stream of pokes still
+    calls every `delay`, not never)."""
+
+    def __init__(self, delay: float, fn: Callable[[], None]) -> None:
+        self.delay = delay
+        self.fn = fn
+        self._handle: asyncio.TimerHandle | None = None
+
+    def poke(self) -> None:
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(self.delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self.fn()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class GatewayController:
     DEBOUNCE = 0.005
     ACK_TIMEOUT = 5.0
@@ -286,12 +310,12 @@ class GatewayController:
         # ... and their Revisions' timeoutSeconds how long it holds a request
         self.revisions = Informer(client, REVISION, "", fp_revision, self.activator_changed)
         self.activator_part: dict[str, Any] | None = None
-        self._activator_timer: asyncio.TimerHandle | None = None
+        self._activator_debounce = Debounce(self.DEBOUNCE, self.publish_activator)
         self.informers = [self.gateways, self.secrets, self.ingresses, self.pods, self.servings,
                           self.sks, self.pas, self.revisions]
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
+        self._debounce = Debounce(self.DEBOUNCE, self._dirty.set)
         self.compiles = 0
         self.endpoint_updates = 0
         self.compiler = SnapshotCompiler()
@@ -310,7 +334,7 @@ class GatewayController:
     def changed(self) -> None:
         """Routes may have changed: recompile."""
         self._routes_dirty = True
-        self._schedule()
+        self._debounce.poke()
 
     def endpoints_changed(self) -> None:
         """Only endpoints may have changed (a pod): an EDS update, sent at once when no
@@ -326,21 +350,18 @@ class GatewayController:
                 log.exception("gateway: endpoints update failed; recompiling")
                 self._routes_dirty = True
         self._endpoints_dirty = True
-        self._schedule()
+        self._debounce.poke()
 
     def activator_changed(self) -> None:
         """An SKS, PodAutoscaler or Revision changed: the activator's part is computed again
         once the events of the next few milliseconds are in (a burst of creates costs one
         pass over them, not one per event)."""
-        if self._activator_timer is None:
-            self._activator_timer = asyncio.get_running_loop().call_later(
-                self.DEBOUNCE, self.publish_activator)
+        self._activator_debounce.poke()
 
     def publish_activator(self) -> None:
         """Which revision clusters the activator fronts (their SKS is in Proxy mode), their
         capacity and timeout (serving/activatorpart.py): a part of its own, so a mode flip
         touches neither routes nor endpoints."""
-        self._activator_timer = None
         part = activator_part(self.sks.items.values(), self.pas.items.values(), cluster_name,
                               self.revisions.items.values())
         if part != self.activator_part:
@@ -351,14 +372,6 @@ class GatewayController:
         if self._status_pending is not None and version >= self._status_pending:
             self._status_due = True
             self._dirty.set()
-
-    def _schedule(self) -> None:
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.DEBOUNCE, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._dirty.set()
 
     async def start(self, wait: bool = False, sync_timeout: float = 10.0) -> None:
         """Start the watches; the first compile follows once they have listed. With wait=False
@@ -382,12 +395,8 @@ class GatewayController:
         self._tasks.append(asyncio.create_task(self._run()))
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._activator_timer is not None:
-            self._activator_timer.cancel()
-            self._activator_timer = None
+        self._debounce.cancel()
+        self._activator_debounce.cancel()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
