@@ -84,7 +84,8 @@ PARENT_ENV = "SKIFF_FORKSERVER_PARENT"     # skiff's pid, for the parent-death c
 STANDBY_ENV = "SKIFF_FORKSERVER_STANDBY"   # how many standby children to hold (below)
 
 
-def _send(msg: dict[str, Any]) -> None:
+def _report(msg: dict[str, Any]) -> None:
+    """A line for skiff on the template's stdout (ForkServer._read reads them)."""
     try:
         os.write(1, json.dumps(msg).encode() + b"\n")   # short lines: atomic on a pipe
     except OSError:
@@ -203,10 +204,9 @@ _HEADER = 10                # a request to a standby: its length in 10 ASCII dig
 MAX_STANDBY_REQUEST = 60 * 1024   # fits a pipe's buffer: handing one over never blocks
 
 
-def frame(req: Mapping[str, Any]) -> bytes | None:
-    """A request as a standby reads it; None when it is too large for one (a fresh fork
-    takes it instead)."""
-    body = json.dumps(req).encode()
+def frame(body: bytes) -> bytes | None:
+    """A request's JSON text (the line skiff sent, passed on as it came) as a standby reads
+    it; None when it is too large for one (a fresh fork takes it instead)."""
     if len(body) > MAX_STANDBY_REQUEST - _HEADER:
         return None
     return b"%010d" % len(body) + body
@@ -337,12 +337,13 @@ class _Template:
             os.close(r)
             os.set_blocking(w, False)
             self.standbys[pid] = w
-            _send({"standby": pid})
+            _report({"standby": pid})
 
-    def _hand_over(self, req: dict[str, Any]) -> int | None:
-        """Give a Python request to a standby: its pid, or None (none left, the request too
-        large, or the standby gone: then a fresh fork takes it)."""
-        data = frame(req) if self.standbys else None
+    def _hand_over(self, line: bytes) -> int | None:
+        """Give a Python request (`line`, its JSON text as skiff sent it) to a standby: its
+        pid, or None (none left, the request too large, or the standby gone: then a fresh
+        fork takes it)."""
+        data = frame(line) if self.standbys else None
         while data is not None and self.standbys:
             pid, w = self.standbys.popitem()
             try:
@@ -356,7 +357,8 @@ class _Template:
             _kill_group(pid)                 # dead, or half a request: reaped as any child
         return None
 
-    def handle(self, req: dict[str, Any]) -> None:
+    def handle(self, req: dict[str, Any], line: bytes) -> None:
+        """One request from skiff: `req`, parsed from `line`."""
         if "cancel" in req:
             self.cancel(int(req["cancel"]))
             return
@@ -364,11 +366,11 @@ class _Template:
         if self.want:
             self.refill_due = time.monotonic() + STANDBY_REFILL_DELAY
         if "exec" not in req:
-            pid = self._hand_over(req)
+            pid = self._hand_over(line)
             if pid is not None:
                 self.children[pid] = rid
                 self.by_id[rid] = pid
-                _send({"id": rid, "pid": pid})
+                _report({"id": rid, "pid": pid})
                 return
         err_r = err_w = -1
         try:
@@ -379,7 +381,7 @@ class _Template:
             for fd in (err_r, err_w):
                 if fd >= 0:
                     os.close(fd)
-            _send({"id": rid, "error": str(e)})
+            _report({"id": rid, "error": str(e)})
             return
         if pid == 0:
             if "exec" in req:
@@ -397,7 +399,7 @@ class _Template:
             self.execs[err_r] = (rid, pid)
             self.sel.register(err_r, selectors.EVENT_READ)
         else:
-            _send({"id": rid, "pid": pid})
+            _report({"id": rid, "pid": pid})
 
     def exec_result(self, err_r: int) -> None:
         rid, pid = self.execs.pop(err_r)
@@ -408,9 +410,9 @@ class _Template:
         os.close(err_r)
         if data:
             errno = int(data or b"0")
-            _send({"id": rid, "error": os.strerror(errno), "errno": errno})
+            _report({"id": rid, "error": os.strerror(errno), "errno": errno})
         else:
-            _send({"id": rid, "pid": pid})
+            _report({"id": rid, "pid": pid})
 
     def cancel(self, rid: int) -> None:
         """skiff gave up on request `rid`: kill its child, if it made one that still runs."""
@@ -440,7 +442,7 @@ class _Template:
             rid = self.children.pop(pid, None)
             if rid is not None:
                 self.by_id.pop(rid, None)
-            _send({"exit": pid, "returncode": os.waitstatus_to_exitcode(status)})
+            _report({"exit": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
     def kill_all(self) -> None:
         """skiff is gone or closing: no child of ours outlives the template."""
@@ -497,7 +499,7 @@ def serve(modules: Sequence[str], standby: int = 0) -> None:
     sel.register(0, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     t = _Template(mains, sel, standby)
-    _send({"ready": t.pid})
+    _report({"ready": t.pid})
     buf = b""
     try:
         while not stopping:
@@ -521,7 +523,7 @@ def serve(modules: Sequence[str], standby: int = 0) -> None:
                     buf += data
                     while b"\n" in buf:
                         line, buf = buf.split(b"\n", 1)
-                        t.handle(json.loads(line))
+                        t.handle(json.loads(line), line)
     finally:
         t.kill_all()
 

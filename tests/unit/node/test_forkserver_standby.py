@@ -15,17 +15,23 @@ from skiff.node.forkserver import (
 )
 
 
-def test_a_frame_is_its_length_then_the_json() -> None:
+def test_a_frame_is_its_length_then_the_json_as_skiff_sent_it() -> None:
     req = {"id": 1, "module": "m", "env": {"A": "b"}}
-    data = frame(req)
+    line = json.dumps(req).encode()
+    data = frame(line)
     assert data is not None
     n = frame_length(data[:10])
     assert n == len(data) - 10
+    assert data[10:] == line                 # passed on as it came, not encoded again
     assert json.loads(data[10:]) == req
 
 
 def test_a_request_too_large_for_a_standby_has_no_frame() -> None:
-    assert frame({"env": {"X": "y" * MAX_STANDBY_REQUEST}}) is None
+    assert frame(json.dumps({"env": {"X": "y" * MAX_STANDBY_REQUEST}}).encode()) is None
+    largest = b"x" * (MAX_STANDBY_REQUEST - 10)
+    data = frame(largest)
+    assert data is not None and len(data) == MAX_STANDBY_REQUEST
+    assert frame(largest + b"x") is None
 
 
 @pytest.mark.parametrize("header", [b"", b"12", b"00000000x1", b"-000000001",
