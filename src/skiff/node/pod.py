@@ -68,7 +68,9 @@ ERR_IMAGE_PULL_SHOWN = 1.0      # seconds ErrImagePull shows before ImagePullBac
 # Pending, ContainerCreating, Running and Ready in turn (as the kubelet's status manager
 # batches them); each write wakes the ReplicaSet, EndpointSlice, Revision and gateway watches.
 START_COALESCE = 0.25
-ADMIT_AFTER = 0.05     # the most the admission write waits for the containers' start requests
+# The most (seconds) the admission write waits for the pod's first start request to be
+# answered (PodWorker._admission says why it waits, and why with a bound).
+ADMIT_AFTER = 0.05
 
 
 def utcnow() -> datetime:
@@ -294,9 +296,15 @@ class PodWorker:
             await self._release_network()
 
     async def _admission(self) -> None:
-        # The write waits until the containers' start requests have been answered (or
-        # ADMIT_AFTER): on the one event loop it would otherwise run between the pod's worker
-        # and its fork requests, 1-2 ms of a cold start. No status is written before it.
+        # The write waits until the first start request (the first container's spawn, init or
+        # regular) has been answered: on the one event loop it would otherwise run between the
+        # pod's worker and its fork requests, 1-2 ms of a cold start. That answer (_asked) is
+        # the signal on the usual path; ADMIT_AFTER bounds the wait for a pod whose start
+        # request does not come soon (an image to pull, a ConfigMap or Secret missing, a pod
+        # stopped first), rather than each of those paths setting the event too: the wait
+        # only orders work, nothing depends on it (a container's env reads the ports from
+        # _as_admitted), and what it costs such a pod is its first status held up to ADMIT_AFTER
+        # (no status is written before the admission).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._asked.wait(), ADMIT_AFTER)
         try:
