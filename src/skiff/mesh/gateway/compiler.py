@@ -139,7 +139,12 @@ class SnapshotCompiler:
 
     def __init__(self) -> None:
         self._by_key: dict[NsName, Entry] = {}
-        self._by_id: dict[int, Entry] = {}      # id() of each object seen: a hit is one lookup
+        # The same entries by id() of their object: the usual compile sees every KIngress as
+        # the very object seen before, and this hit is one lookup, where by key it would read
+        # the metadata and build the key first (1,000 hits: 155 against 210 us). Safe: each
+        # entry holds its object, so that id cannot be reused while it is here, and a hit is
+        # checked by identity (`e[0] is ing`) all the same.
+        self._by_id: dict[int, Entry] = {}
         # the Gateways and Secrets last compiled into servers, and the servers
         self._server_inputs: tuple[list[tuple[Obj, Version]], dict[str, tuple[Obj, Version]]] \
             | None = None
