@@ -249,6 +249,19 @@ def test_a_revision_retired_by_a_traffic_change_loses_nothing(skiff: Skiff) -> N
             t.join(60)
     errors = [r for r in outcomes if r != ("200", "slow")]
     assert len(outcomes) > 10 and not errors, (len(outcomes), errors[:5])
+    # the retired revision: reserve, scaled to zero though its min-scale says 1 (upstream
+    # honours min-scale only while a revision is routable), still Ready, and says NoTraffic
+    old = skiff.kubectl_json("get", "revision", "roll-00001")
+    assert old["metadata"]["labels"]["serving.knative.dev/routingState"] == "reserve"
+    assert skiff.kubectl_json("get", "deployment", "roll-00001-deployment")["spec"]["replicas"] == 0
+
+    def active(rev: dict[str, Any]) -> dict[str, Any]:
+        return next((c for c in rev["status"].get("conditions") or [] if c["type"] == "Active"),
+                    {})
+    ready = next(c for c in old["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", old["status"]
+    skiff.wait_for(lambda: active(skiff.kubectl_json("get", "revision", "roll-00001"))
+                   .get("reason") == "NoTraffic", timeout=30, what="roll-00001 NoTraffic")
 
 
 def test_the_activator_in_the_path_sends_to_the_pod_with_free_capacity(skiff: Skiff) -> None:
