@@ -359,6 +359,13 @@ class Platform:
             os.close(self._lock_fd)   # the home is free for the next `skiff up`
             self._lock_fd = None
 
+    def hurry(self) -> None:
+        """Stop now: pods still running or stopping get SIGKILL instead of the rest of their
+        grace period (the second Ctrl-C). The other steps keep their order and bounds."""
+        node = getattr(self, "node", None)
+        if node is not None:
+            node.hurry()
+
     def on_cleanup(self, fn: Callable[[], Any]) -> None:
         """Run `fn` when the platform stops (once, however often it is registered)."""
         if fn not in self._cleanup:

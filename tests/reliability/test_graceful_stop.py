@@ -124,3 +124,59 @@ def test_sigterm_under_load_finishes_accepted_requests_and_exits(tmp_path: Path)
         if s.proc is not None:
             s.proc.kill()
             s.proc.wait(10)
+
+
+STUBBORN = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stubborn, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: stubborn}}
+  template:
+    metadata: {labels: {app: stubborn}}
+    spec:
+      terminationGracePeriodSeconds: 60
+      containers:
+        - name: app
+          image: docker.io/library/busybox
+          command: [%s, -c, "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)", %s]
+"""
+
+
+def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
+    """A pod that ignores SIGTERM with a 60 s grace period holds the first stop for up to 60 s;
+    a second SIGTERM (the second Ctrl-C) kills it now, and skiff up exits with no pod left."""
+    import json
+    import sys
+
+    import psutil
+    marker = f"stubborn-{tmp_path.name}"
+    s = new_skiff(tmp_path)
+    s.start()
+    try:
+        s.kubectl("apply", "-f", "-", input=STUBBORN % (json.dumps(sys.executable), marker))
+        s.kubectl("rollout", "status", "deployment/stubborn", "--timeout=60s", timeout=70)
+
+        def app() -> list[psutil.Process]:
+            out = []
+            for p in psutil.process_iter(["cmdline"]):
+                if marker in " ".join(p.info["cmdline"] or []):
+                    out.append(p)
+            return out
+        assert app(), "the pod's process"
+        assert s.proc is not None
+        proc = s.proc
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(2)
+        assert proc.poll() is None and app(), "the first SIGTERM waits out the grace period"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+        s.proc = None
+        assert code == 0, s.log()
+        assert "stopping now: pods get SIGKILL" in s.log()
+        assert not app()
+    finally:
+        if s.proc is not None:
+            s.proc.kill()
+            s.proc.wait(10)

@@ -140,8 +140,16 @@ def up(
         platform = Platform(settings, on_step=step, on_note=note)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if not stop.is_set():
+                stop.set()
+                return
+            # a second Ctrl-C (or SIGTERM): do not wait out the pods' grace periods
+            err.print("stopping now: pods get SIGKILL")
+            platform.hurry()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         try:
             with status:
                 await platform.start()
@@ -162,7 +170,7 @@ def up(
             await run_example(platform, out)
         await stop.wait()
         err.print("stopping: new connections refused, in-flight requests finish, then pods get "
-                  "SIGTERM, then SIGKILL after their grace period")
+                  "SIGTERM, then SIGKILL after their grace period (Ctrl-C again: SIGKILL now)")
         # the last resort against a hang (a thread or task that will not end): exit anyway
         bound = platform.stop_bound()
         watchdog = threading.Timer(bound + 10, _exit_stuck, (bound,))

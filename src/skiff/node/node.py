@@ -263,6 +263,16 @@ class NodeRuntime:
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
 
+    def hurry(self) -> None:
+        """A second stop signal: every pod still running or stopping is killed now (grace 0,
+        as `kubectl delete --grace-period=0 --force`), including those a shutdown already
+        gave a grace period to (a shorter stop cuts in)."""
+        self.shutdown_grace_cap = 0.0
+        for w in list(self.workers.values()):
+            task = asyncio.get_running_loop().create_task(w.terminate(0.0, write_status=False))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+
     async def shutdown(self) -> None:
         """SIGTERM every pod, SIGKILL after its grace period; nothing is left running."""
         self._stopping = True
