@@ -161,7 +161,7 @@ def test_guards_read_from_the_tree() -> None:
 
 
 def test_request_keys_of_odd_spiffe_ids() -> None:
-    def keys(p: str | None) -> list[str]:
+    def keys(p: str | None) -> list[object]:
         return list(request_keys("namespace", Request(Workload.of("hot"), 80,
                                                       source_principal=p)))
     assert keys("cluster.local/ns/a/sa/x") == ["a"]
