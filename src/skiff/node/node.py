@@ -87,7 +87,7 @@ class NodeRuntime:
         self.workers: dict[str, PodWorker] = {}           # by uid
         self.waiting: dict[str, Obj] = {}                 # by uid: Pending, no free slot
         self._marked: set[str] = set()                    # waiting uids told they wait
-        self._draining: set[str] = set()                  # gone pods still being stopped
+        self._draining: dict[str, PodWorker] = {}         # gone pods still being stopped
         self._stopping = False
         self._forks_started = False
         self._watch: asyncio.Task[None] | None = None
@@ -234,14 +234,14 @@ class NodeRuntime:
         self._marked.discard(uid)
         worker = self.workers.pop(uid, None)
         if worker is not None:
-            self._draining.add(uid)
+            self._draining[uid] = worker
             self._background(self._dispose(uid, worker))
 
     async def _dispose(self, uid: str, worker: PodWorker) -> None:
         try:
             await worker.dispose()
         finally:
-            self._draining.discard(uid)
+            self._draining.pop(uid, None)
             self._admit_waiting()      # its processes are gone: the slot is free
 
     async def _start_forks(self, forks: ForkServer) -> None:
@@ -266,12 +266,11 @@ class NodeRuntime:
     def hurry(self) -> None:
         """A second stop signal: every pod still running or stopping is killed now (grace 0,
         as `kubectl delete --grace-period=0 --force`), including those a shutdown already
-        gave a grace period to (a shorter stop cuts in)."""
+        gave a grace period to (a shorter stop cuts in) and deleted pods still stopping
+        (their disposal holds their deletion's grace otherwise)."""
         self.shutdown_grace_cap = 0.0
-        for w in list(self.workers.values()):
-            task = asyncio.get_running_loop().create_task(w.terminate(0.0, write_status=False))
-            self._bg.add(task)
-            task.add_done_callback(self._bg.discard)
+        for w in [*self.workers.values(), *self._draining.values()]:
+            self._background(w.terminate(0.0, write_status=False))
 
     async def shutdown(self) -> None:
         """SIGTERM every pod, SIGKILL after its grace period; nothing is left running."""
@@ -288,8 +287,11 @@ class NodeRuntime:
         workers = list(self.workers.values())
         await asyncio.gather(*(w.terminate(grace(w), write_status=False) for w in workers),
                              return_exceptions=True)
-        for task in list(self._bg):
-            if not task.done():
+        # until none is left: a hurry() during this wait adds tasks of its own
+        waited: set[asyncio.Task[Any]] = set()
+        while pending := [t for t in self._bg if not t.done() and t not in waited]:
+            for task in pending:
+                waited.add(task)
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=1.0)
         self.workers.clear()
