@@ -123,7 +123,7 @@ def inbound_treatment(mode: str, tls: bool, alpn: tuple[str, ...] = ()) -> str:
     """How a sidecar treats an inbound connection, from the port's mTLS mode and what the
     client's first bytes were (a TLS ClientHello and its ALPN, or not):
     "mtls" (terminate, a mesh client certificate required), "mtls-optional" (terminate, a
-    certificate asked for), "passthrough" (the app's own TLS, spliced to it unread),
+    certificate asked for), "passthrough" (the app's own TLS, relayed to it as TCP, undecrypted),
     "plaintext" (served as HTTP), "reject" (STRICT, and the client spoke plaintext).
     A mesh client offers ALPN istio-*; under PERMISSIVE other TLS is the app's."""
     if tls:
