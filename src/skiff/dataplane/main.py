@@ -172,8 +172,16 @@ async def serve(args: argparse.Namespace) -> int:
         except TimeoutError:
             log.warning("no snapshot from the control plane after %.0f s: serving without one",
                         FIRST_SNAPSHOT_WAIT)
-        await proxy.accept()
-        await router.accept()
+        try:
+            await proxy.accept()
+            await router.accept()
+        except Exception:
+            # listening but never accepting would look ready and serve nobody: exit, and the
+            # supervisor starts a fresh data plane
+            log.exception("the data plane cannot accept connections")
+            failed.append(True)
+            stop.set()
+    failed: list[bool] = []
     accepting = asyncio.create_task(accept())
 
     async def report_stats() -> None:
@@ -191,7 +199,7 @@ async def serve(args: argparse.Namespace) -> int:
     await router.stop()
     await sidecars.stop()
     await proxy.stop()
-    return 0
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
