@@ -62,6 +62,7 @@ DEFAULT_ROOT_NAMESPACE = "istio-system"
 DRY_RUN_ANNOTATION = "istio.io/dry-run"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+MEMO_MAX = 4096     # workloads (label sets) whose selection a PolicySet keeps at once
 
 Test = Callable[[Request, str], bool]   # (request, normalized path) -> matched
 
@@ -244,7 +245,7 @@ def _ip_test(values: Sequence[str], attr: Callable[[Request], str]) -> Test:
 
 
 def _port(value: str) -> int:
-    if not value.isdigit() or int(value) > 65535:
+    if not (value.isascii() and value.isdigit()) or int(value) > 65535:   # not "²"
         raise _Skip(f"invalid port {value}")
     return int(value)
 
@@ -740,6 +741,9 @@ class PolicySet:
         hit = self._memo.get(w)
         if hit is not None:
             return hit
+        if len(self._memo) >= MEMO_MAX:
+            # label sets come and go with rollouts (pod-template-hash): a cache, not a record
+            self._memo.clear()
         seen: list[CompiledPolicy] = []
         for ns in dict.fromkeys((self.root_namespace, w.namespace)):
             seen.extend(p for p in self.by_namespace.get(ns, ()) if self.applies(p, w))

@@ -182,3 +182,27 @@ def test_a_walk_of_a_thousand_rules_visits_only_the_candidates() -> None:
     assert idx.candidates(stranger) == []
     d = decide(compile_policies(objs), r)
     assert (d.allowed, d.policy, d.rule) == (False, "hot/deny-007", 0)
+
+
+def test_the_per_workload_selection_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skiff.mesh.authz import model
+    monkeypatch.setattr(model, "MEMO_MAX", 8)
+    ps = compile_policies([{"metadata": {"name": "p", "namespace": "hot"},
+                            "spec": {"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]}}])
+    r = Request(Workload.of("hot", {"pod-template-hash": "0"}), 80,
+                source_principal="cluster.local/ns/a/sa/x")
+    first = decide(ps, r)
+    for i in range(100):                 # a rollout's worth of new label sets
+        ps.for_workload(Workload.of("hot", {"pod-template-hash": str(i)}))
+        assert len(ps._memo) <= 8
+    assert decide(ps, r) == first and first.allowed
+
+
+def test_a_port_that_is_not_ascii_digits_is_skipped_not_a_crash() -> None:
+    p = compile_policy({"metadata": {"name": "p", "namespace": "hot"},
+                        "spec": {"action": "DENY", "rules": [{"to": [{"operation": {
+                            "ports": ["²", "8080"]}}]}]}})
+    assert guard_of(p.rules[0].http) == {"port": frozenset({8080})}
+    allow = compile_policy({"metadata": {"name": "p", "namespace": "hot"},
+                            "spec": {"rules": [{"to": [{"operation": {"ports": ["²"]}}]}]}})
+    assert allow.rules[0].skipped
