@@ -103,6 +103,10 @@ _perf = time.perf_counter
 # certificate rotation brings new settings while the old ones are never asked for again, so
 # the oldest made go first; one evicted while still in use is only made again.
 MAX_SSL_CONTEXTS = 4096
+# Keys (endpoints, with their TLS settings) the pool keeps an idle list for: pods come and go
+# with autoscaling, and each new address is a key; past this, keys with no idle and no live
+# connection are forgotten.
+MAX_POOL_KEYS = 8192
 # Request headers that on_headers_complete must look at (framing; Expect: 100-continue).
 _SPECIAL = frozenset({b"transfer-encoding", b"content-length", b"expect"})
 _new = object.__new__
@@ -1138,8 +1142,10 @@ class UpstreamPool:
     expected SANs (tls.match_san); else it is closed and connect() raises UpstreamTlsError."""
 
     def __init__(self, max_idle_per_endpoint: int = 512, connect_timeout: float = 5.0,
-                 max_ssl_contexts: int = MAX_SSL_CONTEXTS) -> None:
+                 max_ssl_contexts: int = MAX_SSL_CONTEXTS,
+                 max_keys: int = MAX_POOL_KEYS) -> None:
         self.max_idle = max_idle_per_endpoint
+        self.max_keys = max_keys
         self.connect_timeout = connect_timeout      # Envoy's cluster connect_timeout default
         self.idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.live: set[UpstreamConnection] = set()
@@ -1162,8 +1168,19 @@ class UpstreamPool:
         yet; it stays that key's list until close()): what a Cluster remembers per endpoint."""
         idle = self.idle.get(key)
         if idle is None:
-            idle = self.idle[key] = []
+            idle = self._new_key(key)
         return self, key, idle
+
+    def _new_key(self, key: PoolKey) -> list[UpstreamConnection]:
+        if len(self.idle) >= self.max_keys:
+            # forget the keys nothing is pooled or open for (gone pods, rotated settings); a
+            # Cluster still remembering one of their lists finds it empty and asks take()
+            busy = {c.key for c in self.live}
+            for k in [k for k, v in self.idle.items() if not v and k not in busy]:
+                del self.idle[k]
+        idle: list[UpstreamConnection] = []
+        self.idle[key] = idle
+        return idle
 
     def take(self, key: PoolKey) -> UpstreamConnection | None:
         idle = self.idle.get(key)
@@ -1178,7 +1195,7 @@ class UpstreamPool:
             return
         idle = self.idle.get(c.key)
         if idle is None:
-            idle = self.idle[c.key] = []
+            idle = self._new_key(c.key)
         c.idle = idle
         if len(idle) < self.max_idle:
             idle.append(c)

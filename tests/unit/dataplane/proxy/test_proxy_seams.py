@@ -688,3 +688,22 @@ def test_the_pools_ssl_contexts_are_kept_once_and_bounded() -> None:
         assert len(pool.ssl_contexts) <= 2
     assert list(pool.ssl_contexts) == gens[3:]               # the oldest went first
     assert pool.context_for(gens[0]) is not first            # evicted: made again
+
+
+def test_the_pools_keys_are_bounded_and_keep_what_is_in_use() -> None:
+    """Each pod address an endpoint ever had is a pool key: past max_keys, keys with no idle
+    and no open connection are forgotten; one with a connection open or pooled stays."""
+    from skiff.dataplane.proxy.http1 import MAX_POOL_KEYS, UpstreamConnection
+    assert UpstreamPool().max_keys == MAX_POOL_KEYS
+    pool = UpstreamPool(max_keys=4)
+    busy = UpstreamConnection(pool, ("10.0.0.1", 8080))
+    pool.opened(busy)                          # open, serving a request: not in an idle list
+    _, _, busy_list = pool.slot(("10.0.0.1", 8080))
+    pooled = UpstreamConnection(pool, ("10.0.0.2", 8080))
+    pool.opened(pooled)
+    pool.put(pooled)
+    for i in range(3, 200):                    # pods come and go
+        pool.slot((f"10.0.0.{i % 250}", 8080))
+        assert len(pool.idle) <= 5
+    assert pool.idle[("10.0.0.1", 8080)] is busy_list     # its list survives: busy.idle stays valid
+    assert pool.idle[("10.0.0.2", 8080)] == [pooled]         # still pooled
