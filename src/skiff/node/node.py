@@ -287,9 +287,13 @@ class NodeRuntime:
         workers = list(self.workers.values())
         await asyncio.gather(*(w.terminate(grace(w), write_status=False) for w in workers),
                              return_exceptions=True)
-        # until none is left: a hurry() during this wait adds tasks of its own
+        # a hurry() during this wait adds tasks of its own: they are waited for too, in a
+        # bounded number of passes (a stop must not be held by a stream of new tasks)
         waited: set[asyncio.Task[Any]] = set()
-        while pending := [t for t in self._bg if not t.done() and t not in waited]:
+        for _ in range(3):
+            pending = [t for t in self._bg if not t.done() and t not in waited]
+            if not pending:
+                break
             for task in pending:
                 waited.add(task)
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
