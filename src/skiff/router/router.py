@@ -150,10 +150,14 @@ class Router:
     async def start(self, accept: bool = True) -> None:
         """Bind and listen on both ports; accept now, or from accept() on."""
         loop = asyncio.get_running_loop()
-        self._http = await loop.create_server(
-            self.backend.edge_factory(b"http", tls=False),
-            sock=listening_socket(self.host, self.http_port, self.reuse_port),
-            backlog=1024, start_serving=False)
+        sock = listening_socket(self.host, self.http_port, self.reuse_port)
+        try:
+            self._http = await loop.create_server(
+                self.backend.edge_factory(b"http", tls=False), sock=sock, backlog=1024,
+                start_serving=False)
+        except BaseException:
+            sock.close()          # bound, but no server took it
+            raise
         self._https = PeekingListener(self.host, self.https_port, self.decide, name="router",
                                       reuse_port=self.reuse_port)
         try:

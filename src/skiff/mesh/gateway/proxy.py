@@ -637,10 +637,14 @@ class GatewayProxy:
         tune_allocator()
         loop = asyncio.get_running_loop()
         s = self.settings
-        self._https = await loop.create_server(
-            alpn_factory(self.configs["https"], b"https"),
-            sock=listening_socket(s.host, s.internal_https_port, self.reuse_port),
-            ssl=self._base_ctx, backlog=1024, ssl_handshake_timeout=10, start_serving=False)
+        sock = listening_socket(s.host, s.internal_https_port, self.reuse_port)
+        try:
+            self._https = await loop.create_server(
+                alpn_factory(self.configs["https"], b"https"), sock=sock, ssl=self._base_ctx,
+                backlog=1024, ssl_handshake_timeout=10, start_serving=False)
+        except BaseException:
+            sock.close()          # bound, but no server took it
+            raise
         self.internal_https_port = int(self._https.sockets[0].getsockname()[1])
         self._local = PeekingListener(s.host, s.local_gateway_port, self._decide_local,
                                       name="knative-local-gateway", reuse_port=self.reuse_port)
