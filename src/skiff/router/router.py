@@ -53,7 +53,7 @@ from skiff.dataplane.proxy.listener import (
     Reject,
     Splice,
     Terminate,
-    listening_socket,
+    server_on,
 )
 from skiff.dataplane.proxy.tls import ClientHello, server_context
 
@@ -149,15 +149,8 @@ class Router:
 
     async def start(self, accept: bool = True) -> None:
         """Bind and listen on both ports; accept now, or from accept() on."""
-        loop = asyncio.get_running_loop()
-        sock = listening_socket(self.host, self.http_port, self.reuse_port)
-        try:
-            self._http = await loop.create_server(
-                self.backend.edge_factory(b"http", tls=False), sock=sock, backlog=1024,
-                start_serving=False)
-        except BaseException:
-            sock.close()          # bound, but no server took it
-            raise
+        self._http = await server_on(self.backend.edge_factory(b"http", tls=False), self.host,
+                                     self.http_port, self.reuse_port)
         self._https = PeekingListener(self.host, self.https_port, self.decide, name="router",
                                       reuse_port=self.reuse_port)
         try:

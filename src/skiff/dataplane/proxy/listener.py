@@ -209,6 +209,19 @@ def listening_socket(host: str, port: int, reuse_port: bool = False,
     return sock
 
 
+async def server_on(factory: ProtocolFactory, host: str, port: int, reuse_port: bool = False,
+                    **kwargs: Any) -> asyncio.Server:
+    """An asyncio server on a listening_socket(), not yet accepting (start_serving() does);
+    the socket is closed again if the server cannot be made."""
+    sock = listening_socket(host, port, reuse_port)
+    try:
+        return await asyncio.get_running_loop().create_server(
+            factory, sock=sock, backlog=1024, start_serving=False, **kwargs)
+    except BaseException:
+        sock.close()          # bound, but no server took it
+        raise
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)

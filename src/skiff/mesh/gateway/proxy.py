@@ -87,7 +87,7 @@ from skiff.dataplane.proxy.listener import (
     Plain,
     Reject,
     Terminate,
-    listening_socket,
+    server_on,
 )
 from skiff.dataplane.proxy.tls import ClientHello, note_sni, server_context
 
@@ -635,16 +635,10 @@ class GatewayProxy:
         """Bind and listen; accept now, or from accept() on (a data plane waits for its first
         snapshot: until then connections wait in the backlog instead of meeting no route)."""
         tune_allocator()
-        loop = asyncio.get_running_loop()
         s = self.settings
-        sock = listening_socket(s.host, s.internal_https_port, self.reuse_port)
-        try:
-            self._https = await loop.create_server(
-                alpn_factory(self.configs["https"], b"https"), sock=sock, ssl=self._base_ctx,
-                backlog=1024, ssl_handshake_timeout=10, start_serving=False)
-        except BaseException:
-            sock.close()          # bound, but no server took it
-            raise
+        self._https = await server_on(alpn_factory(self.configs["https"], b"https"), s.host,
+                                      s.internal_https_port, self.reuse_port,
+                                      ssl=self._base_ctx, ssl_handshake_timeout=10)
         self.internal_https_port = int(self._https.sockets[0].getsockname()[1])
         self._local = PeekingListener(s.host, s.local_gateway_port, self._decide_local,
                                       name="knative-local-gateway", reuse_port=self.reuse_port)
