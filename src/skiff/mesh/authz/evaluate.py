@@ -69,9 +69,9 @@ class Decision(NamedTuple):
     dry_run_would: tuple[DryRunResult, ...] = ()
 
 
-def _first(wp: WorkloadPolicies, which: str, refs: tuple[RuleRef, ...], r: Request,
-           path: str) -> RuleRef | None:
-    """The first of `refs` (the `which` field of `wp`) that matches, in order."""
+def _first(wp: WorkloadPolicies, which: str, r: Request, path: str) -> RuleRef | None:
+    """The first rule of `wp`'s `which` list (deny, allow, ...) that matches, in order."""
+    refs: tuple[RuleRef, ...] = getattr(wp, which)
     http = r.http
     if len(refs) >= INDEX_MIN:
         idx = wp.indexes.get((which, http))
@@ -86,9 +86,9 @@ def _first(wp: WorkloadPolicies, which: str, refs: tuple[RuleRef, ...], r: Reque
     return None
 
 
-def _shadow(wp: WorkloadPolicies, which: str, action: str, refs: tuple[RuleRef, ...],
-            r: Request, path: str) -> DryRunResult:
-    hit = _first(wp, which, refs, r, path)
+def _shadow(wp: WorkloadPolicies, which: str, action: str, r: Request,
+            path: str) -> DryRunResult:
+    hit = _first(wp, which, r, path)
     if hit is None:
         return DryRunResult(action, action != "ALLOW", None, None)
     assert hit.rule is not None
@@ -117,9 +117,9 @@ def decide(policies: PolicySet, request: Request, *, normalization: str = "BASE"
 
     # CUSTOM: ext_authz is triggered by a matching enforced CUSTOM rule.
     if wp.dry_custom:
-        shadows.append(_shadow(wp, "dry_custom", "CUSTOM", wp.dry_custom, r, path))
+        shadows.append(_shadow(wp, "dry_custom", "CUSTOM", r, path))
     if wp.custom:
-        hit = _first(wp, "custom", wp.custom, r, path)
+        hit = _first(wp, "custom", r, path)
         if hit is not None:
             assert hit.rule is not None
             provider = hit.policy.provider or ""
@@ -139,14 +139,14 @@ def decide(policies: PolicySet, request: Request, *, normalization: str = "BASE"
 
     audited = None
     if wp.audit:
-        a = _first(wp, "audit", wp.audit, r, path)
+        a = _first(wp, "audit", r, path)
         if a is not None and a.rule is not None:
             audited = (a.policy.key, a.rule.index)
 
     if wp.deny or wp.dry_deny:
         if wp.dry_deny:
-            shadows.append(_shadow(wp, "dry_deny", "DENY", wp.dry_deny, r, path))
-        hit = _first(wp, "deny", wp.deny, r, path)
+            shadows.append(_shadow(wp, "dry_deny", "DENY", r, path))
+        hit = _first(wp, "deny", r, path)
         if hit is not None:
             assert hit.rule is not None
             return Decision(False, "DENY", hit.policy.key, hit.rule.index,
@@ -154,11 +154,11 @@ def decide(policies: PolicySet, request: Request, *, normalization: str = "BASE"
                             tuple(shadows))
 
     if wp.dry_allow:
-        shadows.append(_shadow(wp, "dry_allow", "ALLOW", wp.dry_allow, r, path))
+        shadows.append(_shadow(wp, "dry_allow", "ALLOW", r, path))
     if not wp.allow_policies:
         return Decision(True, "NONE", None, None, "allowed: no ALLOW policy selects the workload",
                         None, path, audited, tuple(shadows))
-    hit = _first(wp, "allow", wp.allow, r, path)
+    hit = _first(wp, "allow", r, path)
     if hit is not None:
         assert hit.rule is not None
         return Decision(True, "ALLOW", hit.policy.key, hit.rule.index,
