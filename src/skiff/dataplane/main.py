@@ -166,7 +166,10 @@ async def serve(args: argparse.Namespace) -> int:
     client = asyncio.create_task(channel.run_client(args.socket, receiver, apply,
                                                     outbox=outbox))
 
+    failed = False
+
     async def accept() -> None:
+        nonlocal failed
         try:
             await asyncio.wait_for(first.wait(), FIRST_SNAPSHOT_WAIT)
         except TimeoutError:
@@ -179,9 +182,8 @@ async def serve(args: argparse.Namespace) -> int:
             # listening but never accepting would look ready and serve nobody: exit, and the
             # supervisor starts a fresh data plane
             log.exception("the data plane cannot accept connections")
-            failed.append(True)
+            failed = True
             stop.set()
-    failed: list[bool] = []
     accepting = asyncio.create_task(accept())
 
     async def report_stats() -> None:
