@@ -271,7 +271,12 @@ async def main():
 asyncio.run(main())
 """
 
-TCP_ECHO = f"""
+def foo_app(name: str, script: str, ready_port: int, *args: str) -> str:
+    """Namespace foo, a mesh member by its ServiceMeshMember, and a meshed Deployment `name`
+    whose container runs `script` (with `args`) in this Python, ready once `ready_port`
+    accepts."""
+    command = json.dumps([sys.executable, "-c", script, *args])
+    return f"""
 apiVersion: v1
 kind: Namespace
 metadata: {{name: foo}}
@@ -284,46 +289,49 @@ spec:
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: tcp-echo, namespace: foo}}
+metadata: {{name: {name}, namespace: foo}}
 spec:
   replicas: 1
-  selector: {{matchLabels: {{app: tcp-echo}}}}
+  selector: {{matchLabels: {{app: {name}}}}}
   template:
     metadata:
-      labels: {{app: tcp-echo}}
+      labels: {{app: {name}}}
       annotations: {{sidecar.istio.io/inject: "true"}}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-        - name: tcp-echo
+        - name: {name}
           image: docker.io/library/busybox
-          command: [{json.dumps(sys.executable)}, "-c", {json.dumps(ECHO_SERVER)}]
-          readinessProbe: {{tcpSocket: {{port: 9000}}, periodSeconds: 1}}
----
+          command: {command}
+          readinessProbe: {{tcpSocket: {{port: {ready_port}}}, periodSeconds: 1}}
+"""
+
+
+TCP_ECHO = foo_app("tcp-echo", ECHO_SERVER, 9000) + """---
 apiVersion: v1
 kind: Service
-metadata: {{name: tcp-echo, namespace: foo}}
+metadata: {name: tcp-echo, namespace: foo}
 spec:
-  selector: {{app: tcp-echo}}
+  selector: {app: tcp-echo}
   ports:
-    - {{name: tcp, port: 9000, targetPort: 9000}}
-    - {{name: tcp-other, port: 9001, targetPort: 9001}}
-    - {{name: tcp-greeting, port: 9003, targetPort: 9003}}
+    - {name: tcp, port: 9000, targetPort: 9000}
+    - {name: tcp-other, port: 9001, targetPort: 9001}
+    - {name: tcp-greeting, port: 9003, targetPort: 9003}
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: sleep, namespace: foo}}
+metadata: {name: sleep, namespace: foo}
 spec:
   replicas: 1
-  selector: {{matchLabels: {{app: sleep}}}}
+  selector: {matchLabels: {app: sleep}}
   template:
     metadata:
-      labels: {{app: sleep}}
-      annotations: {{sidecar.istio.io/inject: "true"}}
+      labels: {app: sleep}
+      annotations: {sidecar.istio.io/inject: "true"}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-        - {{name: sleep, image: docker.io/curlimages/curl, command: [sleep, infinity]}}
+        - {name: sleep, image: docker.io/curlimages/curl, command: [sleep, infinity]}
 """
 
 # `echo "port N" | nc HOST N` of the task, as a Python client (the host has no nc): one line
@@ -424,42 +432,14 @@ asyncio.run(main())
 
 
 def tls_app(cert: Path, key: Path) -> str:
-    return f"""
-apiVersion: v1
-kind: Namespace
-metadata: {{name: foo}}
----
-apiVersion: maistra.io/v1
-kind: ServiceMeshMember
-metadata: {{name: default, namespace: foo}}
-spec:
-  controlPlaneRef: {{name: basic, namespace: istio-system}}
----
+    return foo_app("tls-app", TLS_SERVER, 9443, str(cert), str(key)) + """---
 apiVersion: security.istio.io/v1beta1
 kind: PeerAuthentication
-metadata: {{name: tls-app, namespace: foo}}
+metadata: {name: tls-app, namespace: foo}
 spec:
-  selector: {{matchLabels: {{app: tls-app}}}}
-  mtls: {{mode: STRICT}}
-  portLevelMtls: {{"9443": {{mode: PERMISSIVE}}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: tls-app, namespace: foo}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: tls-app}}}}
-  template:
-    metadata:
-      labels: {{app: tls-app}}
-      annotations: {{sidecar.istio.io/inject: "true"}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: tls-app
-          image: docker.io/library/busybox
-          command: [{json.dumps(sys.executable)}, "-c", {json.dumps(TLS_SERVER)}, "{cert}", "{key}"]
-          readinessProbe: {{tcpSocket: {{port: 9443}}, periodSeconds: 1}}
+  selector: {matchLabels: {app: tls-app}}
+  mtls: {mode: STRICT}
+  portLevelMtls: {"9443": {mode: PERMISSIVE}}
 """
 
 
