@@ -74,16 +74,10 @@ class Skiff:
         except Exception:
             return ""
 
-    def stop(self, timeout: float = 40, now: bool = False) -> int:
-        """SIGTERM and wait; `now`: a second SIGTERM a moment later (the second Ctrl-C: pods
-        are killed instead of waited for), for modules whose pods keep a long grace period."""
+    def stop(self, timeout: float = 40) -> int:
         if self.proc is None:
             return 0
         self.proc.send_signal(signal.SIGTERM)
-        if now:
-            time.sleep(0.3)
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -76,9 +76,7 @@ def skiff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
         yield s
     finally:
         if s.proc is not None:
-            # the guide's SMCP drains sidecars for 35 s (past the pods' 30 s grace): a
-            # second SIGTERM kills the pods instead of waiting that out
-            s.stop(now=True)
+            s.stop()
 
 
 def test_allow_in_the_tenant(skiff: Skiff) -> None:

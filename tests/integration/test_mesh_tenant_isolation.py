@@ -78,9 +78,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Skiff]:
         yield s
     finally:
         if s.proc is not None:
-            # the guide's SMCP drains sidecars for 35 s (past the pods' 30 s grace): a
-            # second SIGTERM kills the pods instead of waiting that out
-            s.stop(now=True)
+            s.stop()
 
 
 def exec_curl(s: Skiff, *args: str, ns: str = "team-alpha-1") -> subprocess.CompletedProcess[str]:
