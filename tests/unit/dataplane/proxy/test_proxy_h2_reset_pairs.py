@@ -1,0 +1,244 @@
+"""dataplane/proxy/h2.py: the streams a client opens and resets in the same read (the rapid-reset
+pattern) never reach h2's stream machinery: their header blocks only update the HPACK table,
+they count as premature resets, and everything else h2 sees and answers as before. An
+in-memory h2 client against H2ServerProtocol (test_proxy_h2's rig); no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+from typing import Any
+
+import h2.errors
+from test_proxy_h2 import H2Rig, run, tick
+
+from skiff.dataplane.proxy.h2 import H2ServerProtocol
+from skiff.dataplane.proxy.limits import Limits
+
+
+def spy(server: H2ServerProtocol) -> list[bytes]:
+    """What the server hands h2, read by read."""
+    fed: list[bytes] = []
+    real = server.conn.receive_data
+
+    def receive_data(data: Any) -> Any:
+        fed.append(bytes(data))
+        return real(data)
+    server.conn.receive_data = receive_data  # type: ignore[method-assign]
+    return fed
+
+
+def pairs(r: H2Rig, n: int, extra: list[tuple[str, str]] | None = None) -> bytes:
+    """n HEADERS + RST_STREAM pairs from the rig's client, encoded but not sent."""
+    for _ in range(n):
+        sid = r.client.get_next_available_stream_id()
+        r.client.send_headers(sid, [(":method", "GET"), (":path", "/p"), (":scheme", "https"),
+                                    (":authority", "hello.example.com"), *(extra or [])],
+                              end_stream=True)
+        r.client.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+    return r.client.data_to_send()
+
+
+def goaway_code(data: bytes) -> int | None:
+    i = 0
+    while len(data) - i >= 9:
+        n = int.from_bytes(data[i:i + 3], "big")
+        if data[i + 3] == 7:
+            return int.from_bytes(data[i + 13:i + 17], "big")
+        i += 9 + n
+    return None
+
+
+def test_pairs_in_one_read_never_reach_h2_and_keep_hpack_in_step() -> None:
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")                # h2 opens the connection's first stream
+        fed = spy(r.server)
+        # the pairs carry a header the client's HPACK encoder adds to its dynamic table; the
+        # request after them refers to that entry, so the server must have decoded the pairs
+        data = pairs(r, 40, [("x-tenant", "blue")])
+        r.server.data_received(data)
+        assert b"".join(fed) == b"", "a forgotten pair was handed to h2"
+        assert (r.server.closed_streams, r.server.premature_resets) == (40, 40)
+        assert [h.target for h in r.heads] == [b"/first"]
+        assert r.server.conn.highest_inbound_stream_id == 81
+        sid = r.request(path="/after", extra=[("x-tenant", "blue")])
+        assert sid == 83
+        await tick()
+        assert [h.target for h in r.heads] == [b"/first", b"/after"]
+        assert r.heads[-1].header(b"x-tenant") == b"blue"
+        assert not r.down.closed
+    run(t)
+
+
+def ends(data: bytes, kind: int) -> list[int]:
+    """The offsets where frames of that type end."""
+    out, i = [], 0
+    while len(data) - i >= 9:
+        n, t = int.from_bytes(data[i:i + 3], "big"), data[i + 3]
+        i += 9 + n
+        if t == kind:
+            out.append(i)
+    return out
+
+
+def test_a_pair_cut_anywhere_but_after_its_headers_is_still_forgotten() -> None:
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        fed = spy(r.server)
+        data = pairs(r, 30)
+        headers_end = set(ends(data, 0x1))
+        cuts = [c for c in range(3, len(data), 5) if c not in headers_end] + [len(data)]
+        last = 0
+        for c in cuts:                        # frames cut in their heads and payloads
+            r.server.data_received(data[last:c])
+            last = c
+        assert b"".join(fed) == b""
+        assert r.server.premature_resets == 30 and r.server.carry == b""
+        assert [h.target for h in r.heads] == [b"/first"]
+        r.request(path="/after")
+        await tick()
+        assert [h.target for h in r.heads] == [b"/first", b"/after"]
+    run(t)
+
+
+def test_a_read_that_ends_with_headers_goes_to_h2_at_once() -> None:
+    """It may be a real request: it is not held back for an RST_STREAM that may follow."""
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        data = pairs(r, 1)
+        cut = ends(data, 0x1)[0]
+        r.server.data_received(data[:cut])
+        assert [h.target for h in r.heads] == [b"/first", b"/p"]
+        assert r.server.carry == b""
+        r.server.data_received(data[cut:cut + 5])    # part of the RST: waits, whole frames only
+        assert r.server.carry == data[cut:cut + 5]
+        r.server.data_received(data[cut + 5:])
+        assert r.server.carry == b"" and r.server.premature_resets == 1
+    run(t)
+
+
+def test_the_rapid_reset_rule_still_closes_the_connection() -> None:
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        r.server.data_received(pairs(r, Limits().premature_reset_streams))
+        await tick()                          # the read is taken a 4 KiB slice a turn
+        assert r.down.closed
+        assert goaway_code(r.down.take()) == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        assert [h.target for h in r.heads] == [b"/first"]
+    run(t)
+
+
+def test_a_forgotten_block_that_does_not_decode_ends_the_connection() -> None:
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        frame = struct.Struct(">IBI")
+        block = b"\xff\xff\xff\xff\x0f"          # an index far past any table
+        bad = frame.pack(len(block) << 8 | 1, 0x4 | 0x1, 3) + block + \
+            frame.pack(4 << 8 | 3, 0, 3) + b"\x00\x00\x00\x08"
+        r.down.take()
+        r.server.data_received(bad)
+        assert r.down.closed
+        assert goaway_code(r.down.take()) == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    run(t)
+
+
+def test_a_frame_over_the_size_limit_is_refused_before_it_comes_whole() -> None:
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        r.down.take()
+        # the head of a 1 MiB DATA frame (the limit is 16 KiB), and only a little of it
+        r.server.data_received(struct.pack(">IBI", (1 << 20) << 8 | 0, 0, 1) + b"x" * 100)
+        assert r.down.closed
+        assert goaway_code(r.down.take()) == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+    run(t)
+
+
+def scenario(rng: random.Random, r: H2Rig, reset: set[bytes]) -> bytes:
+    """A random mix from one client: plain requests (some with a header that HPACK indexes),
+    rapid-reset pairs, a header block split into CONTINUATION frames and then reset, a stream
+    reset in a later frame, PINGs and a request with a body."""
+    c = r.client
+    out = bytearray()
+    open_sids: list[int] = []
+    for _ in range(rng.randrange(10, 60)):
+        op = rng.random()
+        sid = c.get_next_available_stream_id()
+        extra = [("x-k", rng.choice(["a", "b", "c"]))] if rng.random() < 0.5 else []
+        head = [(":method", "GET"), (":path", f"/{sid}"), (":scheme", "https"),
+                (":authority", rng.choice(["hello.example.com", "missing.example.com"])),
+                *extra]
+        if op < 0.45:
+            c.send_headers(sid, head, end_stream=True)
+            c.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            reset.add(b"/%d" % sid)
+        elif op < 0.6:
+            c.send_headers(sid, head, end_stream=True)
+            open_sids.append(sid)
+        elif op < 0.7:
+            c.send_headers(sid, [*head, ("x-big", "v" * 20_000)], end_stream=True)
+            c.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            reset.add(b"/%d" % sid)
+        elif op < 0.8 and open_sids:
+            gone = open_sids.pop(0)
+            c.reset_stream(gone, h2.errors.ErrorCodes.CANCEL)
+            reset.add(b"/%d" % gone)
+        elif op < 0.9:
+            c.ping(rng.randbytes(8))
+        else:
+            c.send_headers(sid, [*head[:1], (":method", "POST"), *head[1:]][1:], end_stream=False)
+            c.send_data(sid, b"body", end_stream=True)
+            open_sids.append(sid)
+        out += c.data_to_send()
+    return bytes(out)
+
+
+def feed(rng: random.Random, server: H2ServerProtocol, data: bytes) -> None:
+    i = 0
+    while i < len(data):
+        n = rng.choice([1, 5, 13, 26, 100, 4096, 70_000])
+        server.data_received(data[i:i + n])
+        i += n
+
+
+def seen(r: H2Rig, reset: set[bytes]) -> tuple[Any, ...]:
+    """What the server did: the requests dispatched (those of streams the client reset may or
+    may not be, by how the reads fell), the streams counted, whether it closed."""
+    return ([(h.method, h.target, h.host, tuple(h.lines)) for h in r.heads
+             if h.target not in reset],
+            r.server.closed_streams, r.server.premature_resets, r.down.closed)
+
+
+def test_with_and_without_forgetting_the_server_does_the_same() -> None:
+    """Randomized: the same bytes, cut differently, to a server that forgets reset pairs and
+    to one that gives h2 everything: the same requests are dispatched and the same streams
+    counted."""
+    async def t() -> None:
+        forgotten = 0
+        for seed in range(40):
+            rng = random.Random(seed)
+            a, b = H2Rig(), H2Rig()               # their clients' prefaces are the same bytes
+            b.server._new_stream = lambda sid: False  # type: ignore[method-assign]
+            a.client.send_headers(1, [(":method", "GET"), (":path", "/first"),
+                                      (":scheme", "https"), (":authority", "hello.example.com")],
+                                  end_stream=True)
+            reset: set[bytes] = set()
+            data = a.client.data_to_send() + scenario(rng, a, reset)
+            fed = spy(a.server)
+            feed(rng, a.server, data)
+            feed(random.Random(-seed), b.server, data)
+            for _ in range(1000):                 # reads are taken a 4 KiB slice a turn
+                if not (a.server.backlog or b.server.backlog):
+                    break
+                await asyncio.sleep(0)
+            await tick()
+            assert seen(a, reset) == seen(b, reset), f"seed {seed}"
+            forgotten += len(data) - sum(map(len, fed))
+        assert forgotten > 0, "no pair was ever forgotten"
+    run(t)
