@@ -42,6 +42,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack.exceptions
 from hyperframe.frame import GoAwayFrame
 
@@ -71,7 +72,7 @@ _HIGH_WATER = 256 * 1024   # buffered response bytes per stream before the upstr
 _SLICE = 4 * 1024          # input fed to h2 per turn of the loop (see the module docstring)
 _PREFACE = len(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 _FRAME = struct.Struct(">IBI")   # a frame header: length << 8 | type, flags, R bit + stream id
-_HEADERS, _CONTINUATION = 0x1, 0x9
+_HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9
 _RST_4 = 4 << 8 | 0x3            # the first word of an RST_STREAM frame (4 bytes long)
 _END_HEADERS, _PADDED, _PRIORITY = 0x4, 0x8, 0x20
 
@@ -350,6 +351,10 @@ class H2ServerProtocol(asyncio.Protocol):
         size = len(data)
         limit = self.conn.max_inbound_frame_size
         i = start = 0
+        # a HEADERS among the frames not yet fed: then no pair is taken out of this read, lest
+        # those frames go to h2 apart from an RST_STREAM of theirs after the pair (a stream
+        # opened and reset within one read is never dispatched: _feed's `reset`)
+        opened = False
         while size - i >= 9:
             lt, flags, sid = _FRAME.unpack_from(data, i)
             n = lt >> 8
@@ -374,7 +379,7 @@ class H2ServerProtocol(asyncio.Protocol):
                         break
                 else:
                     rl, _, rsid = _FRAME.unpack_from(data, end)
-                    if rl == _RST_4 and rsid & 0x7FFFFFFF == sid:
+                    if rl == _RST_4 and rsid & 0x7FFFFFFF == sid and not opened:
                         if start < i:             # the frames before it go first, in order
                             n = self._feed(data[start:i])
                             if n < 0:
@@ -388,8 +393,9 @@ class H2ServerProtocol(asyncio.Protocol):
                             got += 1
                             i = start = end + 13
                             continue
-            if kind == _HEADERS or kind == _CONTINUATION:
+            if kind == _HEADERS or kind == _CONTINUATION or kind == _PUSH_PROMISE:
                 self.in_block = not flags & _END_HEADERS
+                opened = opened or kind == _HEADERS
             i = end
         self.carry = data[i:]
         if start < i:
@@ -424,6 +430,9 @@ class H2ServerProtocol(asyncio.Protocol):
             self.goaway(h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return False
         self.conn.highest_inbound_stream_id = sid
+        # as h2 records the streams it saw reset: a later frame on it is then a stream error
+        # (RST_STREAM STREAM_CLOSED, RFC 9113 5.1), not one that ends the connection
+        self.conn._closed_streams[sid] = h2.stream.StreamClosedBy.RECV_RST_STREAM
         self.closed_streams += 1
         self.premature_resets += 1
         if premature_reset_abuse(self.closed_streams, self.premature_resets, self.cfg.limits):

@@ -216,9 +216,10 @@ def seen(r: H2Rig, reset: set[bytes]) -> tuple[Any, ...]:
 
 
 def test_with_and_without_forgetting_the_server_does_the_same() -> None:
-    """Randomized: the same bytes, cut differently, to a server that forgets reset pairs and
+    """Randomized: the same bytes, in the same reads, to a server that forgets reset pairs and
     to one that gives h2 everything: the same requests are dispatched and the same streams
-    counted."""
+    counted. (The same reads: whether a stream reset in a later read was dispatched, and so
+    whether its reset counts as premature, depends on where the reads fall.)"""
     async def t() -> None:
         forgotten = 0
         for seed in range(40):
@@ -231,8 +232,10 @@ def test_with_and_without_forgetting_the_server_does_the_same() -> None:
             reset: set[bytes] = set()
             data = a.client.data_to_send() + scenario(rng, a, reset)
             fed = spy(a.server)
+            cuts = random.Random()
+            cuts.setstate(rng.getstate())
             feed(rng, a.server, data)
-            feed(random.Random(-seed), b.server, data)
+            feed(cuts, b.server, data)
             for _ in range(1000):                 # reads are taken a 4 KiB slice a turn
                 if not (a.server.backlog or b.server.backlog):
                     break
@@ -241,4 +244,70 @@ def test_with_and_without_forgetting_the_server_does_the_same() -> None:
             assert seen(a, reset) == seen(b, reset), f"seed {seed}"
             forgotten += len(data) - sum(map(len, fed))
         assert forgotten > 0, "no pair was ever forgotten"
+    run(t)
+
+
+def frame_kinds(data: bytes) -> list[tuple[int, int]]:
+    """(type, stream id) of each frame the server wrote."""
+    out, i = [], 0
+    while len(data) - i >= 9:
+        n = int.from_bytes(data[i:i + 3], "big")
+        out.append((data[i + 3], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF))
+        i += 9 + n
+    return out
+
+
+def test_a_frame_on_a_forgotten_stream_is_a_stream_error_as_after_any_reset() -> None:
+    """RFC 9113 5.1: a frame (but PRIORITY) after the peer's RST_STREAM is a stream error of
+    type STREAM_CLOSED; h2 answers it so for the streams it saw reset, and must for the
+    forgotten ones too, not end the connection."""
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        r.server.data_received(pairs(r, 1))
+        assert r.server.premature_resets == 1
+        r.down.take()
+        block = r.client.encoder.encode([("x-trailer", "1")])
+        r.server.data_received(struct.pack(">IBI", len(block) << 8 | 1, 0x4 | 0x1, 3) + block)
+        assert not r.down.closed
+        assert frame_kinds(r.down.take()) == [(3, 3)]        # RST_STREAM on stream 3
+        r.request(path="/after")
+        await tick()
+        assert [h.target for h in r.heads] == [b"/first", b"/after"]
+    run(t)
+
+
+def test_a_pair_inside_a_push_promise_header_block_goes_to_h2() -> None:
+    """A PUSH_PROMISE without END_HEADERS opens a header block as a HEADERS does: the frame
+    after it must be its CONTINUATION, and h2 ends the connection at anything else."""
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        r.down.take()
+        block = r.client.encoder.encode([(":method", "GET")])
+        promise = struct.pack(">IBI", (4 + len(block)) << 8 | 5, 0, 1) + \
+            struct.pack(">I", 2) + block
+        r.server.data_received(promise + pairs(r, 1))
+        assert r.down.closed and r.server.premature_resets == 0
+        assert goaway_code(r.down.take()) == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    run(t)
+
+
+def test_a_stream_opened_and_reset_around_a_pair_in_one_read_is_not_dispatched() -> None:
+    """Taking a pair out must not split the read's frames before it from the RST_STREAM that
+    follows it: a stream opened and reset within one read is never dispatched."""
+    async def t() -> None:
+        r = H2Rig()
+        r.request(path="/first")
+        c = r.client
+        head = [(":method", "GET"), (":path", "/3"), (":scheme", "https"),
+                (":authority", "hello.example.com")]
+        c.send_headers(3, head, end_stream=True)
+        data = c.data_to_send() + pairs(r, 1)
+        c.reset_stream(3, h2.errors.ErrorCodes.CANCEL)
+        r.server.data_received(data + c.data_to_send())
+        await tick()
+        assert [h.target for h in r.heads] == [b"/first"]
+        assert (r.server.closed_streams, r.server.premature_resets) == (2, 2)
+        assert not r.down.closed
     run(t)
