@@ -75,6 +75,7 @@ _FRAME = struct.Struct(">IBI")   # a frame header: length << 8 | type, flags, R 
 _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9
 _RST_4 = 4 << 8 | 0x3            # the first word of an RST_STREAM frame (4 bytes long)
 _END_HEADERS, _PADDED, _PRIORITY = 0x4, 0x8, 0x20
+_STATIC = 61                     # entries in HPACK's static table (RFC 7541 Appendix A)
 
 
 def _block(data: bytes, start: int, end: int, flags: int) -> bytes | None:
@@ -88,6 +89,17 @@ def _block(data: bytes, start: int, end: int, flags: int) -> bytes | None:
     if flags & _PRIORITY:
         start += 5
     return data[start:end] if start <= end else None
+
+
+def changes_nothing(block: bytes, dynamic: int) -> bool:
+    """Whether an HPACK header block is only one-byte indexed fields (RFC 7541 6.1) that all
+    name an entry of the table (1..61 + `dynamic`): decoding it would change no state and
+    find no error, so a forgotten stream's block like that (the flood's repeated one) is
+    not decoded. Its header list's size is not summed either: the list is never built."""
+    if not block:
+        return False
+    hi = max(block)
+    return min(block) > 0x80 and hi < 0xFF and hi - 0x80 <= _STATIC + dynamic
 
 
 class _Settings(h2.settings.Settings):
@@ -391,8 +403,15 @@ class H2ServerProtocol(asyncio.Protocol):
                             if not self._forget(sid, block):
                                 return
                             got += 1
-                            i = start = end + 13
-                            continue
+                        else:
+                            # h2 takes the pair, as a pair (never dispatched), and its
+                            # verdict; the connection's first stream opens h2's state
+                            n = self._feed(data[i:end + 13])
+                            if n < 0:
+                                return
+                            got += n
+                        i = start = end + 13
+                        continue
             if kind == _HEADERS or kind == _CONTINUATION or kind == _PUSH_PROMISE:
                 self.in_block = not flags & _END_HEADERS
                 opened = opened or kind == _HEADERS
@@ -421,8 +440,10 @@ class H2ServerProtocol(asyncio.Protocol):
         the rapid-reset pattern: its header block only updates the HPACK table, as it must;
         it counts as a premature reset; h2 never sees it (no stream, no validation, no
         events). False when the connection ended."""
+        decoder = self.conn.decoder
         try:
-            self.conn.decoder.decode(block, raw=True)
+            if not changes_nothing(block, len(decoder.header_table.dynamic_entries)):
+                decoder.decode(block, raw=True)
         except hpack.exceptions.OversizedHeaderListError:   # as h2 answers each
             self.goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             return False

@@ -11,9 +11,10 @@ import struct
 from typing import Any
 
 import h2.errors
+import pytest
 from test_proxy_h2 import H2Rig, run, tick
 
-from skiff.dataplane.proxy.h2 import H2ServerProtocol
+from skiff.dataplane.proxy.h2 import H2ServerProtocol, changes_nothing
 from skiff.dataplane.proxy.limits import Limits
 
 
@@ -133,12 +134,16 @@ def test_the_rapid_reset_rule_still_closes_the_connection() -> None:
     run(t)
 
 
-def test_a_forgotten_block_that_does_not_decode_ends_the_connection() -> None:
+@pytest.mark.parametrize("block", [
+    b"\xff\xff\xff\xff\x0f",                       # an index far past any table
+    b"\x82\x84\xfe",                                 # index 126: the table has fewer
+    b"\x82\x80",                                     # index 0 is no entry
+])
+def test_a_forgotten_block_that_does_not_decode_ends_the_connection(block: bytes) -> None:
     async def t() -> None:
         r = H2Rig()
         r.request(path="/first")
         frame = struct.Struct(">IBI")
-        block = b"\xff\xff\xff\xff\x0f"          # an index far past any table
         bad = frame.pack(len(block) << 8 | 1, 0x4 | 0x1, 3) + block + \
             frame.pack(4 << 8 | 3, 0, 3) + b"\x00\x00\x00\x08"
         r.down.take()
@@ -310,4 +315,33 @@ def test_a_stream_opened_and_reset_around_a_pair_in_one_read_is_not_dispatched()
         assert [h.target for h in r.heads] == [b"/first"]
         assert (r.server.closed_streams, r.server.premature_resets) == (2, 2)
         assert not r.down.closed
+    run(t)
+
+
+@pytest.mark.parametrize(("block", "dynamic", "nothing"), [
+    (b"\x82\x84\x87\xbe", 1, True),       # GET, /, https, the newest dynamic entry
+    (b"\x82\x84\x87\xbe", 0, False),      # 62 names no entry in an empty dynamic table
+    (b"\x82\x84\x87\xbd", 0, True),       # 61, the static table's last
+    (b"\x82\x80", 5, False),                # index 0
+    (b"\x82\xff\x00", 200, False),          # a two-byte index: decoded
+    (b"\x82\x41\x01a", 5, False),           # a literal that adds to the table
+    (b"\x3f\xe1\x1f\x82", 5, False),       # a table size update
+    (b"", 5, False),
+])
+def test_which_blocks_change_nothing(block: bytes, dynamic: int, nothing: bool) -> None:
+    assert changes_nothing(block, dynamic) is nothing
+
+
+def test_on_a_fresh_connection_only_the_first_pair_goes_to_h2() -> None:
+    """h2 opens its connection state with the first stream; the pairs after it in the same
+    read are forgotten, not handed to h2 with it."""
+    async def t() -> None:
+        r = H2Rig()
+        fed = spy(r.server)
+        data = pairs(r, 50)
+        first = ends(data, 0x3)[0]
+        r.server.data_received(data)
+        assert fed == [data[:first]]
+        assert (r.server.closed_streams, r.server.premature_resets) == (50, 50)
+        assert r.heads == [] and not r.down.closed
     run(t)
