@@ -81,9 +81,13 @@ class Skiff:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # where it hangs, into its log (skiff up dumps every thread's stack on SIGUSR1)
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
             self.proc.kill()
             self.proc.wait(5)
-            raise
+            raise AssertionError(f"skiff up did not stop within {timeout:.0f} s:\n"
+                                 f"{self.log()}") from None
         finally:
             self.proc = None
 

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,9 +351,13 @@ class Platform:
         if hasattr(self, "gc"):
             await _within(self.gc.stop(), STOP_STEP_S, "stopping the garbage collector")
         for fn in reversed(self._cleanup):
+            what = f"stopping {getattr(fn, '__qualname__', fn)}"
+            t0 = time.monotonic()
             r = fn()
             if asyncio.iscoroutine(r):
-                await _within(r, STOP_STEP_S, f"stopping {getattr(fn, '__qualname__', fn)}")
+                await _within(r, STOP_STEP_S, what, t0)
+            else:
+                _slow(what, t0)
         if hasattr(self, "store"):
             self.store.close()
         if self._lock_fd is not None:
@@ -390,19 +395,31 @@ class Platform:
 COMPONENT_STOP_S = 15.0   # a component's stop: the gateway drains within 5 s of it
 POD_MARGIN_S = 5.0        # past the longest pod grace period
 STOP_STEP_S = 5.0         # any other step of stop()
+SLOW_STOP_STEP_S = 2.0    # a step of stop() that takes this long is logged
 AGENT_SYNC_S = 10.0       # the pod network's first rules, before pods start
 
 
-async def _within(aw: Awaitable[Any], seconds: float, what: str) -> None:
+async def _within(aw: Awaitable[Any], seconds: float, what: str,
+                  t0: float | None = None) -> None:
     """Await `aw` for at most `seconds`; past that it is cancelled and not waited for (a task
-    that ignores cancellation must not hang the stop). Failures are logged, not raised."""
+    that ignores cancellation must not hang the stop). Failures are logged, not raised, and
+    so is a step that took long (_slow), so a slow stop's log says where the time went."""
+    t0 = time.monotonic() if t0 is None else t0
     task = asyncio.ensure_future(aw)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
         task.cancel()
         log.warning("%s: still running after %.0f s, left behind", what, seconds)
-    elif not task.cancelled() and task.exception() is not None:
+        return
+    if not task.cancelled() and task.exception() is not None:
         log.warning("%s failed: %s", what, task.exception())
+    _slow(what, t0)
+
+
+def _slow(what: str, t0: float) -> None:
+    took = time.monotonic() - t0
+    if took >= SLOW_STOP_STEP_S:
+        log.warning("%s took %.1f s", what, took)
 
 
 def _skiff_notes(crd: Obj) -> dict[str, str]:

@@ -146,7 +146,8 @@ spec:
 
 def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
     """A pod that ignores SIGTERM with a 60 s grace period holds the first stop for up to 60 s;
-    a second SIGTERM (the second Ctrl-C) kills it now, and skiff up exits with no pod left."""
+    a second SIGTERM (the second Ctrl-C) kills it now, and skiff up exits with no pod left.
+    Meanwhile SIGUSR1 dumps the stacks into the log, and the slow step is named there."""
     import json
     import sys
 
@@ -170,11 +171,20 @@ def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         time.sleep(2)
         assert proc.poll() is None and app(), "the first SIGTERM waits out the grace period"
+        # a stop that seems stuck says where: SIGUSR1 writes every thread's stack to the log
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "most recent call first" not in s.log():
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.1)
+        assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
         s.proc = None
         assert code == 0, s.log()
-        assert "stopping now: pods get SIGKILL" in s.log()
+        log = s.log()
+        assert "stopping now: pods get SIGKILL" in log
+        assert "stopping pods took" in log, log        # a slow step of the stop is named
         assert not app()
     finally:
         if s.proc is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -58,7 +59,9 @@ HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="SKIFF_HOME",
 
 
 def _exit_stuck(bound: float) -> None:
-    err.print(f"[red]error:[/red] skiff did not stop within {bound + 10:.0f} s; exiting anyway")
+    err.print(f"[red]error:[/red] skiff did not stop within {bound + 10:.0f} s; exiting anyway "
+              "(where each thread was, below)")
+    faulthandler.dump_traceback(all_threads=True)
     os._exit(1)
 
 
@@ -150,6 +153,8 @@ def up(
             platform.hurry()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        # `kill -USR1 PID`: every thread's stack to stderr, for a skiff that seems stuck
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         try:
             with status:
                 await platform.start()
