@@ -81,7 +81,10 @@ class Skiff:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            # where it hangs, into its log (skiff up dumps every thread's stack on SIGUSR1)
+            # where it hangs, into its log: every asyncio task's stack (SIGUSR2), every
+            # thread's (SIGUSR1)
+            self.proc.send_signal(signal.SIGUSR2)
+            time.sleep(1)
             self.proc.send_signal(signal.SIGUSR1)
             time.sleep(1)
             self.proc.kill()
@@ -92,7 +95,7 @@ class Skiff:
             self.proc = None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path else ""
+        return self.log_path.read_text(errors="replace")[-20000:] if self.log_path else ""
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:

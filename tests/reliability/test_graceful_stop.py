@@ -147,7 +147,8 @@ spec:
 def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
     """A pod that ignores SIGTERM with a 60 s grace period holds the first stop for up to 60 s;
     a second SIGTERM (the second Ctrl-C) kills it now, and skiff up exits with no pod left.
-    Meanwhile SIGUSR1 dumps the stacks into the log, and the slow step is named there."""
+    Meanwhile SIGUSR2 and SIGUSR1 dump the tasks' and threads' stacks into the log, and the
+    slow step is named there."""
     import json
     import sys
 
@@ -171,12 +172,15 @@ def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         time.sleep(2)
         assert proc.poll() is None and app(), "the first SIGTERM waits out the grace period"
-        # a stop that seems stuck says where: SIGUSR1 writes every thread's stack to the log
+        # a stop that seems stuck says where: SIGUSR2 writes every asyncio task's stack to
+        # the log (here the stop waits for the pods), SIGUSR1 every thread's
+        proc.send_signal(signal.SIGUSR2)
         proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 10
-        while "most recent call first" not in s.log():
+        while "most recent call first" not in s.log() or "asyncio tasks:" not in s.log():
             assert time.monotonic() < deadline, s.log()
             time.sleep(0.1)
+        assert "Platform.stop (platform.py:" in s.log() and "NodeRuntime.shutdown" in s.log(), s.log()
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -56,6 +56,24 @@ def log_size(raw: str) -> int | None:
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="SKIFF_HOME",
                                               help="state directory (default ~/.skiff)")]
+
+
+def _dump_tasks() -> None:
+    """One line per asyncio task: its name and the chain of coroutines it waits in."""
+    tasks = asyncio.all_tasks()
+    lines = [f"{len(tasks)} asyncio tasks:"]
+    for t in tasks:
+        chain: list[str] = []
+        c: Any = t.get_coro()
+        while c is not None and len(chain) < 32:
+            f = getattr(c, "cr_frame", None) or getattr(c, "gi_frame", None)
+            if f is None:
+                break
+            chain.append(f"{f.f_code.co_qualname} ({Path(f.f_code.co_filename).name}:"
+                         f"{f.f_lineno})")
+            c = getattr(c, "cr_await", None) or getattr(c, "gi_yieldfrom", None)
+        lines.append(f"  {t.get_name()}: {' > '.join(chain) or repr(t.get_coro())}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _exit_stuck(bound: float) -> None:
@@ -153,8 +171,10 @@ def up(
             platform.hurry()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        # `kill -USR1 PID`: every thread's stack to stderr, for a skiff that seems stuck
+        # for a skiff that seems stuck: `kill -USR1 PID` writes every thread's stack to
+        # stderr (even with the loop blocked), `kill -USR2 PID` every asyncio task's
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         try:
             with status:
                 await platform.start()
