@@ -541,7 +541,10 @@ def test_probes_http_tcp_exec_and_liveness_restart(tmp_path: Path) -> None:
             probed = w.containers[0].cwd / "probed"
             await eventually(lambda: probed.exists() and probed.read_text().count("\n") >= 2,
                              10, "two readiness probes")
-            assert condition(h.client, "exec-probe", "Ready") == "False"
+            # the status with its conditions may be written a moment after the probes ran
+            ready = await eventually(lambda: condition(h.client, "exec-probe", "Ready"), 10,
+                                     "exec-probe's Ready condition")
+            assert ready == "False"
             await eventually(lambda: cstatus(h.client, "exec-probe").get("started") is True, 10,
                              "exec-probe started")
             (w.containers[0].cwd / "ready").touch()

@@ -170,6 +170,7 @@ def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
         assert s.proc is not None
         proc = s.proc
         proc.send_signal(signal.SIGTERM)
+        termed = time.monotonic()
         time.sleep(2)
         assert proc.poll() is None and app(), "the first SIGTERM waits out the grace period"
         # a stop that seems stuck says where: SIGUSR2 writes every asyncio task's stack to
@@ -182,6 +183,8 @@ def test_a_second_sigterm_kills_the_pods_at_once(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert "Platform.stop (platform.py:" in s.log() and "NodeRuntime.shutdown" in s.log(), s.log()
         assert proc.poll() is None
+        while time.monotonic() < termed + 4:     # the pods' step has held the stop over 2 s
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
         s.proc = None
