@@ -87,10 +87,11 @@ class Skiff:
             time.sleep(1)
             self.proc.send_signal(signal.SIGUSR1)
             time.sleep(1)
+            left = process_tree(self.proc.pid)
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError(f"skiff up did not stop within {timeout:.0f} s:\n"
-                                 f"{self.log()}") from None
+            raise AssertionError(f"skiff up did not stop within {timeout:.0f} s; its processes "
+                                 f"then:\n{left}\n{self.log()}") from None
         finally:
             self.proc = None
 
@@ -144,3 +145,20 @@ def new_skiff(tmp: Path) -> Skiff:
     return Skiff(home=tmp / "home", api_port=free_port(),
                  ports={"--http-port": free_port(), "--https-port": free_port(),
                         "--local-gateway-port": free_port()})
+
+
+def process_tree(pid: int) -> str:
+    """One line per process under `pid`: pid, state, command line (for a stop that hung)."""
+    import psutil
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error as e:
+        return f"({e})"
+    lines = []
+    for p in procs:
+        try:
+            lines.append(f"  {p.pid} {p.status()} ppid {p.ppid()}: "
+                         f"{' '.join(p.cmdline())[:160]}")
+        except psutil.Error:
+            continue
+    return "\n".join(lines)
