@@ -157,7 +157,11 @@ def process_tree(pid: int) -> str:
     lines = []
     for p in procs:
         try:
-            lines.append(f"  {p.pid} {p.status()} ppid {p.ppid()}: "
+            try:
+                where = p.cwd()            # a container's: <home>/pods/<pod>/<container>/...
+            except psutil.Error:
+                where = "?"
+            lines.append(f"  {p.pid} {p.status()} ppid {p.ppid()} in {where}: "
                          f"{' '.join(p.cmdline())[:160]}")
         except psutil.Error:
             continue
