@@ -20,6 +20,7 @@ import signal
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from skiff.node import probes
 from skiff.node.execsession import in_pod
@@ -28,6 +29,24 @@ from skiff.node.process import exit_code, pod_umask, python_path_env, resolve_ex
 log = logging.getLogger("skiff.runtime")
 
 USER_AGENT = "kube-probe/1.29"
+
+
+KEEPALIVE_S = 15   # as the kubelet's Go dialer: TCP keep-alive probes every 15 s
+
+
+def keep_alive(sock: Any) -> None:
+    """TCP keep-alive on a check's connection, as the kubelet's HTTP client has it (Go's
+    net.Dialer, 15 s): a preStop hook's wait can be as long as the pod's grace period (300 s
+    for a Knative revision), and a peer that is gone without a close must end it sooner."""
+    import socket
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_S)
+    except (OSError, AttributeError):      # not TCP, or no such option on this platform
+        pass
 
 
 async def tcp_check(host: str, port: int) -> bool:
@@ -53,6 +72,7 @@ async def http_check(spec: probes.ProbeSpec, port: int) -> bool:
         reader, writer = await asyncio.open_connection(spec.host, port, ssl=ctx)
     except OSError:
         return False
+    keep_alive(writer.get_extra_info("socket"))
     try:
         headers = {"Host": f"{spec.host}:{port}", "User-Agent": spec.user_agent or USER_AGENT,
                    "Accept": "*/*"}
