@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -38,7 +39,6 @@ def keep_alive(sock: Any) -> None:
     """TCP keep-alive on a check's connection, as the kubelet's HTTP client has it (Go's
     net.Dialer, 15 s): a preStop hook's wait can be as long as the pod's grace period (300 s
     for a Knative revision), and a peer that is gone without a close must end it sooner."""
-    import socket
     if sock is None:
         return
     try:

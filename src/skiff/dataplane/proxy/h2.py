@@ -91,6 +91,25 @@ def _block(data: bytes, start: int, end: int, flags: int) -> bytes | None:
     return data[start:end] if start <= end else None
 
 
+_PAIR, _WAIT, _OTHER = "pair", "wait", "other"
+
+
+def reset_after(data: bytes, end: int, sid: int) -> str:
+    """What follows a whole HEADERS of stream `sid` that ends at data[end]: _PAIR when the
+    next frame is that stream's RST_STREAM, whole; _WAIT when it has begun but is not whole
+    and may be one (the read is held back until it is); _OTHER otherwise, the end of the
+    read included (a request whose read ends with its HEADERS goes to h2 at once)."""
+    left = len(data) - end
+    if left == 0:
+        return _OTHER
+    if left < 9:
+        return _WAIT
+    rl, _, rsid = _FRAME.unpack_from(data, end)
+    if rl != _RST_4 or rsid & 0x7FFFFFFF != sid:
+        return _OTHER
+    return _PAIR if left >= 13 else _WAIT
+
+
 def changes_nothing(block: bytes, dynamic: int) -> bool:
     """Whether an HPACK header block is only one-byte indexed fields (RFC 7541 6.1) that all
     name an entry of the table (1..61 + `dynamic`): decoding it would change no state and
@@ -379,39 +398,31 @@ class H2ServerProtocol(asyncio.Protocol):
             if end > size:
                 break
             kind = lt & 0xFF
-            if kind == _HEADERS and not self.in_block and flags & _END_HEADERS and end < size:
+            if kind == _HEADERS and not self.in_block and flags & _END_HEADERS:
                 sid &= 0x7FFFFFFF
-                if size - end < 13:
-                    # the next frame has begun: if it may be this stream's RST_STREAM, wait
-                    # for it whole (a read that ends with the HEADERS goes to h2 at once)
-                    if size - end < 9:
-                        break
-                    rl, _, rsid = _FRAME.unpack_from(data, end)
-                    if rl == _RST_4 and rsid & 0x7FFFFFFF == sid:
-                        break
-                else:
-                    rl, _, rsid = _FRAME.unpack_from(data, end)
-                    if rl == _RST_4 and rsid & 0x7FFFFFFF == sid and not opened:
-                        if start < i:             # the frames before it go first, in order
-                            n = self._feed(data[start:i])
-                            if n < 0:
-                                return
-                            got += n
-                            start = i
-                        block = _block(data, i + 9, end, flags)
-                        if block is not None and self._new_stream(sid):
-                            if not self._forget(sid, block):
-                                return
-                            got += 1
-                        else:
-                            # h2 takes the pair, as a pair (never dispatched), and its
-                            # verdict; the connection's first stream opens h2's state
-                            n = self._feed(data[i:end + 13])
-                            if n < 0:
-                                return
-                            got += n
-                        i = start = end + 13
-                        continue
+                after = reset_after(data, end, sid)
+                if after is _WAIT:
+                    break
+                if after is _PAIR and not opened:
+                    if start < i:                 # the frames before it go first, in order
+                        n = self._feed(data[start:i])
+                        if n < 0:
+                            return
+                        got += n
+                    block = _block(data, i + 9, end, flags)
+                    if block is not None and self._new_stream(sid):
+                        if not self._forget(sid, block):
+                            return
+                        got += 1
+                    else:
+                        # h2 takes the pair, as a pair (never dispatched), and its verdict;
+                        # the connection's first stream opens h2's state
+                        n = self._feed(data[i:end + 13])
+                        if n < 0:
+                            return
+                        got += n
+                    i = start = end + 13
+                    continue
             if kind == _HEADERS or kind == _CONTINUATION or kind == _PUSH_PROMISE:
                 self.in_block = not flags & _END_HEADERS
                 opened = opened or kind == _HEADERS
@@ -460,7 +471,7 @@ class H2ServerProtocol(asyncio.Protocol):
             self._abuse()
             return False
         if not self.streams:
-            self.since = self.cfg.now
+            self._idle()
         return True
 
     def _abuse(self) -> None:

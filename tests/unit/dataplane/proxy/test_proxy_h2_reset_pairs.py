@@ -14,7 +14,7 @@ import h2.errors
 import pytest
 from test_proxy_h2 import H2Rig, run, tick
 
-from skiff.dataplane.proxy.h2 import H2ServerProtocol, changes_nothing
+from skiff.dataplane.proxy.h2 import H2ServerProtocol, changes_nothing, reset_after
 from skiff.dataplane.proxy.limits import Limits
 
 
@@ -345,3 +345,21 @@ def test_on_a_fresh_connection_only_the_first_pair_goes_to_h2() -> None:
         assert (r.server.closed_streams, r.server.premature_resets) == (50, 50)
         assert r.heads == [] and not r.down.closed
     run(t)
+
+
+_HDR = struct.Struct(">IBI")
+
+
+@pytest.mark.parametrize(("after", "want"), [
+    (b"", "other"),                                             # the read ends with HEADERS
+    (_HDR.pack(4 << 8 | 3, 0, 7)[:5], "wait"),                 # a frame head not yet whole
+    (_HDR.pack(4 << 8 | 3, 0, 7) + b"\x00\x00", "wait"),        # its RST_STREAM, in part
+    (_HDR.pack(4 << 8 | 3, 0, 7) + b"\x00\x00\x00\x08", "pair"),
+    (_HDR.pack(4 << 8 | 3, 0, 0x80000007) + b"\x00" * 4, "pair"),  # the R bit is ignored
+    (_HDR.pack(4 << 8 | 3, 0, 9) + b"\x00" * 4, "other"),     # another stream's reset
+    (_HDR.pack(8 << 8 | 6, 0, 0) + b"\x00" * 8, "other"),     # a PING
+    (_HDR.pack(4 << 8 | 3, 0, 9)[:9], "other"),                # another stream's, in part
+])
+def test_what_follows_a_headers(after: bytes, want: str) -> None:
+    head = b"H" * 20                           # a whole HEADERS frame of stream 7, say
+    assert reset_after(head + after, len(head), 7) == want
