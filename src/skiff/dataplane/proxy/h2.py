@@ -465,8 +465,14 @@ class H2ServerProtocol(asyncio.Protocol):
         # as h2 records the streams it saw reset: a later frame on it is then a stream error
         # (RST_STREAM STREAM_CLOSED, RFC 9113 5.1), not one that ends the connection
         self.conn._closed_streams[sid] = h2.stream.StreamClosedBy.RECV_RST_STREAM
+        return self._count_reset(premature=True)
+
+    def _count_reset(self, premature: bool) -> bool:
+        """One more stream reset by the client (premature: before its response began), for
+        Envoy's rule: False when that ended the connection with GOAWAY."""
         self.closed_streams += 1
-        self.premature_resets += 1
+        if premature:
+            self.premature_resets += 1
         if premature_reset_abuse(self.closed_streams, self.premature_resets, self.cfg.limits):
             self._abuse()
             return False
@@ -516,15 +522,8 @@ class H2ServerProtocol(asyncio.Protocol):
                     if ex is not None:
                         ex.ended = True
                         ex.abort()
-                    self.closed_streams += 1
-                    if ex is None or not ex.started:
-                        self.premature_resets += 1
-                    if premature_reset_abuse(self.closed_streams, self.premature_resets,
-                                             self.cfg.limits):
-                        self._abuse()
+                    if not self._count_reset(premature=ex is None or not ex.started):
                         return -1
-                    if not self.streams:
-                        self._idle()
             elif isinstance(ev, h2.events.WindowUpdated):
                 if ev.stream_id:
                     ex = self.streams.get(ev.stream_id)
