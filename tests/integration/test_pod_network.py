@@ -171,6 +171,37 @@ def test_guide_24_curl_by_service_name_verbatim(net: Skiff) -> None:
     assert '"gitVersion"' in version.stdout
 
 
+def test_bridge_keeps_its_mac_while_pods_come_and_go(net: Skiff) -> None:
+    """A Linux bridge without a MAC of its own takes its lowest port's and changes it as veths
+    come and go; a pod whose ARP entry still names the old one then loses the bridge address
+    (DNS, Services) for seconds. skiff0's MAC is set when it is made, so the kernel keeps it
+    (addr_assign_type 3, NET_ADDR_SET), and pods that were there before churn still resolve
+    and connect at once."""
+    from skiff.node.network.podnet import BRIDGE_MAC
+    sysfs = "/sys/class/net/skiff0/"
+
+    def mac() -> str:
+        with open(sysfs + "address") as f:
+            return f.read().strip()
+    with open(sysfs + "addr_assign_type") as f:
+        assert f.read().strip() == "3"
+    assert mac() == BRIDGE_MAC
+    namespace(net, "pn-churn")
+    web(net, "pn-churn")
+    curl_ready(net, "pn-churn")
+    assert curl_pod(net, "pn-churn", "http://web.pn-churn/").returncode == 0
+    for _ in range(2):         # new veths on the bridge, then gone again
+        web(net, "pn-churn", name="churn", replicas=4)
+        net.kubectl("delete", "deployment/churn", "-n", "pn-churn", "--wait=true")
+        net.wait_for(lambda: not net.kubectl_json("get", "pods", "-n", "pn-churn", "-l",
+                                                  "app=churn")["items"],
+                     timeout=30, what="churn pods gone")
+        assert mac() == BRIDGE_MAC
+    for _ in range(5):
+        r = curl_pod(net, "pn-churn", "http://web.pn-churn/")
+        assert r.returncode == 0, r.stderr
+
+
 def test_dns_headless_externalname_and_outside(net: Skiff) -> None:
     namespace(net, "pn-dns")
     pods = web(net, "pn-dns", name="app", replicas=2)

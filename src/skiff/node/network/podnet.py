@@ -1,7 +1,7 @@
 """The pod network: a network namespace and an IP per pod, on skiff's bridge (the CNI's job).
 
 Topology. A bridge `skiff0` holds the bridge address (the pod CIDR's first
-host, 10.244.0.1/16 by default). Each pod gets a netns `skiff-<id>` and a
+host, 10.244.0.1/16 by default) and a fixed MAC (BRIDGE_MAC). Each pod gets a netns `skiff-<id>` and a
 veth pair: `skv<id>` on the bridge, `eth0` in the pod with the pod IP as a
 /32 and the routes `<bridge> dev eth0 scope link` and `default via <bridge>
 onlink`. So every packet a pod sends, to another pod too, goes through the
@@ -59,6 +59,11 @@ from skiff.node.network.sandbox import (
 log = logging.getLogger("skiff.network")
 
 BRIDGE = "skiff0"
+# The bridge's own MAC, set when it is made: a Linux bridge without one takes the lowest MAC
+# of its ports and changes it as veths come and go, and every pod whose ARP entry still
+# names the old one loses the bridge address (DNS, Services, the node) until that entry is
+# probed again, seconds later. Locally administered, unicast, and "skiff" in ASCII.
+BRIDGE_MAC = "02:73:6b:69:66:66"
 LOCK_DIR = Path("/run/skiff")
 NETNS_RE = re.compile(r"^skiff-[0-9a-f]{10}$")
 VETH_RE = re.compile(r"^skv[0-9a-f]{10}$")
@@ -304,7 +309,7 @@ class NamespaceNetwork:
     def _make_bridge(self) -> None:
         from pyroute2 import IPRoute
         with IPRoute() as ipr:
-            ipr.link("add", ifname=BRIDGE, kind="bridge")
+            ipr.link("add", ifname=BRIDGE, kind="bridge", address=BRIDGE_MAC)
             idx = ipr.link_lookup(ifname=BRIDGE)[0]
             ipr.addr("add", index=idx, address=self.bridge_ip, prefixlen=self.prefix)
             ipr.link("set", index=idx, state="up")
