@@ -296,6 +296,32 @@ def tree_cpu(roots: list[int]) -> float:
     return total
 
 
+def cpu_wait_ms(pids: list[int]) -> float:
+    """Milliseconds these processes' threads have spent runnable but waiting for a CPU
+    (run_delay, /proc/PID/task/TID/schedstat; 0 where the kernel keeps no schedstats)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e6
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def wait_http(port: int, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -329,17 +355,22 @@ def measure(http_port: int, second: dict[str, Any], seconds: float, rate: float,
 
 
 def phases(args: argparse.Namespace, http_port: int, https_port: int, second: dict[str, Any],
-           server_pids: list[int]) -> dict[str, Any]:
-    """Warm-up, the unloaded phase, then the attacked phase with the attacker process."""
+           server_pids: list[int], wait_pids: list[int]) -> dict[str, Any]:
+    """Warm-up, the unloaded phase, then the attacked phase with the attacker process.
+    wait_pids: the processes serving the second client, whose wait for a CPU is reported."""
     measure(http_port, second, 2.0, args.rate, args.api_rate)              # warm-up
+    w0 = cpu_wait_ms(wait_pids)
     unloaded = measure(http_port, second, args.measure, args.rate, args.api_rate)
+    unloaded["server_cpu_wait_ms"] = cpu_wait_ms(wait_pids) - w0
     acfg = {"http": http_port, "https": https_port, "seconds": args.seconds, "loris": args.loris}
     c0 = tree_cpu(server_pids)
     atk = subprocess.Popen([sys.executable, __file__, "--attacker", json.dumps(acfg)],
                            stdout=subprocess.PIPE)
     try:
         time.sleep(3.0)                               # let both attacks get going
+        w0 = cpu_wait_ms(wait_pids)
         attacked = measure(http_port, second, args.measure, args.rate, args.api_rate)
+        attacked["server_cpu_wait_ms"] = cpu_wait_ms(wait_pids) - w0
         out, _ = atk.communicate(timeout=args.seconds + 10)
     finally:
         stop(atk)
@@ -403,8 +434,10 @@ def api_client(ports: dict[str, int], home: Path) -> dict[str, Any]:
 def run_skiff(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     up, ports, home = start_skiff(tmp, args.dataplane_workers)
     try:
+        # the API server is in the platform process itself (the data plane and pods are its
+        # children)
         return phases(args, ports["--http-port"], ports["--https-port"], api_client(ports, home),
-                      [up.pid])
+                      [up.pid], [up.pid])
     finally:
         stop(up)
 
@@ -462,8 +495,9 @@ def run_nginx(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         wait_http(ports["http"], 10, "hello through nginx")
         second = {"name": "tls_get", "port": ports["https"], "ca": d / "ca.crt",
                   "kw": {"path": "/", "sni": HOST}}
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == ngx.pid]
         res = phases(args, ports["http"], ports["https"], second,
-                     [ngx.pid, procs[0].pid])
+                     [ngx.pid, procs[0].pid], [ngx.pid, *workers])
         res["nginx_version"] = subprocess.run(["nginx", "-v"], capture_output=True,
                                               text=True).stderr.strip()
         return res
@@ -555,6 +589,10 @@ def print_report(r: dict[str, Any]) -> None:
                 print(f"{phase + ' ' + label[c]:34s}{f['p50_ms']:9.2f}{f['p99_ms']:9.2f}{n:7d}"
                       f"{f['late']:6d}")
         print_attacker(who, x["attacker"])
+        print(f"{who}: the {label[second]} server's processes waited for a CPU "
+              f"{x['unloaded'].get('server_cpu_wait_ms', 0):.1f} ms unloaded, "
+              f"{x['attacked'].get('server_cpu_wait_ms', 0):.1f} ms attacked "
+              f"({s['measure']:.0f} s each; schedstat run_delay)")
         q = x["ratios"]
         print(f"{who}: normal client p99 under attack {q['gateway_p99']:.2f}x unloaded (goal "
               f"<= 2x: {'meets' if q['gateway_p99'] <= 2 else 'MISSES'}); p50 "
