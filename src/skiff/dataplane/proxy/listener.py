@@ -126,7 +126,9 @@ class Pipe(asyncio.Protocol):
             return False
         if peer.transport.can_write_eof():
             peer.transport.write_eof()
-        return True
+        # a TLS transport closes after its end of input whatever this returns (and logs a
+        # warning if asked to stay open): only a plain one can stay half-open
+        return self.transport is None or self.transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         peer = self.peer
