@@ -59,6 +59,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import NGINX_CONF as NGINX_RUN_CONF  # noqa: E402
 from run import _pct, fixed_rate, free_port, wait_port  # noqa: E402
@@ -314,14 +316,6 @@ def cpu_wait_ms(pids: list[int]) -> float:
     return total / 1e6
 
 
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 def wait_http(port: int, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -358,19 +352,20 @@ def phases(args: argparse.Namespace, http_port: int, https_port: int, second: di
            server_pids: list[int], wait_pids: list[int]) -> dict[str, Any]:
     """Warm-up, the unloaded phase, then the attacked phase with the attacker process.
     wait_pids: the processes serving the second client, whose wait for a CPU is reported."""
+    def measured() -> dict[str, Any]:
+        w0 = cpu_wait_ms(wait_pids)
+        r = measure(http_port, second, args.measure, args.rate, args.api_rate)
+        r["server_cpu_wait_ms"] = cpu_wait_ms(wait_pids) - w0
+        return r
     measure(http_port, second, 2.0, args.rate, args.api_rate)              # warm-up
-    w0 = cpu_wait_ms(wait_pids)
-    unloaded = measure(http_port, second, args.measure, args.rate, args.api_rate)
-    unloaded["server_cpu_wait_ms"] = cpu_wait_ms(wait_pids) - w0
+    unloaded = measured()
     acfg = {"http": http_port, "https": https_port, "seconds": args.seconds, "loris": args.loris}
     c0 = tree_cpu(server_pids)
     atk = subprocess.Popen([sys.executable, __file__, "--attacker", json.dumps(acfg)],
                            stdout=subprocess.PIPE)
     try:
         time.sleep(3.0)                               # let both attacks get going
-        w0 = cpu_wait_ms(wait_pids)
-        attacked = measure(http_port, second, args.measure, args.rate, args.api_rate)
-        attacked["server_cpu_wait_ms"] = cpu_wait_ms(wait_pids) - w0
+        attacked = measured()
         out, _ = atk.communicate(timeout=args.seconds + 10)
     finally:
         stop(atk)
@@ -495,7 +490,7 @@ def run_nginx(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         wait_http(ports["http"], 10, "hello through nginx")
         second = {"name": "tls_get", "port": ports["https"], "ca": d / "ca.crt",
                   "kw": {"path": "/", "sni": HOST}}
-        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == ngx.pid]
+        workers = [c.pid for c in psutil.Process(ngx.pid).children()]
         res = phases(args, ports["http"], ports["https"], second,
                      [ngx.pid, procs[0].pid], [ngx.pid, *workers])
         res["nginx_version"] = subprocess.run(["nginx", "-v"], capture_output=True,

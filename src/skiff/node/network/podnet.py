@@ -1,17 +1,18 @@
 """The pod network: a network namespace and an IP per pod, on skiff's bridge (the CNI's job).
 
 Topology. A bridge `skiff0` holds the bridge address (the pod CIDR's first
-host, 10.244.0.1/16 by default) and a fixed MAC (BRIDGE_MAC). Each pod gets
-a netns `skiff-<id>` and a veth pair: `skv<id>` on the bridge, `eth0` in the
-pod with the pod IP as a /32 and the routes `<bridge> dev eth0 scope link`
-and `default via <bridge> onlink`. So every packet a pod sends, to another
-pod too, goes through the host's IP stack (routed, never merely bridged): the
-service proxy's DNAT and NetworkPolicy see all of it without br_netfilter. Forwarding is switched on
-for skiff0 alone (net.ipv4.conf.skiff0.forwarding; the host's global
-ip_forward stays as it is), with send_redirects off (a pod must not be told
-to go around the host) and route_localnet on (pods reach skiff's own
-loopback listeners through the bridge address: proxier.py DNATs them). The
-host routes the service CIDR to skiff0 so it can reach ClusterIPs too.
+host, 10.244.0.1/16 by default) and a fixed MAC (BRIDGE_MAC). Each pod gets a
+netns `skiff-<id>` and a veth pair: `skv<id>` on the bridge, `eth0` in the pod
+with the pod IP as a /32 and the routes `<bridge> dev eth0 scope link` and
+`default via <bridge> onlink`. So every packet a pod sends, to another pod
+too, goes through the host's IP stack (routed, never merely bridged): the
+service proxy's DNAT and NetworkPolicy see all of it without br_netfilter.
+Forwarding is switched on for skiff0 alone (net.ipv4.conf.skiff0.forwarding;
+the host's global ip_forward stays as it is), with send_redirects off (a pod
+must not be told to go around the host) and route_localnet on (pods reach
+skiff's own loopback listeners through the bridge address: proxier.py DNATs
+them). The host routes the service CIDR to skiff0 so it can reach ClusterIPs
+too.
 
 Only one skiff at a time owns the pod network of a machine: a flock on
 /run/skiff/podnet.lock. Whoever takes it first sweeps what a killed owner
