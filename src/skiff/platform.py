@@ -91,6 +91,11 @@ class Settings:
     pod_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/16"     # ClusterIPs; routed to the pod network's bridge
 
+    def listen_ports(self) -> frozenset[int]:
+        """The loopback ports the platform listens on, which no allocated port may take."""
+        return frozenset((self.api_port, self.http_port, self.https_port,
+                          self.local_gateway_port))
+
 
 def domain_kinds() -> list[Kind]:
     """Every kind the domains declare as a CRD (the seeds' kinds)."""
@@ -208,7 +213,7 @@ class Platform:
                                 max_pods=s.max_pods,
                                 container_log_max_size=s.container_log_max_size,
                                 container_log_max_files=s.container_log_max_files,
-                                network=self.network)
+                                network=self.network, reserved_ports=s.listen_ports())
         api = ApiServer(self.registry, token, f"{s.host}:{s.api_port}", lambda: self.ready, self.node,
                         gate=self.gate)
         app = api.app()

@@ -187,7 +187,7 @@ def up(
         except OSError as e:
             await platform.stop()
             fail(f"cannot start: {e}", "another skiff or program may hold the port; pick others with "
-                                       "--api-port/--http-port/--https-port")
+                                       "--api-port/--http-port/--https-port/--local-gateway-port")
         err.print(f"[bold green]skiff is ready[/bold green] in {(time.monotonic() - t0):.2f} s — "
                   f"export KUBECONFIG={platform.kubeconfig}")
         if example:

@@ -119,7 +119,7 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as e:
         await router.stop()
         await proxy.stop()
-        await channel.say_hello_and_close(args.socket, f"the data plane cannot listen: {e}")
+        await channel.say_hello_and_close(args.socket, f"the data plane cannot listen on {e.strerror or e}")
         return BIND_FAILED
 
     # The activator: holds requests for revisions at zero and counts them while it does

@@ -75,7 +75,8 @@ class IngressComponent:
         self.settings = GatewaySettings(
             host=s.host, http_port=s.http_port, https_port=s.https_port,
             local_gateway_port=s.local_gateway_port,
-            internal_https_port=PortAllocator(s.host).allocate(), domain=s.domain)
+            internal_https_port=PortAllocator(s.host, reserved=s.listen_ports()).allocate(),
+            domain=s.domain)
         try:
             self.server = SnapshotServer(channel_path(s.home))
             await self.server.start()

@@ -64,7 +64,8 @@ class NodeRuntime:
                  max_pods: int = capacity.DEFAULT_MAX_PODS,
                  container_log_max_size: int = logs.DEFAULT_MAX_SIZE,
                  container_log_max_files: int = logs.DEFAULT_MAX_FILES,
-                 network: PodNetwork | None = None) -> None:
+                 network: PodNetwork | None = None,
+                 reserved_ports: frozenset[int] = frozenset()) -> None:
         self.client = client
         self.home = Path(home)
         self.node_name = node_name
@@ -73,7 +74,8 @@ class NodeRuntime:
             client=client, home=self.home, node_name=node_name, api_host=api_host,
             api_port=api_port, crash_backoff=backoff or BackoffPolicy(),
             image_backoff=image_backoff or backoff or BackoffPolicy(),
-            config_retry=config_retry_seconds, ports=process.PortAllocator(),
+            config_retry=config_retry_seconds,
+            ports=process.PortAllocator(reserved=reserved_ports),
             local_images=LocalImages(self.home),
             node_allocatable={"cpu": float(os.cpu_count() or 1),
                               "memory": float(psutil.virtual_memory().total)},

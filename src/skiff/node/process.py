@@ -32,7 +32,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -306,10 +306,12 @@ def sweep_supervisor(pid_file: Path, timeout: float = 2.0) -> bool:
 
 
 class PortAllocator:
-    """Free loopback ports, never handed out twice while held."""
+    """Free loopback ports, never handed out twice while held, nor ever one of `reserved`: the
+    platform's own listeners, which are free for a moment whenever their process restarts."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", reserved: Iterable[int] = ()) -> None:
         self.host = host
+        self.reserved = frozenset(reserved)
         self.held: set[int] = set()
 
     def _free(self, port: int) -> int | None:
@@ -323,12 +325,13 @@ class PortAllocator:
             return int(s.getsockname()[1])
 
     def allocate(self, prefer: int | None = None) -> int:
-        if prefer and prefer not in self.held and self._free(prefer) is not None:
+        if (prefer and prefer not in self.held and prefer not in self.reserved
+                and self._free(prefer) is not None):
             self.held.add(prefer)
             return prefer
         for _ in range(100):
             port = self._free(0)
-            if port is not None and port not in self.held:
+            if port is not None and port not in self.held and port not in self.reserved:
                 self.held.add(port)
                 return port
         raise OSError("no free loopback port")

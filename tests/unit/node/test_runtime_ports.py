@@ -1,12 +1,15 @@
-"""ports: the loopback ports a pod gets and how pod ports map to them (table tests)."""
+"""ports: the loopback ports a pod gets, how pod ports map to them (table tests), and the
+allocator that hands them out."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 
 from skiff.node import ports
+from skiff.node.process import PortAllocator
 
 Obj = dict[str, Any]
 
@@ -68,3 +71,17 @@ def test_port_env_value_maps_to_port() -> None:
     c = {"name": "u", "env": [{"name": "PORT", "value": "9000"}]}
     assert ports.port_for(pod(c), c, 9000, {"default": 41000}, ["default"]) == 41000
     assert ports.container_port(c, {"default": 41000}, ["default"]) == 41000
+
+
+def test_the_allocator_never_hands_out_a_reserved_port() -> None:
+    """The platform's own ports are free for a moment whenever their process restarts; the
+    allocator must not give one of them to a pod or to the gateway's internal listener then."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    ports = PortAllocator(reserved={free})
+    assert ports.allocate(prefer=free) != free
+    assert PortAllocator().allocate(prefer=free) == free    # the same port, not reserved
+    every = PortAllocator(reserved=range(1, 65536))
+    with pytest.raises(OSError, match="no free loopback port"):
+        every.allocate()

@@ -204,9 +204,10 @@ def listening_socket(host: str, port: int, reuse_port: bool = False,
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        # which of the data plane's several ports it was: the errno alone does not say
+        raise OSError(e.errno, f"{host}:{port}: {e.strerror}") from e
     sock.setblocking(False)
     return sock
 
