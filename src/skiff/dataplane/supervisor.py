@@ -46,6 +46,7 @@ log = logging.getLogger("skiff.dataplane.supervisor")
 
 START_TIMEOUT = 20.0
 RESTART_BACKOFF = 1.0
+LAST_WORDS_GRACE = 1.0      # seconds a data plane that exited may still be heard from
 
 
 def _child_setup(parent: int) -> None:
@@ -135,6 +136,10 @@ class DataPlaneSupervisor:
         try:
             done, _ = await asyncio.wait({hello, exited}, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if exited in done and hello not in done:
+                # its last words (why it cannot listen) are sent before it exits, but may be
+                # read after the exit is seen: a moment more for them
+                done |= (await asyncio.wait({hello}, timeout=LAST_WORDS_GRACE))[0]
         finally:
             exited.cancel()
         if hello in done:
