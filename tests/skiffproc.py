@@ -50,12 +50,7 @@ class Skiff:
     def start(self, timeout: float = 30) -> None:
         self.log_path = self.home.parent / f"{self.home.name}-skiff.log"
         log = self.log_path.open("ab")
-        cmd = [sys.executable, "-m", "skiff.cli.main", "up", "--home", str(self.home),
-               "--api-port", str(self.api_port)]
-        for flag, port in self.ports.items():
-            cmd += [flag, str(port)]
-        cmd += self.extra_args
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.up_argv(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -64,6 +59,14 @@ class Skiff:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"skiff up not ready in {timeout}s:\n{self.log()}")
+
+    def up_argv(self, *more: str) -> list[str]:
+        """`skiff up` on this home and these ports, with extra_args and `more` flags."""
+        cmd = [sys.executable, "-m", "skiff.cli.main", "up", "--home", str(self.home),
+               "--api-port", str(self.api_port)]
+        for flag, port in self.ports.items():
+            cmd += [flag, str(port)]
+        return cmd + self.extra_args + list(more)
 
     def readyz(self) -> str:
         ctx = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt"))

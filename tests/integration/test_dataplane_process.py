@@ -196,17 +196,13 @@ def test_a_port_in_use_is_named_and_nothing_is_left(tmp_path: Path) -> None:
     """`skiff up` whose local gateway port another program holds: one line naming that address
     and the flags that pick others, exit 1, and no data plane or API listener left behind."""
     import socket
-    import sys
 
     s = new_skiff(tmp_path)
     with socket.socket() as other:
         other.bind(("127.0.0.1", s.ports["--local-gateway-port"]))
         other.listen()
-        cmd = [sys.executable, "-m", "skiff.cli.main", "up", "--home", str(s.home),
-               "--api-port", str(s.api_port), "--pod-network", "loopback"]
-        for flag, port in s.ports.items():
-            cmd += [flag, str(port)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(s.up_argv("--pod-network", "loopback"), capture_output=True,
+                           text=True, timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: cannot start: the data plane cannot listen on "

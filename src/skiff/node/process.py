@@ -324,14 +324,16 @@ class PortAllocator:
                 return None
             return int(s.getsockname()[1])
 
+    def _taken(self, port: int) -> bool:
+        return port in self.held or port in self.reserved
+
     def allocate(self, prefer: int | None = None) -> int:
-        if (prefer and prefer not in self.held and prefer not in self.reserved
-                and self._free(prefer) is not None):
+        if prefer and not self._taken(prefer) and self._free(prefer) is not None:
             self.held.add(prefer)
             return prefer
         for _ in range(100):
             port = self._free(0)
-            if port is not None and port not in self.held and port not in self.reserved:
+            if port is not None and not self._taken(port):
                 self.held.add(port)
                 return port
         raise OSError("no free loopback port")
